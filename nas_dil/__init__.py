@@ -1,0 +1,27 @@
+"""nas-dil: search per-layer dilation schedules for segmentation nets.
+
+Importing the package is cheap and torch-free; torch-backed parts load on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from nas_dil.schedule import Schedule, ScheduleError, analyze
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported lazily so `import nas_dil` never pulls in torch
+_LAZY = {
+    "build_model": "nas_dil.models",
+    "load_space": "nas_dil.spaces",
+}
+
+__all__ = ["Schedule", "ScheduleError", "__version__", "analyze", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nas_dil' has no attribute {name!r}")

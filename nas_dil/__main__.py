@@ -1,0 +1,5 @@
+import sys
+
+from nas_dil.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""`nas-dil`: one entry point, subcommands in one table (`COMMANDS`).
+
+Each subcommand module has `add_arguments(parser)` and `run(args) -> int`, imported only
+when that subcommand runs, so `nas-dil analyze` never pays for torch or ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+from typing import NoReturn
+
+from nas_dil.errors import UserError
+
+# name -> (module under nas_dil.cli, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "analyze": ("analyze", "RF, HDC rules, exact coverage and holes of one schedule"),
+    "space": ("space", "count, sample or list the candidates of a search space"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), as every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nas_dil import __version__
+
+    parser = _Parser(prog="nas-dil", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"nas-dil {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = import_module(f"nas_dil.cli.{module}")
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args))
+    except UserError as exc:
+        print(f"nas-dil {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nas-dil {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

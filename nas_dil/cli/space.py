@@ -1,0 +1,65 @@
+"""`nas-dil space SPACE [--count] [--sample N --seed S] [--list] [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from nas_dil.cli._common import format_table, print_json
+from nas_dil.errors import UserError
+
+LIST_LIMIT = 10_000  # --list refuses larger spaces unless --limit says otherwise
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("space", help="a space file (search_spaces/hdc.toml) or a shipped name (hdc)")
+    p.add_argument("--count", action="store_true", help="print the number of candidates")
+    p.add_argument("--sample", type=int, metavar="N", help="draw N candidates (Optuna, seeded)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
+    p.add_argument("--list", action="store_true", help="enumerate every candidate")
+    p.add_argument("--limit", type=int, default=LIST_LIMIT, help="most candidates to --list")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _row(c: Any) -> dict[str, Any]:
+    from nas_dil.schedule import coverage
+
+    cov = coverage(c.schedule)
+    return {**c.to_dict(), "rf": cov.rf, "holes": cov.holes}
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas_dil.spaces import load_space, sample_candidates
+
+    if args.sample is not None and args.sample < 1:
+        raise UserError(f"--sample {args.sample}: must be >= 1")
+    space = load_space(args.space)
+    out: dict[str, Any] = {"space": space.name, "path": str(space.path)}
+    if args.count:
+        out["count"] = space.count()
+    if args.sample is not None:
+        out["seed"] = args.seed
+        out["samples"] = [_row(c) for c in sample_candidates(space, args.sample, args.seed)]
+    if args.list:
+        n = space.count()
+        if n > args.limit:
+            raise UserError(f"{space.path}: {n} candidates; raise --limit to list them all")
+        out["candidates"] = [_row(c) for c in space.enumerate()]
+    if not (args.count or args.sample is not None or args.list):
+        out.update(space.describe())
+    if args.json:
+        print_json(out)
+        return 0
+    print(f"space {space.name} ({space.path})")
+    for key, value in out.items():
+        if key not in ("space", "path", "samples", "candidates"):
+            print(f"  {key}: {value}")
+    for key in ("samples", "candidates"):
+        if key in out:
+            rows = [
+                (",".join(map(str, r["rates"])), r["kernel"], r["output_stride"], r["width"],
+                 r["rf"], r["holes"])
+                for r in out[key]
+            ]
+            print(format_table(["rates", "K", "OS", "width", "RF", "holes"], rows))
+    return 0

@@ -1,0 +1,11 @@
+"""The one exception the data package raises for bad data or a bad data config."""
+
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """Bad input data: the message is one line naming the file/folder and the problem."""
+
+    def __init__(self, message: str) -> None:
+        # Keep messages on one line even when they wrap an OS/PIL error text.
+        super().__init__(" ".join(str(message).split()))

@@ -1,0 +1,20 @@
+"""load_data: the one entry point; validates everything before any training starts."""
+
+from __future__ import annotations
+
+import torch
+
+from nas_dil.data.base import SegData
+from nas_dil.data.config import DataConfig
+
+
+def load_data(cfg: DataConfig, device: str | torch.device = "cpu") -> SegData:
+    """Build the data set `cfg` describes on `device`; raises DataError on any bad input."""
+    cfg.validate()
+    if cfg.source == "synthetic":
+        from nas_dil.data.synthetic import SyntheticData
+
+        return SyntheticData(cfg, device)
+    from nas_dil.data.folders import FolderData
+
+    return FolderData(cfg, device)

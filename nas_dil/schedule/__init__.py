@@ -1,0 +1,56 @@
+"""The schedule core: pure numpy (importing it never imports torch)."""
+
+from nas_dil.schedule.analyze import analyze
+from nas_dil.schedule.batch import BatchScores, batch_holes_1d, batch_m, batch_rf, score_batch
+from nas_dil.schedule.cost import Cost, conv_cost, conv_out_size, stack_cost
+from nas_dil.schedule.coverage import (
+    Coverage,
+    count_map_2d,
+    counts_1d,
+    coverage,
+    layer_taps,
+    support_1d,
+)
+from nas_dil.schedule.hdc import HDCReport, RuleVerdict, hdc_report, m_values, sawtooth_groups
+from nas_dil.schedule.rf import (
+    effective_rates,
+    jumps,
+    receptive_field,
+    rf_in_image,
+    rf_per_layer,
+    total_stride,
+)
+from nas_dil.schedule.types import Schedule, ScheduleError, parse_ints
+
+__all__ = [
+    "BatchScores",
+    "Cost",
+    "Coverage",
+    "HDCReport",
+    "RuleVerdict",
+    "Schedule",
+    "ScheduleError",
+    "analyze",
+    "batch_holes_1d",
+    "batch_m",
+    "batch_rf",
+    "conv_cost",
+    "conv_out_size",
+    "count_map_2d",
+    "counts_1d",
+    "coverage",
+    "effective_rates",
+    "hdc_report",
+    "jumps",
+    "layer_taps",
+    "m_values",
+    "parse_ints",
+    "receptive_field",
+    "rf_in_image",
+    "rf_per_layer",
+    "sawtooth_groups",
+    "score_batch",
+    "stack_cost",
+    "support_1d",
+    "total_stride",
+]

@@ -1,0 +1,56 @@
+"""`analyze(schedule)`: everything the theory says about one schedule, as a JSON-able dict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nas_dil.schedule.coverage import counts_1d, coverage
+from nas_dil.schedule.hdc import hdc_report
+from nas_dil.schedule.rf import effective_rates, rf_per_layer
+from nas_dil.schedule.types import Schedule, ScheduleError
+
+__all__ = ["analyze"]
+
+
+def analyze(schedule: Schedule | str | Sequence[int], kernel: int = 3) -> dict[str, Any]:
+    """Analyse a schedule: RF per layer, HDC M-trace and rules, exact coverage and holes.
+
+    ``schedule`` may be a Schedule, ``"1,2,5"`` or a list of rates; ``kernel`` applies to
+    every layer unless the Schedule already carries per-layer kernels.
+    """
+    if isinstance(kernel, bool) or not isinstance(kernel, int):
+        raise ScheduleError(f"kernel={kernel!r}: must be an odd integer >= 1")
+    s = Schedule.coerce(schedule, kernel=kernel)
+    eff = effective_rates(s).tolist()
+    rep = hdc_report(eff, kernel=s.kernels[0])
+    cov = coverage(s)
+    counts = counts_1d(s)
+    return {
+        "schedule": list(s.rates),
+        "kernel": s.uniform_kernel if s.uniform_kernel is not None else list(s.kernels),
+        "kernels": list(s.kernels),
+        "strides": list(s.strides),
+        "effective_rates": eff,
+        "rf": cov.rf,
+        "rf_per_layer": rf_per_layer(s).tolist(),
+        "m": list(rep.m),
+        "hdc_rule1": rep.rule1.passed,
+        "hdc_rule1_reason": rep.rule1.reason,
+        "hdc_rule1_groups": rep.rule1_groups.passed,
+        "hdc_rule1_groups_reason": rep.rule1_groups.reason,
+        "hdc_rule2": rep.rule2.passed,
+        "hdc_rule2_reason": rep.rule2.reason,
+        "hdc_rule3": rep.rule3.passed,
+        "hdc_rule3_reason": rep.rule3.reason,
+        "hdc": rep.passed,
+        "groups": [list(g) for g in rep.groups],
+        "group_m": [list(g) for g in rep.group_m],
+        "group_gcd": list(rep.group_gcd),
+        "coverage": cov.coverage,
+        "holes": cov.holes,
+        "holes_1d": cov.holes_1d,
+        "largest_gap": cov.largest_gap,
+        "gridding_free": cov.gridding_free,
+        "counts_1d": [int(c) for c in counts.tolist()],
+    }

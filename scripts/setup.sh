@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Create .venv/ at the repo root and install nas-dil into it. Idempotent: a second run only
+# checks. `--dev` adds the test tools (pytest, hypothesis, ruff, mypy).
+#
+# torch: an importable torch is kept as it is (a cluster's CUDA build: create the venv with
+# NAS_DIL_SYSTEM_SITE=1 to see the system's packages, or set NAS_DIL_TORCH to the pip
+# requirement to install, e.g. NAS_DIL_TORCH="torch==2.13.0+cu128 --index-url <your index>").
+# Otherwise the CPU build torch==2.13.0 is installed (a local wheel on the dev machines).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+[ "${1:-}" = "--dev" ] && extras="[dev]"
+py="${PYTHON:-python3}"
+
+if [ ! -x .venv/bin/python ]; then
+  if [ -n "${NAS_DIL_SYSTEM_SITE:-}" ]; then
+    "$py" -m venv --system-site-packages .venv
+  else
+    "$py" -m venv .venv
+  fi
+fi
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  # shellcheck disable=SC2086  # NAS_DIL_TORCH may carry pip options
+  "${pip[@]}" ${NAS_DIL_TORCH:-torch==2.13.0}
+fi
+# stamp: skip the editable install when pyproject.toml has not changed since the last one
+stamp=".venv/.nas-dil-installed${extras}"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  "${pip[@]}" -e ".${extras}"
+  touch "$stamp"
+fi

@@ -1,0 +1,1 @@
+"""Shipped search spaces (TOML data; this file only makes them installable)."""

@@ -1,0 +1,1 @@
+"""Shipped study configs (TOML data; this file only makes them installable)."""
