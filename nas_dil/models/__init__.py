@@ -1,0 +1,68 @@
+"""The torch net: ``build_model(schedule, **arch)`` and friends.
+
+``ArchConfig`` is torch-free and imported eagerly; everything else loads torch on first use,
+so search spaces can validate architectures without it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from nas_dil.models.config import ACTS, OUTPUT_STRIDES, ArchConfig, ArchError
+
+if TYPE_CHECKING:
+    from nas_dil.models.net import (
+        ContextModule,
+        ConvNormAct,
+        DilatedSegNet,
+        DilatedStack,
+        Head,
+        build_model,
+        count_params,
+        describe_model,
+        model_config,
+        model_from_config,
+    )
+    from nas_dil.models.presets import (
+        PRESETS,
+        context_module,
+        deeplab_multigrid,
+        hdc_sawtooth,
+        yu_koltun_front_end,
+    )
+
+_NET = ("ContextModule", "ConvNormAct", "DilatedSegNet", "DilatedStack", "Head", "build_model",
+        "count_params", "describe_model", "model_config", "model_from_config")
+_PRESETS = ("PRESETS", "context_module", "deeplab_multigrid", "hdc_sawtooth",
+            "yu_koltun_front_end")
+_LAZY = {**dict.fromkeys(_NET, "nas_dil.models.net"),
+         **dict.fromkeys(_PRESETS, "nas_dil.models.presets")}
+
+__all__ = [
+    "ACTS",
+    "OUTPUT_STRIDES",
+    "PRESETS",
+    "ArchConfig",
+    "ArchError",
+    "ContextModule",
+    "ConvNormAct",
+    "DilatedSegNet",
+    "DilatedStack",
+    "Head",
+    "build_model",
+    "context_module",
+    "count_params",
+    "deeplab_multigrid",
+    "describe_model",
+    "hdc_sawtooth",
+    "model_config",
+    "model_from_config",
+    "yu_koltun_front_end",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nas_dil.models' has no attribute {name!r}")

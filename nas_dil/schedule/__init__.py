@@ -12,6 +12,16 @@ from nas_dil.schedule.coverage import (
     support_1d,
 )
 from nas_dil.schedule.hdc import HDCReport, RuleVerdict, hdc_report, m_values, sawtooth_groups
+from nas_dil.schedule.netcost import (
+    BatchNetCost,
+    LayerCost,
+    NetCost,
+    StemStage,
+    batch_net_cost,
+    image_schedule,
+    net_cost,
+    stem_plan,
+)
 from nas_dil.schedule.rf import (
     effective_rates,
     jumps,
@@ -23,16 +33,21 @@ from nas_dil.schedule.rf import (
 from nas_dil.schedule.types import Schedule, ScheduleError, parse_ints
 
 __all__ = [
+    "BatchNetCost",
     "BatchScores",
     "Cost",
     "Coverage",
     "HDCReport",
+    "LayerCost",
+    "NetCost",
     "RuleVerdict",
     "Schedule",
     "ScheduleError",
+    "StemStage",
     "analyze",
     "batch_holes_1d",
     "batch_m",
+    "batch_net_cost",
     "batch_rf",
     "conv_cost",
     "conv_out_size",
@@ -41,9 +56,11 @@ __all__ = [
     "coverage",
     "effective_rates",
     "hdc_report",
+    "image_schedule",
     "jumps",
     "layer_taps",
     "m_values",
+    "net_cost",
     "parse_ints",
     "receptive_field",
     "rf_in_image",
@@ -51,6 +68,7 @@ __all__ = [
     "sawtooth_groups",
     "score_batch",
     "stack_cost",
+    "stem_plan",
     "support_1d",
     "total_stride",
 ]

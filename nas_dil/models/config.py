@@ -1,0 +1,100 @@
+"""`ArchConfig`: everything about the net except the dilation schedule. Torch-free.
+
+The schedule (rates and stack kernels) is its own value object; a model is (schedule, arch).
+Field names match ``nas_dil.schedule.net_cost``'s keywords, so ``cost_kwargs`` is a filter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from nas_dil.schedule.netcost import DEFAULT_CONTEXT_RATES, NORMS, stem_plan
+
+__all__ = ["ACTS", "NORMS", "OUTPUT_STRIDES", "ArchConfig", "ArchError"]
+
+ACTS = ("relu", "identity")  # "identity": the linear variant the theory's claims are about
+OUTPUT_STRIDES = (2, 4, 8, 16, 32)
+
+
+class ArchError(ValueError):
+    """An architecture field that is not valid; the message shows the value."""
+
+
+def _int(value: Any, what: str, lo: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ArchError(f"{what}={value!r}: must be an integer >= {lo}")
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Architecture of the segmentation net around the dilated stack (see ``schedule.netcost``).
+
+    JSON round trip: ``ArchConfig(**json.loads(json.dumps(cfg.to_dict())))`` (lists become
+    tuples again in ``__post_init__``).
+    """
+
+    in_channels: int = 3  # image channels
+    num_classes: int = 21  # logits per pixel (21: PASCAL VOC)
+    output_stride: int = 8  # image pixels per stack pixel: 2, 4, 8, 16 or 32
+    backbone_stride: int | None = None  # stem stages = log2 of this; past output_stride they
+    # dilate instead of striding (Yu & Koltun's front end: 32 with output_stride 8). None: same
+    stem_width: int = 16  # channels of the first stem stage, doubling per stage up to width
+    width: int = 32  # channels of the last stem stage and of every stack layer
+    norm: str = "bn"  # "bn" BatchNorm, "gn" GroupNorm, "none" (convs get a bias instead)
+    gn_groups: int = 8  # GroupNorm groups, capped per layer to gcd(gn_groups, channels)
+    act: str = "relu"  # "relu" or "identity" (linear net, for the theory tests)
+    residual: bool = False  # stack layers compute x + f(x)
+    context: bool = False  # Yu & Koltun context module after the classifier
+    context_rates: tuple[int, ...] = DEFAULT_CONTEXT_RATES  # dilations of its 3×3 layers
+
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "num_classes", "stem_width", "width", "gn_groups"):
+            _int(getattr(self, name), name)
+        if self.output_stride not in OUTPUT_STRIDES or isinstance(self.output_stride, bool):
+            raise ArchError(
+                f"output_stride={self.output_stride!r}: must be one of "
+                f"{', '.join(map(str, OUTPUT_STRIDES))}"
+            )
+        if self.backbone_stride is None:  # stored resolved, so a saved config is explicit
+            object.__setattr__(self, "backbone_stride", self.output_stride)
+        _int(self.backbone_stride, "backbone_stride")
+        try:
+            stem_plan(self.output_stride, self.backbone_stride, self.stem_width, self.width)
+        except ValueError as e:
+            raise ArchError(str(e)) from None
+        if self.norm not in NORMS:
+            raise ArchError(f"norm={self.norm!r}: must be one of {', '.join(NORMS)}")
+        if self.act not in ACTS:
+            raise ArchError(f"act={self.act!r}: must be one of {', '.join(ACTS)}")
+        for name in ("residual", "context"):
+            if not isinstance(getattr(self, name), bool):
+                raise ArchError(f"{name}={getattr(self, name)!r}: must be true or false")
+        if isinstance(self.context_rates, str | bytes) or not hasattr(
+            self.context_rates, "__iter__"
+        ):
+            raise ArchError(f"context_rates={self.context_rates!r}: must be a list of integers")
+        rates = tuple(self.context_rates)
+        if not rates or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rates):
+            raise ArchError(f"context_rates={list(rates)}: need one or more integers >= 1")
+        object.__setattr__(self, "context_rates", rates)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (tuples as lists), so ``json.loads(json.dumps(d)) == d``."""
+        d = asdict(self)
+        d["context_rates"] = list(self.context_rates)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ArchConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ArchError(f"arch: unknown keys {unknown}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def cost_kwargs(self) -> dict[str, Any]:
+        """The fields ``net_cost`` / ``image_schedule`` take (the rest change no count)."""
+        d = asdict(self)
+        del d["gn_groups"], d["act"]
+        return d

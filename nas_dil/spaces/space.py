@@ -1,0 +1,136 @@
+"""`Space`: a loaded search space; `load_space` reads one, `sample_candidates` draws from one."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import BaseTrial
+
+from nas_dil.resources import resolve, shipped_names
+from nas_dil.spaces.candidate import Candidate
+from nas_dil.spaces.config import SpaceConfig, parse_config
+from nas_dil.spaces.errors import SpaceError
+from nas_dil.spaces.rules import Rule, make_rule
+
+__all__ = ["Space", "load_space", "sample_candidates", "space_from_dict"]
+
+
+class Space:
+    """The candidates one space file admits: sample (Optuna), count, enumerate, test.
+
+    Optuna parameters (names fixed, one distribution per name): ``kernel``, ``output_stride``,
+    ``width`` (categoricals), then the rule's own: ``depth`` and ``r1 … rN`` (free, gapfree) or
+    ``rates`` / ``rates_k<K>`` (hdc, exponential, multigrid; see `nas_dil.spaces.rules`).
+    """
+
+    def __init__(self, config: SpaceConfig) -> None:
+        self.config = config
+        self.name: str = config.name
+        self.path: Path = config.path
+        self.description: str = config.description
+        self.rule: Rule = make_rule(config)  # raises SpaceError if the space is empty
+        self._count: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Space(name={self.name!r}, rule={self.config.rule!r}, path={str(self.path)!r})"
+
+    def sample(self, trial: BaseTrial) -> Candidate:
+        """Define-by-run: always a valid candidate, never a rejection loop.
+
+        Records ``trial.user_attrs["candidate"]`` (the candidate's dict) and
+        ``["repaired"]`` (True when a gapfree repair changed the raw per-layer rates).
+        """
+        cfg = self.config
+        kernel = int(trial.suggest_categorical("kernel", cfg.kernel))
+        output_stride = int(trial.suggest_categorical("output_stride", cfg.output_stride))
+        width = int(trial.suggest_categorical("width", cfg.width))
+        rates, repaired = self.rule.suggest_rates(trial, kernel)
+        cand = Candidate(rates, kernel, output_stride, width)
+        trial.set_user_attr("candidate", cand.to_dict())
+        trial.set_user_attr("repaired", repaired)
+        return cand
+
+    def count(self) -> int:
+        """Exact number of distinct candidates (rates, kernel, output_stride, width)."""
+        if self._count is None:
+            cfg = self.config
+            per = len(cfg.output_stride) * len(cfg.width)
+            self._count = per * sum(self.rule.count_rates(k) for k in cfg.kernel)
+        return self._count
+
+    def enumerate(self) -> Iterator[Candidate]:
+        """Every distinct candidate once: kernel, then rates (rule order), stride, width."""
+        cfg = self.config
+        for k in cfg.kernel:
+            for rates in self.rule.iter_rates(k):
+                for os_ in cfg.output_stride:
+                    for w in cfg.width:
+                        yield Candidate(rates, k, os_, w)
+
+    def contains(self, c: Candidate) -> bool:
+        """Whether ``c`` obeys this space: its choices, depth and rate rule."""
+        cfg = self.config
+        return (isinstance(c, Candidate) and c.kernel in cfg.kernel
+                and c.output_stride in cfg.output_stride and c.width in cfg.width
+                and self.rule.contains_rates(c.rates, c.kernel))
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary: the config, the Optuna parameters and the exact count."""
+        out = self.config.to_json()
+        out["rule"] = self.config.rule
+        out["params"] = {"kernel": list(self.config.kernel),
+                         "output_stride": list(self.config.output_stride),
+                         "width": list(self.config.width), **self.rule.params()}
+        out["count"] = self.count()
+        return out
+
+
+def space_from_dict(data: Mapping[str, Any], path: str | Path = "<dict>") -> Space:
+    """A Space from an already-parsed TOML table (``path`` only names it in errors)."""
+    return Space(parse_config(data, path))
+
+
+def load_space(name_or_path: str | Path | Space) -> Space:
+    """A shipped space by name (``"hdc"``) or a TOML file by path."""
+    if isinstance(name_or_path, Space):
+        return name_or_path
+    path = resolve("search_spaces", name_or_path)
+    if path is None:
+        shipped = ", ".join(shipped_names("search_spaces")) or "none"
+        raise SpaceError(f"{name_or_path}: no such file, and not a shipped space "
+                         f"(shipped: {shipped})")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise SpaceError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise SpaceError(f"{path}: not UTF-8 text: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpaceError(f"{path}: invalid TOML: {e}") from None
+    return space_from_dict(data, path)
+
+
+def sample_candidates(space: Space | str | Path, n: int, seed: int) -> list[Candidate]:
+    """``n`` candidates from an in-memory study with ``RandomSampler(seed)``: same seed, same
+    list. Sampling is the same `Space.sample` a search uses (ask, sample, tell 0.0)."""
+    space = load_space(space)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"{n=}: must be an integer >= 0")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" chatter
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        out: list[Candidate] = []
+        for _ in range(n):
+            trial = study.ask()
+            out.append(space.sample(trial))
+            study.tell(trial, 0.0)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return out

@@ -1,0 +1,1 @@
+"""Tests of the torch net (nas_dil.models)."""
