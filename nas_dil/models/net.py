@@ -103,7 +103,8 @@ class ContextModule(nn.Sequential):
                 m.weight.zero_()
                 c = m.kernel_size[0] // 2
                 m.weight[eye, eye, c, c] = 1.0  # centre tap of channel c → c
-                m.bias.zero_()
+                if m.bias is not None:
+                    m.bias.zero_()
 
 
 class Head(nn.Module):

@@ -33,7 +33,9 @@ def parse_ints(text: str, what: str = "rates") -> tuple[int, ...]:
         try:
             repeat = int(times.strip())
         except ValueError:
-            raise ScheduleError(f"{what}: repeat count {times.strip()!r} is not an integer") from None
+            raise ScheduleError(
+                f"{what}: repeat count {times.strip()!r} is not an integer"
+            ) from None
         if repeat < 1:
             raise ScheduleError(f"{what}: repeat count must be >= 1, got {repeat}")
     raw = raw.strip().strip("[]()").strip()
@@ -113,7 +115,7 @@ class Schedule:
     ) -> Schedule:
         """``Schedule.parse("1,2,5", kernel=3)``; kernel may also be per layer (``"3,3,5"``)."""
         rates = parse_ints(text, "rates")
-        ks: int | tuple[int, ...] = parse_ints(kernel, "kernel") if isinstance(kernel, str) else kernel
+        ks = parse_ints(kernel, "kernel") if isinstance(kernel, str) else kernel
         ss = parse_ints(strides, "strides") if strides else ()
         return cls(rates, ks if isinstance(ks, tuple) else (ks,), ss)
 
@@ -136,7 +138,11 @@ class Schedule:
         )
 
     def to_dict(self) -> dict[str, list[int]]:
-        return {"rates": list(self.rates), "kernels": list(self.kernels), "strides": list(self.strides)}
+        return {
+            "rates": list(self.rates),
+            "kernels": list(self.kernels),
+            "strides": list(self.strides),
+        }
 
     # -- views ---------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -21,7 +21,7 @@ all is checked by the rules (`nas_dil.spaces.rules`), also at load time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -100,7 +100,7 @@ class HDCRates:
     rule: ClassVar[str] = "hdc"
     keys: ClassVar[tuple[str, ...]] = ("rule", "choices", "group_size", "repeats")
     choices: tuple[int, ...]  # rates a group may use; must include 1 (groups start at 1)
-    group_size: IntRange  # layers per group (>= 2); default 2 … len(choices)
+    group_size: IntRange  # layers per group (>= 2); default 2 … min(4, len(choices))
     repeats: IntRange | None  # times the group repeats; None: every count that fits depth
 
     def to_json(self) -> dict[str, Any]:
@@ -209,9 +209,9 @@ class _Reader:
         return v
 
     def integer(self, v: object, key: str, lo: int, hi: int | None = None) -> int:
-        if not _is_int(v) or v < lo or (hi is not None and v > hi):  # type: ignore[operator]
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
             raise self.err(key, f"expected an integer {_bounds(lo, hi)}, got {v!r}")
-        return int(v)  # type: ignore[arg-type]
+        return v
 
     def int_list(self, v: object, key: str, lo: int, hi: int | None = None,
                  what: str | None = None) -> tuple[int, ...]:
@@ -338,7 +338,7 @@ def _parse_hdc(rd: _Reader, t: Mapping[str, Any], depth: IntRange | None) -> HDC
     if "group_size" in t:
         group_size = rd.int_range(t["group_size"], "rates.group_size", 2, MAX_DEPTH)
     else:
-        group_size = IntRange(2, max(2, min(len(choices), MAX_DEPTH)))
+        group_size = IntRange(2, max(2, min(len(choices), 4)))  # HDC groups are short
     repeats = (rd.int_range(t["repeats"], "rates.repeats", 1, MAX_DEPTH)
                if "repeats" in t else None)
     if repeats is None and depth is None:
@@ -390,7 +390,8 @@ def _grid_items(rd: _Reader, g: list[Any], key: str) -> Iterator[int]:
         yield rd.integer(x, key, 1, MAX_RATE)
 
 
-_RULE_PARSERS = {
+_Parser = Callable[[_Reader, Mapping[str, Any], IntRange | None], RateOptions]
+_RULE_PARSERS: dict[str, _Parser] = {
     "free": _parse_free,
     "gapfree": _parse_gapfree,
     "hdc": _parse_hdc,

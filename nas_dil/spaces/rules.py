@@ -29,9 +29,9 @@ import bisect
 import itertools
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
-from math import factorial, prod
+from math import comb, factorial, prod
 from typing import Any
 
 import numpy as np
@@ -110,11 +110,23 @@ def _holes_chunked(rows: np.ndarray, kernel: int) -> np.ndarray:
                            for i in range(0, rows.shape[0], step)])
 
 
+MAX_MULTISETS = 2_000_000  # beyond this, exact gapfree counting would take minutes: refuse
+
+
+def n_multisets(n_values: int, depth: int) -> int:
+    """Multisets of ``depth`` items from ``n_values`` values: C(n + d - 1, d)."""
+    return comb(n_values + depth - 1, depth)
+
+
 @lru_cache(maxsize=512)
 def hole_free_multisets(choices: tuple[int, ...], depth: int, kernel: int) -> tuple[Rates, ...]:
     """All hole-free multisets of ``depth`` rates from ``choices``, as ascending tuples,
     in lexicographic order."""
     values = sorted(set(choices))
+    total = n_multisets(len(values), depth)
+    if total > MAX_MULTISETS:
+        raise ValueError(f"{total} multisets of {depth} rates from {values}: more than "
+                         f"{MAX_MULTISETS} to test; use fewer choices or a smaller depth")
     out: list[Rates] = []
     combos = itertools.combinations_with_replacement(values, depth)
     while True:
@@ -204,6 +216,11 @@ class PerLayerRule(Rule):
     def count_rates(self, kernel: int) -> int:
         if not self.gridding_free:
             return sum(len(self.choices) ** d for d in self.depth.values())
+        worst = n_multisets(len(self._sorted), self.depth.max)
+        if worst > MAX_MULTISETS:
+            raise space_error(self.config.path, "depth",
+                              f"counting exactly needs {worst} hole-free tests at depth "
+                              f"{self.depth.max} (limit {MAX_MULTISETS}); sampling still works")
         return sum(count_hole_free(self._sorted, d, kernel) for d in self.depth.values())
 
     def iter_rates(self, kernel: int) -> Iterator[Rates]:
@@ -323,6 +340,9 @@ class TableRule(Rule):
         return out
 
 
+MAX_GROUPS = 200_000  # rising groups an hdc space may ask us to test at load time
+
+
 class HDCRule(TableRule):
     """Groups ``(1, a, b, …)`` rising strictly, rule 1 within the group, rule 2 (gcd 1),
     repeated ``repeats`` times; labels like ``"1-2-5x2"``."""
@@ -331,6 +351,12 @@ class HDCRule(TableRule):
         opts = self.config.rates
         assert isinstance(opts, HDCRates)
         above = sorted(c for c in opts.choices if c > 1)
+        sizes = [n for n in opts.group_size.values() if n - 1 <= len(above)]
+        total = sum(comb(len(above), n - 1) for n in sizes)
+        if total > MAX_GROUPS:
+            raise space_error(self.config.path, "rates.group_size",
+                              f"{total} candidate groups to test (limit {MAX_GROUPS}); use "
+                              "fewer rates.choices or a smaller rates.group_size.max")
         found: list[Rates] = []
         for size in opts.group_size.values():
             if size - 1 > len(above):
@@ -391,7 +417,7 @@ class MultigridRule(TableRule):
 
 def make_rule(config: SpaceConfig) -> Rule:
     """The rule object for a validated config; raises SpaceError if it admits nothing."""
-    cls: type[Rule] = {
+    cls: Callable[[SpaceConfig], Rule] = {
         "free": PerLayerRule,
         "gapfree": PerLayerRule,
         "hdc": HDCRule,

@@ -85,7 +85,11 @@ class Space:
         out["params"] = {"kernel": list(self.config.kernel),
                          "output_stride": list(self.config.output_stride),
                          "width": list(self.config.width), **self.rule.params()}
-        out["count"] = self.count()
+        try:
+            out["count"] = self.count()
+        except SpaceError as e:  # too large to count exactly (huge gapfree spaces)
+            out["count"] = None
+            out["count_error"] = str(e)
         return out
 
 

@@ -10,10 +10,12 @@ import pytest
 from nas_dil.schedule import coverage, hdc_report
 from nas_dil.spaces import (
     Candidate,
+    SpaceError,
     count_hole_free,
     hole_free_multisets,
     is_hole_free,
     repair_gapfree,
+    sample_candidates,
 )
 from nas_dil.spaces.rules import distinct_permutations
 
@@ -267,3 +269,22 @@ def test_hdc_is_inside_gapfree_with_the_same_options() -> None:
     gap = make_space("gapfree", top, choices=choices)
     assert all(gap.contains(c) for c in hdc.enumerate())
     assert gap.count() > hdc.count()
+
+
+# -- limits: refuse work that would take minutes, never hang ----------------------------------
+
+def test_hdc_refuses_huge_group_search() -> None:
+    with pytest.raises(SpaceError, match=r"^<hdc>: rates.group_size: .*limit"):
+        make_space("hdc", {"depth": {"min": 2, "max": 20}}, choices=list(range(1, 200)),
+                   group_size={"min": 2, "max": 10})
+
+
+def test_huge_gapfree_samples_but_refuses_to_count() -> None:
+    s = make_space("gapfree", {"depth": {"min": 2, "max": 40}},
+                   choices=[1, 2, 3, 4, 5, 7, 9, 12])
+    c = sample_candidates(s, 3, 0)
+    assert all(is_hole_free(x.rates, 3) for x in c)
+    with pytest.raises(SpaceError, match=r"^<gapfree>: depth: .*sampling still works"):
+        s.count()
+    d = s.describe()
+    assert d["count"] is None and "limit" in d["count_error"]

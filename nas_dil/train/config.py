@@ -1,0 +1,102 @@
+"""Trial configuration: what to train (arch, data) and how (budget, optimiser, device).
+
+Frozen dataclasses, plain JSON: ``TrialConfig.from_dict(json.loads(json.dumps(c.to_dict())))``
+rebuilds an equal config. Torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from nas_dil.data.config import DataConfig
+from nas_dil.errors import UserError
+from nas_dil.models.config import ArchConfig
+
+__all__ = ["TrainConfig", "TrialConfig", "TrialConfigError"]
+
+
+class TrialConfigError(UserError, ValueError):
+    """A trial or training setting that cannot work; the message shows the value."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one trial trains. Exactly one budget (epochs, steps or seconds) is set."""
+
+    epochs: int | None = 6  # budget in passes over the training split
+    steps: int | None = None  # budget in optimiser steps (evaluates every `eval_every_steps`)
+    seconds: float | None = None  # budget in wall seconds of training (not deterministic)
+    eval_every_steps: int = 100  # with a steps/seconds budget: steps between evaluations
+    batch_size: int = 16  # images per step
+    val_batch_size: int = 32  # images per evaluation batch
+    lr: float = 3e-3  # AdamW learning rate (cosine decay to 0 over the budget)
+    weight_decay: float = 1e-4  # AdamW weight decay
+    warmup_steps: int = 0  # linear warm-up steps
+    device: str = "auto"  # "auto" (cuda if there is one), "cpu", "cuda", "cuda:1", …
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU, where it would be slower)
+    channels_last: bool = True  # NHWC on CUDA (faster convs); ignored on CPU
+    cudnn_benchmark: bool = True  # let cuDNN pick conv algorithms on CUDA
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    max_batch_pixels: int = 16 * 512 * 512  # cap on batch_size × H × W (memory guard)
+    check_finite_every: int = 20  # steps between NaN/Inf checks (each check syncs the GPU)
+
+    def __post_init__(self) -> None:
+        budgets = [b for b in (self.epochs, self.steps, self.seconds) if b is not None]
+        if len(budgets) != 1:
+            raise TrialConfigError(
+                f"train: set exactly one budget, got epochs={self.epochs}, steps={self.steps}, "
+                f"seconds={self.seconds}"
+            )
+        if budgets[0] <= 0:
+            raise TrialConfigError(f"train: the budget must be > 0, got {budgets[0]}")
+        for name in ("batch_size", "val_batch_size", "eval_every_steps", "check_finite_every",
+                     "max_batch_pixels"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TrialConfigError(f"train: {name}={v!r} must be an integer >= 1")
+        if not self.lr > 0:
+            raise TrialConfigError(f"train: lr={self.lr!r} must be > 0")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise TrialConfigError(f"train: device={self.device!r}: use auto, cpu or cuda[:N]")
+
+
+def _from(cls: type, d: dict[str, Any], where: str) -> Any:
+    if isinstance(d, cls):
+        return d
+    if not isinstance(d, dict):
+        raise TrialConfigError(f"{where}: expected a table, got {d!r}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise TrialConfigError(
+            f"{where}: unknown keys {unknown}; known: {', '.join(sorted(known))}"
+        )
+    try:
+        return cls(**d)
+    except TypeError as e:
+        raise TrialConfigError(f"{where}: {e}") from None
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything but the schedule and the seed: (config, schedule, seed) → metrics."""
+
+    arch: ArchConfig = field(default_factory=ArchConfig)  # net around the dilated stack
+    data: DataConfig = field(default_factory=DataConfig)  # where images come from
+    train: TrainConfig = field(default_factory=TrainConfig)  # budget and optimiser
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch.to_dict(), "data": asdict(self.data), "train": asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
+        unknown = sorted(set(d) - {"arch", "data", "train"})
+        if unknown:
+            raise TrialConfigError(f"trial config: unknown keys {unknown}")
+        arch = d.get("arch", {})
+        return cls(
+            arch=arch if isinstance(arch, ArchConfig) else ArchConfig.from_dict(dict(arch)),
+            data=_from(DataConfig, d.get("data", {}), "data"),
+            train=_from(TrainConfig, d.get("train", {}), "train"),
+        )

@@ -1,0 +1,324 @@
+"""One training trial: a pure function (TrialConfig, schedule, seed) → TrialResult.
+
+Failure is a result the caller handles, not a crash: a NaN/Inf loss raises TrialDiverged with
+the step, a CUDA out-of-memory raises TrialOOM with the batch and resolution.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nas_dil.data import SegData, load_data
+from nas_dil.models import build_model, count_params
+from nas_dil.schedule import Schedule, coverage, hdc_report, net_cost
+from nas_dil.train.config import TrainConfig, TrialConfig, TrialConfigError
+from nas_dil.train.metrics import confusion_update, scores_from_confusion
+
+__all__ = [
+    "EvalCallback",
+    "TrialDiverged",
+    "TrialFailed",
+    "TrialOOM",
+    "TrialResult",
+    "evaluate",
+    "resolve_device",
+    "run_trial",
+]
+
+# callback(epoch_or_eval_index, miou, partial_result) -> True to stop the trial early
+EvalCallback = Callable[[int, float, dict[str, Any]], bool | None]
+
+
+class TrialFailed(RuntimeError):
+    """A trial that could not finish; `reason` is one line for the study's records."""
+
+    reason: str = "failed"
+
+
+class TrialDiverged(TrialFailed):
+    def __init__(self, step: int, loss: float) -> None:
+        self.step, self.loss = step, loss
+        self.reason = f"diverged: loss {loss} at step {step}"
+        super().__init__(self.reason)
+
+
+class TrialOOM(TrialFailed):
+    def __init__(self, batch: int, h: int, w: int, device: str, detail: str = "") -> None:
+        self.batch, self.h, self.w = batch, h, w
+        self.reason = f"out of memory on {device}: batch {batch} at {h}x{w}" + (
+            f" ({detail})" if detail else ""
+        )
+        super().__init__(self.reason)
+
+
+@dataclass
+class TrialResult:
+    """Metrics of one trial; `to_dict()` is plain JSON."""
+
+    miou: float  # final mIoU on the val split
+    per_class_iou: list[float | None]  # None: class absent from truth and prediction
+    pixel_acc: float
+    miou_curve: list[float]  # mIoU after each evaluation
+    loss_curve: list[float]  # mean training loss between evaluations
+    epochs: float  # passes over the training split done
+    steps: int  # optimiser steps done
+    train_images: int  # images seen in training
+    wall_time_s: float  # whole trial, data loading and evaluation included
+    train_time_s: float  # training steps only
+    images_per_s: float  # train_images / train_time_s
+    peak_mem_bytes: int  # CUDA: max allocated; CPU: the process's peak RSS
+    peak_mem_kind: str  # "cuda_allocated" or "process_rss"
+    params: int
+    macs: int  # per image at the training resolution (multiply-accumulates)
+    flops: int  # 2 × macs
+    rf: int  # image pixels per axis, whole net
+    rf_stack: int  # the dilated stack's own RF (its input pixels)
+    holes: int  # 2-D holes of the stack's coverage
+    gridding_free: bool
+    hdc: bool  # HDC rules 1 (per group), 2, 3
+    stopped_early: bool  # the callback asked to stop
+    device: str
+    node: str  # host name the trial ran on
+    seed: int
+    schedule: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrialConfigError(f"train: device={name!r} but this machine has no CUDA device")
+    return dev
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: SegData, batch_size: int, device: torch.device,
+             autocast: bool) -> dict[str, Any]:
+    """Confusion-matrix metrics over the whole val split."""
+    was_training = model.training
+    model.eval()
+    c = data.num_classes
+    conf = torch.zeros(c, c, dtype=torch.int64, device=device)
+    for images, masks in data.val_batches(batch_size):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(images)
+        confusion_update(conf, logits.argmax(1), masks, data.ignore_index)
+    model.train(was_training)
+    return scores_from_confusion(conf.cpu().numpy())
+
+
+def _lr_at(step: int, total: int | None, tc: TrainConfig) -> float:
+    if tc.warmup_steps and step < tc.warmup_steps:
+        return tc.lr * (step + 1) / tc.warmup_steps
+    if not total:  # seconds budget: the total is unknown, keep the rate flat
+        return tc.lr
+    frac = min(1.0, (step - tc.warmup_steps) / max(1, total - tc.warmup_steps))
+    return 0.5 * tc.lr * (1 + math.cos(math.pi * frac))
+
+
+def _peak_mem(device: torch.device) -> tuple[int, str]:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), "cuda_allocated"
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process_rss"
+
+
+def run_trial(
+    cfg: TrialConfig,
+    schedule: Schedule | str,
+    seed: int = 0,
+    callback: EvalCallback | None = None,
+    data: SegData | None = None,
+    progress: Callable[[int, int | None, dict[str, Any]], None] | None = None,
+    keep_model: dict[str, Any] | None = None,
+) -> TrialResult:
+    """Train `schedule` under `cfg` from `seed`; return its metrics.
+
+    `data` may be passed in to reuse a loaded data set (it must match `cfg.data`).
+    `progress(step, total_steps, info)` is called after each step (for progress bars).
+    `keep_model`, when a dict, receives the trained model under "model" (for export).
+    Raises TrialDiverged / TrialOOM (both TrialFailed); config errors are TrialConfigError.
+    """
+    t_start = time.perf_counter()
+    s = Schedule.coerce(schedule)
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    is_cuda = device.type == "cuda"
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(seed)
+    if is_cuda:
+        torch.backends.cudnn.benchmark = tc.cudnn_benchmark
+        torch.cuda.reset_peak_memory_stats(device)
+    px = tc.batch_size * cfg.data.image_size**2
+    if px > tc.max_batch_pixels:
+        raise TrialConfigError(
+            f"train: batch_size {tc.batch_size} × {cfg.data.image_size}² = {px} pixels exceeds "
+            f"max_batch_pixels {tc.max_batch_pixels}"
+        )
+
+    if data is None:
+        data = load_data(cfg.data, device)
+    arch = replace(cfg.arch, num_classes=data.num_classes)
+    cfg = replace(cfg, arch=arch)
+    model = build_model(s, arch=arch).to(device)
+    autocast = is_cuda and tc.amp
+    if is_cuda and tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+
+    size = cfg.data.image_size
+    cost = net_cost(size, size, s.rates, kernel=s.kernels, **arch.cost_kwargs())
+    cov = coverage(s)
+    steps_per_epoch = max(1, math.ceil(data.n_train / tc.batch_size))
+    total_steps = tc.steps if tc.steps else (tc.epochs * steps_per_epoch if tc.epochs else None)
+    eval_every = steps_per_epoch if tc.epochs else tc.eval_every_steps
+
+    miou_curve: list[float] = []
+    loss_curve: list[float] = []
+    step = images_seen = 0
+    train_time = 0.0
+    stopped = False
+    last: dict[str, Any] = {}
+    pending = torch.zeros((), device=device)  # running loss sum since the last evaluation
+    pending_n = 0
+    window: list[torch.Tensor] = []  # losses since the last finiteness check
+    deadline = time.perf_counter() + tc.seconds if tc.seconds else None
+
+    def check_finite() -> None:
+        if not window:
+            return
+        vals = torch.stack(window).float().cpu()
+        bad = (~torch.isfinite(vals)).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise TrialDiverged(step - len(window) + i + 1, float(vals[i]))
+        window.clear()
+
+    def run_eval() -> bool:
+        nonlocal last, pending, pending_n
+        check_finite()
+        loss_curve.append(float(pending) / max(1, pending_n))
+        pending = torch.zeros((), device=device)
+        pending_n = 0
+        last = evaluate(model, data, tc.val_batch_size, device, autocast)
+        miou_curve.append(last["miou"])
+        if callback is not None:
+            partial = {"miou_curve": list(miou_curve), "loss_curve": list(loss_curve),
+                       "step": step, **last}
+            return bool(callback(len(miou_curve), last["miou"], partial))
+        return False
+
+    model.train()
+    epoch = 0
+    h = w = size
+    try:
+        done = False
+        while not done:
+            t0 = time.perf_counter()
+            for images, masks in data.train_batches(tc.batch_size, epoch, seed):
+                h, w = images.shape[-2:]
+                if is_cuda and tc.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                for g in opt.param_groups:
+                    g["lr"] = _lr_at(step, total_steps, tc)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                    logits = model(images)
+                    loss = F.cross_entropy(logits.float(), masks, ignore_index=data.ignore_index)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                images_seen += images.shape[0]
+                d = loss.detach()
+                pending = pending + d
+                pending_n += 1
+                window.append(d)
+                if len(window) >= tc.check_finite_every:
+                    check_finite()
+                if progress is not None:
+                    progress(step, total_steps, {"loss": d})
+                out_of_time = deadline is not None and time.perf_counter() >= deadline
+                if (tc.steps and step >= tc.steps) or out_of_time:
+                    done = True
+                    break
+                if not tc.epochs and step % eval_every == 0:
+                    if is_cuda:
+                        torch.cuda.synchronize(device)
+                    train_time += time.perf_counter() - t0
+                    stopped = run_eval()
+                    t0 = time.perf_counter()
+                    if stopped:
+                        done = True
+                        break
+            if is_cuda:
+                torch.cuda.synchronize(device)
+            train_time += time.perf_counter() - t0
+            epoch += 1
+            if done:
+                break
+            if tc.epochs:
+                stopped = run_eval()
+                if stopped or epoch >= tc.epochs:
+                    done = True
+        if not last or (pending_n and not stopped):
+            run_eval()  # the final evaluation when the budget ended mid-way
+    except (torch.OutOfMemoryError, RuntimeError) as e:
+        if isinstance(e, TrialFailed) or not _is_oom(e):
+            raise
+        if is_cuda:
+            torch.cuda.empty_cache()
+        raise TrialOOM(tc.batch_size, h, w, str(device), str(e).splitlines()[0][:120]) from None
+
+    peak, kind = _peak_mem(device)
+    if keep_model is not None:
+        keep_model["model"] = model
+    return TrialResult(
+        miou=last["miou"],
+        per_class_iou=last["per_class_iou"],
+        pixel_acc=last["pixel_acc"],
+        miou_curve=miou_curve,
+        loss_curve=loss_curve,
+        epochs=images_seen / max(1, data.n_train),
+        steps=step,
+        train_images=images_seen,
+        wall_time_s=time.perf_counter() - t_start,
+        train_time_s=train_time,
+        images_per_s=images_seen / train_time if train_time > 0 else 0.0,
+        peak_mem_bytes=peak,
+        peak_mem_kind=kind,
+        params=count_params(model),
+        macs=cost.macs,
+        flops=cost.flops,
+        rf=cost.rf_image,
+        rf_stack=cov.rf,
+        holes=cov.holes,
+        gridding_free=cov.gridding_free,
+        hdc=hdc_report(list(s.rates), s.kernels[0]).passed,
+        stopped_early=stopped,
+        device=str(device),
+        node=platform.node(),
+        seed=seed,
+        schedule=s.to_dict(),
+        config=cfg.to_dict(),
+    )
+
+
