@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from nas_dil.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """Bad input data: the message is one line naming the file/folder and the problem."""
 
     def __init__(self, message: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from nas_dil.errors import UserError
 from nas_dil.schedule.netcost import DEFAULT_CONTEXT_RATES, NORMS, stem_plan
 
 __all__ = ["ACTS", "NORMS", "OUTPUT_STRIDES", "ArchConfig", "ArchError"]
@@ -17,7 +18,7 @@ ACTS = ("relu", "identity")  # "identity": the linear variant the theory's claim
 OUTPUT_STRIDES = (2, 4, 8, 16, 32)
 
 
-class ArchError(ValueError):
+class ArchError(UserError, ValueError):
     """An architecture field that is not valid; the message shows the value."""
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from nas_dil.errors import UserError
+
 __all__ = ["SpaceError"]
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError, ValueError):
     """One line: ``"<file>: <dotted.key>: <problem>"`` (or ``"<file>: <problem>"``)."""
 
     def __init__(self, message: str) -> None:
