@@ -1,0 +1,48 @@
+"""`nas-dil model --schedule 1,2,5 [--arch …] [--size 64] [--json]`: layers, params, FLOPs, RF."""
+
+from __future__ import annotations
+
+import argparse
+
+from nas_dil.cli._arch import parse_arch
+from nas_dil.cli._common import format_table, print_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--schedule", required=True, help="dilation rates, e.g. 1,2,5,1,2,5")
+    p.add_argument("--kernel", type=int, default=3, help="stack kernel size (odd)")
+    p.add_argument("--arch", help="key=value,… (output_stride=8,width=32,context=true) or JSON")
+    p.add_argument("--size", type=int, default=64, help="input side in pixels (default 64)")
+    p.add_argument("--num-classes", type=int, default=None, help="logits per pixel")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas_dil.errors import UserError
+    from nas_dil.models import build_model, describe_model
+    from nas_dil.schedule import Schedule
+
+    if args.size < 1:
+        raise UserError(f"--size {args.size}: must be >= 1")
+    arch = parse_arch(args.arch)
+    if args.num_classes is not None:
+        arch["num_classes"] = args.num_classes
+    s = Schedule.parse(args.schedule, kernel=args.kernel)
+    model = build_model(s, **arch)
+    d = describe_model(model, args.size, args.size)
+    if args.json:
+        print_json(d)
+        return 0
+    rows = [
+        (r["name"], f"{r['c_in']}→{r['c_out']}", r["kernel"], r["stride"], r["dilation"],
+         f"{r['out'][0]}×{r['out'][1]}", f"{r['macs']:,}", f"{r['params']:,}", r["rf"])
+        for r in d["layers"]
+    ]
+    print(format_table(["layer", "channels", "K", "stride", "dil", "out", "MACs", "params",
+                        "RF(img)"], rows))
+    print(f"\nparams {d['params']:,}; {d['macs']:,} MACs = {d['gflops']:.4f} GFLOPs per "
+          f"{args.size}×{args.size} image (FLOPs = 2 × MACs)")
+    print(f"RF: stack {d['rf_stack']} (its input px), whole net {d['rf_image']} image px; "
+          f"stack holes per axis {d['stack_holes_1d']}, image holes per axis "
+          f"{d['image_holes_1d']}")
+    return 0
