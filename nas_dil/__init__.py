@@ -16,6 +16,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_model": "nas_dil.models",
     "load_space": "nas_dil.spaces",
+    "load_exported": "nas_dil.export",
+    "trials_dataframe": "nas_dil.report",
 }
 
 __all__ = ["Schedule", "ScheduleError", "__version__", "analyze", *_LAZY]

@@ -55,10 +55,12 @@ class StandIn(nn.Module):
 
 
 def miou(conf: torch.Tensor) -> tuple[float, list[float]]:
+    """Mean IoU over the classes present in labels or predictions, and per-class IoUs."""
     inter = conf.diag().double()
     union = conf.sum(0).double() + conf.sum(1).double() - inter
     ious = (inter / union.clamp_min(1)).tolist()
-    return sum(ious) / len(ious), ious
+    present = [i for i, u in zip(ious, union.tolist()) if u > 0]
+    return sum(present) / max(len(present), 1), ious
 
 
 def run(rates: list[int], seed: int, epochs: int, width: int, output_stride: int,

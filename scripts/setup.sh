@@ -32,3 +32,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "${pip[@]}" -e ".${extras}"
   touch "$stamp"
 fi
+
+# --dev: the dashboard's browser test drives Debian's headless `chromium`; install it when it
+# is missing and we can (root, apt-get). Elsewhere that test skips and says why.
+if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+           chromium fonts-dejavu-core >/dev/null; } \
+    || echo "setup.sh: could not install chromium; the browser test will skip" >&2
+fi

@@ -19,6 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "space": ("space", "count, sample or list the candidates of a search space"),
     "model": ("model", "the net for a schedule: layers, params, FLOPs and RF (no training)"),
     "train": ("train", "train one candidate briefly and print its metrics"),
+    "report": ("report", "Pareto front, figures, report.html and CSVs of a search's study"),
+    "dashboard": ("dashboard", "optuna-dashboard on a study, with schedules and coverage maps"),
+    "export": ("export", "write the picked trial's schedule.json, weights (and ONNX)"),
 }
 
 

@@ -20,7 +20,24 @@ from nas_dil.data.base import Batch, SegData, check_batch_size, mixed_rng, norma
 from nas_dil.data.config import DataConfig
 from nas_dil.data.errors import DataError
 
-CLASS_NAMES = ["background", "small", "large", "line", "frame"]
+CLASS_NAMES = ["background", "small", "large", "bar", "frame"]
+LARGE = (30.0, 48.0)
+LARGE_FRAME = (24.0, 44.0)
+SMALL = (8.0, 14.0)
+BAR = (24.0, 48.0)
+BAR_ASPECT = (0.12, 0.22)
+P_LARGE = 0.9
+P_STUFF = 0.5
+P_BOTH = 0.0
+N_SMALL = 3
+N_BARS = 1
+N_STROKES = 2
+ARC_SPAN = (0.8, 2.5)
+NOISE = (0.02, 0.06)
+SHADE_RAMP = 0.15
+SHADE_BLOTCH = 0.06
+TEX_PERIOD = (2.5, 4.5)
+TEX_AMP = (0.08, 0.16)
 NUM_CLASSES = len(CLASS_NAMES)
 CHUNK = 64  # images drawn per generator stream: image i depends only on (seed, split, i)
 _SPLIT_KEYS = {"train": 1, "val": 2}
@@ -53,19 +70,38 @@ class _Canvas:
         return t.view(-1, 1, 1)
 
     # --- appearance ----------------------------------------------------------------------
-    def _background(self) -> Tensor:
-        """Random base colour, a smooth brightness ramp and low-frequency blotches."""
+    def shading(self) -> Tensor:
+        """(n,3,H,W) smooth brightness ramp plus low-frequency blotches.
+
+        Background and object fills both get it, so that no region is flatter than another.
+        """
         n, s = self.n, self.size
-        self.base = self.uniform(0.2, 0.8, 3)  # (n,3)
         ramp_dir = self.uniform(0.0, 2 * math.pi)
-        ramp = self.uniform(-0.15, 0.15)
-        t = (torch.cos(ramp_dir).view(-1, 1, 1) * (self.xx - s / 2)
-             + torch.sin(ramp_dir).view(-1, 1, 1) * (self.yy - s / 2)) / s
-        low = torch.randn(n, 3, 4, 4, generator=self.g).to(self.device) * 0.06
+        ramp = self.uniform(-SHADE_RAMP, SHADE_RAMP)
+        t = (self.col(torch.cos(ramp_dir)) * (self.xx - s / 2)
+             + self.col(torch.sin(ramp_dir)) * (self.yy - s / 2)) / s
+        low = torch.randn(n, 3, 4, 4, generator=self.g).to(self.device) * SHADE_BLOTCH
         low = torch.nn.functional.interpolate(low, size=(s, s), mode="bicubic",
                                               align_corners=False)
-        img = self.base.view(n, 3, 1, 1) + (ramp.view(-1, 1, 1) * t).unsqueeze(1) + low
-        return img
+        return (self.col(ramp) * t).unsqueeze(1) + low
+
+    def _background(self) -> Tensor:
+        self.base = self.uniform(0.2, 0.8, 3)  # (n,3)
+        return self.base.view(-1, 3, 1, 1) + self.shading()
+
+    def texture(self) -> Tensor:
+        """(n,1,H,W) fine stripes: period 2.5-4.5 px, random angle and phase."""
+        th = self.uniform(0, math.pi)
+        period = self.uniform(*TEX_PERIOD)
+        phase = self.uniform(0, 2 * math.pi)
+        w = self.col(torch.cos(th)) * self.xx + self.col(torch.sin(th)) * self.yy
+        amp = self.uniform(*TEX_AMP)
+        return (self.col(amp) * torch.sin(2 * math.pi * w / self.col(period)
+                                          + self.col(phase))).unsqueeze(1)
+
+    def fill(self) -> Tensor:
+        """Object fill: contrasting colour, shading and the (shared) fine object texture."""
+        return self.object_colour().view(-1, 3, 1, 1) + self.shading() + self.texture()
 
     def object_colour(self) -> Tensor:
         """A colour that contrasts with the background by a random amount in a random hue."""
@@ -99,77 +135,87 @@ class _Canvas:
         dx, dy = self.xx - self.col(cx), self.yy - self.col(cy)
         return c * dx + s * dy, -s * dx + c * dy
 
-    def blob(self, lo: float, hi: float, active: Tensor) -> Tensor:
-        """Filled ellipse or rotated rectangle with sides in [lo, hi] px (at 64 px)."""
+    def shape(self, lo: float, hi: float, active: Tensor, margin: float = 0.7,
+              aspect: tuple[float, float] = (0.6, 1.0)) -> tuple[Tensor, Tensor]:
+        """Ellipse or rotated rectangle, sides in [lo, hi] px at 64 px.
+
+        Returns (area, outline): the filled area and its 1-2 px thick inner border.
+        """
         k = self.scale
         a = self.uniform(lo, hi) * k / 2
-        b = a * self.uniform(0.6, 1.0)
-        cx, cy = self.centre(a * 0.7)
-        u, v = self.rotated(cx, cy, self.uniform(0, math.pi))
+        b = a * self.uniform(*aspect)
+        cx, cy = self.centre(a * margin)
+        # half the rectangles axis-aligned: their thin sides can hide in a gridded net's holes
+        theta = torch.where(self.uniform(0, 1) < 0.5, 0.0, self.uniform(0, math.pi))
+        u, v = self.rotated(cx, cy, theta)
+        t = self.col(torch.where(self.uniform(0, 1) < 0.5, 1.0, 2.0))
         a, b = self.col(a), self.col(b)
-        ellipse = (u / a) ** 2 + (v / b) ** 2 <= 1
-        rect = (u.abs() <= a * 0.85) & (v.abs() <= b * 0.85)  # similar area to the ellipse
         is_rect = self.col(self.uniform(0, 1) < 0.5)
-        return torch.where(is_rect, rect, ellipse) & self.col(active)
+        ra, rb = a * 0.89, b * 0.89  # rectangle with about the ellipse's area
+        rect = (u.abs() <= ra) & (v.abs() <= rb)
+        rect_in = (u.abs() <= ra - t) & (v.abs() <= rb - t)
+        ell = (u / a) ** 2 + (v / b) ** 2 <= 1
+        ell_in = (u / (a - t)) ** 2 + (v / (b - t)) ** 2 <= 1
+        on = self.col(active)
+        area = torch.where(is_rect, rect, ell) & on
+        inner = torch.where(is_rect, rect_in, ell_in)
+        return area, area & ~inner
 
     def stroke(self, active: Tensor) -> Tensor:
-        """Thin (1-2 px) straight segment or circular arc."""
+        """Thin (1-2 px) straight segment or open circular arc."""
         k = self.scale
         width = torch.where(self.uniform(0, 1) < 0.5, 1.0, 2.0)
         half = self.col(width * 0.5 + 0.1)
         length = self.uniform(16, 44) * k
         cx, cy = self.centre(torch.full((self.n,), 4.0, device=self.device))
         th = self.uniform(0, 2 * math.pi)
-        # segment from (cx,cy) along th
-        ax_, ay_ = cx, cy
-        bx, by = cx + length * torch.cos(th), cy + length * torch.sin(th)
-        vx, vy = self.col(bx - ax_), self.col(by - ay_)
-        px, py = self.xx - self.col(ax_), self.yy - self.col(ay_)
+        vx, vy = self.col(length * torch.cos(th)), self.col(length * torch.sin(th))
+        px, py = self.xx - self.col(cx), self.yy - self.col(cy)
         t = ((px * vx + py * vy) / (vx * vx + vy * vy)).clamp(0, 1)
         seg = (px - t * vx) ** 2 + (py - t * vy) ** 2 <= half**2
-        # arc of radius r around (cx,cy), spanning a random angle
         r = self.col(self.uniform(8, 20) * k)
-        dx, dy = self.xx - self.col(cx), self.yy - self.col(cy)
-        dist = torch.sqrt(dx * dx + dy * dy)
-        ang = torch.remainder(torch.atan2(dy, dx) - self.col(th), 2 * math.pi)
-        span = self.col(self.uniform(1.0, 3.5))
+        dist = torch.sqrt(px * px + py * py)
+        ang = torch.remainder(torch.atan2(py, px) - self.col(th), 2 * math.pi)
+        span = self.col(self.uniform(*ARC_SPAN))
         arc = ((dist - r).abs() <= half) & (ang <= span)
         is_arc = self.col(self.uniform(0, 1) < 0.5)
         return torch.where(is_arc, arc, seg) & self.col(active)
-
-    def frame(self, lo: float, hi: float, active: Tensor) -> tuple[Tensor, Tensor]:
-        """Thin (1-2 px) rectangle outline; returns (outline, whole area inside it)."""
-        k = self.scale
-        a = self.uniform(lo, hi) * k / 2
-        b = a * self.uniform(0.6, 1.0)
-        cx, cy = self.centre(a)
-        theta = torch.where(self.uniform(0, 1) < 0.5, 0.0, self.uniform(0, math.pi))
-        u, v = self.rotated(cx, cy, theta)
-        t = self.col(torch.where(self.uniform(0, 1) < 0.5, 1.0, 2.0))
-        a, b = self.col(a), self.col(b)
-        outer = (u.abs() <= a) & (v.abs() <= b)
-        inner = (u.abs() <= a - t) & (v.abs() <= b - t)
-        on = self.col(active)
-        return outer & ~inner & on, outer & on
 
 
 def _render_chunk(n: int, size: int, g: torch.Generator, device: torch.device
                   ) -> tuple[Tensor, Tensor]:
     cv = _Canvas(n, size, g, device)
-    # back to front: large blobs, frames, small blobs, strokes
-    for _ in range(1):
-        cv.paint(cv.blob(24, 40, cv.uniform(0, 1) < 0.9), 2, cv.object_colour())
-    for i in range(2):
-        outline, area = cv.frame(14, 30, cv.uniform(0, 1) < (0.9 if i == 0 else 0.4))
-        # the inside of a frame looks like background: only the thin outline marks it
-        cv.paint(area, 4, None, fill=cv.bg)
-        cv.paint(outline, 4, cv.object_colour())
-    for i in range(4):
-        cv.paint(cv.blob(6, 12, cv.uniform(0, 1) < (0.9 if i < 2 else 0.5)), 1, cv.object_colour())
-    for i in range(3):
-        cv.paint(cv.stroke(cv.uniform(0, 1) < (0.9 if i < 2 else 0.5)), 3, cv.object_colour())
+    u = cv.uniform
+    # background "stuff": half the images have a textured region reaching the image border,
+    # so texture alone does not mean object; only a closed outline of texture does
+    th = u(0, 2 * math.pi)
+    off = u(0.15, 0.45) * size
+    d = (cv.col(torch.cos(th)) * (cv.xx - size / 2) + cv.col(torch.sin(th)) * (cv.yy - size / 2)
+         + cv.col(2.0 * torch.sin(u(0, 6.3)) ) * torch.sin(cv.xx / 5 + cv.yy / 7))
+    stuff = (d > cv.col(off)) & cv.col(u(0, 1) < P_STUFF)
+    cv.bg = torch.where(stuff.unsqueeze(1), cv.fill(), cv.bg)
+    for _ in range(N_STROKES):
+        # open strokes belong to the background (seen through a frame's inside too): up
+        # close they look like a frame's outline, so only a closed outline marks a frame
+        m = cv.stroke(u(0, 1) < 0.8).unsqueeze(1)
+        cv.bg = torch.where(m, cv.object_colour().view(-1, 3, 1, 1), cv.bg)
+    cv.img = cv.bg.clone()
+    # back to front; the last paint wins, labels included
+    big_is_frame = u(0, 1) < 0.5
+    both = u(0, 1) < P_BOTH
+    area, outline = cv.shape(*LARGE_FRAME, (big_is_frame | both) & (u(0, 1) < P_LARGE))
+    cv.paint(area, 4, None, fill=cv.bg)  # a frame's inside looks like background
+    cv.paint(outline, 4, cv.object_colour())
+    area, _ = cv.shape(*LARGE, (~big_is_frame | both) & (u(0, 1) < P_LARGE))
+    cv.paint(area, 2, None, fill=cv.fill())
+    for i in range(N_BARS):
+        area, _ = cv.shape(*BAR, u(0, 1) < 0.7, margin=0.3, aspect=BAR_ASPECT)
+        cv.paint(area, 3, None, fill=cv.fill())
+    for i in range(N_SMALL):
+        area, _ = cv.shape(*SMALL, u(0, 1) < 0.8)
+        cv.paint(area, 1, None, fill=cv.fill())
     noise = torch.randn(n, 3, size, size, generator=g).to(device)
-    img = cv.img + noise * cv.uniform(0.03, 0.1).view(-1, 1, 1, 1)
+    img = cv.img + noise * cv.uniform(*NOISE).view(-1, 1, 1, 1)
     return img.clamp(0, 1), cv.lab
 
 

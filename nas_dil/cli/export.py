@@ -1,0 +1,46 @@
+"""`nas-dil export OUT_DIR_OR_STORAGE --pick knee|best-miou|trial=N|max-gflops=X[,min-rf=Y]
+--out DIR [--study NAME] [--force] [--onnx] [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from nas_dil.cli._common import print_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="OUT_DIR_OR_STORAGE",
+                   help="a search's output folder, its study.db, or a storage URL")
+    p.add_argument("--pick", required=True, metavar="RULE",
+                   help="knee | best-miou | trial=N | max-gflops=X[,min-rf=Y] (limits on "
+                        "gflops, params, rf, holes, miou …; best mIoU within them)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="a new or empty folder for schedule.json (+ weights.pt, model.onnx)")
+    p.add_argument("--study", metavar="NAME", help="the study, when the storage holds several")
+    p.add_argument("--force", action="store_true",
+                   help="replace the files of an earlier export in --out")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write model.onnx (needs: pip install 'nas-dil[onnx]')")
+    p.add_argument("--json", action="store_true", help="print schedule.json's content")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas_dil.export.bundle import export_trial
+
+    r = export_trial(args.source, args.pick, args.out, study=args.study, force=args.force,
+                     onnx=args.onnx)
+    if args.json:
+        print_json(r.document)
+        return 0
+    d = r.document
+    cert = d["hdc_certificate"]
+    print(f"trial {r.trial}: {r.reason}")
+    print(f"schedule {','.join(map(str, d['schedule']['rates']))} (K {cert['kernels'][0]}, "
+          f"OS {d['arch']['output_stride']}, width {d['arch']['width']}); "
+          + ", ".join(f"{k} {v:.4g}" for k, v in d["values"].items())
+          + f"; holes {d['holes']}; params {d['params']}; HDC {'pass' if cert['hdc'] else 'fail'}")
+    print(d["weights_note"])
+    print(f"written: {r.schedule_json}"
+          + (f", {r.weights}" if r.weights else "") + (f", {r.onnx}" if r.onnx else ""))
+    print(f"load with: nas_dil.load_exported({str(r.out_dir)!r})")
+    return 0

@@ -1,0 +1,70 @@
+"""`nas-dil report OUT_DIR_OR_STORAGE [--study NAME] [--out DIR] [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from nas_dil.cli._common import format_table, print_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="OUT_DIR_OR_STORAGE",
+                   help="a search's output folder, its study.db, or a storage URL")
+    p.add_argument("--study", metavar="NAME", help="the study, when the storage holds several")
+    p.add_argument("--out", metavar="DIR",
+                   help="where to write the report (default: OUT_DIR/report)")
+    p.add_argument("--json", action="store_true",
+                   help="print the Pareto front and the files written as one JSON object")
+
+
+def _f(v: Any, fmt: str = "{:.4g}") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return fmt.format(v) if isinstance(v, float) else str(v)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from nas_dil.report.files import write_report
+
+    files = write_report(args.source, args.out, study=args.study)
+    d = files.data
+    written = {"html": str(files.html), "pareto_csv": str(files.pareto_csv),
+               "trials_csv": str(files.trials_csv),
+               "pngs": {k: str(v) for k, v in files.pngs.items()}}
+    if args.json:
+        print_json({"study": d.study_name, "states": d.states, "knee": d.knee,
+                    "pareto": [asdict(r) for r in d.pareto],
+                    "hypervolume": None if d.hypervolume is None else {
+                        "value": d.hypervolume.values[-1],
+                        "normalized": d.hypervolume.normalized[-1],
+                        "reference_point": d.hypervolume.reference_point},
+                    "files": written})
+        return 0
+    states = ", ".join(f"{n} {s}" for s, n in sorted(d.states.items()))
+    print(f"study {d.study_name}: {d.n_trials} trials ({states}); "
+          f"objectives {', '.join(f'{o.name} ({o.direction})' for o in d.objectives)}")
+    objs = [o.name for o in d.objectives]
+    rows = [(f"#{r.number}{'*' if r.knee else ''}", r.schedule, _f(r.output_stride),
+             _f(r.width), *(_f(r.values[n]) for n in objs), _f(r.holes), _f(r.params),
+             _f(r.hdc), r.baseline or "")
+            for r in d.pareto]
+    print(f"Pareto front ({len(d.pareto)}; * knee):")
+    if rows:
+        print(format_table(["trial", "schedule", "OS", "width", *objs, "holes", "params", "HDC",
+                            "baseline"], rows))
+    else:
+        print("  no feasible COMPLETE trial")
+    if d.hypervolume is not None:
+        hv = d.hypervolume
+        ref = ", ".join(f"{n} {v:.4g}" for n, v in zip(hv.objectives, hv.reference_point,
+                                                        strict=True))
+        print(f"hypervolume {hv.values[-1]:.4g} ({100 * hv.normalized[-1]:.1f} % of the box), "
+              f"reference point ({ref})")
+    print(f"report written to {files.html} (+ {len(files.pngs)} PNGs, pareto.csv, trials.csv "
+          f"in {files.out_dir})")
+    return 0

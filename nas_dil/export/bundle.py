@@ -1,0 +1,363 @@
+"""Write one trial as a self-describing folder, and rebuild its net from it.
+
+``export_trial(study, pick, out)`` writes into ``out`` (new or empty; ``force`` to replace the
+files of an earlier export):
+
+- ``schedule.json``: the schedule, the architecture (``model_config``: what
+  ``model_from_config`` takes), metrics, RF, holes, FLOPs, params, the HDC certificate (M_i
+  trace, sawtooth groups, their M traces and gcds, rule verdicts with reasons, exact
+  coverage), the pick rule, and provenance (study, storage, trial number, seed, data, trial
+  config, package versions, git commit when the code is a git checkout).
+- ``weights.pt``: the trial's state_dict, when the search kept it (a search keeps the weights
+  of Pareto-front trials and seed baselines, ``OUT/weights/trial_<N>.pt``, recorded in the
+  trial's ``weights`` attr). Checked on export: it loads into the rebuilt net (strict) and the
+  parameter count matches the trial's.
+- ``model.onnx`` with ``onnx=True`` (needs the ``onnx`` extra: ``pip install nas-dil[onnx]``),
+  traced at the trial's training image size.
+
+``load_exported(out)`` rebuilds the exact net: same parameter count, the trained weights
+(``torch.load(..., weights_only=True)``), eval mode.
+
+Everything is checked and written into a temporary folder beside ``out`` first; ``out`` only
+changes once all files exist, so bad input overwrites nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nas_dil.errors import UserError
+from nas_dil.export.pick import Pick, parse_pick, select_trial
+from nas_dil.report.data import feasible
+from nas_dil.report.source import StudySource, open_study
+
+if TYPE_CHECKING:
+    import optuna
+    import torch
+    from optuna.trial import FrozenTrial
+
+__all__ = ["FORMAT", "ExportError", "ExportResult", "export_trial", "load_exported"]
+
+FORMAT = "nas-dil-export"
+FORMAT_VERSION = 1
+SCHEDULE_FILE = "schedule.json"
+WEIGHTS_FILE = "weights.pt"
+ONNX_FILE = "model.onnx"
+_VERSIONED = ("nas-dil", "torch", "optuna", "numpy", "optuna-dashboard", "plotly", "onnx")
+_METRICS = ("miou", "pixel_acc", "per_class_iou", "miou_curve", "loss_curve", "wall_time_s",
+            "images_per_s", "peak_mem_bytes")
+
+
+class ExportError(UserError, ValueError):
+    """An export that cannot be done as asked; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out_dir: Path
+    trial: int
+    reason: str  # why this trial was picked
+    schedule_json: Path
+    weights: Path | None  # the exported state_dict, if the search kept one
+    weights_source: Path | None  # where it came from
+    onnx: Path | None
+    document: dict[str, Any]  # the content of schedule.json
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _git_commit() -> str | None:
+    """Commit of the nas-dil source when it is a git checkout (read-only git call)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                           text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = r.stdout.strip()
+    return commit if r.returncode == 0 and len(commit) == 40 else None
+
+
+def _model_config(t: FrozenTrial, where: str) -> dict[str, Any]:
+    from nas_dil.models import ArchConfig
+    from nas_dil.spaces import Candidate
+
+    attrs = t.user_attrs
+    missing = [k for k in ("candidate", "arch") if not isinstance(attrs.get(k), dict)]
+    if missing:
+        raise ExportError(f"{where}: trial {t.number} lacks the {', '.join(missing)} attribute "
+                          "(not written by a nas-dil search)")
+    cand = Candidate.from_dict(attrs["candidate"])
+    arch = ArchConfig.from_dict(dict(attrs["arch"]))
+    return {"schedule": cand.schedule.to_dict(), "arch": arch.to_dict()}
+
+
+def _load_state_dict(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a pickle with code in it, a truncated file, not torch at all
+        raise ExportError(f"{path}: not a loadable state_dict ({str(e).splitlines()[0][:160]})"
+                          ) from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]  # a checkpoint dict around the state_dict
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ExportError(f"{path}: expected a state_dict (name -> tensor)")
+    return obj
+
+
+def _build(config: dict[str, Any], state: dict[str, Any] | None, source: str) -> torch.nn.Module:
+    from nas_dil.models import model_from_config
+
+    model = model_from_config(config)
+    if state is not None:
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            first = str(e).splitlines()[0][:200]
+            raise ExportError(f"{source}: weights do not fit the recorded architecture ({first})"
+                              ) from None
+    return model.eval()
+
+
+def _n_params(model: torch.nn.Module) -> int:
+    from nas_dil.models import count_params
+
+    return int(count_params(model))
+
+
+def _hdc_certificate(config: dict[str, Any]) -> dict[str, Any]:
+    from nas_dil.schedule import Schedule, analyze
+
+    s = Schedule.from_dict(config["schedule"])
+    a = analyze(s)
+    keys = ("schedule", "kernels", "effective_rates", "rf", "rf_per_layer", "m", "groups",
+            "group_m", "group_gcd", "hdc_rule1", "hdc_rule1_reason", "hdc_rule1_groups",
+            "hdc_rule1_groups_reason", "hdc_rule2", "hdc_rule2_reason", "hdc_rule3",
+            "hdc_rule3_reason", "hdc", "coverage", "holes", "holes_1d", "largest_gap",
+            "gridding_free", "counts_1d")
+    return {k: a[k] for k in keys}
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ExportError(f"--out {out}: folder is not empty (nothing overwritten; "
+                          "use --force to replace an earlier export)")
+
+
+def _image_size(t: FrozenTrial) -> int:
+    tc = t.user_attrs.get("trial_config")
+    size = tc.get("data", {}).get("image_size") if isinstance(tc, dict) else None
+    return int(size) if isinstance(size, int) and size > 0 else 64
+
+
+def _export_onnx(model: torch.nn.Module, in_channels: int, size: int, path: Path) -> None:
+    import io
+    from contextlib import redirect_stdout
+
+    import torch
+
+    dummy = torch.zeros(1, in_channels, size, size)
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (dummy,), str(path), input_names=["image"],
+                          output_names=["logits"], external_data=False)
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    if not out.exists():
+        tmp.rename(out)
+        return
+    if not any(out.iterdir()):
+        out.rmdir()
+        tmp.rename(out)
+        return
+    for name in (SCHEDULE_FILE, WEIGHTS_FILE, ONNX_FILE):  # --force: no stale file survives
+        if (out / name).is_file() and not (tmp / name).exists():
+            (out / name).unlink()
+    for f in tmp.iterdir():  # --force over an earlier export: replace file by file
+        target = out / f.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(f, target)
+    tmp.rmdir()
+
+
+def export_trial(
+    source: str | os.PathLike[str] | optuna.Study | StudySource,
+    pick: str | Pick,
+    out: str | os.PathLike[str],
+    *,
+    study: str | None = None,
+    force: bool = False,
+    onnx: bool = False,
+) -> ExportResult:
+    """Export the picked trial of a nas-dil study into ``out`` (see the module docstring)."""
+    import torch
+
+    p = parse_pick(pick) if isinstance(pick, str) else pick
+    out_dir = Path(out)
+    _check_out(out_dir, force)
+    if onnx:
+        try:
+            import onnx as _onnx  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError:
+            raise ExportError("--onnx needs the onnx extra: pip install 'nas-dil[onnx]'"
+                              ) from None
+    src = open_study(source, study)
+    trial, reason = select_trial(src, p)
+    where = f"{src.location}: study {src.name!r}"
+    config = _model_config(trial, where)
+    attrs = trial.user_attrs
+
+    rel = attrs.get("weights") if isinstance(attrs.get("weights"), str) else None
+    weights_src = src.resolve(rel) if rel else None
+    if rel and weights_src is None:
+        where_out = src.out_dir or src.meta.get("out_dir")
+        note = (f"the trial records weights {rel!r} but the file is not under {where_out}; "
+                "exported without weights")
+    elif rel is None:
+        note = ("the search kept no weights for this trial (it keeps those of Pareto-front "
+                "trials and seed baselines, in OUT/weights/trial_<N>.pt); exported without")
+    else:
+        note = f"weights from {weights_src}"
+    state = _load_state_dict(weights_src) if weights_src is not None else None
+    model = _build(config, state, str(weights_src or "the recorded architecture"))
+    n_params = _n_params(model)
+    recorded = attrs.get("params")
+    if isinstance(recorded, int) and recorded != n_params:
+        raise ExportError(f"{where}: trial {trial.number} records {recorded} parameters but its "
+                          f"architecture has {n_params}")
+
+    values = dict(zip((o.name for o in src.objectives), trial.values or (), strict=True))
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "schedule": config["schedule"],
+        "candidate": attrs.get("candidate"),
+        "arch": config["arch"],
+        "model_config": config,
+        "objectives": [{"name": o.name, "direction": o.direction} for o in src.objectives],
+        "values": values,
+        "metrics": {k: attrs[k] for k in _METRICS if k in attrs},
+        "rf": attrs.get("rf"),
+        "rf_stack": attrs.get("rf_stack"),
+        "holes": attrs.get("holes"),
+        "coverage": attrs.get("coverage"),
+        "gridding_free": attrs.get("gridding_free"),
+        "macs": attrs.get("macs"),
+        "flops": attrs.get("flops"),
+        "gflops": attrs.get("gflops"),
+        "params": n_params,
+        "hdc_certificate": _hdc_certificate(config),
+        "feasible": feasible(trial),
+        "constraints": dict(trial.constraints),
+        "pick": {"rule": str(p), "reason": reason},
+        "files": {"weights": WEIGHTS_FILE if state is not None else None,
+                  "onnx": ONNX_FILE if onnx else None},
+        "weights_note": note,
+        "provenance": {
+            "study": src.name,
+            "storage": src.location,
+            "trial": trial.number,
+            "seed": attrs.get("seed"),
+            "key": attrs.get("key"),
+            "baseline": attrs.get("baseline"),
+            "reused_from": attrs.get("reused_from"),
+            "weights_source": str(weights_src) if weights_src is not None else None,
+            "data": src.meta.get("data"),
+            "trial_config": attrs.get("trial_config"),
+            "search_version": src.meta.get("version"),
+            "search_git_commit": src.meta.get("git_commit"),
+            "node": attrs.get("node"),
+            "datetime_complete": (trial.datetime_complete.isoformat()
+                                  if trial.datetime_complete else None),
+            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "versions": _versions(),
+            "git_commit": _git_commit(),
+        },
+    }
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        if state is not None:
+            torch.save(model.state_dict(), tmp / WEIGHTS_FILE)
+        if onnx:
+            _export_onnx(model, int(config["arch"]["in_channels"]), _image_size(trial),
+                         tmp / ONNX_FILE)
+        (tmp / SCHEDULE_FILE).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        _check_out(out_dir, force)  # again: someone may have written there meanwhile
+        _publish(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(
+        out_dir=out_dir, trial=trial.number, reason=reason,
+        schedule_json=out_dir / SCHEDULE_FILE,
+        weights=out_dir / WEIGHTS_FILE if state is not None else None,
+        weights_source=weights_src, onnx=out_dir / ONNX_FILE if onnx else None, document=doc,
+    )
+
+
+def load_exported(path: str | os.PathLike[str], *, require_weights: bool = False
+                  ) -> torch.nn.Module:
+    """Rebuild the exported net (eval mode) from a folder ``export_trial`` wrote.
+
+    Loads ``weights.pt`` with ``weights_only=True``. Without weights (the search kept none)
+    the net has its initial weights and a warning says so; ``require_weights`` makes that an
+    error. The parameter count is checked against ``schedule.json``.
+    """
+    p = Path(path)
+    doc_path = p if p.is_file() else p / SCHEDULE_FILE
+    if not doc_path.is_file():
+        raise ExportError(f"{p}: no {SCHEDULE_FILE} (not a nas-dil export)")
+    try:
+        doc = json.loads(doc_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExportError(f"{doc_path}: unreadable ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ExportError(f"{doc_path}: not a nas-dil export (format {FORMAT!r} expected)")
+    folder = doc_path.parent
+    wname = (doc.get("files") or {}).get("weights")
+    state = None
+    if wname:
+        wpath = folder / wname
+        if not wpath.is_file():
+            raise ExportError(f"{folder}: {wname} is missing")
+        state = _load_state_dict(wpath)
+    elif require_weights:
+        raise ExportError(f"{folder}: exported without weights")
+    else:
+        warnings.warn(f"{folder}: exported without weights; the net has its initial weights",
+                      stacklevel=2)
+    model = _build(doc["model_config"], state, str(folder))
+    n = _n_params(model)
+    if doc.get("params") is not None and n != doc["params"]:
+        raise ExportError(f"{folder}: rebuilt net has {n} parameters, {doc['params']} recorded")
+    return model

@@ -1,0 +1,149 @@
+"""Which trial to export: `parse_pick("knee" | "best-miou" | "trial=N" | "max-gflops=X,min-rf=Y")`
+then `select_trial(study_source, pick)`.
+
+- ``knee``: the knee of the Pareto front (feasible COMPLETE trials, the study's objectives):
+  each objective normalised to [0, 1] over the front, the point closest to the utopia point
+  (see ``nas_dil.report.pareto``).
+- ``best-miou``: the highest mIoU among feasible COMPLETE trials.
+- ``trial=N``: that trial; it must be COMPLETE (an infeasible one is allowed: you asked for it).
+- ``max-NAME=X`` / ``min-NAME=Y``, comma-separated (``max-gflops=2.5,min-rf=100``): the highest
+  mIoU among feasible COMPLETE trials within every limit. NAME is one of ``LIMIT_ATTRS``.
+
+Ties go to fewer GFLOPs, then to the lower trial number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nas_dil.errors import UserError
+from nas_dil.report.data import feasible, pareto_trials
+from nas_dil.report.pareto import knee_index
+from nas_dil.report.source import StudySource
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+__all__ = ["LIMIT_ATTRS", "Pick", "PickError", "parse_pick", "select_trial"]
+
+LIMIT_ATTRS = ("gflops", "flops", "macs", "params", "rf", "rf_stack", "holes", "miou")
+_USAGE = "use knee, best-miou, trial=N or max-gflops=X[,min-rf=Y]"
+
+
+class PickError(UserError, ValueError):
+    """A --pick that does not parse, or that no trial satisfies."""
+
+
+@dataclass(frozen=True)
+class Pick:
+    kind: str  # "knee", "best-miou", "trial" or "limits"
+    trial: int | None = None
+    limits: tuple[tuple[str, str, float], ...] = ()  # (attr, "max" | "min", bound)
+
+    def __str__(self) -> str:
+        if self.kind == "trial":
+            return f"trial={self.trial}"
+        if self.kind == "limits":
+            return ",".join(f"{op}-{a}={v:g}" for a, op, v in self.limits)
+        return self.kind
+
+
+def parse_pick(text: str) -> Pick:
+    t = text.strip().lower()
+    if t in ("knee", "best-miou"):
+        return Pick(t)
+    if t.startswith("trial="):
+        n = t.split("=", 1)[1].strip()
+        if not n.isdigit():
+            raise PickError(f"--pick {text!r}: the trial number must be an integer >= 0")
+        return Pick("trial", trial=int(n))
+    limits = []
+    for part in (p.strip() for p in t.split(",")):
+        name, eq, value = part.partition("=")
+        op, dash, attr = name.partition("-")
+        if not (eq and dash) or op not in ("max", "min"):
+            raise PickError(f"--pick {text!r}: {_USAGE}")
+        if attr not in LIMIT_ATTRS:
+            raise PickError(f"--pick {text!r}: {attr!r} is not one of {', '.join(LIMIT_ATTRS)}")
+        try:
+            bound = float(value)
+        except ValueError:
+            raise PickError(f"--pick {text!r}: {value!r} is not a number") from None
+        if not math.isfinite(bound):
+            raise PickError(f"--pick {text!r}: {value!r} is not a finite number")
+        limits.append((attr, op, bound))
+    return Pick("limits", limits=tuple(limits))
+
+
+def _val(t: FrozenTrial, key: str) -> float | None:
+    v = t.user_attrs.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return float(v)
+
+
+def _best_miou(trials: Sequence[FrozenTrial]) -> FrozenTrial:
+    def key(t: FrozenTrial) -> tuple[float, float, int]:
+        m, g = _val(t, "miou"), _val(t, "gflops")
+        return (-(m if m is not None else -math.inf), g if g is not None else math.inf, t.number)
+
+    return min(trials, key=key)
+
+
+def _span(trials: Sequence[FrozenTrial], attr: str) -> str:
+    vals = [v for t in trials if (v := _val(t, attr)) is not None]
+    return f"{attr} {min(vals):g}–{max(vals):g}" if vals else f"no {attr} recorded"
+
+
+def select_trial(src: StudySource, pick: Pick | str) -> tuple[FrozenTrial, str]:
+    """(trial, one line saying why it was picked). Raises PickError / UserError."""
+    from optuna.trial import TrialState
+
+    from nas_dil.report.data import NoCompleteTrialError
+
+    p = parse_pick(pick) if isinstance(pick, str) else pick
+    trials = sorted(src.study.get_trials(deepcopy=False), key=lambda t: t.number)
+    where = f"{src.location}: study {src.name!r}"
+    if not trials:
+        raise NoCompleteTrialError(f"{where} has no trials yet")
+    if p.kind == "trial":
+        match = [t for t in trials if t.number == p.trial]
+        if not match:
+            raise PickError(f"{where} has no trial {p.trial} "
+                            f"(trials {trials[0].number}–{trials[-1].number})")
+        t = match[0]
+        if t.state != TrialState.COMPLETE:
+            raise PickError(f"{where}: trial {p.trial} is {t.state.name}; only COMPLETE trials "
+                            "can be exported")
+        return t, f"trial {t.number}, as asked" + ("" if feasible(t) else " (infeasible)")
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise NoCompleteTrialError(f"{where} has no COMPLETE trial yet")
+    feas = [t for t in complete if feasible(t)]
+    if not feas:
+        raise PickError(f"{where}: none of its {len(complete)} COMPLETE trials is feasible")
+    if p.kind == "knee":
+        front = pareto_trials(complete, src.objectives)
+        t = front[knee_index([f.values for f in front], [o.direction for o in src.objectives])]
+        return t, (f"knee of the {len(front)}-trial Pareto front (objectives normalised over "
+                   "the front, closest to the utopia point)")
+    if p.kind == "best-miou":
+        with_miou = [t for t in feas if _val(t, "miou") is not None]
+        if not with_miou:
+            raise PickError(f"{where}: no feasible COMPLETE trial recorded an mIoU")
+        return _best_miou(with_miou), f"highest mIoU of {len(with_miou)} feasible COMPLETE trials"
+    ok = []
+    for t in feas:
+        vals = [(_val(t, a), op, b) for a, op, b in p.limits]
+        if all(v is not None and (v <= b if op == "max" else v >= b) for v, op, b in vals):
+            ok.append(t)
+    ok = [t for t in ok if _val(t, "miou") is not None]
+    text = " and ".join(f"{a} {'≤' if op == 'max' else '≥'} {b:g}" for a, op, b in p.limits)
+    if not ok:
+        spans = "; ".join(dict.fromkeys(_span(feas, a) for a, _, _ in p.limits))
+        raise PickError(f"{where}: no feasible COMPLETE trial has {text} "
+                        f"(the {len(feas)} feasible ones span {spans})")
+    return _best_miou(ok), f"highest mIoU of the {len(ok)} feasible COMPLETE trials with {text}"
