@@ -51,17 +51,20 @@ def run(args: argparse.Namespace) -> int:
                         threads=args.threads)
     cfg = TrialConfig(arch=arch, data=data, train=train)
 
+    # the bar starts on the first step, so a bad data folder fails before any bar is drawn
+    show_bar = not args.quiet and not args.json
     bar = None
-    progress = None
-    if not args.quiet and not args.json:
-        from tqdm import tqdm
 
-        bar = tqdm(desc=f"train {s}", unit="step", file=sys.stderr, dynamic_ncols=True)
+    def progress(step: int, total: int | None, info: dict) -> None:
+        nonlocal bar
+        if not show_bar:
+            return
+        if bar is None:
+            from tqdm import tqdm
 
-        def progress(step: int, total: int | None, info: dict) -> None:
-            if total and bar.total != total:
-                bar.total = total
-            bar.update(step - bar.n)
+            bar = tqdm(desc=f"train {s}", unit="step", total=total, file=sys.stderr,
+                       dynamic_ncols=True)
+        bar.update(step - bar.n)
 
     def on_eval(i: int, miou: float, partial: dict) -> bool:
         if bar is not None:
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     except TrialFailed as e:
         if bar is not None:
             bar.close()
+            bar = None
         if args.json:
             print_json({"status": "fail", "reason": e.reason})
         print(f"nas-dil train: trial failed: {e.reason}", file=sys.stderr)

@@ -58,9 +58,10 @@ def _draw_scatter(ax: Axes, s: ScatterData) -> Any:
         if finite.size:
             kw.update(vmin=float(finite.min()), vmax=float(finite.max()))
     if feas.any():
-        mappable = ax.scatter(x[feas], y[feas], s=np.where(par[feas], 60, 28),
-                              edgecolors=["black" if p else "none" for p in par[feas]], linewidths=1.2,
-                              alpha=0.85, label="trials (Pareto: black edge)", zorder=2, **kw)
+        edges = ["black" if p else "none" for p in par[feas]]
+        mappable = ax.scatter(x[feas], y[feas], s=np.where(par[feas], 60, 28), edgecolors=edges,
+                              linewidths=1.2, alpha=0.85, label="trials (Pareto: black edge)",
+                              zorder=2, **kw)
     if (~feas).any():
         ax.scatter(x[~feas], y[~feas], marker="x", color="#999999", label="infeasible", zorder=1)
     if base.any():
@@ -97,6 +98,9 @@ def render_pngs(data: ReportData, out_dir: str | os.PathLike[str]) -> dict[str, 
         hv = data.hypervolume
         fig, ax = _new_figure(6.4, 4.0)
         ax.step(hv.numbers, hv.normalized, where="post", color="#1f77b4")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trial number")
         ax.set_ylabel("hypervolume (share of the ideal–reference box)")
         ax.set_title(_hv_title(data), fontsize=8)

@@ -1,0 +1,510 @@
+"""Study configs: TOML data (``studies/*.toml``) parsed into frozen dataclasses.
+
+A study file names everything a search needs; every key is optional except ``space``:
+
+    name = "quickstart"          # study name in the storage (default: the file's stem)
+    description = "…"            # one line for reports
+    space = "hdc"                # shipped space name, or a space file (relative to this file)
+    n_trials = 24                # trials to finish; infeasible candidates do not count
+    seed = 0                     # sampler seed AND every trial's training seed
+    storage = "postgresql://…"   # SQLAlchemy URL (default: sqlite:///<out>/study.db)
+    out = "runs/quickstart"      # output folder (default: runs/<name>, relative to the cwd)
+    keep_weights = true          # save the state_dict of Pareto-front trials and baselines
+    objectives = [{ name = "miou", direction = "maximize" }, …]   # default: miou↑ rf↑ gflops↓
+    [constraints]                # min_<metric> / max_<metric> for rf, rf_stack, gflops, params;
+    max_gflops = 0.05            #   gridding_free = true keeps only hole-free stacks
+    [sampler]                    # name = tpe | nsga2 | nsga3 | gp | random | brute, and any
+    name = "tpe"                 #   keyword of that Optuna sampler (n_startup_trials = 8, …)
+    [parallel]                   # max_in_flight, cpus, gpus (fractional packs trials per GPU),
+    max_in_flight = 2            #   memory_gb, resources = { … } (Ray custom), max_retries
+    [trial]                      # kind = "train" (run_trial) or "sleep" (orchestration tests)
+    [arch] [data] [train]        # ArchConfig / DataConfig / TrainConfig fields
+    [early_stop]                 # enabled, min_completed, min_evals, margin (see early_stop.py)
+    [[baselines]]                # name = yu_koltun | constant2 | hdc | multigrid, or name +
+    name = "hdc"                 #   rates; kernel / output_stride / width optional
+
+Every problem is a `StudyConfigError` (a UserError): ``"<file>: <dotted.key>: <problem>"``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from nas_dil.data.config import DataConfig
+from nas_dil.errors import UserError
+from nas_dil.models.config import ArchConfig
+from nas_dil.resources import resolve, shipped_names
+from nas_dil.search.objectives import CONSTRAINT_METRICS, METRICS, Objective
+from nas_dil.train.config import TrainConfig
+
+__all__ = [
+    "BASELINES",
+    "SAMPLERS",
+    "BaselineConfig",
+    "Constraint",
+    "EarlyStopConfig",
+    "ParallelConfig",
+    "SamplerConfig",
+    "StudyConfig",
+    "StudyConfigError",
+    "TrialKindConfig",
+    "load_study_config",
+    "parse_study_config",
+]
+
+
+class StudyConfigError(UserError, ValueError):
+    """A bad study file or option; one line naming the file and the key."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+# name -> Optuna sampler class name (looked up lazily: optuna.samplers.<class>)
+SAMPLERS: dict[str, str] = {
+    "tpe": "TPESampler",  # Optuna's default, multi-objective TPE
+    "nsga2": "NSGAIISampler",
+    "nsga3": "NSGAIIISampler",
+    "gp": "GPSampler",  # needs scipy (pip install 'nas-dil[gp]')
+    "random": "RandomSampler",
+    "brute": "BruteForceSampler",  # finite spaces; stops when every candidate was tried
+}
+
+# Named seed schedules (kernel 3 unless a baseline entry says otherwise)
+BASELINES: dict[str, tuple[int, ...]] = {
+    "yu_koltun": (1, 1, 2, 4, 8, 16, 1),  # Yu & Koltun's context module rates
+    "constant2": (2, 2, 2, 2, 2, 2),  # one constant rate: grids (every odd offset is a hole)
+    "hdc": (1, 2, 5, 1, 2, 5),  # HDC sawtooth (Wang et al. 2018), hole-free
+    "multigrid": (2, 4, 8),  # DeepLab v3 multi-grid (1, 2, 4) × base rate 2
+}
+
+_TOP = ("name", "description", "space", "n_trials", "seed", "storage", "out", "keep_weights",
+        "objectives", "constraints", "sampler", "parallel", "trial", "arch", "data", "train",
+        "early_stop", "baselines")
+_FROM_CANDIDATE = ("output_stride", "width")  # arch fields the search space sets per trial
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``metric`` must stay ``<= bound`` (kind "max") or ``>= bound`` (kind "min")."""
+
+    metric: str  # an analytic metric: rf, rf_stack, gflops, params
+    kind: str  # "min" or "max"
+    bound: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}_{self.metric}"
+
+    def violation(self, value: float) -> float:
+        """Optuna's convention: <= 0 is feasible (by how much it is met or missed)."""
+        return value - self.bound if self.kind == "max" else self.bound - value
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    name: str = "tpe"  # one of SAMPLERS
+    options: Mapping[str, Any] = field(default_factory=dict)  # keywords of the sampler class
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    max_in_flight: int = 2  # trials running at once (the driver keeps this many busy)
+    cpus: float = 1.0  # Ray CPUs per trial
+    gpus: float = 0.0  # Ray GPUs per trial; 0.25 packs four trials on one GPU
+    memory_gb: float | None = None  # Ray memory per trial (None: no reservation)
+    resources: Mapping[str, float] = field(default_factory=dict)  # Ray custom resources
+    max_retries: int = 2  # reruns of a trial whose worker or node died, then FAIL
+
+
+@dataclass(frozen=True)
+class TrialKindConfig:
+    kind: str = "train"  # "train": run_trial; "sleep": a synthetic curve (orchestration only)
+    sleep_s: float = 1.0  # sleep: seconds per trial, spread over the evaluations
+    evals: int = 3  # sleep: evaluations per trial (the curve's length)
+    fail_width: int | None = None  # sleep: candidates of this width raise TrialDiverged
+    oom_width: int | None = None  # sleep: candidates of this width raise TrialOOM
+
+
+@dataclass(frozen=True)
+class EarlyStopConfig:
+    enabled: bool = True  # stop trials that cannot reach the Pareto front (needs miou)
+    min_completed: int = 4  # completed trials needed before any trial is stopped
+    min_evals: int = 1  # evaluations a trial always gets
+    margin: float = 0.01  # mIoU added to the optimistic bound (noise allowance)
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    name: str  # a BASELINES name or any label (then `rates` is required)
+    rates: tuple[int, ...]
+    kernel: int | None = None  # None: 3 if the space allows it, else the space's first kernel
+    output_stride: int | None = None  # None: the space's first output stride
+    width: int | None = None  # None: the space's first width
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    path: Path  # the study file (names it in errors; relative paths start here)
+    name: str
+    description: str
+    space: str  # as written (a shipped name or a path)
+    space_path: Path  # resolved space file
+    n_trials: int
+    seed: int
+    storage: str | None  # None: sqlite:///<out>/study.db
+    out: Path
+    keep_weights: bool
+    objectives: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...]
+    gridding_free: bool  # constraint: only hole-free stacks
+    sampler: SamplerConfig
+    parallel: ParallelConfig
+    trial: TrialKindConfig
+    arch: Mapping[str, Any]  # ArchConfig fields but output_stride, width (the candidate's)
+    data: DataConfig
+    train: TrainConfig
+    early_stop: EarlyStopConfig
+    baselines: tuple[BaselineConfig, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: what the study records as ``study_config``."""
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "description": self.description,
+            "space": self.space,
+            "space_path": str(self.space_path),
+            "n_trials": self.n_trials,
+            "seed": self.seed,
+            "storage": self.storage,
+            "out": str(self.out),
+            "keep_weights": self.keep_weights,
+            "objectives": [o.to_dict() for o in self.objectives],
+            "constraints": {c.name: c.bound for c in self.constraints}
+            | ({"gridding_free": True} if self.gridding_free else {}),
+            "sampler": {"name": self.sampler.name, **dict(self.sampler.options)},
+            "parallel": {**asdict(self.parallel), "resources": dict(self.parallel.resources)},
+            "trial": asdict(self.trial),
+            "arch": dict(self.arch),
+            "data": asdict(self.data),
+            "train": asdict(self.train),
+            "early_stop": asdict(self.early_stop),
+            "baselines": [{**asdict(b), "rates": list(b.rates)} for b in self.baselines],
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """The parts a resumed study must share with the stored one (what trials mean)."""
+        d = self.to_dict()
+        keep = ("objectives", "constraints", "seed", "trial", "arch", "data", "train")
+        return {k: d[k] for k in keep}
+
+
+# -- readers ---------------------------------------------------------------------------------
+
+class _Reader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def err(self, key: str | None, problem: str) -> StudyConfigError:
+        return StudyConfigError(f"{self.path}: {key}: {problem}" if key
+                                else f"{self.path}: {problem}")
+
+    def table(self, v: object, key: str) -> Mapping[str, Any]:
+        if not isinstance(v, Mapping):
+            raise self.err(key, f"expected a table, got {v!r}")
+        return v
+
+    def keys(self, t: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
+        for k in t:
+            if k not in allowed:
+                raise self.err(f"{prefix}{k}", f"unknown key (allowed: {', '.join(allowed)})")
+
+    def string(self, v: object, key: str) -> str:
+        if not isinstance(v, str) or not v.strip():
+            raise self.err(key, f"expected a non-empty string, got {v!r}")
+        return v
+
+    def integer(self, v: object, key: str, lo: int | None = None) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
+            raise self.err(key, f"expected an integer{f' >= {lo}' if lo is not None else ''}, "
+                                f"got {v!r}")
+        return v
+
+    def number(self, v: object, key: str, lo: float | None = None) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or (lo is not None and v < lo):
+            raise self.err(key, f"expected a number{f' >= {lo}' if lo is not None else ''}, "
+                                f"got {v!r}")
+        return float(v)
+
+    def boolean(self, v: object, key: str) -> bool:
+        if not isinstance(v, bool):
+            raise self.err(key, f"expected true or false, got {v!r}")
+        return v
+
+    def typed(self, v: object, annotation: str, key: str) -> Any:
+        """A value checked against a dataclass field's annotation (as a string)."""
+        for kind in (a.strip() for a in annotation.split("|")):
+            if kind == "bool" and isinstance(v, bool):
+                return v
+            if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
+                return v
+            if kind == "float" and isinstance(v, int | float) and not isinstance(v, bool):
+                return float(v)
+            if kind == "str" and isinstance(v, str):
+                return v
+            if kind.startswith("tuple[int") and isinstance(v, list) and all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in v):
+                return tuple(v)
+        raise self.err(key, f"expected {annotation.replace('tuple[int, ...]', 'list of int')}, "
+                            f"got {v!r}")
+
+    def dataclass_kwargs(self, cls: type, t: Mapping[str, Any], prefix: str,
+                         exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        hints = {f.name: str(f.type) for f in fields(cls) if f.name not in exclude}
+        out: dict[str, Any] = {}
+        for k, v in t.items():
+            if k in exclude:
+                raise self.err(f"{prefix}{k}", "is set per trial by the search space")
+            if k not in hints:
+                raise self.err(f"{prefix}{k}",
+                               f"unknown key (allowed: {', '.join(sorted(hints))})")
+            out[k] = self.typed(v, hints[k], f"{prefix}{k}")
+        return out
+
+
+def _objectives(rd: _Reader, raw: object) -> tuple[Objective, ...]:
+    if raw is None:
+        return tuple(Objective(n, METRICS[n].direction) for n in ("miou", "rf", "gflops"))
+    if not isinstance(raw, list) or not raw:
+        raise rd.err("objectives", f"expected a non-empty list of {{ name, direction }}, "
+                                   f"got {raw!r}")
+    out: list[Objective] = []
+    for i, item in enumerate(raw):
+        key = f"objectives[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        t = rd.table(item, key)
+        rd.keys(t, ("name", "direction"), f"{key}.")
+        name = rd.string(t.get("name"), f"{key}.name")
+        if name not in METRICS:
+            raise rd.err(f"{key}.name", f"unknown objective {name!r} "
+                                        f"(expected one of {', '.join(METRICS)})")
+        direction = t.get("direction", METRICS[name].direction)
+        if direction not in ("maximize", "minimize"):
+            raise rd.err(f"{key}.direction", f"expected maximize or minimize, got {direction!r}")
+        if any(o.name == name for o in out):
+            raise rd.err(f"{key}.name", f"objective {name!r} given twice")
+        out.append(Objective(name, direction))
+    return tuple(out)
+
+
+def _constraints(rd: _Reader, raw: object) -> tuple[tuple[Constraint, ...], bool]:
+    t = rd.table(raw if raw is not None else {}, "constraints")
+    allowed = tuple(f"{k}_{m}" for m in CONSTRAINT_METRICS for k in ("min", "max"))
+    rd.keys(t, (*allowed, "gridding_free"), "constraints.")
+    out = []
+    for k, v in t.items():
+        if k == "gridding_free":
+            continue
+        kind, metric = k.split("_", 1)
+        out.append(Constraint(metric, kind, rd.number(v, f"constraints.{k}")))
+    for m in CONSTRAINT_METRICS:
+        lo = next((c.bound for c in out if c.metric == m and c.kind == "min"), None)
+        hi = next((c.bound for c in out if c.metric == m and c.kind == "max"), None)
+        if lo is not None and hi is not None and lo > hi:
+            raise rd.err(f"constraints.min_{m}", f"{lo} > max_{m} {hi}: nothing is feasible")
+    return tuple(out), rd.boolean(t.get("gridding_free", False), "constraints.gridding_free")
+
+
+def _sampler(rd: _Reader, raw: object) -> SamplerConfig:
+    t = dict(rd.table(raw if raw is not None else {}, "sampler"))
+    name = t.pop("name", "tpe")
+    if name not in SAMPLERS:
+        raise rd.err("sampler.name", f"unknown sampler {name!r} "
+                                     f"(expected one of {', '.join(SAMPLERS)})")
+    import optuna
+
+    params = inspect.signature(getattr(optuna.samplers, SAMPLERS[name])).parameters
+    allowed = tuple(p for p in params if p not in ("self", "constraints_func"))
+    for k in t:
+        if k not in allowed:
+            raise rd.err(f"sampler.{k}", f"not an option of {SAMPLERS[name]} "
+                                         f"(allowed: {', '.join(allowed)})")
+    if name == "gp":
+        import importlib.util
+
+        if importlib.util.find_spec("scipy") is None:
+            raise rd.err("sampler.name", "the gp sampler needs scipy: pip install 'nas-dil[gp]'")
+    return SamplerConfig(name, t)
+
+
+def _parallel(rd: _Reader, raw: object) -> ParallelConfig:
+    t = rd.table(raw if raw is not None else {}, "parallel")
+    rd.keys(t, tuple(f.name for f in fields(ParallelConfig)), "parallel.")
+    d = ParallelConfig()
+    res = rd.table(t.get("resources", {}), "parallel.resources")
+    resources = {k: rd.number(v, f"parallel.resources.{k}", 0) for k, v in res.items()}
+    mem = t.get("memory_gb")
+    return ParallelConfig(
+        max_in_flight=rd.integer(t.get("max_in_flight", d.max_in_flight),
+                                 "parallel.max_in_flight", 1),
+        cpus=rd.number(t.get("cpus", d.cpus), "parallel.cpus", 0),
+        gpus=rd.number(t.get("gpus", d.gpus), "parallel.gpus", 0),
+        memory_gb=None if mem is None else rd.number(mem, "parallel.memory_gb", 0),
+        resources=resources,
+        max_retries=rd.integer(t.get("max_retries", d.max_retries), "parallel.max_retries", 0),
+    )
+
+
+def _trial(rd: _Reader, raw: object) -> TrialKindConfig:
+    t = rd.table(raw if raw is not None else {}, "trial")
+    kw = rd.dataclass_kwargs(TrialKindConfig, t, "trial.")
+    cfg = TrialKindConfig(**kw)
+    if cfg.kind not in ("train", "sleep"):
+        raise rd.err("trial.kind", f"expected train or sleep, got {cfg.kind!r}")
+    if cfg.sleep_s < 0 or cfg.evals < 1:
+        raise rd.err("trial", "sleep_s must be >= 0 and evals >= 1")
+    return cfg
+
+
+def _early_stop(rd: _Reader, raw: object) -> EarlyStopConfig:
+    t = rd.table(raw if raw is not None else {}, "early_stop")
+    cfg = EarlyStopConfig(**rd.dataclass_kwargs(EarlyStopConfig, t, "early_stop."))
+    if cfg.min_completed < 1 or cfg.min_evals < 1 or cfg.margin < 0:
+        raise rd.err("early_stop", "min_completed and min_evals must be >= 1, margin >= 0")
+    return cfg
+
+
+def _baselines(rd: _Reader, raw: object) -> tuple[BaselineConfig, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise rd.err("baselines", f"expected a list of tables ([[baselines]]), got {raw!r}")
+    out: list[BaselineConfig] = []
+    for i, item in enumerate(raw):
+        key = f"baselines[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        t = rd.table(item, key)
+        rd.keys(t, ("name", "rates", "kernel", "output_stride", "width"), f"{key}.")
+        name = rd.string(t.get("name"), f"{key}.name")
+        if "rates" in t:
+            rates = t["rates"]
+            if not isinstance(rates, list) or not rates or not all(
+                    isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in rates):
+                raise rd.err(f"{key}.rates", f"expected a list of integers >= 1, got {rates!r}")
+            rates_t = tuple(rates)
+        elif name in BASELINES:
+            rates_t = BASELINES[name]
+        else:
+            raise rd.err(f"{key}.name", f"unknown baseline {name!r} (known: "
+                                        f"{', '.join(BASELINES)}; or give rates = [...])")
+        if any(b.name == name for b in out):
+            raise rd.err(f"{key}.name", f"baseline {name!r} given twice")
+        opt = {k: rd.integer(t[k], f"{key}.{k}", 1) for k in ("kernel", "output_stride", "width")
+               if k in t}
+        out.append(BaselineConfig(name, rates_t, **opt))
+    return tuple(out)
+
+
+def _space_path(rd: _Reader, space: str) -> Path:
+    here = rd.path.parent / space
+    if here.is_file():
+        return here.resolve()
+    found = resolve("search_spaces", space)
+    if found is None:
+        raise rd.err("space", f"{space!r}: no such file, and not a shipped space "
+                              f"(shipped: {', '.join(shipped_names('search_spaces'))})")
+    return found.resolve()
+
+
+def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig:
+    """Validate a parsed TOML table (``path`` names the file in messages)."""
+    path = Path(path)
+    rd = _Reader(path)
+    if not isinstance(data, Mapping):
+        raise rd.err(None, f"expected a TOML table, got {type(data).__name__}")
+    rd.keys(data, _TOP, "")
+    if "space" not in data:
+        raise rd.err("space", "missing (a shipped space name such as hdc, or a space file)")
+    name = rd.string(data.get("name", path.stem), "name")
+    space = rd.string(data["space"], "space")
+    storage = data.get("storage")
+    if storage is not None:
+        storage = rd.string(storage, "storage")
+    out = Path(rd.string(data["out"], "out")) if "out" in data else Path("runs") / name
+    arch_t = rd.table(data.get("arch", {}), "arch")
+    arch = rd.dataclass_kwargs(ArchConfig, arch_t, "arch.", exclude=(*_FROM_CANDIDATE,
+                                                                    "num_classes"))
+    try:
+        ArchConfig(**arch)
+    except (UserError, TypeError) as e:
+        raise rd.err("arch", str(e)) from None
+    data_cfg = DataConfig(**rd.dataclass_kwargs(DataConfig, rd.table(data.get("data", {}),
+                                                                      "data"), "data."))
+    try:
+        data_cfg.validate()
+    except UserError as e:
+        raise rd.err("data", str(e)) from None
+    try:
+        train = TrainConfig(**_train_kwargs(rd, rd.table(data.get("train", {}), "train")))
+    except UserError as e:
+        raise rd.err("train", str(e)) from None
+    constraints, gridding_free = _constraints(rd, data.get("constraints"))
+    return StudyConfig(
+        path=path,
+        name=name,
+        description=str(data.get("description", "")),
+        space=space,
+        space_path=_space_path(rd, space),
+        n_trials=rd.integer(data.get("n_trials", 24), "n_trials", 1),
+        seed=rd.integer(data.get("seed", 0), "seed", 0),
+        storage=storage,
+        out=out,
+        keep_weights=rd.boolean(data.get("keep_weights", True), "keep_weights"),
+        objectives=_objectives(rd, data.get("objectives")),
+        constraints=constraints,
+        gridding_free=gridding_free,
+        sampler=_sampler(rd, data.get("sampler")),
+        parallel=_parallel(rd, data.get("parallel")),
+        trial=_trial(rd, data.get("trial")),
+        arch=arch,
+        data=data_cfg,
+        train=train,
+        early_stop=_early_stop(rd, data.get("early_stop")),
+        baselines=_baselines(rd, data.get("baselines")),
+    )
+
+
+def _train_kwargs(rd: _Reader, t: Mapping[str, Any]) -> dict[str, Any]:
+    kw = rd.dataclass_kwargs(TrainConfig, t, "train.")
+    # one budget: naming steps or seconds replaces the default epochs budget
+    if ("steps" in kw or "seconds" in kw) and "epochs" not in kw:
+        kw["epochs"] = None
+    return kw
+
+
+def load_study_config(name_or_path: str | Path) -> StudyConfig:
+    """A study file by path, or a shipped study by name (``quickstart``)."""
+    path = resolve("studies", name_or_path)
+    if path is None:
+        shipped = ", ".join(shipped_names("studies")) or "none"
+        raise StudyConfigError(f"{name_or_path}: no such file, and not a shipped study "
+                               f"(shipped: {shipped})")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise StudyConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise StudyConfigError(f"{path}: not UTF-8 text: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise StudyConfigError(f"{path}: invalid TOML: {e}") from None
+    return parse_study_config(data, path)
