@@ -75,7 +75,7 @@ def bench_scoring(quick: bool) -> dict[str, Any]:
 
 def bench_trial(quick: bool) -> dict[str, Any]:
     import torch
-    from torch.nn import functional as F  # noqa: N812
+    from torch.nn import functional as F
 
     from nas_dil.data import DataConfig, load_data
     from nas_dil.models import ArchConfig, build_model
