@@ -59,8 +59,28 @@ def miou(conf: torch.Tensor) -> tuple[float, list[float]]:
     inter = conf.diag().double()
     union = conf.sum(0).double() + conf.sum(1).double() - inter
     ious = (inter / union.clamp_min(1)).tolist()
-    present = [i for i, u in zip(ious, union.tolist()) if u > 0]
+    present = [i for i, u in zip(ious, union.tolist(), strict=True) if u > 0]
     return sum(present) / max(len(present), 1), ious
+
+
+def hole_free(rates: list[int], k: int = 3) -> bool:
+    """True when the stacked dilated KxK taps reach every offset within the RF (1-D)."""
+    reach = {0}
+    for r in rates:
+        reach = {o + r * t for o in reach for t in range(-(k // 2), k // 2 + 1)}
+    return len(reach) == max(reach) - min(reach) + 1
+
+
+def markdown(rows: list[dict], names: list[str]) -> str:
+    head = ("| schedule | layers | RF | hole-free | mIoU mean ± std | "
+            + " | ".join(names) + " |")
+    lines = [head, "|" + "---|" * (5 + len(names))]
+    for r in rows:
+        per = " | ".join(f"{v:.3f}" for v in r["class_iou"])
+        lines.append(f"| {r['rates']} | {len(r['rates'])} | {r['rf']} | "
+                     f"{'yes' if r['hole_free'] else 'no'} | "
+                     f"{r['mean']:.3f} ± {r['std']:.3f} | {per} |")
+    return "\n".join(lines)
 
 
 def run(rates: list[int], seed: int, epochs: int, width: int, output_stride: int,
@@ -89,7 +109,7 @@ def run(rates: list[int], seed: int, epochs: int, width: int, output_stride: int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--schedules", default="1,1,1;1,3,8;2,4,6;4,4,4",
+    ap.add_argument("--schedules", default="1,1,1;1,2,4,7;2,2,4,6;2,4,8",
                     help="';'-separated dilation schedules, rates ','-separated")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=8)
@@ -103,7 +123,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     schedules = [[int(r) for r in s.split(",")] for s in args.schedules.split(";")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    results = []
+    results, rows = [], []
+    names = load_data(DataConfig(n_train=1, n_val=1, image_size=args.image_size)).class_names
     for rates in schedules:
         scores = []
         for seed in seeds:
@@ -116,11 +137,16 @@ def main() -> None:
                   f"ious={[round(i, 3) for i in ious]} ({time.time() - t0:.0f}s)", flush=True)
         sd = statistics.stdev(scores) if len(scores) > 1 else 0.0
         rf = 1 + 2 * sum(rates)
+        mine = [r["ious"] for r in results if r["rates"] == rates]
+        rows.append({"rates": rates, "rf": rf, "hole_free": hole_free(rates),
+                     "mean": statistics.mean(scores), "std": sd,
+                     "class_iou": [statistics.mean(c) for c in zip(*mine, strict=True)]})
         print(f"SUMMARY rates={rates} RF={rf} mIoU={statistics.mean(scores):.4f} +- {sd:.4f}",
               flush=True)
+    print(markdown(rows, names))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=1)
+            json.dump({"args": vars(args), "results": results, "summary": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,14 @@ if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1 \
            chromium fonts-dejavu-core >/dev/null; } \
     || echo "setup.sh: could not install chromium; the browser test will skip" >&2
 fi
+
+# --dev: the search's PostgreSQL storage test starts a throw-away server from Debian's
+# `postgresql` (initdb/pg_ctl under /usr/lib/postgresql/*/bin); install it when it is missing
+# and we can (root, apt-get). Elsewhere that test skips and says why.
+if [ "${1:-}" = "--dev" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+           postgresql >/dev/null; } \
+    || echo "setup.sh: could not install postgresql; the PostgreSQL test will skip" >&2
+fi

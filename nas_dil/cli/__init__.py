@@ -17,6 +17,7 @@ from nas_dil.errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("analyze", "RF, HDC rules, exact coverage and holes of one schedule"),
     "space": ("space", "count, sample or list the candidates of a search space"),
+    "search": ("search", "run or resume a multi-objective study of dilation schedules on Ray"),
     "model": ("model", "the net for a schedule: layers, params, FLOPs and RF (no training)"),
     "train": ("train", "train one candidate briefly and print its metrics"),
     "report": ("report", "Pareto front, figures, report.html and CSVs of a search's study"),

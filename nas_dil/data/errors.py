@@ -6,8 +6,11 @@ from nas_dil.errors import UserError
 
 
 class DataError(UserError, ValueError):
-    """Bad input data: the message is one line naming the file/folder and the problem."""
+    """Bad input data: the message is one line naming the file/folder and the problem.
+
+    A UserError, so the CLI prints it as one line (exit 2) rather than a traceback.
+    """
 
     def __init__(self, message: str) -> None:
-        # Keep messages on one line even when they wrap an OS/PIL error text.
+        # keep messages on one line even when they wrap an OS/PIL error text
         super().__init__(" ".join(str(message).split()))

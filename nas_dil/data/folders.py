@@ -42,29 +42,46 @@ CITY_MASK_SUFFIX = "_gtFine_labelTrainIds.png"
 _PAD_RGB = np.array([round(255 * m) for m in IMAGENET_MEAN], dtype=np.uint8)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Pair:
+    stem: str
+    image_path: Path
+    mask_path: Path
+
+
+@dataclass(frozen=True)
 class Sample:
     stem: str
     image_path: Path
     mask_path: Path
-    image: np.ndarray | None = None  # (H,W,3) uint8, filled at load
-    mask: np.ndarray | None = None  # (H,W) integer class indices, filled at load
+    image: np.ndarray  # (H,W,3) uint8
+    mask: np.ndarray  # (H,W) integer class indices
 
 
 # --- layout detection and file pairing --------------------------------------------------------
 
+_LAYOUT_DIRS = {
+    "folder": ("images", "masks"),
+    "voc": ("JPEGImages", "SegmentationClass"),
+    "cityscapes": ("leftImg8bit", "gtFine"),
+}
+
+
+def _layouts_in(root: Path) -> list[str]:
+    return [name for name, need in _LAYOUT_DIRS.items()
+            if all((root / d).is_dir() for d in need)]
+
+
 def detect_layout(root: Path) -> str:
     """The layout whose folders are present in root; DataError if none or several."""
-    found = [
-        name for name, need in (
-            ("folder", ("images", "masks")),
-            ("voc", ("JPEGImages", "SegmentationClass")),
-            ("cityscapes", ("leftImg8bit", "gtFine")),
-        ) if all((root / d).is_dir() for d in need)
-    ]
+    found = _layouts_in(root)
     if not found:
+        # a common slip: pointing at VOCdevkit/ rather than VOCdevkit/VOC2012/
+        subs = [p for p in sorted(root.iterdir()) if p.is_dir() and _layouts_in(p)]
+        hint = f"; did you mean {subs[0]}?" if subs else ""
         raise DataError(f"{root}: cannot detect layout: expected images/+masks/ (folder), "
-                        "JPEGImages/+SegmentationClass/ (voc) or leftImg8bit/+gtFine/ (cityscapes)")
+                        "JPEGImages/+SegmentationClass/ (voc) or leftImg8bit/+gtFine/ "
+                        f"(cityscapes){hint}")
     if len(found) > 1:
         raise DataError(f"{root}: matches several layouts {found}; set layout explicitly")
     return found[0]
@@ -136,7 +153,7 @@ def _split(root: Path, train_txt: Path, val_txt: Path, stems: dict[str, Path], w
     return train, val, "seeded"
 
 
-def _folder_samples(root: Path, cfg: DataConfig) -> tuple[list[Sample], list[Sample], str]:
+def _folder_pairs(root: Path, cfg: DataConfig) -> tuple[list[Pair], list[Pair], str]:
     for d in ("images", "masks"):
         _need_dir(root / d, "folder")
     images = _images_by_stem(root / "images")
@@ -145,12 +162,12 @@ def _folder_samples(root: Path, cfg: DataConfig) -> tuple[list[Sample], list[Sam
         mask = root / "masks" / f"{stem}.png"
         if not mask.is_file():
             raise DataError(f"{img}: no mask (expected {mask})")
-        samples[stem] = Sample(stem, img, mask)
+        samples[stem] = Pair(stem, img, mask)
     train, val, how = _split(root, root / "train.txt", root / "val.txt", images, "images/", cfg)
     return [samples[s] for s in train], [samples[s] for s in val], how
 
 
-def _voc_samples(root: Path, cfg: DataConfig) -> tuple[list[Sample], list[Sample], str]:
+def _voc_pairs(root: Path, cfg: DataConfig) -> tuple[list[Pair], list[Pair], str]:
     for d in ("JPEGImages", "SegmentationClass"):
         _need_dir(root / d, "voc")
     # only images with a class mask take part (JPEGImages also holds detection-only images)
@@ -167,12 +184,12 @@ def _voc_samples(root: Path, cfg: DataConfig) -> tuple[list[Sample], list[Sample
         for stem in split:
             if stem not in images:
                 raise DataError(f"{masks[stem]}: no image {stem}.jpg in {root / 'JPEGImages'}")
-            part.append(Sample(stem, images[stem], masks[stem]))
+            part.append(Pair(stem, images[stem], masks[stem]))
         out.append(part)
     return out[0], out[1], how
 
 
-def _cityscapes_split(root: Path, split: str) -> list[Sample]:
+def _cityscapes_split(root: Path, split: str) -> list[Pair]:
     img_dir, gt_dir = root / "leftImg8bit" / split, root / "gtFine" / split
     _need_dir(img_dir, "cityscapes")
     _need_dir(gt_dir, "cityscapes")
@@ -185,13 +202,13 @@ def _cityscapes_split(root: Path, split: str) -> list[Sample]:
             if (mask.parent / f"{stem}_gtFine_labelIds.png").is_file():
                 hint = "; only labelIds found: run cityscapesscripts createTrainIdLabelImgs"
             raise DataError(f"{img}: no mask (expected {mask}){hint}")
-        samples.append(Sample(stem, img, mask))
+        samples.append(Pair(stem, img, mask))
     if not samples:
         raise DataError(f"{img_dir}: no images found (<city>/*{CITY_IMG_SUFFIX})")
     return samples
 
 
-def _cityscapes_samples(root: Path, cfg: DataConfig) -> tuple[list[Sample], list[Sample], str]:
+def _cityscapes_pairs(root: Path, cfg: DataConfig) -> tuple[list[Pair], list[Pair], str]:
     return _cityscapes_split(root, "train"), _cityscapes_split(root, "val"), "lists"
 
 
@@ -227,12 +244,15 @@ def _read_mask(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read mask ({type(e).__name__}: {e})") from e
 
 
-def _load_pixels(samples: list[Sample]) -> None:
-    for s in samples:
-        s.image, s.mask = _read_image(s.image_path), _read_mask(s.mask_path)
-        (h, w), (mh, mw) = s.image.shape[:2], s.mask.shape
+def _load(pairs: list[Pair]) -> list[Sample]:
+    out = []
+    for p in pairs:
+        image, mask = _read_image(p.image_path), _read_mask(p.mask_path)
+        (h, w), (mh, mw) = image.shape[:2], mask.shape
         if (h, w) != (mh, mw):
-            raise DataError(f"{s.image_path} is {w}x{h} but {s.mask_path} is {mw}x{mh}")
+            raise DataError(f"{p.image_path} is {w}x{h} but {p.mask_path} is {mw}x{mh}")
+        out.append(Sample(p.stem, p.image_path, p.mask_path, image, mask))
+    return out
 
 
 def _check_labels(samples: list[Sample], num_classes: int, ignore_index: int) -> None:
@@ -282,11 +302,11 @@ class FolderData(SegData):
         if not self.root.is_dir():
             raise DataError(f"{self.root}: not a folder")
         self.layout = detect_layout(self.root) if cfg.layout == "auto" else cfg.layout
-        reader = {"folder": _folder_samples, "voc": _voc_samples,
-                  "cityscapes": _cityscapes_samples}[self.layout]
-        self.train, self.val, self.split_from = reader(self.root, cfg)
+        reader = {"folder": _folder_pairs, "voc": _voc_pairs,
+                  "cityscapes": _cityscapes_pairs}[self.layout]
+        train, val, self.split_from = reader(self.root, cfg)
+        self.train, self.val = _load(train), _load(val)
         everything = self.train + self.val
-        _load_pixels(everything)
         self.ignore_index = cfg.ignore_index
         self.num_classes, self.class_names = self._classes(everything)
         if self.num_classes < 2:
@@ -321,7 +341,6 @@ class FolderData(SegData):
 
     def _crop(self, s: Sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Random image_size crop; where the image is smaller, pad (mean colour, ignore)."""
-        assert s.image is not None and s.mask is not None
         size = self.cfg.image_size
         h, w = s.mask.shape
         # a negative offset places the image inside a larger, padded window
@@ -352,7 +371,6 @@ class FolderData(SegData):
         # images of equal size go together, in order of first appearance; others alone
         groups: dict[tuple[int, int], list[Sample]] = {}
         for s in self.val:
-            assert s.mask is not None
             groups.setdefault(s.mask.shape, []).append(s)
         for group in groups.values():
             for start in range(0, len(group), batch_size):

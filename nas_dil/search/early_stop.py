@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nas_dil.search.objectives import pareto_mask
+from nas_dil.search.pareto import pareto_mask
 
 __all__ = ["FrontEntry", "FrontSnapshot", "make_snapshot", "optimistic_miou", "stop_reason"]
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from nas_dil.models.config import ArchConfig
 from nas_dil.schedule import coverage, hdc_report, net_cost
+from nas_dil.search.pareto import pareto_mask
 from nas_dil.spaces import Candidate, Space, sample_candidates
 
 __all__ = [
@@ -103,17 +104,6 @@ def analytic_attrs(cand: Candidate, arch: ArchConfig, image_size: int) -> dict[s
         "gflops": cost.flops / 1e9,
         "params": cost.params,
     }
-
-
-def pareto_mask(losses: np.ndarray) -> np.ndarray:
-    """Rows no other row dominates (<= everywhere, < somewhere); equal rows all stay."""
-    pts = np.asarray(losses, dtype=float)
-    if pts.size == 0:
-        return np.zeros(len(pts), dtype=bool)
-    le = (pts[:, None, :] <= pts[None, :, :]).all(axis=2)  # le[j, i]: j <= i everywhere
-    lt = (pts[:, None, :] < pts[None, :, :]).any(axis=2)
-    dominated = (le & lt).any(axis=0)
-    return ~dominated
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,99 @@
+"""The live status line of a search (stderr): done / running / failed / pruned, Pareto-front
+size, hypervolume, elapsed and ETA. On a terminal it rewrites one line; otherwise it prints a
+line whenever a trial finishes."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+__all__ = ["Progress", "Status", "fmt_duration"]
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+@dataclass
+class Status:
+    n_trials: int
+    done: int = 0  # finished trials that count towards n_trials
+    running: int = 0
+    complete: int = 0
+    pruned: int = 0  # stopped early
+    failed: int = 0
+    infeasible: int = 0  # never trained (constraints); not counted in done
+    reused: int = 0  # duplicates answered from a stored result
+    front: int = 0
+    hypervolume: float = 0.0
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+
+    def line(self) -> str:
+        extra = ""
+        if self.infeasible:
+            extra += f" · infeasible {self.infeasible}"
+        if self.reused:
+            extra += f" · reused {self.reused}"
+        return (f"[{self.done}/{self.n_trials}] running {self.running} · complete "
+                f"{self.complete} · pruned {self.pruned} · failed {self.failed}{extra} · "
+                f"front {self.front} · HV {self.hypervolume:.4f} · "
+                f"{fmt_duration(self.elapsed_s)} elapsed · ETA {fmt_duration(self.eta_s)}")
+
+
+class Progress:
+    """Renders `Status` to ``stream`` (disabled: renders nothing)."""
+
+    def __init__(self, enabled: bool = True, stream: TextIO | None = None,
+                 min_interval_s: float = 0.25) -> None:
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+        self._width = 0
+
+    def show(self, status: Status, event: str | None = None) -> None:
+        """Redraw (terminal) or, when ``event`` is given, print it with the status."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            if event:
+                self._clear()
+                self.stream.write(event + "\n")
+            if event or now - self._last >= self.min_interval_s:
+                text = status.line()
+                self.stream.write("\r" + text + " " * max(0, self._width - len(text)))
+                self._width = len(text)
+                self._last = now
+        elif event:
+            self.stream.write(f"{event}\n  {status.line()}\n")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        if not self.enabled:
+            return
+        self._clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+
+    def close(self, status: Status) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            self._clear()
+        self.stream.write(status.line() + "\n")
+        self.stream.flush()

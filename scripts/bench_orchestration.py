@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Orchestration benchmark of `nas-dil search`: what the driver, Ray and the storage cost per
+trial, and how throughput scales with workers. Sleep trials (``[trial] kind = "sleep"``) stand
+in for training, so every second not spent sleeping is orchestration.
+
+    .venv/bin/python scripts/bench_orchestration.py [--quick] [--json] [--sleep S]
+
+1. overhead: one worker, trials run one after another; overhead per trial =
+   (loop wall time − Σ trial wall time measured inside the worker) / trials. It holds the
+   driver (ask, sampling, analytic RF/FLOPs, constraints, dedupe), Ray (submit, schedule,
+   return) and the storage (SQLite: user attrs, tell). Target: ≤ 1 % of a 30-second trial
+   (≤ 300 ms).
+2. scaling: a simulated multi-node cluster (ray.cluster_utils.Cluster on 127.0.0.1: 4 nodes ×
+   4 CPUs) and N = 1, 2, 4, 8, 16 trials in flight, 3·N trials each; throughput against the
+   ideal N / S trials per second.
+
+Each measurement runs after a warm-up search on the same Ray connection (worker processes
+started), as a long search is after its first trials. Ray stays on 127.0.0.1; every cluster
+started here is shut down here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only (nas_dil.search.cluster)
+
+STUDY = """
+name = "bench"
+space = "hdc"
+n_trials = {n}
+seed = {seed}
+keep_weights = false
+[sampler]
+name = "tpe"
+[trial]
+kind = "sleep"
+sleep_s = {sleep}
+evals = 3
+[parallel]
+max_in_flight = {workers}
+cpus = 1
+[early_stop]
+enabled = false
+"""
+
+
+def _search(tmp: Path, tag: str, n: int, workers: int, sleep: float, address: str,
+            seed: int = 0) -> dict[str, Any]:
+    import optuna
+
+    from nas_dil.search import run_search
+
+    cfg = tmp / f"{tag}.toml"
+    cfg.write_text(STUDY.format(n=n, seed=seed, sleep=sleep, workers=workers))
+    out = tmp / tag
+    s = run_search(cfg, out=out, address=address, progress=False)
+    study = optuna.load_study(study_name="bench", storage=f"sqlite:///{out / 'study.db'}")
+    walls = [t.user_attrs["wall_time_s"] for t in study.trials
+             if "wall_time_s" in t.user_attrs and t.user_attrs.get("reused_from") is None]
+    return {"trials": s.done, "trained": len(walls), "loop_s": s.loop_s,
+            "trial_s": sum(walls), "driver_s": s.driver_s, "reused": s.reused}
+
+
+def bench_overhead(tmp: Path, address: str, sleep: float, n: int) -> dict[str, Any]:
+    _search(tmp, "warm1", 2, 1, 0.05, address)
+    r = _search(tmp, "overhead", n, 1, sleep, address)
+    per = (r["loop_s"] - r["trial_s"]) / r["trials"]
+    driver = sum(r["driver_s"].values()) / r["trials"]
+    return {"sleep_s": sleep, **r, "overhead_per_trial_s": per,
+            "driver_busy_per_trial_s": driver,
+            "share_of_30s_trial": per / 30.0, "target_met": per / 30.0 <= 0.01}
+
+
+def bench_scaling(tmp: Path, address: str, sleep: float, workers: list[int],
+                  per_worker: int) -> list[dict[str, Any]]:
+    _search(tmp, "warm16", max(workers), max(workers), 0.05, address)
+    rows = []
+    for n_workers in workers:
+        n = per_worker * n_workers
+        r = _search(tmp, f"scale{n_workers}", n, n_workers, sleep, address, seed=n_workers)
+        throughput = r["trials"] / r["loop_s"]
+        ideal = n_workers / sleep
+        rows.append({"workers": n_workers, "trials": r["trials"], "reused": r["reused"],
+                     "loop_s": r["loop_s"], "throughput_per_s": throughput,
+                     "ideal_per_s": ideal, "speedup": throughput * sleep,
+                     "efficiency": throughput / ideal})
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer, shorter trials (< 2 min)")
+    ap.add_argument("--json", action="store_true", help="print JSON")
+    ap.add_argument("--sleep", type=float, default=None, help="seconds per sleep trial")
+    args = ap.parse_args()
+    sleep = args.sleep or (1.0 if args.quick else 2.0)
+    n_overhead = 6 if args.quick else 15
+    per_worker = 2 if args.quick else 3
+    workers = [1, 2, 4, 8, 16]
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from nas_dil.search import cluster as ray_link
+
+    tmp = Path(tempfile.mkdtemp(prefix="nas-dil-bench-"))
+    c = Cluster(initialize_head=True, head_node_args={
+        "node_ip_address": "127.0.0.1", "num_cpus": 0, "include_dashboard": False})
+    try:
+        for _ in range(4):
+            c.add_node(num_cpus=4, node_ip_address="127.0.0.1")
+        ray_link.connect(c.address)  # one job: warm workers carry over between searches
+        overhead = bench_overhead(tmp, c.address, sleep, n_overhead)
+        scaling = bench_scaling(tmp, c.address, sleep, workers, per_worker)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        c.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                         f"python {platform.python_version()}, ray {ray.__version__}",
+              "cluster": "4 nodes x 4 CPUs on 127.0.0.1 (ray.cluster_utils.Cluster)",
+              "storage": "SQLite", "overhead": overhead, "scaling": scaling}
+    if args.json:
+        json.dump(result, sys.stdout, indent=1)
+        print()
+        return 0
+    o = overhead
+    print(f"overhead: {o['trials']} sleep trials of {sleep:g} s, one at a time: "
+          f"{o['overhead_per_trial_s'] * 1000:.0f} ms per trial "
+          f"(driver busy {o['driver_busy_per_trial_s'] * 1000:.0f} ms) = "
+          f"{o['share_of_30s_trial'] * 100:.2f} % of a 30 s trial "
+          f"({'met' if o['target_met'] else 'NOT met'}: <= 1 %)")
+    print(f"scaling ({sleep:g} s sleep trials, {per_worker} per worker):")
+    print("  workers  trials  loop_s  trials/s  ideal/s  speed-up  efficiency")
+    for r in scaling:
+        print(f"  {r['workers']:>7}  {r['trials']:>6}  {r['loop_s']:>6.1f}  "
+              f"{r['throughput_per_s']:>8.2f}  {r['ideal_per_s']:>7.2f}  "
+              f"{r['speedup']:>7.2f}×  {r['efficiency'] * 100:>9.0f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    code = main()
+    print(f"(benchmark took {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    sys.exit(code)

@@ -1,0 +1,103 @@
+"""Study files: the shipped ones parse; every bad key or value is one line naming file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nas_dil.resources import shipped_names
+from nas_dil.search import StudyConfigError, load_study_config, parse_study_config
+from nas_dil.search.config import BASELINES
+
+BASE = {"space": "hdc"}
+
+
+def parse(**over: object) -> object:
+    return parse_study_config({**BASE, **over}, Path("s.toml"))
+
+
+@pytest.mark.parametrize("name", shipped_names("studies"))
+def test_shipped_studies_parse(name: str) -> None:
+    cfg = load_study_config(name)
+    assert cfg.n_trials >= 1 and cfg.objectives
+    assert cfg.space_path.is_file()
+
+
+def test_quickstart_defaults_and_contract() -> None:
+    cfg = load_study_config("quickstart")
+    assert cfg.name == "quickstart" and cfg.n_trials >= 24
+    assert [(o.name, o.direction) for o in cfg.objectives] == [
+        ("miou", "maximize"), ("rf", "maximize"), ("gflops", "minimize")]
+    assert cfg.data.source == "synthetic" and cfg.trial.kind == "train"
+    assert {b.name for b in cfg.baselines} == set(BASELINES)
+    d = cfg.to_dict()
+    assert d["objectives"][0] == {"name": "miou", "direction": "maximize"}
+    assert d["train"]["epochs"] == cfg.train.epochs
+
+
+def test_defaults() -> None:
+    cfg = parse()
+    assert [o.name for o in cfg.objectives] == ["miou", "rf", "gflops"]
+    assert cfg.sampler.name == "tpe" and cfg.out == Path("runs/s") and cfg.storage is None
+    assert cfg.train.epochs is not None
+
+
+def test_steps_budget_replaces_epochs() -> None:
+    cfg = parse(train={"steps": 4})
+    assert cfg.train.steps == 4 and cfg.train.epochs is None
+
+
+@pytest.mark.parametrize(("over", "fragment"), [
+    ({"bogus": 1}, "s.toml: bogus: unknown key"),
+    ({"n_trials": 0}, "s.toml: n_trials: expected an integer >= 1"),
+    ({"n_trials": "3"}, "n_trials: expected an integer"),
+    ({"space": "no_such_space"}, "s.toml: space: 'no_such_space': no such file"),
+    ({"sampler": {"name": "cmaes"}}, "sampler.name: unknown sampler 'cmaes'"),
+    ({"sampler": {"name": "nsga2", "bogus": 3}}, "sampler.bogus: not an option of NSGAIISampler"),
+    ({"objectives": [{"name": "latency"}]}, "objectives[0].name: unknown objective 'latency'"),
+    ({"objectives": [{"name": "rf", "direction": "up"}]}, "objectives[0].direction"),
+    ({"objectives": ["rf", "rf"]}, "given twice"),
+    ({"objectives": []}, "objectives: expected a non-empty list"),
+    ({"constraints": {"max_latency": 1}}, "constraints.max_latency: unknown key"),
+    ({"constraints": {"min_rf": 9, "max_rf": 3}}, "nothing is feasible"),
+    ({"constraints": {"max_gflops": "x"}}, "constraints.max_gflops: expected a number"),
+    ({"parallel": {"max_in_flight": 0}}, "parallel.max_in_flight: expected an integer >= 1"),
+    ({"parallel": {"gpus": -1}}, "parallel.gpus"),
+    ({"trial": {"kind": "tabular"}}, "trial.kind: expected train or sleep"),
+    ({"arch": {"width": 8}}, "arch.width: is set per trial by the search space"),
+    ({"arch": {"norm": "xx"}}, "s.toml: arch: norm='xx'"),
+    ({"arch": {"stem_width": "8"}}, "arch.stem_width: expected int"),
+    ({"train": {"lr": "fast"}}, "train.lr: expected float"),
+    ({"train": {"epochs": 1, "steps": 2}}, "s.toml: train: train: set exactly one budget"),
+    ({"data": {"image_size": 4}}, "s.toml: data: config: image_size 4"),
+    ({"data": {"colour": 1}}, "data.colour: unknown key"),
+    ({"baselines": [{"name": "mine"}]}, "baselines[0].name: unknown baseline 'mine'"),
+    ({"baselines": [{"name": "x", "rates": [0]}]}, "baselines[0].rates"),
+    ({"early_stop": {"margin": -1.0}}, "early_stop"),
+])
+def test_bad_configs_are_one_line(over: dict[str, object], fragment: str) -> None:
+    with pytest.raises(StudyConfigError) as e:
+        parse(**over)
+    assert fragment in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_space_and_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(StudyConfigError, match="space: missing"):
+        parse_study_config({}, "s.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("space = [")
+    with pytest.raises(StudyConfigError, match="invalid TOML"):
+        load_study_config(bad)
+    with pytest.raises(StudyConfigError, match="no such file"):
+        load_study_config(tmp_path / "none.toml")
+
+
+def test_space_path_relative_to_the_study_file(tmp_path: Path) -> None:
+    (tmp_path / "mine.toml").write_text(
+        'kernel = [3]\noutput_stride = [8]\nwidth = [16]\ndepth = 3\n'
+        '[rates]\nrule = "free"\nchoices = [1, 2]\n')
+    study = tmp_path / "study.toml"
+    study.write_text('space = "mine.toml"\n')
+    assert load_study_config(study).space_path == (tmp_path / "mine.toml").resolve()

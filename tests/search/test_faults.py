@@ -1,0 +1,211 @@
+"""Faults with real processes on a local multi-node Ray cluster (127.0.0.1): a worker killed
+mid-trial, the driver SIGKILLed and rerun, a node removed, Ctrl-C, a diverging trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas_dil.search import run_search
+from tests.search.conftest import (
+    RayCluster,
+    run_cli,
+    sleep_study,
+    start_cli,
+    trial_workers,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def states(db: Path) -> Counter[str]:
+    """Trial states straight from the SQLite file (read-only, while a driver writes)."""
+    if not db.exists():
+        return Counter()
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = con.execute("SELECT state FROM trials").fetchall()
+    except sqlite3.OperationalError:  # tables not created yet
+        return Counter()
+    finally:
+        con.close()
+    return Counter(r[0] for r in rows)
+
+
+def load(out: Path, name: str = "s") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+
+
+def check_consistent(study: optuna.Study, n_trials: int) -> None:
+    """No trial left RUNNING, n_trials counted, no candidate key trained to COMPLETE twice."""
+    trials = study.trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    counted = [t for t in trials if t.state.is_finished() and not t.user_attrs.get("requeue")
+               and not t.user_attrs.get("infeasible")]
+    assert len(counted) == n_trials
+    fresh = [t.user_attrs["key"] for t in trials if t.state == TrialState.COMPLETE
+             and t.user_attrs.get("reused_from") is None]
+    assert max(Counter(fresh).values()) == 1
+    for t in trials:
+        if t.user_attrs.get("requeue"):  # each requeued trial was enqueued again
+            assert t.state == TrialState.FAIL
+            assert any(u.user_attrs.get("rerun_of") == t.number for u in trials)
+
+
+def test_killed_worker_is_retried_then_fails(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    cfg = sleep_study(tmp_path / "s.toml", space="exponential", n_trials=3, sleep_s=2.5,
+                      evals=2, in_flight=1, retries=1)
+    out = tmp_path / "out"
+    result: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: result.update(s=run_search(
+        cfg, out=out, address=ray_cluster.address, progress=False)))
+    t.start()
+    killed: list[int] = []
+    try:
+        for _ in range(3):  # trial 0: twice (retry, then FAIL); trial 1: once (retry, COMPLETE)
+            pid = wait_for(lambda: [p for p in trial_workers() if p not in killed], 60)[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    finally:
+        t.join(120)
+    assert not t.is_alive()
+    s = result["s"]
+    assert s.done == 3
+    study = load(out)
+    first, second, third = study.trials[:3]
+    assert first.state == TrialState.FAIL and first.user_attrs["retries"] == 1
+    assert first.user_attrs["fail_reason"].startswith("worker lost 2 time(s), no retry left")
+    assert second.state == TrialState.COMPLETE and second.user_attrs["retries"] == 1
+    assert second.user_attrs["retry_reasons"] and third.user_attrs["retries"] == 0
+
+
+def test_driver_sigkill_then_rerun(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    cfg = sleep_study(tmp_path / "s.toml", n_trials=8, sleep_s=1.0, in_flight=2)
+    out = tmp_path / "out"
+    args = (str(cfg), "--out", str(out), "--address", ray_cluster.address, "--no-report")
+    proc = start_cli(*args)
+    try:
+        wait_for(lambda: states(out / "study.db")["COMPLETE"] >= 2
+                 and states(out / "study.db")["RUNNING"] >= 1, 120)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = {t.number: (t.state, t.values) for t in load(out).trials
+              if t.state == TrialState.COMPLETE}
+    orphans = [t.number for t in load(out).trials if t.state == TrialState.RUNNING]
+    assert orphans
+    again = run_cli(*args)  # the same command continues
+    assert again.returncode == 0, again.stderr
+    study = load(out)
+    check_consistent(study, 8)
+    for number, (state, values) in before.items():  # completed trials kept as they were
+        assert study.trials[number].state == state and study.trials[number].values == values
+    for n in orphans:
+        t = study.trials[n]
+        assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("orphaned")
+    assert "marked FAIL and enqueued again" in again.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(ray_cluster: RayCluster,
+                                                  tmp_path: Path) -> None:
+    cfg = sleep_study(tmp_path / "s.toml", n_trials=6, sleep_s=3.0, in_flight=2)
+    out = tmp_path / "out"
+    args = (str(cfg), "--out", str(out), "--address", ray_cluster.address, "--no-report")
+    proc = start_cli(*args)
+    try:
+        wait_for(lambda: states(out / "study.db")["RUNNING"] >= 2, 120)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    study = load(out)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    stopped = [t for t in study.trials if t.user_attrs.get("requeue")]
+    assert len(stopped) >= 2 and all(
+        t.user_attrs["fail_reason"].startswith("interrupted") for t in stopped)
+    assert len([t for t in study.trials if t.state == TrialState.WAITING]) >= len(stopped)
+    again = run_cli(*args, "--resume")
+    assert again.returncode == 0, again.stderr
+    check_consistent(load(out), 6)
+
+
+def test_removed_node_trials_rerun_elsewhere(tmp_path: Path) -> None:
+    cluster = RayCluster(nodes=2, cpus=1)
+    try:
+        cfg = sleep_study(tmp_path / "s.toml", n_trials=3, sleep_s=4.0, evals=2, in_flight=2)
+        out = tmp_path / "out"
+        proc = start_cli(str(cfg), "--out", str(out), "--address", cluster.address,
+                         "--no-report", "--json")
+        try:
+            victim = cluster.nodes[1]
+            raylet = victim.all_processes["raylet"][0].process.pid
+
+            def on_victim() -> bool:
+                return any(_ppid(p) == raylet for p in trial_workers())
+
+            wait_for(on_victim, 120)
+            cluster.cluster.remove_node(victim)
+            _, err = proc.communicate(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err
+        study = load(out)
+        check_consistent(study, 3)
+        moved = [t for t in study.trials if t.user_attrs.get("retries", 0) >= 1]
+        assert moved, [t.user_attrs.get("retries") for t in study.trials]
+        for t in moved:
+            assert t.state == TrialState.COMPLETE
+            assert t.user_attrs["node_id"] == cluster.nodes[0].node_id != victim.node_id
+    finally:
+        cluster.shutdown()
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def test_diverging_training_fails_with_reason(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    cfg = tmp_path / "d.toml"
+    cfg.write_text("""
+name = "d"
+space = "exponential"
+n_trials = 2
+[parallel]
+max_in_flight = 2
+[data]
+image_size = 16
+n_train = 8
+n_val = 4
+[train]
+steps = 4
+eval_every_steps = 2
+batch_size = 4
+lr = 1e12
+threads = 1
+""")
+    s = run_search(cfg, out=tmp_path / "out", address=ray_cluster.address, progress=False)
+    assert s.done == 2 and s.failed == 2 - s.reused
+    study = load(tmp_path / "out", "d")
+    reasons = [t.user_attrs["fail_reason"] for t in study.trials
+               if t.state == TrialState.FAIL]
+    assert reasons and all(r.startswith("diverged: loss") for r in reasons)

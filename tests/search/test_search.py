@@ -1,0 +1,227 @@
+"""The search loop on a local 2-node Ray cluster (127.0.0.1) with sleep trials: storage
+contract, baselines, constraints, dedupe, samplers, early stopping, failures, resume."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas_dil.search import META_KEY, run_search
+from tests.search.conftest import RayCluster, sleep_study
+
+pytestmark = pytest.mark.slow
+
+TRIAL_ATTRS = ("candidate", "arch", "trial_config", "seed", "key", "rf", "rf_stack", "holes",
+               "coverage", "gridding_free", "hdc_rule1", "hdc_rule2", "hdc_rule3", "hdc", "m",
+               "macs", "flops", "gflops", "params")
+TRAINED_ATTRS = ("miou", "per_class_iou", "pixel_acc", "miou_curve", "loss_curve",
+                 "wall_time_s", "images_per_s", "peak_mem_bytes", "node", "retries")
+
+
+def search(cluster: RayCluster, study: Path, out: Path, **kw: Any) -> Any:
+    return run_search(study, out=out, address=cluster.address, progress=False, **kw)
+
+
+def load(out: Path, name: str = "s") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+
+
+def trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that actually ran a worker (not reused, not infeasible, not requeued)."""
+    return [t for t in study.trials if t.state.is_finished() and "node" in t.user_attrs
+            and t.user_attrs.get("reused_from") is None]
+
+
+def test_storage_contract_and_baselines(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    extra = """
+[constraints]
+max_gflops = 0.02
+[[baselines]]
+name = "hdc"
+[[baselines]]
+name = "constant2"
+"""
+    cfg = sleep_study(tmp_path / "s.toml", n_trials=6, extra=extra)
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    assert s.done == 6 and s.complete + s.pruned + s.failed == 6 and s.front
+    study = load(tmp_path / "out")  # a plain optuna.load_study reads it
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["miou", "rf", "gflops"]
+    meta = study.user_attrs[META_KEY]
+    assert set(meta) >= {"version", "study_config", "objectives", "space", "out_dir", "data"}
+    assert meta["objectives"] == [{"name": "miou", "direction": "maximize"},
+                                  {"name": "rf", "direction": "maximize"},
+                                  {"name": "gflops", "direction": "minimize"}]
+    assert meta["space"]["name"] == "hdc" and meta["out_dir"] == str(tmp_path / "out")
+    assert meta["study_config"]["constraints"] == {"max_gflops": 0.02}
+    json.dumps(meta)
+    base = {t.user_attrs["baseline"]: t for t in study.trials if "baseline" in t.user_attrs}
+    assert set(base) == {"hdc", "constant2"}
+    assert base["hdc"].user_attrs["candidate"]["rates"] == [1, 2, 5, 1, 2, 5]
+    assert base["hdc"].params  # inside the hdc space: the sampler sees its parameters
+    assert base["constant2"].params == {}  # outside: no parameter describes it
+    assert base["constant2"].user_attrs["gridding_free"] is False
+    for t in study.trials:
+        assert t.state != TrialState.RUNNING
+        for k in TRIAL_ATTRS:
+            assert k in t.user_attrs, (t.number, k)
+        assert t.constraints.keys() == {"max_gflops"}
+        if t.state == TrialState.COMPLETE:
+            for k in TRAINED_ATTRS:
+                assert k in t.user_attrs, (t.number, k)
+            assert t.values[0] == t.user_attrs["miou"] == t.user_attrs["miou_curve"][-1]
+            assert t.values[1] == t.user_attrs["rf"] and t.values[2] == t.user_attrs["gflops"]
+            assert t.user_attrs["retries"] == 0 and t.user_attrs["node_ip"] == "127.0.0.1"
+    # infeasible candidates: PRUNED, never trained, the sampler sees their constraint values
+    for t in study.trials:
+        if t.user_attrs.get("infeasible"):
+            assert t.state == TrialState.PRUNED and "miou" not in t.user_attrs
+            assert t.constraints["max_gflops"] > 0
+            assert t.user_attrs["pruned_reason"].startswith("infeasible: gflops")
+
+
+def test_constraints_keep_infeasible_candidates_untrained(ray_cluster: RayCluster,
+                                                          tmp_path: Path) -> None:
+    extra = "[constraints]\nmin_rf = 200\n"
+    cfg = sleep_study(tmp_path / "s.toml", n_trials=4, sleep_s=0.05, extra=extra)
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    study = load(tmp_path / "out")
+    assert s.done == 4 and s.infeasible == sum(
+        bool(t.user_attrs.get("infeasible")) for t in study.trials) > 0
+    for t in trained(study):
+        assert t.user_attrs["rf"] >= 200
+
+
+def test_duplicates_are_reused_not_retrained(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    space = tmp_path / "tiny.toml"  # 4 candidates
+    space.write_text('kernel = [3]\noutput_stride = [8]\nwidth = [16, 32]\n'
+                     'depth = 2\n[rates]\nrule = "hdc"\nchoices = [1, 2]\ngroup_size = 2\n'
+                     'repeats = { min = 1, max = 2 }\n')
+    cfg = sleep_study(tmp_path / "s.toml", space="tiny.toml", n_trials=10, sleep_s=0.05,
+                      extra='[sampler]\nname = "random"\n')
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    study = load(tmp_path / "out")
+    assert s.done == 10 and s.reused >= 6
+    keys = Counter(t.user_attrs["key"] for t in trained(study))
+    assert max(keys.values()) == 1  # no candidate trained twice
+    for t in study.trials:
+        src = t.user_attrs.get("reused_from")
+        if src is not None:
+            orig = study.trials[src]
+            assert orig.user_attrs["key"] == t.user_attrs["key"] and orig.values == t.values
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "nsga3", "gp", "random", "brute"])
+def test_samplers(ray_cluster: RayCluster, tmp_path: Path, sampler: str) -> None:
+    cfg = sleep_study(tmp_path / "s.toml", n_trials=5, sleep_s=0.02, in_flight=3,
+                      space="exponential", extra=f'[sampler]\nname = "{sampler}"\n')
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    assert s.done == 5 and s.failed == 0
+
+
+def test_brute_force_stops_when_the_space_is_exhausted(ray_cluster: RayCluster,
+                                                       tmp_path: Path) -> None:
+    space = tmp_path / "tiny.toml"  # 2 candidates
+    space.write_text('kernel = [3]\noutput_stride = [8]\nwidth = [16, 32]\ndepth = 2\n'
+                     '[rates]\nrule = "hdc"\nchoices = [1, 2]\ngroup_size = 2\nrepeats = 1\n')
+    cfg = sleep_study(tmp_path / "s.toml", space="tiny.toml", n_trials=8, sleep_s=0.02,
+                      in_flight=1, extra='[sampler]\nname = "brute"\n')
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    assert s.exhausted and s.done == 2
+
+
+def test_early_stopping_prunes_with_curve(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    cfg = sleep_study(tmp_path / "s.toml", n_trials=14, sleep_s=0.3, evals=5, in_flight=2,
+                      early=True, objectives='["miou"]', extra='[sampler]\nname = "random"\n')
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    study = load(tmp_path / "out")
+    assert s.pruned > 0
+    for t in study.trials:
+        if t.state == TrialState.PRUNED:
+            curve = t.user_attrs["miou_curve"]
+            assert 1 <= len(curve) < 5 and t.values is None
+            assert t.user_attrs["pruned_reason"].startswith("cannot reach the Pareto front")
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("reused_from") is None:
+            assert len(t.user_attrs["miou_curve"]) == 5
+
+
+def test_failing_trials_fail_with_reason_and_study_goes_on(ray_cluster: RayCluster,
+                                                           tmp_path: Path) -> None:
+    cfg = sleep_study(tmp_path / "s.toml", n_trials=8, sleep_s=0.02,
+                      extra='[trial]\n' if False else "")
+    text = cfg.read_text().replace('kind = "sleep"',
+                                   'kind = "sleep"\nfail_width = 16\noom_width = 32')
+    text = text.replace('space = "hdc"', 'space = "exponential"')
+    cfg.write_text(text)
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    study = load(tmp_path / "out")
+    assert s.done == 8 and s.failed == 8 - s.reused
+    reasons = {t.user_attrs["arch"]["width"]: t.user_attrs["fail_reason"]
+               for t in study.trials if "fail_reason" in t.user_attrs}
+    assert reasons[16].startswith("diverged: loss nan at step 1")
+    assert reasons[32].startswith("out of memory on cpu")
+
+
+def test_rerun_continues_and_extends(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    cfg = sleep_study(tmp_path / "s.toml", n_trials=3, sleep_s=0.05)
+    search(ray_cluster, cfg, tmp_path / "out")
+    before = {t.number: t.user_attrs["key"] for t in trained(load(tmp_path / "out"))}
+    s = search(ray_cluster, cfg, tmp_path / "out", n_trials=6, resume=True)
+    assert s.done == 6
+    study = load(tmp_path / "out")
+    after = trained(study)
+    assert {t.number: t.user_attrs["key"] for t in after if t.number in before} == before
+    assert max(Counter(t.user_attrs["key"] for t in after).values()) == 1
+    again = search(ray_cluster, cfg, tmp_path / "out", n_trials=6)  # nothing left to do
+    assert again.done == 6 and len(load(tmp_path / "out").trials) == len(study.trials)
+
+
+def test_weights_of_the_front_are_kept(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    cfg = tmp_path / "t.toml"
+    cfg.write_text("""
+name = "t"
+space = "exponential"
+n_trials = 3
+[parallel]
+max_in_flight = 2
+[arch]
+stem_width = 4
+[data]
+image_size = 16
+n_train = 8
+n_val = 4
+[train]
+steps = 2
+eval_every_steps = 1
+batch_size = 4
+threads = 1
+[[baselines]]
+name = "constant2"
+""")
+    s = run_search(cfg, out=tmp_path / "out", address=ray_cluster.address, progress=False)
+    study = load(tmp_path / "out", "t")
+    assert s.done == 3 and s.complete == 3
+    from nas_dil.models import model_from_config
+
+    kept = {t.number: t.user_attrs["weights"] for t in study.trials if "weights" in
+            t.user_attrs}
+    assert set(s.front) <= set(kept) and any(
+        t.user_attrs.get("baseline") == "constant2" for t in study.trials
+        if t.number in kept)
+    for number, rel in kept.items():
+        assert rel == f"weights/trial_{number}.pt"
+        blob = torch.load(tmp_path / "out" / rel, weights_only=True)
+        model = model_from_config(blob["model_config"])
+        model.load_state_dict(blob["state_dict"])
+        t = study.trials[number]
+        assert blob["model_config"]["arch"] == t.user_attrs["arch"]
+        assert t.user_attrs["miou_curve"] and len(t.user_attrs["miou_curve"]) == 2
+    on_disk = {p.name for p in (tmp_path / "out" / "weights").iterdir()}
+    assert on_disk == {Path(r).name for r in kept.values()}
