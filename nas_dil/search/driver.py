@@ -369,16 +369,22 @@ class _Search:
 
         storage = open_storage(self.url)
         sampler = self._sampler()
+        have: set[str] = set()
         if exists:
-            return optuna.load_study(study_name=self.cfg.name, storage=storage, sampler=sampler)
-        study = optuna.create_study(study_name=self.cfg.name, storage=storage, sampler=sampler,
-                                    directions=[o.direction for o in self.objectives])
-        study.set_metric_names([o.name for o in self.objectives])
-        study.set_user_attr(META_KEY, self.meta())
-        for name, cand in self.baselines:
-            params = space_params(self.space, cand)
-            study.enqueue_trial(params or {}, user_attrs={"baseline": name,
-                                                         "candidate": cand.to_dict()})
+            study = optuna.load_study(study_name=self.cfg.name, storage=storage,
+                                      sampler=sampler)
+            have = {str(t.user_attrs["baseline"]) for t in study.get_trials(deepcopy=False)
+                    if "baseline" in t.user_attrs}
+        else:
+            study = optuna.create_study(study_name=self.cfg.name, storage=storage,
+                                        sampler=sampler,
+                                        directions=[o.direction for o in self.objectives])
+            study.set_metric_names([o.name for o in self.objectives])
+            study.set_user_attr(META_KEY, self.meta())
+        for name, cand in self.baselines:  # new ones only: a resumed study has the others
+            if name not in have:
+                study.enqueue_trial(space_params(self.space, cand) or {},
+                                    user_attrs={"baseline": name, "candidate": cand.to_dict()})
         return study
 
     # -- state from the storage (resume) ----------------------------------------------------
@@ -750,7 +756,7 @@ class _Search:
         sign = np.array([o.sign for o in self.objectives])
         pts = np.array([v for _, v in rows], dtype=float)
         mask = pareto_mask(pts * sign)
-        numbers = [n for (n, _), keep in zip(rows, mask, strict=True) if keep]
+        numbers = sorted(n for (n, _), keep in zip(rows, mask, strict=True) if keep)
         return numbers, hypervolume(pts[mask], self.objectives, self.ranges)
 
     def _show(self, event: str | None = None) -> None:
