@@ -33,6 +33,7 @@ SMALL_SIDE = (8.0, 14.0)  # solid blobs seen whole by any receptive field
 LARGE_SIDE = (32.0, 52.0)  # solid blobs whose middle is 16+ px from their edge
 FRAME_SIDE = (28.0, 48.0)  # thin outlines around background: the inside is 14+ px from it
 N_SMALL = 3  # small-blob slots per image (each filled with p=0.8)
+CONTRAST_LOCAL = True
 P_BIG = 0.9  # chance a chosen big shape (large blob, frame) is drawn
 P_BOTH = 0.6  # chance an image gets both big shapes rather than one of them
 P_STUFF = 0.5  # chance of a textured background region reaching the image border
@@ -99,11 +100,22 @@ class _Canvas:
         low = F.interpolate(low, size=(s, s), mode="bicubic", align_corners=False)
         return (self.col(ramp) * t).unsqueeze(1) + low
 
-    def object_colour(self) -> Tensor:
-        """(n,3): the background colour moved by 0.35-0.65 in a random direction."""
+    def under(self, mask: Tensor | None) -> Tensor:
+        """(n,3) mean colour of the picture under mask so far (the background colour where
+        mask is None or empty)."""
+        if mask is None or not CONTRAST_LOCAL:
+            return self.base
+        m = mask.unsqueeze(1).float()
+        area = m.sum((2, 3))
+        mean = (self.img * m).sum((2, 3)) / area.clamp_min(1)
+        return torch.where(area > 0, mean, self.base)
+
+    def object_colour(self, mask: Tensor | None = None) -> Tensor:
+        """(n,3): the colour under mask moved by 0.35-0.65 in a random direction, so that an
+        object stands out from whatever it covers, by the same margin for every class."""
         d = self.normal(3)
         d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-6)
-        c = self.base + d * self.uniform(0.35, 0.65).view(-1, 1)
+        c = self.under(mask) + d * self.uniform(0.35, 0.65).view(-1, 1)
         # reflect channels pushed out of range back inside, so the contrast survives
         c = torch.where(c > 1, 2 - c, c)
         c = torch.where(c < 0, -c, c)
@@ -119,9 +131,10 @@ class _Canvas:
         wave = torch.sin(2 * math.pi * w / self.col(period) + self.col(phase))
         return (self.col(amp) * wave).unsqueeze(1)
 
-    def fill(self) -> Tensor:
+    def fill(self, mask: Tensor | None = None) -> Tensor:
         """(n,3,H,W) object fill: contrasting colour, shading and the shared texture."""
-        return self.object_colour().view(-1, 3, 1, 1) + self.shading() + self.texture()
+        colour = self.object_colour(mask).view(-1, 3, 1, 1)
+        return colour + self.shading() + self.texture()
 
     def paint(self, mask: Tensor, cls: int, src: Tensor) -> None:
         """Paint src ((n,3) colour or (n,3,H,W) image) where mask, and label it cls."""
@@ -206,12 +219,12 @@ def _render_chunk(n: int, chunk: int, size: int, g: torch.Generator, device: tor
     both = cv.coin(P_BOTH)
     area, outline = cv.shape(FRAME_SIDE, (frame_only | both) & cv.coin(P_BIG))
     cv.paint(area, FRAME, cv.bg)  # a frame's inside looks like background ...
-    cv.paint(outline, FRAME, cv.object_colour())  # ... only its thin outline marks it
+    cv.paint(outline, FRAME, cv.object_colour(outline))  # ... only its thin outline marks it
     area, _ = cv.shape(LARGE_SIDE, (~frame_only | both) & cv.coin(P_BIG))
-    cv.paint(area, LARGE, cv.fill())
+    cv.paint(area, LARGE, cv.fill(area))
     for _ in range(N_SMALL):
         area, _ = cv.shape(SMALL_SIDE, cv.coin(0.8))
-        cv.paint(area, SMALL, cv.fill())
+        cv.paint(area, SMALL, cv.fill(area))
     noise = cv.normal(3, size, size)
     img = cv.img + noise * cv.uniform(*NOISE).view(-1, 1, 1, 1)
     return img.clamp(0, 1), cv.lab

@@ -158,7 +158,7 @@ def _bulk_user_attrs(storage: Any, trial_id: int, attrs: dict[str, Any]) -> bool
             for k, v in attrs.items()]
     with _create_scoped_session(backend.scoped_session) as session:
         trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        backend.check_trial_is_updatable(trial_id, trial.state)
+        backend.check_trial_is_updatable(trial_id, trial.state)  # type: ignore[arg-type]
         stmt = dialect.insert(table).values(rows)
         stmt = stmt.on_conflict_do_update(index_elements=[table.trial_id, table.key],
                                           set_={"value_json": stmt.excluded.value_json})
@@ -313,7 +313,8 @@ class _Search:
         ref = self.remote_describe.options(**{**opts, "max_retries": 1}).remote(
             asdict(self.cfg.data), self.cfg.train.device)
         try:
-            return dict(ray.get(ref))
+            info: dict[str, Any] = ray.get(ref)
+            return info
         except ray.exceptions.RayTaskError as e:
             cause = e.cause if getattr(e, "cause", None) is not None else e
             raise UserError(f"{self.cfg.path}: data: {_first_line(cause)}") from None
@@ -376,9 +377,9 @@ class _Search:
             have = {str(t.user_attrs["baseline"]) for t in study.get_trials(deepcopy=False)
                     if "baseline" in t.user_attrs}
         else:
+            directions: list[Any] = [o.direction for o in self.objectives]
             study = optuna.create_study(study_name=self.cfg.name, storage=storage,
-                                        sampler=sampler,
-                                        directions=[o.direction for o in self.objectives])
+                                        sampler=sampler, directions=directions)
             study.set_metric_names([o.name for o in self.objectives])
             study.set_user_attr(META_KEY, self.meta())
         for name, cand in self.baselines:  # new ones only: a resumed study has the others

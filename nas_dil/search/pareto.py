@@ -14,4 +14,4 @@ def pareto_mask(losses: np.ndarray) -> np.ndarray:
         return np.zeros(len(pts), dtype=bool)
     le = (pts[:, None, :] <= pts[None, :, :]).all(axis=2)  # le[j, i]: j <= i everywhere
     lt = (pts[:, None, :] < pts[None, :, :]).any(axis=2)
-    return ~(le & lt).any(axis=0)
+    return np.asarray(~(le & lt).any(axis=0), dtype=bool)

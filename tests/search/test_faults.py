@@ -3,6 +3,7 @@ mid-trial, the driver SIGKILLed and rerun, a node removed, Ctrl-C, a diverging t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -160,11 +161,14 @@ def test_removed_node_trials_rerun_elsewhere(tmp_path: Path) -> None:
 
             wait_for(on_victim, 120)
             cluster.cluster.remove_node(victim)
-            _, err = proc.communicate(timeout=180)
+            stdout, err = proc.communicate(timeout=180)
         finally:
             if proc.poll() is None:
                 proc.kill()
         assert proc.returncode == 0, err
+        summary = json.loads(stdout)  # --json: the summary contract
+        assert summary["done"] == 3 and summary["report_skipped"] == "--no-report"
+        assert summary["front"] and summary["hypervolume"] > 0 and not summary["interrupted"]
         study = load(out)
         check_consistent(study, 3)
         moved = [t for t in study.trials if t.user_attrs.get("retries", 0) >= 1]

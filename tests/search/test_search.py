@@ -225,3 +225,14 @@ name = "constant2"
         assert t.user_attrs["miou_curve"] and len(t.user_attrs["miou_curve"]) == 2
     on_disk = {p.name for p in (tmp_path / "out" / "weights").iterdir()}
     assert on_disk == {Path(r).name for r in kept.values()}
+
+
+def test_warns_when_an_objective_cannot_vary(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    space = tmp_path / "fixed.toml"  # depth, width and stride fixed: FLOPs cannot vary
+    space.write_text('kernel = [3]\noutput_stride = [8]\nwidth = [16]\ndepth = 3\n'
+                     '[rates]\nrule = "free"\nchoices = [1, 2, 3]\n')
+    cfg = sleep_study(tmp_path / "s.toml", space="fixed.toml", n_trials=1, sleep_s=0.01)
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    assert any(w.startswith("objective gflops cannot vary in space fixed") for w in s.warnings)
+    assert not any("objective rf " in w for w in s.warnings)
+    assert load(tmp_path / "out").user_attrs[META_KEY]["warnings"] == s.warnings
