@@ -43,6 +43,8 @@ def one_line_error(code: int, err: str, fragment: str) -> None:
     ('space = "hdc"\n', ("--address", "127.0.0.1:1"), "Ray address 127.0.0.1:1: cannot connect"),
     ('space = "hdc"\n', ("--address", "nonsense"), "expected host:port"),
     ('space = "hdc"\n', ("--resume",), "--resume: no study 's'"),
+    ('space = "hdc"\n[sampler]\nname = "nsga2"\n[[baselines]]\nname = "constant2"\n', (),
+     "baselines constant2 are not in space hdc; sampler 'nsga2' needs every trial inside"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, body: str, args: tuple[str, ...],

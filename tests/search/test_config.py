@@ -101,3 +101,16 @@ def test_space_path_relative_to_the_study_file(tmp_path: Path) -> None:
     study = tmp_path / "study.toml"
     study.write_text('space = "mine.toml"\n')
     assert load_study_config(study).space_path == (tmp_path / "mine.toml").resolve()
+
+
+@pytest.mark.parametrize("name", shipped_names("studies"))
+def test_shipped_baselines_fit_their_sampler(name: str) -> None:
+    """Samplers other than tpe/random learn only from trials inside the space."""
+    from nas_dil.search.baselines import baseline_candidate, space_params
+    from nas_dil.spaces import load_space
+
+    cfg = load_study_config(name)
+    space = load_space(cfg.space_path)
+    if cfg.sampler.name not in ("tpe", "random"):
+        for b in cfg.baselines:
+            assert space_params(space, baseline_candidate(b, space)) is not None, b.name
