@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-__all__ = ["resolve", "shipped_names"]
+from nas_dil.errors import UserError
+
+__all__ = ["load_toml", "resolve", "shipped_names"]
 
 _KINDS = {"search_spaces": "nas_dil.search_spaces", "studies": "nas_dil.studies"}
 _REPO = Path(__file__).resolve().parents[1]
@@ -39,3 +43,22 @@ def resolve(kind: str, name_or_path: str | Path) -> Path | None:
             if candidate.is_file():
                 return candidate
     return None
+
+
+def load_toml(kind: str, name_or_path: str | Path, error: type[UserError],
+              noun: str) -> tuple[dict[str, Any], Path]:
+    """Read a shipped or given TOML file; every failure is one ``error`` line naming it."""
+    path = resolve(kind, name_or_path)
+    if path is None:
+        shipped = ", ".join(shipped_names(kind)) or "none"
+        raise error(f"{name_or_path}: no such file, and not a shipped {noun} (shipped: {shipped})")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise error(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text: {e}") from None
+    try:
+        return tomllib.loads(text), path
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{path}: invalid TOML: {e}") from None

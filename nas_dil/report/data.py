@@ -33,6 +33,7 @@ from nas_dil.report.pareto import (
     reference_point,
 )
 from nas_dil.report.source import Objective, StudySource, open_study
+from nas_dil.search.objectives import REFERENCE
 
 if TYPE_CHECKING:
     import optuna
@@ -281,14 +282,42 @@ def _curve(t: FrozenTrial, front: set[int]) -> CurveData | None:
                      t.user_attrs.get("baseline") or None)
 
 
+def _space_reference(objectives: Sequence[Objective],
+                     meta: dict[str, Any]) -> tuple[np.ndarray, float] | None:
+    """The search's own reference point, from the ranges it stored (None if absent).
+
+    The search normalises each objective over the whole space (best → 0, worst → 1) and puts
+    the reference at 1.1; in the study's units that is best + 1.1·(worst − best), and dividing
+    by the product of the ranges gives the very figure its progress line shows.
+    """
+    hv = meta.get("hypervolume")
+    ranges = hv.get("ranges") if isinstance(hv, dict) else None
+    if not isinstance(ranges, dict) or any(o.name not in ranges for o in objectives):
+        return None
+    best = np.array([float(ranges[o.name]["best"]) for o in objectives])
+    worst = np.array([float(ranges[o.name]["worst"]) for o in objectives])
+    unit = float(np.prod(np.abs(worst - best)))
+    if unit <= 0:  # an objective that cannot vary: no space-wide box
+        return None
+    return best + float(hv.get("reference", REFERENCE)) * (worst - best), unit
+
+
 def _hypervolume(complete: Sequence[FrozenTrial], objectives: Sequence[Objective],
-                 ref: Sequence[float] | None) -> HypervolumeData | None:
+                 ref: Sequence[float] | None,
+                 meta: dict[str, Any] | None = None) -> HypervolumeData | None:
     feas = [t for t in complete if feasible(t)]
     if not feas:
         return None
     dirs = [o.direction for o in objectives]
     vals = np.array([t.values for t in feas], dtype=np.float64)
-    if ref is None:
+    space_ref = _space_reference(objectives, meta or {}) if ref is None else None
+    unit: float | None = None
+    if space_ref is not None:
+        ref_arr, unit = space_ref
+        rule = ("reference point: per objective, the worst value over the search space pushed "
+                "10 % of its range further (as the search's progress line; normalised = "
+                "hypervolume / product of the ranges)")
+    elif ref is None:
         ref_arr = reference_point(vals, dirs)
         rule = ("reference point: per objective, the worst feasible value pushed 10 % of the "
                 "range further")
@@ -299,7 +328,7 @@ def _hypervolume(complete: Sequence[FrozenTrial], objectives: Sequence[Objective
         rule = "reference point: given"
     signs = np.array([o.sign for o in objectives])
     ideal = (vals * signs).min(axis=0) * signs
-    box = float(np.prod(np.maximum((ref_arr - ideal) * signs, 0.0)))
+    box = unit or float(np.prod(np.maximum((ref_arr - ideal) * signs, 0.0)))
     ordered = sorted(complete, key=lambda t: t.number)
     series = hypervolume_series([t.values for t in ordered], dirs, ref_arr,
                                 include=[feasible(t) for t in ordered])
@@ -368,7 +397,7 @@ def build_report(
         knee=knee,
         knee_rule=KNEE_RULE,
         scatters=scatters,
-        hypervolume=_hypervolume(complete, objectives, ref_point),
+        hypervolume=_hypervolume(complete, objectives, ref_point, src.meta),
         curves=curves,
         heatmaps=heatmaps,
         baselines=baselines,

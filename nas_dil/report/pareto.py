@@ -30,6 +30,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nas_dil.search.pareto import hypervolume_costs
+from nas_dil.search.pareto import pareto_mask as _nondominated
+
 __all__ = [
     "REF_MARGIN",
     "dominates",
@@ -72,21 +75,9 @@ def dominates(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all(a <= b) and np.any(a < b))
 
 
-def _nondominated_costs(costs: np.ndarray) -> np.ndarray:
-    n = len(costs)
-    keep = np.ones(n, dtype=bool)
-    for i in range(n):
-        if not keep[i]:
-            continue
-        # points i dominates are out (equal points are not dominated)
-        dominated = np.all(costs[i] <= costs, axis=1) & np.any(costs[i] < costs, axis=1)
-        keep &= ~dominated
-    return keep
-
-
 def pareto_mask(values: Values, directions: Sequence[str]) -> np.ndarray:
     """Boolean mask of the non-dominated rows of ``values``."""
-    return _nondominated_costs(to_costs(values, directions))
+    return _nondominated(to_costs(values, directions))
 
 
 def reference_point(values: Values, directions: Sequence[str],
@@ -102,35 +93,6 @@ def reference_point(values: Values, directions: Sequence[str],
     return (worst + pad) * _signs(directions)
 
 
-def _hv_costs(costs: np.ndarray, ref: np.ndarray) -> float:
-    """Hypervolume of cost points (all strictly below ``ref`` in every coordinate)."""
-    n, d = costs.shape
-    if n == 0:
-        return 0.0
-    if d == 1:
-        return float(ref[0] - costs[:, 0].min())
-    if d == 2:
-        order = np.lexsort((costs[:, 1], costs[:, 0]))  # by x, then y
-        vol, best_y = 0.0, ref[1]
-        xs = costs[order, 0]
-        ys = costs[order, 1]
-        for i in range(n):
-            best_y = min(best_y, ys[i])
-            x_next = xs[i + 1] if i + 1 < n else ref[0]
-            vol += (x_next - xs[i]) * (ref[1] - best_y)
-        return float(vol)
-    order = np.argsort(costs[:, -1], kind="stable")
-    pts = costs[order]
-    vol = 0.0
-    for i in range(n):
-        z_next = pts[i + 1, -1] if i + 1 < n else ref[-1]
-        if z_next > pts[i, -1]:
-            below = pts[: i + 1, :-1]
-            below = below[_nondominated_costs(below)]
-            vol += _hv_costs(below, ref[:-1]) * (z_next - pts[i, -1])
-    return float(vol)
-
-
 def hypervolume(values: Values, directions: Sequence[str],
                 ref: Sequence[float] | np.ndarray) -> float:
     """Exact hypervolume of ``values`` (study orientation) against ``ref`` (same orientation).
@@ -143,8 +105,8 @@ def hypervolume(values: Values, directions: Sequence[str],
     if len(costs) == 0:
         return 0.0
     costs = costs[np.all(costs < r, axis=1)]
-    costs = costs[_nondominated_costs(costs)]
-    return _hv_costs(costs, r)
+    costs = costs[_nondominated(costs)]
+    return hypervolume_costs(costs, r)
 
 
 def hypervolume_series(values: Values,
@@ -164,7 +126,7 @@ def hypervolume_series(values: Values,
         if inc[k] and not any(dominates(f, costs[k]) or np.array_equal(f, costs[k])
                               for f in front):
             front = np.vstack([front, costs[k]])
-            front = front[_nondominated_costs(front)]
+            front = front[_nondominated(front)]
             current = hypervolume(front * _signs(directions), directions, ref)
         out.append(current)
     return out

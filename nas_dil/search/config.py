@@ -17,7 +17,10 @@ A study file names everything a search needs; every key is optional except ``spa
     name = "tpe"                 #   keyword of that Optuna sampler (n_startup_trials = 8, …)
     [parallel]                   # max_in_flight, cpus, gpus (fractional packs trials per GPU),
     max_in_flight = 2            #   memory_gb, resources = { … } (Ray custom), max_retries
-    [trial]                      # kind = "train" (run_trial) or "sleep" (orchestration tests)
+    [trial]                      # kind = "train" (run_trial), "sleep" (orchestration tests) or
+                                 #   "tabular" (mIoU read from table = "tabular_dilation.csv":
+                                 #   a shipped name under benchmarks/ or a path relative to
+                                 #   this file; table_seed = the rows' seed, default `seed`)
     [arch] [data] [train]        # ArchConfig / DataConfig / TrainConfig fields
     [early_stop]                 # enabled, min_completed, min_evals, margin (see early_stop.py)
     [[baselines]]                # name = yu_koltun | constant2 | hdc | multigrid, or name +
@@ -29,16 +32,15 @@ Every problem is a `StudyConfigError` (a UserError): ``"<file>: <dotted.key>: <p
 from __future__ import annotations
 
 import inspect
-import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from nas_dil.data.config import DataConfig
 from nas_dil.errors import UserError
 from nas_dil.models.config import ArchConfig
-from nas_dil.resources import resolve, shipped_names
+from nas_dil.resources import load_toml, resolve, shipped_names
 from nas_dil.search.objectives import CONSTRAINT_METRICS, METRICS, Objective
 from nas_dil.train.config import TrainConfig
 
@@ -129,6 +131,8 @@ class TrialKindConfig:
     evals: int = 3  # sleep: evaluations per trial (the curve's length)
     fail_width: int | None = None  # sleep: candidates of this width raise TrialDiverged
     oom_width: int | None = None  # sleep: candidates of this width raise TrialOOM
+    table: str | None = None  # tabular: the table (resolved to an absolute path when parsed)
+    table_seed: int | None = None  # tabular: seed of the table rows to read (None: the study's)
 
 
 @dataclass(frozen=True)
@@ -366,11 +370,40 @@ def _trial(rd: _Reader, raw: object) -> TrialKindConfig:
     t = rd.table(raw if raw is not None else {}, "trial")
     kw = rd.dataclass_kwargs(TrialKindConfig, t, "trial.")
     cfg = TrialKindConfig(**kw)
-    if cfg.kind not in ("train", "sleep"):
-        raise rd.err("trial.kind", f"expected train or sleep, got {cfg.kind!r}")
+    if cfg.kind not in ("train", "sleep", "tabular"):
+        raise rd.err("trial.kind", f"expected train, sleep or tabular, got {cfg.kind!r}")
+    if cfg.kind == "tabular":
+        cfg = replace(cfg, table=str(_table_path(rd, cfg.table)))
     if cfg.sleep_s < 0 or cfg.evals < 1:
         raise rd.err("trial", "sleep_s must be >= 0 and evals >= 1")
     return cfg
+
+
+def _table_path(rd: _Reader, table: str | None) -> Path:
+    """A tabular benchmark: a path relative to the study file, or a name under benchmarks/."""
+    if not table:
+        raise rd.err("trial.table", "kind tabular needs table = <csv> (e.g. "
+                                    "\"tabular_dilation.csv\", shipped under benchmarks/)")
+    for here in (rd.path.parent / table, Path(__file__).resolve().parents[2] / "benchmarks"
+                 / table):
+        if here.is_file():
+            return here.resolve()
+    raise rd.err("trial.table", f"{table!r}: no such file (relative to the study file or "
+                                f"under the repository's benchmarks/)")
+
+
+def _check_table(rd: _Reader, cfg: StudyConfig) -> None:
+    """Every candidate of the space must have a row of the table's seed (one line if not)."""
+    from nas_dil.search.tabular import TableError, load_table
+    from nas_dil.spaces import load_space
+
+    seed = cfg.trial.table_seed if cfg.trial.table_seed is not None else cfg.seed
+    try:
+        table = load_table(str(cfg.trial.table))
+        table.check_space(load_space(cfg.space_path), seed,
+                          [b.rates for b in cfg.baselines])
+    except TableError as e:
+        raise rd.err("trial.table", str(e)) from None
 
 
 def _early_stop(rd: _Reader, raw: object) -> EarlyStopConfig:
@@ -457,7 +490,7 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
     except UserError as e:
         raise rd.err("train", str(e)) from None
     constraints, gridding_free = _constraints(rd, data.get("constraints"))
-    return StudyConfig(
+    cfg = StudyConfig(
         path=path,
         name=name,
         description=str(data.get("description", "")),
@@ -480,6 +513,9 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         early_stop=_early_stop(rd, data.get("early_stop")),
         baselines=_baselines(rd, data.get("baselines")),
     )
+    if cfg.trial.kind == "tabular":
+        _check_table(rd, cfg)
+    return cfg
 
 
 def _train_kwargs(rd: _Reader, t: Mapping[str, Any]) -> dict[str, Any]:
@@ -492,19 +528,5 @@ def _train_kwargs(rd: _Reader, t: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_study_config(name_or_path: str | Path) -> StudyConfig:
     """A study file by path, or a shipped study by name (``quickstart``)."""
-    path = resolve("studies", name_or_path)
-    if path is None:
-        shipped = ", ".join(shipped_names("studies")) or "none"
-        raise StudyConfigError(f"{name_or_path}: no such file, and not a shipped study "
-                               f"(shipped: {shipped})")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise StudyConfigError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise StudyConfigError(f"{path}: not UTF-8 text: {e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise StudyConfigError(f"{path}: invalid TOML: {e}") from None
+    data, path = load_toml("studies", name_or_path, StudyConfigError, "study")
     return parse_study_config(data, path)

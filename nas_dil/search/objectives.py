@@ -22,7 +22,7 @@ import numpy as np
 
 from nas_dil.models.config import ArchConfig
 from nas_dil.schedule import coverage, hdc_report, net_cost
-from nas_dil.search.pareto import pareto_mask
+from nas_dil.search.pareto import hypervolume_costs, pareto_mask
 from nas_dil.spaces import Candidate, Space, sample_candidates
 
 __all__ = [
@@ -168,9 +168,4 @@ def hypervolume(points: np.ndarray, objectives: Sequence[Objective],
     norm = np.array([[ranges[o.name].normalise(v) for o, v in zip(objectives, row, strict=True)]
                      for row in pts])
     norm = norm[pareto_mask(norm)]
-    from optuna._hypervolume import compute_hypervolume
-
-    ref = np.full(norm.shape[1], REFERENCE)
-    if norm.shape[1] == 1:
-        return float(REFERENCE - norm.min())
-    return float(compute_hypervolume(np.unique(norm, axis=0), ref))
+    return hypervolume_costs(norm, np.full(norm.shape[1], REFERENCE))

@@ -12,6 +12,9 @@ Two kinds of trial:
   mIoU curve that grows with RF and coverage. It exercises everything around a trial
   (orchestration, storage, early stopping, faults) at no compute cost; never use it to
   compare architectures. It does not import torch.
+- ``tabular``: reads the mIoU curve of (schedule, seed) from a tabular benchmark
+  (`nas_dil.search.tabular`) and reports it evaluation by evaluation, early stopping included.
+  No training, no torch: sampler comparisons in seconds, exactly repeatable.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ def execute(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         if payload["kind"] == "sleep":
             result, weights = _sleep_trial(payload, callback), None
+        elif payload["kind"] == "tabular":
+            result, weights = _tabular_trial(payload, callback), None
         else:
             result, weights = _train_trial(payload, callback)
     except UserError as e:
@@ -171,5 +176,33 @@ def _sleep_trial(payload: dict[str, Any], callback: Any) -> dict[str, Any]:
     return {"miou": curve[-1], "per_class_iou": [], "pixel_acc": curve[-1],
             "miou_curve": curve, "loss_curve": [1.0 - m for m in curve], "wall_time_s": wall,
             "images_per_s": 0.0, "stopped_early": stopped, "device": "cpu",
+            "peak_mem_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_mem_kind": "process_rss", "steps": len(curve), "epochs": float(len(curve))}
+
+
+def _tabular_trial(payload: dict[str, Any], callback: Any) -> dict[str, Any]:
+    from nas_dil.search.tabular import load_table
+
+    opts = payload["sleep"]  # the [trial] table: kind, table, table_seed
+    arch = payload["trial_config"]["arch"]
+    sched = payload["schedule"]
+    seed = opts.get("table_seed")
+    row = load_table(opts["table"]).lookup(
+        sched["rates"], sched["kernels"][0], arch["output_stride"], arch["width"],
+        payload["seed"] if seed is None else seed)
+    t0 = time.perf_counter()
+    curve: list[float] = []
+    stopped = False
+    full = list(row["miou_curve"])
+    for e, m in enumerate(full, 1):
+        curve.append(m)
+        if e < len(full) and callback(e, m, {"miou_curve": list(curve)}):
+            stopped = True
+            break
+    miou = curve[-1] if stopped else float(row["miou"])
+    return {"miou": miou, "per_class_iou": [], "pixel_acc": float(row.get("pixel_acc", miou)),
+            "miou_curve": curve, "loss_curve": [], "wall_time_s": time.perf_counter() - t0,
+            "train_time_s": float(row.get("train_time_s", 0.0)),  # when the table was made
+            "images_per_s": 0.0, "stopped_early": stopped, "device": "table",
             "peak_mem_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "peak_mem_kind": "process_rss", "steps": len(curve), "epochs": float(len(curve))}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import optuna
 from optuna.trial import BaseTrial
 
-from nas_dil.resources import resolve, shipped_names
+from nas_dil.resources import load_toml
 from nas_dil.spaces.candidate import Candidate
 from nas_dil.spaces.config import SpaceConfig, parse_config
 from nas_dil.spaces.errors import SpaceError
@@ -102,21 +101,7 @@ def load_space(name_or_path: str | Path | Space) -> Space:
     """A shipped space by name (``"hdc"``) or a TOML file by path."""
     if isinstance(name_or_path, Space):
         return name_or_path
-    path = resolve("search_spaces", name_or_path)
-    if path is None:
-        shipped = ", ".join(shipped_names("search_spaces")) or "none"
-        raise SpaceError(f"{name_or_path}: no such file, and not a shipped space "
-                         f"(shipped: {shipped})")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise SpaceError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise SpaceError(f"{path}: not UTF-8 text: {e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SpaceError(f"{path}: invalid TOML: {e}") from None
+    data, path = load_toml("search_spaces", name_or_path, SpaceError, "space")
     return space_from_dict(data, path)
 
 
