@@ -86,9 +86,9 @@ def markdown(rows: list[dict], names: list[str]) -> str:
 
 
 def run(rates: list[int], seed: int, epochs: int, width: int, output_stride: int,
-        n_train: int, image_size: int) -> tuple[float, list[float]]:
+        n_train: int, image_size: int, n_val: int = 128) -> tuple[float, list[float]]:
     torch.manual_seed(seed)
-    data = load_data(DataConfig(seed=seed, n_train=n_train, image_size=image_size))
+    data = load_data(DataConfig(seed=seed, n_train=n_train, n_val=n_val, image_size=image_size))
     net = StandIn(data.num_classes, rates, width, output_stride)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     for epoch in range(epochs):
@@ -119,6 +119,8 @@ def main() -> None:
     ap.add_argument("--output-stride", type=int, default=4)
     ap.add_argument("--n-train", type=int, default=512)
     ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--n-val", type=int, default=512,
+                    help="val images scored (more than the default 128: less scoring noise)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="", help="write all results here")
     args = ap.parse_args()
@@ -132,7 +134,7 @@ def main() -> None:
         for seed in seeds:
             t0 = time.time()
             m, ious = run(rates, seed, args.epochs, args.width, args.output_stride,
-                          args.n_train, args.image_size)
+                          args.n_train, args.image_size, args.n_val)
             scores.append(m)
             results.append({"rates": rates, "seed": seed, "miou": m, "ious": ious})
             print(f"rates={rates} seed={seed} mIoU={m:.4f} "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,30 +20,8 @@ from tests.report.studies import (
     Spec,
     Trained,
     add_trial,
-    hand_made_study,
     new_study,
-    shared_trained,
 )
-
-
-@pytest.fixture(scope="module")
-def hand_made_ro(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("hand") / "out"
-    hand_made_study(out)
-    return out
-
-
-@pytest.fixture
-def hand_made(hand_made_ro: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "out"
-    out.mkdir()
-    shutil.copy(hand_made_ro / "study.db", out / "study.db")
-    return out
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    return shared_trained(tmp_path_factory.getbasetemp())
 
 
 def nas_dil(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:

@@ -1,3 +1,6 @@
+"""Fixtures shared by the report, export and CLI tests: real SQLite studies that follow the
+search's storage contract (tests/report/studies.py builds them)."""
+
 from __future__ import annotations
 
 import shutil
