@@ -5,9 +5,8 @@ Importing the package is cheap and torch-free; torch-backed parts load on first 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
 
+from nas_dil._lazy import lazy_getattr
 from nas_dil.schedule import Schedule, ScheduleError, analyze
 
 __version__ = "0.1.0"
@@ -23,7 +22,4 @@ _LAZY = {
 __all__ = ["Schedule", "ScheduleError", "__version__", "analyze", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nas_dil' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

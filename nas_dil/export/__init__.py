@@ -7,8 +7,9 @@ The knee rule (``--pick knee``): each objective normalised to [0, 1] over the Pa
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nas_dil._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from nas_dil.export.bundle import ExportError, ExportResult, export_trial, load_exported
@@ -37,7 +38,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nas_dil.export' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

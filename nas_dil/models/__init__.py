@@ -6,9 +6,9 @@ so search spaces can validate architectures without it.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from nas_dil._lazy import lazy_getattr
 from nas_dil.models.config import ACTS, OUTPUT_STRIDES, ArchConfig, ArchError
 
 if TYPE_CHECKING:
@@ -62,7 +62,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nas_dil.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

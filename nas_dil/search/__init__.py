@@ -8,8 +8,9 @@ Ray worker running a sleep trial never imports torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nas_dil._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from nas_dil.search.config import (
@@ -50,7 +51,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nas_dil.search' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
