@@ -5,7 +5,6 @@ Importing the package is cheap and torch-free; torch-backed parts load on first 
 
 from __future__ import annotations
 
-
 from nas_dil._lazy import lazy_getattr
 from nas_dil.schedule import Schedule, ScheduleError, analyze
 
