@@ -1,0 +1,156 @@
+"""The "tabular" trial kind: mIoU read from a tabular benchmark instead of training."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nas_dil.errors import UserError
+from nas_dil.search import run_search
+from nas_dil.search.config import StudyConfigError, load_study_config
+from nas_dil.search.tabular import TableError, load_table, schedule_key
+from nas_dil.search.worker import execute
+
+REPO = Path(__file__).resolve().parents[2]
+FIELDS = ["schedule", "depth", "kernel", "output_stride", "width", "rf", "gflops", "seed",
+          "miou", "pixel_acc", "miou_curve", "train_time_s"]
+SPACE = """
+name = "tiny"
+depth = 3
+kernel = [3]
+output_stride = [4]
+width = [16]
+[rates]
+rule = "free"
+choices = [1, 2]
+"""
+STUDY = """
+name = "tab"
+space = "tiny.toml"
+n_trials = {n}
+seed = 0
+keep_weights = false
+[trial]
+kind = "tabular"
+{table}
+[train]
+epochs = 3
+[parallel]
+max_in_flight = 2
+[early_stop]
+enabled = false
+"""
+
+
+def _miou(rates: tuple[int, ...], seed: int) -> float:
+    return round(0.3 + 0.01 * sum(rates) + 0.001 * seed, 4)
+
+
+def write_table(path: Path, skip: str | None = None, seeds: tuple[int, ...] = (0, 1)) -> Path:
+    with path.open("w", newline="") as f:
+        f.write("# test table\n")
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        for seed in seeds:
+            for a in (1, 2):
+                for b in (1, 2):
+                    for c in (1, 2):
+                        r = (a, b, c)
+                        if schedule_key(r) == skip:
+                            continue
+                        m = _miou(r, seed)
+                        w.writerow({"schedule": schedule_key(r), "depth": 3, "kernel": 3,
+                                    "output_stride": 4, "width": 16, "rf": 1, "gflops": 0.1,
+                                    "seed": seed, "miou": m, "pixel_acc": 0.9,
+                                    "miou_curve": f"{m / 2:.4f} {m * 0.8:.4f} {m:.4f}",
+                                    "train_time_s": 1.5})
+    return path
+
+
+def write_study(tmp: Path, table: str = 'table = "t.csv"', n: int = 4) -> Path:
+    (tmp / "tiny.toml").write_text(SPACE)
+    study = tmp / "study.toml"
+    study.write_text(STUDY.format(n=n, table=table))
+    return study
+
+
+def test_config_resolves_table_relative_to_study(tmp_path: Path) -> None:
+    write_table(tmp_path / "t.csv")
+    cfg = load_study_config(write_study(tmp_path))
+    assert cfg.trial.kind == "tabular"
+    assert Path(str(cfg.trial.table)) == (tmp_path / "t.csv").resolve()
+
+
+def test_missing_candidate_is_one_line_error(tmp_path: Path) -> None:
+    write_table(tmp_path / "t.csv", skip="1-2-1")
+    with pytest.raises(StudyConfigError) as e:
+        load_study_config(write_study(tmp_path))
+    msg = str(e.value)
+    assert "\n" not in msg and "trial.table" in msg and "1-2-1" in msg
+
+
+def test_missing_seed_and_table_errors(tmp_path: Path) -> None:
+    write_table(tmp_path / "t.csv", seeds=(1,))
+    with pytest.raises(StudyConfigError, match="seed 0"):
+        load_study_config(write_study(tmp_path))
+    cfg = load_study_config(write_study(tmp_path, 'table = "t.csv"\ntable_seed = 1'))
+    assert cfg.trial.table_seed == 1
+    with pytest.raises(StudyConfigError, match="needs table"):
+        load_study_config(write_study(tmp_path, ""))
+    with pytest.raises(StudyConfigError, match="no such file"):
+        load_study_config(write_study(tmp_path, 'table = "nope.csv"'))
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(StudyConfigError, match="missing columns"):
+        load_study_config(write_study(tmp_path, 'table = "bad.csv"'))
+
+
+def test_lookup_error_is_user_error(tmp_path: Path) -> None:
+    t = load_table(write_table(tmp_path / "t.csv"))
+    assert t.seeds == [0, 1] and t.comments == ("test table",)
+    assert t.lookup((1, 2, 2), 3, 4, 16, 1)["miou"] == _miou((1, 2, 2), 1)
+    with pytest.raises(UserError, match="no row for schedule 4-4-4"):
+        t.lookup((4, 4, 4), 3, 4, 16, 0)
+    assert issubclass(TableError, UserError)
+
+
+def _payload(table: Path, rates: list[int], seed: int = 0) -> dict[str, Any]:
+    return {"kind": "tabular", "trial_config": {"arch": {"output_stride": 4, "width": 16}},
+            "schedule": {"rates": rates, "kernels": [3], "strides": [1] * len(rates)},
+            "seed": seed, "key": "k", "analytic": {}, "losses": (), "snapshot": None,
+            "sleep": {"kind": "tabular", "table": str(table), "table_seed": None}}
+
+
+def test_worker_reads_curve(tmp_path: Path) -> None:
+    table = write_table(tmp_path / "t.csv")
+    out = execute(_payload(table, [2, 1, 2], seed=1))
+    assert out["status"] == "complete"
+    r = out["result"]
+    assert r["miou"] == _miou((2, 1, 2), 1) and len(r["miou_curve"]) == 3
+    assert r["miou_curve"][-1] == pytest.approx(r["miou"], abs=1e-4)
+    bad = execute(_payload(table, [8, 8, 8]))
+    assert bad["status"] == "fail" and "no row" in bad["reason"]
+
+
+def test_shipped_study_covers_the_committed_table() -> None:
+    cfg = load_study_config(REPO / "studies" / "tabular.toml")
+    assert cfg.trial.kind == "tabular" and Path(str(cfg.trial.table)).is_file()
+    t = load_table(str(cfg.trial.table))
+    n = sum(1 for k in t.rows if k[4] == 0)
+    assert n >= 320
+
+
+def test_search_end_to_end(tmp_path: Path, ray_cluster: Any) -> None:
+    write_table(tmp_path / "t.csv")
+    s = run_search(write_study(tmp_path, n=6), out=tmp_path / "out",
+                   address=ray_cluster.address, progress=False)
+    assert s.done == 6 and s.failed == 0
+    import optuna
+
+    study = optuna.load_study(study_name="tab", storage=f"sqlite:///{tmp_path / 'out/study.db'}")
+    for t in study.trials:
+        if t.state.name == "COMPLETE":
+            rates = tuple(t.user_attrs["candidate"]["rates"])
+            assert t.values[0] == pytest.approx(_miou(rates, 0))
