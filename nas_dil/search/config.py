@@ -371,7 +371,7 @@ def _trial(rd: _Reader, raw: object) -> TrialKindConfig:
     kw = rd.dataclass_kwargs(TrialKindConfig, t, "trial.")
     cfg = TrialKindConfig(**kw)
     if cfg.kind not in ("train", "sleep", "tabular"):
-        raise rd.err("trial.kind", f"expected train, sleep or tabular, got {cfg.kind!r}")
+        raise rd.err("trial.kind", f"expected train or sleep, or tabular, got {cfg.kind!r}")
     if cfg.kind == "tabular":
         cfg = replace(cfg, table=str(_table_path(rd, cfg.table)))
     if cfg.sleep_s < 0 or cfg.evals < 1:

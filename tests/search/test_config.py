@@ -64,7 +64,7 @@ def test_steps_budget_replaces_epochs() -> None:
     ({"constraints": {"max_gflops": "x"}}, "constraints.max_gflops: expected a number"),
     ({"parallel": {"max_in_flight": 0}}, "parallel.max_in_flight: expected an integer >= 1"),
     ({"parallel": {"gpus": -1}}, "parallel.gpus"),
-    ({"trial": {"kind": "tabular"}}, "trial.kind: expected train or sleep"),
+    ({"trial": {"kind": "tabular"}}, "trial.table: kind tabular needs table"),
     ({"arch": {"width": 8}}, "arch.width: is set per trial by the search space"),
     ({"arch": {"norm": "xx"}}, "s.toml: arch: norm='xx'"),
     ({"arch": {"stem_width": "8"}}, "arch.stem_width: expected int"),
