@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -17,3 +18,10 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [list(map(str, header)), *[[str(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells)
+
+
+def add_study_source(p: argparse.ArgumentParser) -> None:
+    """The positional study source and --study, shared by report, dashboard and export."""
+    p.add_argument("source", metavar="OUT_DIR_OR_STORAGE",
+                   help="a search's output folder, its study.db, or a storage URL")
+    p.add_argument("--study", metavar="NAME", help="the study, when the storage holds several")

@@ -7,11 +7,11 @@ import signal
 import sys
 from types import FrameType
 
+from nas_dil.cli._common import add_study_source
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="OUT_DIR_OR_STORAGE",
-                   help="a search's output folder, its study.db, or a storage URL")
-    p.add_argument("--study", metavar="NAME", help="the study, when the storage holds several")
+    add_study_source(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import argparse
 
-from nas_dil.cli._common import print_json
+from nas_dil.cli._common import add_study_source, print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="OUT_DIR_OR_STORAGE",
-                   help="a search's output folder, its study.db, or a storage URL")
+    add_study_source(p)
     p.add_argument("--pick", required=True, metavar="RULE",
                    help="knee | best-miou | trial=N | max-gflops=X[,min-rf=Y] (limits on "
                         "gflops, params, rf, holes, miou …; best mIoU within them)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="a new or empty folder for schedule.json (+ weights.pt, model.onnx)")
-    p.add_argument("--study", metavar="NAME", help="the study, when the storage holds several")
     p.add_argument("--force", action="store_true",
                    help="replace the files of an earlier export in --out")
     p.add_argument("--onnx", action="store_true",

@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nas_dil.cli._common import format_table, print_json
+from nas_dil.cli._common import add_study_source, format_table, print_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="OUT_DIR_OR_STORAGE",
-                   help="a search's output folder, its study.db, or a storage URL")
-    p.add_argument("--study", metavar="NAME", help="the study, when the storage holds several")
+    add_study_source(p)
     p.add_argument("--out", metavar="DIR",
                    help="where to write the report (default: OUT_DIR/report)")
     p.add_argument("--json", action="store_true",
