@@ -45,8 +45,9 @@ def draw_coverage_map(ax: object, d: CoverageMapData) -> object:
 
     counts = d.counts.astype(np.float64)
     masked = np.ma.masked_equal(counts, 0)
-    cmap = colors.LinearSegmentedColormap.from_list("paths", ["#fee8c8", "#e34a33", "#7f0000"])
-    cmap.set_bad("#2b8cbe")  # holes: blue, far from every count colour
+    cmap = colors.LinearSegmentedColormap.from_list(
+        "paths", ["#fee8c8", "#e34a33", "#7f0000"]
+    ).with_extremes(bad="#2b8cbe")  # holes: blue, far from every count colour
     norm = colors.LogNorm(vmin=1, vmax=max(2.0, counts.max()))
     half = d.rf // 2
     extent = (-half - 0.5, half + 0.5, half + 0.5, -half - 0.5)
