@@ -31,8 +31,8 @@ SMALL, LARGE, FRAME = 1, 2, 3  # label values
 
 # Sizes are sides in px for a 64 px image and scale with the image side.
 SMALL_SIDE = (8.0, 14.0)  # solid blobs seen whole by any receptive field
-LARGE_SIDE = (32.0, 52.0)  # solid blobs whose middle is 16+ px from their edge
-FRAME_SIDE = (28.0, 48.0)  # thin outlines around background: the inside is 14+ px from it
+LARGE_SIDE = (32.0, 52.0)  # solid blobs: from the middle, the edge is 10-26 px away
+FRAME_SIDE = (28.0, 48.0)  # thin outlines around background, 8-24 px from the middle
 N_SMALL = 3  # small-blob slots per image (each filled with p=0.8)
 P_BIG = 0.9  # chance a chosen big shape (large blob, frame) is drawn
 P_BOTH = 0.6  # chance an image gets both big shapes rather than one of them
@@ -43,8 +43,8 @@ NOISE = (0.01, 0.04)  # per-pixel Gaussian noise std, drawn per image
 SHADE_RAMP = 0.15  # brightness ramp across a region
 SHADE_BLOTCH = 0.06  # low-frequency colour blotches in a region
 TEX_PERIOD = (2.5, 4.5)  # px, fine stripes on objects and on background stuff
-TEX_AMP = (0.08, 0.16)
-_REF = 64.0
+TEX_AMP = (0.08, 0.16)  # stripe amplitude
+_REF = 64.0  # the image side the sizes above are given for
 _SPLIT_KEYS = {"train": 1, "val": 2}
 
 
@@ -267,7 +267,7 @@ def _render(n: int, size: int, seed: int, split: str, device: torch.device
 
 
 class SyntheticData(SegData):
-    """Every image rendered at load and kept on the device (about 8 MB at 64 px)."""
+    """Every image drawn at load and kept on the device (about 50 MB at the defaults)."""
 
     def __init__(self, cfg: DataConfig, device: torch.device | str = "cpu") -> None:
         if cfg.num_classes is not None and cfg.num_classes != NUM_CLASSES:

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_cityscapes, make_folder, make_voc, write_image, write_mask
 from PIL import Image
 
 from nas_dil.data import DataConfig, DataError, SegData, load_data
 from nas_dil.data.base import IMAGENET_MEAN, IMAGENET_STD
+
+from ._builders import make_cityscapes, make_folder, make_voc, write_image, write_mask
 
 
 def cfg_for(root: Path, **kw) -> DataConfig:
