@@ -31,7 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
 
     from nas_dil.data import DataConfig
     from nas_dil.models import ArchConfig
@@ -88,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"status": "complete", **d})
         return 0
-    cfg = replace(cfg, arch=replace(cfg.arch, num_classes=len(d["per_class_iou"])))
     print(format_table(
         ["eval", "loss", "mIoU"],
         [(i + 1, f"{lo:.4f}", f"{m:.4f}")
