@@ -26,6 +26,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+DESCRIPTION = (
+    "Search per-layer dilation schedules for segmentation nets: mIoU against receptive field "
+    "and FLOPs, without gridding. Start with `nas-dil search quickstart`."
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2), as every other bad input."""
 
@@ -36,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from nas_dil import __version__
 
-    parser = _Parser(prog="nas-dil", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="nas-dil", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"nas-dil {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
