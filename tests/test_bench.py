@@ -67,3 +67,10 @@ def test_gpu_skips_without_cuda(bench: ModuleType, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert bench.bench_gpu(True) == {"skipped": "no CUDA device"}
+
+
+def test_search_efficiency_builds_hvi_as_the_driver_does(bench: ModuleType) -> None:
+    r = bench.search_efficiency(samplers=("hvi",), seeds=range(1), budgets=(10,),
+                                max_trials=20, caps={})
+    s = r["samplers"]["hvi"]
+    assert s["trials_run"] == 20 and 0 < s["hv_fraction_at"][10]["median"] <= 1 + 1e-9

@@ -13,8 +13,9 @@ A study file names everything a search needs; every key is optional except ``spa
     objectives = [{ name = "miou", direction = "maximize" }, …]   # default: miou↑ rf↑ gflops↓
     [constraints]                # min_<metric> / max_<metric> for rf, rf_stack, gflops, params;
     max_gflops = 0.05            #   gridding_free = true keeps only hole-free stacks
-    [sampler]                    # name = tpe | nsga2 | nsga3 | gp | random | brute, and any
-    name = "tpe"                 #   keyword of that Optuna sampler (n_startup_trials = 8, …)
+    [sampler]                    # name = hvi (default) | tpe | nsga2 | nsga3 | gp | random |
+    name = "hvi"                 #   brute, and any keyword of that sampler class (hvi: beta,
+                                 #   n_startup, pool_size, seed; tpe: n_startup_trials, …)
     [parallel]                   # max_in_flight, cpus, gpus (fractional packs trials per GPU),
     max_in_flight = 2            #   memory_gb, resources = { … } (Ray custom), max_retries
     [trial]                      # kind = "train" (run_trial), "sleep" (orchestration tests) or
@@ -57,6 +58,7 @@ __all__ = [
     "TrialKindConfig",
     "load_study_config",
     "parse_study_config",
+    "sampler_class",
 ]
 
 
@@ -75,7 +77,20 @@ SAMPLERS: dict[str, str] = {
     "gp": "GPSampler",  # needs scipy (pip install 'nas-dil[gp]')
     "random": "RandomSampler",
     "brute": "BruteForceSampler",  # finite spaces; stops when every candidate was tried
+    # nas-dil's own: GP on mIoU, exact RF/FLOPs, optimistic hypervolume improvement; never
+    # re-proposes a tried candidate (nas_dil.search.hvi)
+    "hvi": "HVISampler",
 }
+_OWN_SAMPLERS = {"hvi": "nas_dil.search.hvi"}  # SAMPLERS entries that are not Optuna's
+_DRIVER_ARGS = ("self", "constraints_func", "context")  # set by the driver, not study files
+
+
+def sampler_class(name: str) -> type:
+    """The sampler class of a SAMPLERS name (imported on first use)."""
+    import importlib
+
+    module = _OWN_SAMPLERS.get(name, "optuna.samplers")
+    return getattr(importlib.import_module(module), SAMPLERS[name])
 
 # Named seed schedules (kernel 3 unless a baseline entry says otherwise)
 BASELINES: dict[str, tuple[int, ...]] = {
@@ -110,7 +125,7 @@ class Constraint:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    name: str = "tpe"  # one of SAMPLERS
+    name: str = "hvi"  # one of SAMPLERS
     options: Mapping[str, Any] = field(default_factory=dict)  # keywords of the sampler class
 
 
@@ -328,18 +343,23 @@ def _constraints(rd: _Reader, raw: object) -> tuple[tuple[Constraint, ...], bool
 
 def _sampler(rd: _Reader, raw: object) -> SamplerConfig:
     t = dict(rd.table(raw if raw is not None else {}, "sampler"))
-    name = t.pop("name", "tpe")
+    name = t.pop("name", "hvi")
     if name not in SAMPLERS:
         raise rd.err("sampler.name", f"unknown sampler {name!r} "
                                      f"(expected one of {', '.join(SAMPLERS)})")
-    import optuna
-
-    params = inspect.signature(getattr(optuna.samplers, SAMPLERS[name])).parameters
-    allowed = tuple(p for p in params if p not in ("self", "constraints_func"))
+    params = inspect.signature(sampler_class(name)).parameters
+    allowed = tuple(p for p in params if p not in _DRIVER_ARGS)
     for k in t:
         if k not in allowed:
             raise rd.err(f"sampler.{k}", f"not an option of {SAMPLERS[name]} "
                                          f"(allowed: {', '.join(allowed)})")
+    if name == "hvi":
+        from nas_dil.search.hvi import check_options
+
+        try:
+            check_options(**t)
+        except ValueError as e:
+            raise rd.err("sampler", str(e)) from None
     if name == "gp":
         import importlib.util
 

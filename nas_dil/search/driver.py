@@ -4,6 +4,13 @@ The driver is the only process that writes to the storage; trials run as Ray tas
 their results (curves, metrics, weights) back through Ray. It keeps
 ``parallel.max_in_flight`` trials running until ``n_trials`` trials have finished.
 
+Writes: a RUNNING trial stores its parameters and what sampling set (``candidate``,
+``repaired``, and what it was enqueued with); its other ask-time attrs (arch, trial_config,
+key, analytic RF/FLOPs…) are stored with its result, all attrs in one statement, just before
+its tell. Samplers re-read every running trial per suggestion (TPE's constant liar), so
+small running trials keep asking cheap. SQLite runs in WAL mode meanwhile (see
+`nas_dil.search.storage`).
+
 Counting: ``n_trials`` counts the study's finished trials (COMPLETE, PRUNED by early
 stopping, FAIL; baselines and reused duplicates included) except infeasible candidates
 (constraints violated: stored as PRUNED with ``infeasible = true``, never trained) and
@@ -41,7 +48,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,9 +57,10 @@ from typing import Any
 import numpy as np
 
 from nas_dil.errors import UserError
+from nas_dil.models.config import ArchConfig
 from nas_dil.search import cluster
 from nas_dil.search.baselines import baseline_candidate, space_params
-from nas_dil.search.config import SAMPLERS, StudyConfig, load_study_config
+from nas_dil.search.config import StudyConfig, load_study_config, sampler_class
 from nas_dil.search.early_stop import Completed, FrontSnapshot, make_snapshot
 from nas_dil.search.objectives import (
     REFERENCE,
@@ -66,13 +74,14 @@ from nas_dil.search.storage import (
     META_KEY,
     StorageError,
     check_storage,
+    close_storage,
     default_url,
     open_storage,
     read_meta,
     safe_url,
 )
 from nas_dil.search.worker import n_evals
-from nas_dil.spaces import Candidate, load_space
+from nas_dil.spaces import Candidate, Space, load_space
 
 __all__ = ["SearchSummary", "run_search", "trial_key"]
 
@@ -123,6 +132,10 @@ class _Run:
     payload: dict[str, Any]
     retries: int = 0
     retry_reasons: list[str] = field(default_factory=list)
+    # the ask-time attrs (candidate, arch, trial_config, key, analytic): written with the
+    # result in one statement. While it runs the stored trial holds only what sampling set
+    # (candidate, repaired): TPE's constant liar re-reads every running trial per suggestion.
+    attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def baseline(self) -> str | None:
@@ -169,6 +182,43 @@ def _bulk_user_attrs(storage: Any, trial_id: int, attrs: dict[str, Any]) -> bool
 def _first_line(e: BaseException | str) -> str:
     text = str(e).strip()
     return (text.splitlines() or [type(e).__name__])[0][:300]
+
+
+def trial_arch(cfg: StudyConfig, cand: Candidate, num_classes: int) -> ArchConfig:
+    """The net a trial of ``cand`` trains: the study's [arch] with the candidate's choices."""
+    return ArchConfig(**cfg.arch, output_stride=cand.output_stride, width=cand.width,
+                      num_classes=num_classes)
+
+
+def feasible(cfg: StudyConfig, attrs: Mapping[str, Any]) -> bool:
+    """Whether a trial's analytic ``attrs`` meet the study's constraints."""
+    return all(c.violation(float(attrs[c.metric])) <= 0 for c in cfg.constraints
+               if c.metric in attrs) and not (cfg.gridding_free and attrs.get("holes"))
+
+
+def make_sampler(cfg: StudyConfig, space: Space, num_classes: int) -> Any:
+    """The study's sampler (seeded with the study's seed unless [sampler] sets one); the hvi
+    sampler also gets what is known before training: analytic objectives, constraints."""
+    name = cfg.sampler.name
+    cls = sampler_class(name)
+    kwargs = dict(cfg.sampler.options)
+    params = inspect.signature(cls).parameters
+    if "seed" in params:
+        kwargs.setdefault("seed", cfg.seed)
+    if name == "gp":  # the space is dynamic (depth, r1…rN): fallback sampling is expected
+        kwargs.setdefault("warn_independent_sampling", False)
+    if "context" in params:
+        from nas_dil.search.hvi import SamplerContext
+
+        image_size = cfg.data.image_size
+        kwargs["context"] = SamplerContext(
+            space, tuple(cfg.objectives),
+            lambda c: analytic_attrs(c, trial_arch(cfg, c, num_classes), image_size),
+            lambda attrs: feasible(cfg, attrs))
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{cfg.path}: sampler: {_first_line(e)}") from None
 
 
 class _Search:
@@ -226,11 +276,11 @@ class _Search:
         self._check_sampler()
         self.baselines = [(b.name, baseline_candidate(b, self.space)) for b in cfg.baselines]
         outside = [n for n, c in self.baselines if space_params(self.space, c) is None]
-        if outside and cfg.sampler.name not in ("tpe", "random"):
+        if outside and cfg.sampler.name not in ("hvi", "tpe", "random"):
             raise UserError(
                 f"{cfg.path}: baselines {', '.join(outside)} are not in space "
                 f"{self.space.name}; sampler {cfg.sampler.name!r} needs every trial inside the "
-                "space (use tpe or random, or a space that contains them)")
+                "space (use hvi, tpe or random, or a space that contains them)")
         check_storage(self.url)
         exists, meta, directions = read_meta(self.url, cfg.name)
         where = f"study {cfg.name!r} in {safe_url(self.url)}"
@@ -328,20 +378,7 @@ class _Search:
                     f"candidate{' sampled' if not r.exact else ''} has {o.name} = {r.best:g}")
 
     def _sampler(self) -> Any:
-        import optuna
-
-        name = self.cfg.sampler.name
-        cls = getattr(optuna.samplers, SAMPLERS[name])
-        kwargs = dict(self.cfg.sampler.options)
-        params = inspect.signature(cls).parameters
-        if "seed" in params:
-            kwargs.setdefault("seed", self.cfg.seed)
-        if name == "gp":  # the space is dynamic (depth, r1…rN): fallback sampling is expected
-            kwargs.setdefault("warn_independent_sampling", False)
-        try:
-            return cls(**kwargs)
-        except (TypeError, ValueError) as e:
-            raise UserError(f"{self.cfg.path}: sampler: {_first_line(e)}") from None
+        return make_sampler(self.cfg, self.space, self.num_classes)
 
     def meta(self) -> dict[str, Any]:
         from nas_dil import __version__
@@ -441,8 +478,7 @@ class _Search:
         return tuple(o.sign * float(analytic[o.name]) for o in self.analytic_objs)
 
     def _feasible(self, ua: dict[str, Any]) -> bool:
-        return all(c.violation(float(ua[c.metric])) <= 0 for c in self.cfg.constraints
-                   if c.metric in ua) and not (self.cfg.gridding_free and ua.get("holes"))
+        return feasible(self.cfg, ua)
 
     def _add_completed(self, number: int, values: list[float], ua: dict[str, Any]) -> None:
         curve = tuple(float(v) for v in ua.get("miou_curve") or ())
@@ -503,6 +539,11 @@ class _Search:
             for k, v in attrs.items():
                 self.study._storage.set_trial_user_attr(trial_id, k, v)
 
+    def _write(self, run: _Run, attrs: dict[str, Any]) -> None:
+        """The run's ask-time attrs and ``attrs`` (which win) in one statement; just before
+        its tell."""
+        self._set_attrs(run.trial_id, {**run.attrs, **attrs})
+
     def _tell(self, number: int, state: Any, values: list[float] | None = None) -> None:
         try:
             self.study.tell(number, values, state=state)
@@ -512,21 +553,22 @@ class _Search:
             self.exhausted = True
 
     def _ask(self) -> None:
-        from nas_dil.models import ArchConfig
         from nas_dil.train import TrialConfig
 
         cfg = self.cfg
         trial = self.study.ask()
         ua = dict(trial.user_attrs)
-        fixed = self.study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+        fixed = getattr(trial, "_fixed_params", None)  # read by Trial(): saves a query
+        if fixed is None:  # pragma: no cover - an Optuna without it
+            fixed = self.study._storage.get_trial_system_attrs(trial._trial_id).get(
+                "fixed_params")
         attrs: dict[str, Any] = {}
         if "candidate" in ua and not fixed:  # a baseline outside the space
             cand = Candidate.from_dict(ua["candidate"])
             attrs["repaired"] = False
         else:
             cand = self.space.sample(trial)
-        arch = ArchConfig(**cfg.arch, output_stride=cand.output_stride, width=cand.width,
-                          num_classes=self.num_classes)
+        arch = trial_arch(cfg, cand, self.num_classes)
         tc = TrialConfig(arch, cfg.data, cfg.train).to_dict()
         analytic = analytic_attrs(cand, arch, cfg.data.image_size)
         kind = {"kind": cfg.trial.kind, **(asdict(cfg.trial) if cfg.trial.kind == "sleep"
@@ -534,7 +576,6 @@ class _Search:
         key = trial_key(cand, tc, cfg.seed, kind)
         attrs.update({"candidate": cand.to_dict(), "arch": arch.to_dict(), "trial_config": tc,
                       "seed": cfg.seed, "key": key, **analytic})
-        self._set_attrs(trial._trial_id, attrs)
         violated = []
         for c in cfg.constraints:
             v = c.violation(float(analytic[c.metric]))
@@ -547,12 +588,12 @@ class _Search:
             if analytic["holes"]:
                 violated.append(f"{analytic['holes']} holes (gridding_free)")
         run = _Run(trial._trial_id, trial.number, cand, key, dict(trial.params), analytic, ua,
-                   payload={})
+                   payload={}, attrs=attrs)
         if violated and not run.baseline:  # baselines train anyway, marked infeasible
             from optuna.trial import TrialState
 
-            self._set_attrs(run.trial_id, {"infeasible": True,
-                                           "pruned_reason": "infeasible: " + "; ".join(violated)})
+            self._write(run, {"infeasible": True,
+                              "pruned_reason": "infeasible: " + "; ".join(violated)})
             self._tell(run.number, TrialState.PRUNED)
             self.status.infeasible += 1
             self.infeasible_this_run += 1
@@ -659,7 +700,7 @@ class _Search:
             tmp.write_bytes(out["weights"])
             tmp.replace(path)
             attrs["weights"] = rel
-        self._set_attrs(run.trial_id, attrs)
+        self._write(run, attrs)
         self._tell(run.number, TrialState.COMPLETE, values)
         self._count(TrialState.COMPLETE)
         self.finished.setdefault(run.key, self._stored(run.number, TrialState.COMPLETE, attrs))
@@ -671,7 +712,7 @@ class _Search:
 
         attrs = self._run_attrs(run, out)
         attrs["pruned_reason"] = out.get("reason") or "stopped early"
-        self._set_attrs(run.trial_id, attrs)
+        self._write(run, attrs)
         self._tell(run.number, TrialState.PRUNED)
         self._count(TrialState.PRUNED)
         self.finished.setdefault(run.key, self._stored(run.number, TrialState.PRUNED, attrs))
@@ -683,7 +724,7 @@ class _Search:
 
         attrs = self._run_attrs(run, out)
         attrs["fail_reason"] = reason
-        self._set_attrs(run.trial_id, attrs)
+        self._write(run, attrs)
         self._tell(run.number, TrialState.FAIL)
         self._count(TrialState.FAIL)
         self._event(run, f"FAIL: {reason}", out)
@@ -692,7 +733,7 @@ class _Search:
         from optuna.trial import TrialState
 
         attrs = {**stored["attrs"], "reused_from": stored["number"], "retries": 0}
-        self._set_attrs(run.trial_id, attrs)
+        self._write(run, attrs)
         state = stored["state"]
         if state == TrialState.COMPLETE:
             values = self._values(run, attrs["miou"])
@@ -714,11 +755,13 @@ class _Search:
                 self._submit(run)
 
     def _requeue(self, trial_id: int, number: int, params: dict[str, Any],
-                 user_attrs: dict[str, Any], reason: str) -> None:
-        """Mark a trial the driver could not finish as FAIL and enqueue it again."""
+                 user_attrs: dict[str, Any], reason: str,
+                 attrs: dict[str, Any] | None = None) -> None:
+        """Mark a trial the driver could not finish as FAIL (with its ask-time ``attrs``, when
+        known) and enqueue it again."""
         from optuna.trial import TrialState
 
-        self._set_attrs(trial_id, {"fail_reason": reason, "requeue": True})
+        self._set_attrs(trial_id, {**(attrs or {}), "fail_reason": reason, "requeue": True})
         self._tell(number, TrialState.FAIL)
         again: dict[str, Any] = {"rerun_of": number}
         if "baseline" in user_attrs:
@@ -742,7 +785,7 @@ class _Search:
         self.inflight.clear()
         for run in runs:
             self._requeue(run.trial_id, run.number, run.params, run.user_attrs,
-                          "interrupted: the search was stopped while the trial ran")
+                          "interrupted: the search was stopped while the trial ran", run.attrs)
 
     # -- display and summary ----------------------------------------------------------------
 
@@ -840,6 +883,7 @@ def run_search(config: StudyConfig | str | Path, *, n_trials: int | None = None,
                 interrupted = True
                 search.interrupt()
     finally:
+        close_storage(search.study._storage)  # SQLite: one self-contained file again
         cluster.disconnect(search.connected)
     summary = search.summary(interrupted)
     search._show()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import BaseTrial
 
@@ -53,6 +54,16 @@ class Space:
         trial.set_user_attr("repaired", repaired)
         return cand
 
+    def draw(self, n: int, rng: np.random.Generator) -> list[Candidate]:
+        """``n`` candidates drawn as Optuna's RandomSampler would (each parameter uniform, in
+        `sample`'s define-by-run order), without a study: ~50× faster, for samplers that
+        score many candidates per ask."""
+        out = []
+        for _ in range(n):
+            trial = _DrawTrial(rng)
+            out.append(self.sample(trial))  # type: ignore[arg-type]  # duck-typed trial
+        return out
+
     def count(self) -> int:
         """Exact number of distinct candidates (rates, kernel, output_stride, width)."""
         if self._count is None:
@@ -90,6 +101,26 @@ class Space:
             out["count"] = None
             out["count_error"] = str(e)
         return out
+
+
+class _DrawTrial:
+    """The three trial methods `Space.sample` calls, drawing uniformly from ``rng``."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.params: dict[str, Any] = {}
+        self.user_attrs: dict[str, Any] = {}
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        self.params[name] = int(self.rng.integers(low, high + 1))
+        return self.params[name]
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        self.params[name] = choices[int(self.rng.integers(len(choices)))]
+        return self.params[name]
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
 
 
 def space_from_dict(data: Mapping[str, Any], path: str | Path = "<dict>") -> Space:

@@ -1,16 +1,33 @@
-"""Training trials: `run_trial(config, schedule, seed) -> TrialResult`."""
+"""Training trials: `run_trial(config, schedule, seed) -> TrialResult`.
 
-from nas_dil.train.config import TrainConfig, TrialConfig, TrialConfigError
-from nas_dil.train.trial import (
-    EvalCallback,
-    TrialDiverged,
-    TrialFailed,
-    TrialOOM,
-    TrialResult,
-    evaluate,
-    resolve_device,
-    run_trial,
-)
+Names load on first use, so reading a trial config (`nas_dil.train.config`, which a study file
+parse needs) does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nas_dil._lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from nas_dil.train.config import TrainConfig, TrialConfig, TrialConfigError
+    from nas_dil.train.trial import (
+        EvalCallback,
+        TrialDiverged,
+        TrialFailed,
+        TrialOOM,
+        TrialResult,
+        evaluate,
+        resolve_device,
+        run_trial,
+    )
+
+_LAZY = {
+    **dict.fromkeys(("TrainConfig", "TrialConfig", "TrialConfigError"), "nas_dil.train.config"),
+    **dict.fromkeys(("EvalCallback", "TrialDiverged", "TrialFailed", "TrialOOM", "TrialResult",
+                     "evaluate", "resolve_device", "run_trial"), "nas_dil.train.trial"),
+}
 
 __all__ = [
     "EvalCallback",
@@ -25,3 +42,5 @@ __all__ = [
     "resolve_device",
     "run_trial",
 ]
+
+__getattr__ = lazy_getattr(__name__, _LAZY)

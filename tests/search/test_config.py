@@ -39,7 +39,7 @@ def test_quickstart_defaults_and_contract() -> None:
 def test_defaults() -> None:
     cfg = parse()
     assert [o.name for o in cfg.objectives] == ["miou", "rf", "gflops"]
-    assert cfg.sampler.name == "tpe" and cfg.out == Path("runs/s") and cfg.storage is None
+    assert cfg.sampler.name == "hvi" and cfg.out == Path("runs/s") and cfg.storage is None
     assert cfg.train.epochs is not None
 
 
@@ -105,12 +105,12 @@ def test_space_path_relative_to_the_study_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", shipped_names("studies"))
 def test_shipped_baselines_fit_their_sampler(name: str) -> None:
-    """Samplers other than tpe/random learn only from trials inside the space."""
+    """Samplers other than hvi/tpe/random learn only from trials inside the space."""
     from nas_dil.search.baselines import baseline_candidate, space_params
     from nas_dil.spaces import load_space
 
     cfg = load_study_config(name)
     space = load_space(cfg.space_path)
-    if cfg.sampler.name not in ("tpe", "random"):
+    if cfg.sampler.name not in ("hvi", "tpe", "random"):
         for b in cfg.baselines:
             assert space_params(space, baseline_candidate(b, space)) is not None, b.name

@@ -139,6 +139,8 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(ray_cluster: RayCluster,
     stopped = [t for t in study.trials if t.user_attrs.get("requeue")]
     assert len(stopped) >= 2 and all(
         t.user_attrs["fail_reason"].startswith("interrupted") for t in stopped)
+    for t in stopped:  # the ask-time attrs a RUNNING trial had not stored yet are kept
+        assert {"candidate", "key", "trial_config", "rf"} <= set(t.user_attrs)
     assert len([t for t in study.trials if t.state == TrialState.WAITING]) >= len(stopped)
     again = run_cli(*args, "--resume")
     assert again.returncode == 0, again.stderr

@@ -86,14 +86,18 @@ name = "constant2"
             assert t.user_attrs["pruned_reason"].startswith("infeasible: gflops")
 
 
+@pytest.mark.parametrize("sampler", ["random", "hvi"])
 def test_constraints_keep_infeasible_candidates_untrained(ray_cluster: RayCluster,
-                                                          tmp_path: Path) -> None:
-    extra = "[constraints]\nmin_rf = 200\n"
+                                                          tmp_path: Path, sampler: str) -> None:
+    """A sampler blind to the constraints (random) gets its infeasible asks pruned untrained;
+    hvi checks the constraints before it proposes, so it asks for none."""
+    extra = f"[constraints]\nmin_rf = 200\n[sampler]\nname = \"{sampler}\"\n"
     cfg = sleep_study(tmp_path / "s.toml", n_trials=4, sleep_s=0.05, extra=extra)
     s = search(ray_cluster, cfg, tmp_path / "out")
     study = load(tmp_path / "out")
-    assert s.done == 4 and s.infeasible == sum(
-        bool(t.user_attrs.get("infeasible")) for t in study.trials) > 0
+    n_infeasible = sum(bool(t.user_attrs.get("infeasible")) for t in study.trials)
+    assert s.done == 4 and s.infeasible == n_infeasible
+    assert n_infeasible > 0 if sampler == "random" else n_infeasible == 0
     for t in trained(study):
         assert t.user_attrs["rf"] >= 200
 
