@@ -314,14 +314,19 @@ def search_efficiency(table_path: Path = TABLE, samplers: Sequence[str] = ("hvi"
             "reached_95": f"{len(reached)}/{len(reach)}",
             "seconds": round(time.perf_counter() - t0, 1),
         }
-    rnd = res["samplers"].get("random", {}).get("median_trials_to_95")
+    rs = res["samplers"].get("random", {})
+    rnd = rs.get("median_trials_to_95")
     for r in res["samplers"].values():
         m = r["median_trials_to_95"]
         r["fewer_trials_than_random"] = (round(rnd / m, 2) if rnd and m else None)
+        # random's median beyond its run: the ratio is at least trials_run / m
+        r["fewer_trials_than_random_at_least"] = (
+            round(rs["trials_run"] / m, 2) if rs and rnd is None and m else None)
     best = min((r["median_trials_to_95"] or np.inf, n) for n, r in res["samplers"].items()
                if n not in ("random", "brute"))
     res["best_sampler"] = best[1]
-    ratio = res["samplers"][best[1]]["fewer_trials_than_random"]
+    b = res["samplers"][best[1]]
+    ratio = b["fewer_trials_than_random"] or b["fewer_trials_than_random_at_least"]
     res["target_met"] = bool(ratio is not None and ratio >= 2.0)
     if plot is not None:
         _plot_hv(curves, res, plot)
@@ -361,7 +366,7 @@ def _plot_hv(curves: dict[str, np.ndarray], res: dict[str, Any], path: Path) -> 
 def bench_search(quick: bool) -> dict[str, Any]:
     if quick:
         return search_efficiency(samplers=("hvi", "tpe_mv", "random"), seeds=range(3),
-                                 budgets=(10, 25, 50), max_trials=100)
+                                 budgets=(10, 25, 50, 100), max_trials=320)
     # gp is left out: ~7 s per ask on the 2-core dev VM (fit 3 GPs + acquisition), too slow
     # for seeds × hundreds of trials; search_efficiency(samplers=("gp",), ...) runs it
     return search_efficiency(seeds=range(10),
@@ -540,11 +545,13 @@ def _print_search(r: dict[str, Any]) -> None:
     for name, s in r["samplers"].items():
         at = "  ".join(f"B={b}: {v['median']:.3f}" for b, v in s["hv_fraction_at"].items())
         med = s["median_trials_to_95"]
-        ratio = s["fewer_trials_than_random"]
+        ratio, least = s["fewer_trials_than_random"], s["fewer_trials_than_random_at_least"]
+        vs = (f"{ratio}x fewer than random" if ratio is not None
+              else f">= {least}x fewer than random" if least is not None
+              else "no ratio vs random")
         print(f"  {name:7s} {at}  trials to 95 %: median "
               f"{med if med is not None else '>' + str(s['trials_run'])} "
-              f"({s['reached_95']} seeds reached it), "
-              f"{f'{ratio}x fewer than random' if ratio is not None else 'no ratio vs random'}")
+              f"({s['reached_95']} seeds reached it), {vs}")
     print(f"  best sampler {r['best_sampler']}: target >= 2x fewer than random "
           f"{_met(r['target_met'])}")
 
