@@ -215,8 +215,12 @@ def make_sampler(cfg: StudyConfig, space: Space, num_classes: int) -> Any:
             space, tuple(cfg.objectives),
             lambda c: analytic_attrs(c, trial_arch(cfg, c, num_classes), image_size),
             lambda attrs: feasible(cfg, attrs))
+    import optuna
+
     try:
-        return cls(**kwargs)
+        with warnings.catch_warnings():  # brute, gp options: "experimental", said once in docs
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise UserError(f"{cfg.path}: sampler: {_first_line(e)}") from None
 
