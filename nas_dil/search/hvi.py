@@ -59,10 +59,6 @@ class SamplerContext:
     feasible: Callable[[Mapping[str, Any]], bool]  # analytic attrs -> within the constraints
 
 
-def _key(c: Candidate) -> tuple[tuple[int, ...], int, int, int]:
-    return (tuple(c.rates), c.kernel, c.output_stride, c.width)
-
-
 class _Pool:
     """Candidates with their Optuna parameters, analytic losses and surrogate features."""
 
@@ -70,7 +66,7 @@ class _Pool:
         self.ctx = ctx
         self.depth = depth  # per-layer feature columns (longer schedules are cut)
         self.cands: list[Candidate] = []
-        self.index: dict[tuple[tuple[int, ...], int, int, int], int] = {}
+        self.index: dict[Candidate, int] = {}  # candidates hash on their four fields
         self.params: list[dict[str, Any] | None] = []  # None: outside the space (a baseline)
         self.losses: list[np.ndarray] = []  # analytic objectives, minimised
         self.raw: list[np.ndarray] = []  # unscaled features
@@ -80,10 +76,10 @@ class _Pool:
     def add(self, cands: Sequence[Candidate], params: Sequence[dict[str, Any] | None]) -> None:
         objs = self.ctx.objectives
         for c, p in zip(cands, params, strict=True):
-            if _key(c) in self.index:
+            if c in self.index:
                 continue
             a = self.ctx.analytic(c)
-            self.index[_key(c)] = len(self.cands)
+            self.index[c] = len(self.cands)
             self.cands.append(c)
             self.params.append(p)
             self.losses.append(np.array([o.sign * float(a[o.name]) for o in objs
@@ -221,8 +217,8 @@ class HVISampler(BaseSampler):
             return
         ok = self._pool.arrays()[2].copy()
         for c in _finished_candidates(study, trial):
-            if _key(c) in self._pool.index:
-                ok[self._pool.index[_key(c)]] = False
+            if c in self._pool.index:
+                ok[self._pool.index[c]] = False
         if not ok.any():
             study.stop()  # every feasible candidate has a result (as BruteForceSampler)
 
@@ -234,21 +230,21 @@ class HVISampler(BaseSampler):
         obs_c: list[Candidate] = []
         obs_y: list[list[float]] = []
         running: list[Candidate] = []
-        taken: set[tuple[tuple[int, ...], int, int, int]] = set()
+        taken: set[Candidate] = set()
         for t in study.get_trials(deepcopy=False):
             cd = t.user_attrs.get("candidate")
             if t.number == trial.number or cd is None:
                 continue
             c = Candidate.from_dict(cd)
-            taken.add(_key(c))
+            taken.add(c)
             y = _measured_values(t, self.ctx.objectives, measured)
             if y is not None:
                 obs_c.append(c)
                 obs_y.append(y)
             elif t.state == TrialState.RUNNING:
                 running.append(c)
-        outside = {_key(c): c for c in obs_c + running if _key(c) not in pool.index}
-        pool.add(list(outside.values()), [None] * len(outside))  # baselines outside the space
+        outside = list(dict.fromkeys(c for c in obs_c + running if c not in pool.index))
+        pool.add(outside, [None] * len(outside))  # baselines outside the space
         losses, feats, _, proposable = pool.arrays()
         free = proposable.copy()
         free[[pool.index[k] for k in taken if k in pool.index]] = False
@@ -256,10 +252,10 @@ class HVISampler(BaseSampler):
         if len(idx) == 0:
             self.last_choice = {"how": "none left"}
             return {}
-        n_obs = len({_key(c) for c in obs_c})
+        n_obs = len(set(obs_c))
         if n_obs < self.n_startup or not measured:
             if not measured:  # every objective is analytic: the improvement is exact
-                front = losses[[pool.index[_key(c)] for c in obs_c + running]]
+                front = losses[[pool.index[c] for c in obs_c + running]]
                 return self._best(pool, idx, self._normalise_analytic(losses, front, idx))
             i = int(self._rng.choice(idx))
             self.last_choice = {"how": "startup", "n_observed": n_obs}
@@ -286,8 +282,8 @@ class HVISampler(BaseSampler):
                         running: list[Candidate], measured: list[int]) -> dict[str, Any]:
         if len(idx) > MAX_SCORED:  # bound the cost per ask on huge pools
             idx = np.sort(self._rng.choice(idx, MAX_SCORED, replace=False))
-        obs_i = np.array([pool.index[_key(c)] for c in obs_c])
-        run_i = np.array([pool.index[_key(c)] for c in running], dtype=int)
+        obs_i = np.array([pool.index[c] for c in obs_c])
+        run_i = np.array([pool.index[c] for c in running], dtype=int)
         if len(obs_i) > MAX_OBSERVED:
             obs_i, obs_y = obs_i[-MAX_OBSERVED:], obs_y[-MAX_OBSERVED:]
         signs = np.array([self.ctx.objectives[j].sign for j in measured])
