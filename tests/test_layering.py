@@ -1,5 +1,7 @@
 """Data flows one way: schedule → spaces → models → data → train → search → report/export → cli.
-A module never imports one to its right (checked on the source, imports anywhere in a file)."""
+A module never imports one to its right (checked on the source, imports anywhere in a file),
+and no module of nas_dil imports itself back through others (no import cycle, function-local
+imports included: a cycle hidden in a function still means two modules that need each other)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "nas_dil"
 # rank of each top-level part of the package; shared helpers sit below everything
 RANK = {
-    "errors": 0, "resources": 0, "_lazy": 0, "schedule": 1, "spaces": 2, "models": 3, "data": 4,
-    "train": 5, "search": 6, "report": 7, "export": 7, "cli": 8, "__main__": 9, "__init__": 9,
+    "errors": 0, "resources": 0, "_lazy": 0, "_toml": 0, "schedule": 1, "spaces": 2,
+    "models": 3, "data": 4, "train": 5, "search": 6, "report": 7, "export": 7, "cli": 8,
+    "__main__": 9, "__init__": 9,
 }
 
 
@@ -21,20 +24,115 @@ def _part(path: Path) -> str:
     return rel.parts[0].removesuffix(".py")
 
 
+def _module(path: Path) -> str:
+    """Dotted name of a source file: nas_dil/search/__init__.py -> nas_dil.search."""
+    parts = ["nas_dil", *path.relative_to(PKG).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+
+
+def _import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement that can run: module level, in functions, in classes; not
+    those under ``if TYPE_CHECKING:`` (never executed)."""
+    out: list[ast.Import | ast.ImportFrom] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            out.append(node)
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _exists(module: str) -> bool:
+    rel = Path(*module.split(".")[1:])
+    return (PKG / rel).with_suffix(".py").is_file() or (PKG / rel / "__init__.py").is_file()
+
+
+def _targets(path: Path) -> set[str]:
+    """nas_dil modules ``path`` imports (a name imported from a package that is itself a
+    submodule counts as that submodule)."""
+    me = _module(path)
+    package = me if path.name == "__init__.py" else me.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in _import_nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+            continue
+        base = node.module or ""
+        if node.level:
+            up = package.split(".")
+            up = up[: len(up) - (node.level - 1)]
+            base = ".".join([*up, base] if base else up)
+        found.add(base)
+        found.update(f"{base}.{a.name}" for a in node.names if _exists(f"{base}.{a.name}"))
+    return {m for m in found if m == "nas_dil" or m.startswith("nas_dil.")} - {me}
+
+
 def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-    return {n.split(".")[1] for n in names if n.startswith("nas_dil.")}
+    return {m.split(".")[1] for m in _targets(path) if "." in m}
 
 
-@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+SOURCES = sorted(PKG.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PKG)))
 def test_no_import_to_the_right(path: Path) -> None:
     me = _part(path)
     assert me in RANK, f"{me} has no rank: add it to RANK"
     bad = [m for m in _imports(path) if RANK.get(m, 99) > RANK[me]]
     assert not bad, f"{path.relative_to(PKG)} ({me}) imports {bad}, which come later"
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycle() -> None:
+    graph = {_module(p): _targets(p) for p in SOURCES}
+    cycles = _cycles(graph)
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []

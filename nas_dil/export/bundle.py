@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -41,6 +40,8 @@ from nas_dil.errors import UserError
 from nas_dil.export.pick import Pick, parse_pick, select_trial
 from nas_dil.report.data import feasible
 from nas_dil.report.source import StudySource, open_study
+from nas_dil.resources import source_commit
+from nas_dil.search.records import TrialRecord
 
 if TYPE_CHECKING:
     import optuna
@@ -83,20 +84,6 @@ def _versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def _git_commit() -> str | None:
-    """Commit of the nas-dil source when it is a git checkout (read-only git call)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / ".git").exists():
-        return None
-    try:
-        r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                           text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = r.stdout.strip()
-    return commit if r.returncode == 0 and len(commit) == 40 else None
 
 
 def _model_config(t: FrozenTrial, where: str) -> dict[str, Any]:
@@ -233,12 +220,13 @@ def export_trial(
     trial, reason = select_trial(src, p)
     where = f"{src.location}: study {src.name!r}"
     config = _model_config(trial, where)
-    attrs = trial.user_attrs
+    rec = TrialRecord.from_frozen(trial)  # older attribute names read as today's
+    attrs = rec.to_attrs()
 
     rel = attrs.get("weights") if isinstance(attrs.get("weights"), str) else None
     weights_src = src.resolve(rel) if rel else None
     if rel and weights_src is None:
-        where_out = src.out_dir or src.meta.get("out_dir")
+        where_out = src.out_dir or src.meta.out_dir
         note = (f"the trial records weights {rel!r} but the file is not under {where_out}; "
                 "exported without weights")
     elif rel is None:
@@ -290,16 +278,16 @@ def export_trial(
             "baseline": attrs.get("baseline"),
             "reused_from": attrs.get("reused_from"),
             "weights_source": str(weights_src) if weights_src is not None else None,
-            "data": src.meta.get("data"),
+            "data": src.meta.data,
             "trial_config": attrs.get("trial_config"),
-            "search_version": src.meta.get("version"),
-            "search_git_commit": src.meta.get("git_commit"),
+            "search_version": src.meta.version,
+            "search_git_commit": src.meta.git_commit,
             "node": attrs.get("node"),
             "datetime_complete": (trial.datetime_complete.isoformat()
                                   if trial.datetime_complete else None),
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": _versions(),
-            "git_commit": _git_commit(),
+            "git_commit": source_commit(),
         },
     }
 

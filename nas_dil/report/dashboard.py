@@ -255,7 +255,8 @@ def _trial_note(r: Any) -> str:
     return (f"**nas-dil**: schedule `{r.schedule}` (K{r.kernel}, OS{r.output_stride}, "
             f"width {r.width}); RF {_num(r.rf)} px, stack RF {_num(r.rf_stack)}; "
             f"holes {_num(r.holes, '{}')}; HDC rules 1/2/3: {_yes(r.hdc_rule1)} "
-            f"{_yes(r.hdc_rule2)} {_yes(r.hdc_rule3)}; on the Pareto front"
+            f"{_yes(r.hdc_rule2)} {_yes(r.hdc_rule3)} (rule 1 per sawtooth group: "
+            f"{_yes(r.hdc_rule1_groups)}); on the Pareto front"
             f"{' (the knee)' if r.knee else ''}. Coverage heat map: see the artifacts.")
 
 

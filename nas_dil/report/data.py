@@ -34,6 +34,7 @@ from nas_dil.report.pareto import (
 )
 from nas_dil.report.source import Objective, StudySource, open_study
 from nas_dil.search.objectives import REFERENCE
+from nas_dil.search.records import StudyMeta, TrialRecord
 
 if TYPE_CHECKING:
     import optuna
@@ -76,7 +77,8 @@ class ParetoRow:
     gflops: float | None
     params: int | None
     miou: float | None
-    hdc_rule1: bool | None
+    hdc_rule1: bool | None  # HDC rule 1 (M_2 <= K) on the whole schedule
+    hdc_rule1_groups: bool | None  # HDC rule 1 within each sawtooth group
     hdc_rule2: bool | None
     hdc_rule3: bool | None
     hdc: bool | None
@@ -228,7 +230,8 @@ def _heatmap(t: FrozenTrial) -> HeatMap | None:
 
 
 def _pareto_row(t: FrozenTrial, objectives: Sequence[Objective], knee: bool) -> ParetoRow:
-    a = t.user_attrs
+    rec = TrialRecord.from_frozen(t)  # older attribute names read as today's
+    a = rec.to_attrs()
     rates, k, os_, w = trial_schedule(t)
     return ParetoRow(
         number=t.number, schedule=rates, kernel=k, output_stride=os_, width=w,
@@ -238,10 +241,11 @@ def _pareto_row(t: FrozenTrial, objectives: Sequence[Objective], knee: bool) -> 
         gridding_free=_bool(a.get("gridding_free")),
         gflops=_num(t, "gflops", objectives), params=_int(a.get("params")),
         miou=_num(t, "miou", objectives),
-        hdc_rule1=_bool(a.get("hdc_rule1")), hdc_rule2=_bool(a.get("hdc_rule2")),
+        hdc_rule1=_bool(a.get("hdc_rule1")), hdc_rule1_groups=_bool(a.get("hdc_rule1_groups")),
+        hdc_rule2=_bool(a.get("hdc_rule2")),
         hdc_rule3=_bool(a.get("hdc_rule3")), hdc=_bool(a.get("hdc")),
-        baseline=a.get("baseline") or None, knee=knee,
-        weights=a.get("weights") if isinstance(a.get("weights"), str) else None,
+        baseline=rec.baseline or None, knee=knee,
+        weights=rec.weights if isinstance(rec.weights, str) else None,
     )
 
 
@@ -283,15 +287,15 @@ def _curve(t: FrozenTrial, front: set[int]) -> CurveData | None:
 
 
 def _space_reference(objectives: Sequence[Objective],
-                     meta: dict[str, Any]) -> tuple[np.ndarray, float] | None:
+                     meta: StudyMeta) -> tuple[np.ndarray, float] | None:
     """The search's own reference point, from the ranges it stored (None if absent).
 
     The search normalises each objective over the whole space (best → 0, worst → 1) and puts
     the reference at 1.1; in the study's units that is best + 1.1·(worst − best), and dividing
     by the product of the ranges gives the very figure its progress line shows.
     """
-    hv = meta.get("hypervolume")
-    ranges = hv.get("ranges") if isinstance(hv, dict) else None
+    hv = meta.hypervolume
+    ranges = hv.get("ranges")
     if not isinstance(ranges, dict) or any(o.name not in ranges for o in objectives):
         return None
     best = np.array([float(ranges[o.name]["best"]) for o in objectives])
@@ -304,13 +308,13 @@ def _space_reference(objectives: Sequence[Objective],
 
 def _hypervolume(complete: Sequence[FrozenTrial], objectives: Sequence[Objective],
                  ref: Sequence[float] | None,
-                 meta: dict[str, Any] | None = None) -> HypervolumeData | None:
+                 meta: StudyMeta | None = None) -> HypervolumeData | None:
     feas = [t for t in complete if feasible(t)]
     if not feas:
         return None
     dirs = [o.direction for o in objectives]
     vals = np.array([t.values for t in feas], dtype=np.float64)
-    space_ref = _space_reference(objectives, meta or {}) if ref is None else None
+    space_ref = _space_reference(objectives, meta or StudyMeta()) if ref is None else None
     unit: float | None = None
     if space_ref is not None:
         ref_arr, unit = space_ref
@@ -389,7 +393,7 @@ def build_report(
     return ReportData(
         study_name=src.name,
         objectives=objectives,
-        meta=src.meta,
+        meta=src.meta.to_dict(),
         n_trials=len(trials),
         states=states,
         n_feasible=sum(feasible(t) for t in complete),

@@ -312,14 +312,15 @@ def _pareto_table(data: ReportData) -> str:
     head = ["trial", "schedule", "K", "OS", "width", *(f"{n} ({d.direction[:3]})"
             for n, d in zip(objs, data.objectives, strict=True)),
             "RF px", "RF stack", "holes", "coverage", "GFLOPs", "params", "mIoU",
-            "HDC r1", "HDC r2", "HDC r3", "HDC", "gridding-free", "baseline"]
+            "HDC r1", "HDC r1 groups", "HDC r2", "HDC r3", "HDC", "gridding-free", "baseline"]
     rows = []
     for r in data.pareto:
         cells = [
             f"#{r.number}" + (" ★knee" if r.knee else ""), r.schedule, r.kernel,
             r.output_stride, r.width, *(r.values[n] for n in objs), r.rf, r.rf_stack, r.holes,
             None if r.coverage is None else f"{100 * r.coverage:.1f} %", r.gflops, r.params,
-            r.miou, r.hdc_rule1, r.hdc_rule2, r.hdc_rule3, r.hdc, r.gridding_free, r.baseline,
+            r.miou, r.hdc_rule1, r.hdc_rule1_groups, r.hdc_rule2, r.hdc_rule3, r.hdc,
+            r.gridding_free, r.baseline,
         ]
         tds = "".join(f'<td class="l">{_v(c)}</td>' if i in (0, 1) else f"<td>{_v(c)}</td>"
                       for i, c in enumerate(cells))

@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from nas_dil.errors import UserError
+from nas_dil.search.records import META_KEY, STORAGE_FILE, Objective, StudyMeta
 
 if TYPE_CHECKING:
     import optuna
@@ -37,25 +38,12 @@ __all__ = [
     "open_study",
 ]
 
-META_KEY = "nas_dil"  # the study user attr every nas-dil study carries
-STORAGE_FILE = "study.db"  # the SQLite file inside a search's output folder
 _SQLITE_HEADER = b"SQLite format 3\x00"
 DIRECTIONS = ("maximize", "minimize")
 
 
 class StudySourceError(UserError, ValueError):
     """A storage or study that cannot be read as a nas-dil study."""
-
-
-@dataclass(frozen=True)
-class Objective:
-    name: str  # "miou", "rf", "gflops", …
-    direction: str  # "maximize" or "minimize"
-
-    @property
-    def sign(self) -> float:
-        """+1 for minimize, -1 for maximize: ``sign * value`` is to be minimised."""
-        return 1.0 if self.direction == "minimize" else -1.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +54,7 @@ class StudySource:
     location: str  # what the user gave, for messages
     storage_url: str | None  # the URL it was opened with (read-only for SQLite); None: unknown
     out_dir: Path | None  # the search's output folder (weights are relative to it)
-    meta: dict[str, Any]  # the "nas_dil" study user attr
+    meta: StudyMeta  # the "nas_dil" study user attr
     objectives: tuple[Objective, ...]
 
     @property
@@ -83,8 +71,8 @@ class StudySource:
         if p.is_absolute():
             return p if p.is_file() else None
         roots = [self.out_dir]
-        if self.meta.get("out_dir"):
-            roots.append(Path(str(self.meta["out_dir"])))
+        if self.meta.out_dir:
+            roots.append(Path(self.meta.out_dir))
         for root in roots:
             if root is not None and (root / p).is_file():
                 return root / p
@@ -168,16 +156,10 @@ def open_storage(source: str | os.PathLike[str]) -> tuple[BaseStorage, str, Path
     return storage, url, folder, location
 
 
-def _objectives(study: optuna.Study, meta: dict[str, Any], where: str) -> tuple[Objective, ...]:
+def _objectives(study: optuna.Study, meta: StudyMeta, where: str) -> tuple[Objective, ...]:
     directions = [d.name.lower() for d in study.directions]
-    declared = meta.get("objectives")
-    if declared:
-        try:
-            objs = tuple(Objective(str(o["name"]), str(o["direction"]).lower()) for o in declared)
-        except (KeyError, TypeError):
-            raise StudySourceError(
-                f"{where}: malformed 'objectives' in the nas_dil study attribute: {declared!r}"
-            ) from None
+    objs = meta.objectives
+    if objs:
         if [o.direction for o in objs] != directions:
             raise StudySourceError(
                 f"{where}: objectives {[(o.name, o.direction) for o in objs]} do not match "
@@ -190,13 +172,17 @@ def _objectives(study: optuna.Study, meta: dict[str, Any], where: str) -> tuple[
 
 def _from_study(study: optuna.Study, location: str, url: str | None,
                 folder: Path | None) -> StudySource:
-    meta = study.user_attrs.get(META_KEY)
+    raw = study.user_attrs.get(META_KEY)
     where = f"{location}: study {study.study_name!r}"
-    if not isinstance(meta, dict):
+    if not isinstance(raw, dict):
         raise StudySourceError(f"{where} is not a nas-dil study (no {META_KEY!r} study attribute)")
-    if folder is None and meta.get("out_dir") and Path(str(meta["out_dir"])).is_dir():
-        folder = Path(str(meta["out_dir"])).resolve()
-    return StudySource(study, location, url, folder, dict(meta), _objectives(study, meta, where))
+    try:
+        meta = StudyMeta.from_dict(raw)
+    except ValueError as e:
+        raise StudySourceError(f"{where}: the nas_dil study attribute: {e}") from None
+    if folder is None and meta.out_dir and Path(meta.out_dir).is_dir():
+        folder = Path(meta.out_dir).resolve()
+    return StudySource(study, location, url, folder, meta, _objectives(study, meta, where))
 
 
 def open_study(

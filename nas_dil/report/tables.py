@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas_dil.report.data import ReportData, feasible, pareto_trials
 from nas_dil.report.source import StudySource, open_study
+from nas_dil.search.records import TrialRecord
 
 if TYPE_CHECKING:
     import optuna
@@ -68,7 +69,7 @@ def trials_dataframe(
         for k, v in t.params.items():
             row[f"params_{k}"] = v
         flat: dict[str, Any] = {}
-        for k, v in t.user_attrs.items():
+        for k, v in TrialRecord.from_frozen(t).to_attrs().items():  # today's names
             _flatten(k, v, flat)
         for k, v in flat.items():
             row.setdefault(k, v)

@@ -2,8 +2,9 @@
 
 ``run_search("studies/quickstart.toml")`` (or ``nas-dil search …``) runs a persistent study;
 see `nas_dil.search.driver` for the loop, faults and resume, `nas_dil.search.config` for the
-study file, `nas_dil.search.early_stop` for the pruning rule. Names load on first use, so a
-Ray worker running a sleep trial never imports torch.
+study file, `nas_dil.search.records` for what a study stores, `nas_dil.search.early_stop` for
+the pruning rule, and docs/architecture.md for how the rooms fit together. Names load on first
+use, so a Ray worker running a sleep trial never imports torch.
 """
 
 from __future__ import annotations
@@ -15,22 +16,33 @@ from nas_dil._lazy import lazy_getattr
 if TYPE_CHECKING:
     from nas_dil.search.config import (
         BASELINES,
-        SAMPLERS,
         StudyConfig,
         StudyConfigError,
         load_study_config,
         parse_study_config,
     )
-    from nas_dil.search.driver import SearchSummary, run_search, trial_key
-    from nas_dil.search.objectives import METRICS, Objective
-    from nas_dil.search.storage import META_KEY, STORAGE_FILE, StorageError
+    from nas_dil.search.driver import SearchSummary, run_search
+    from nas_dil.search.records import (
+        META_KEY,
+        METRICS,
+        STORAGE_FILE,
+        Objective,
+        StudyMeta,
+        TrialRecord,
+    )
+    from nas_dil.search.samplers import SAMPLERS
+    from nas_dil.search.storage import StorageError
+    from nas_dil.search.trials import trial_key
 
 _LAZY = {
-    **dict.fromkeys(("BASELINES", "SAMPLERS", "StudyConfig", "StudyConfigError",
-                     "load_study_config", "parse_study_config"), "nas_dil.search.config"),
-    **dict.fromkeys(("SearchSummary", "run_search", "trial_key"), "nas_dil.search.driver"),
-    **dict.fromkeys(("METRICS", "Objective"), "nas_dil.search.objectives"),
-    **dict.fromkeys(("META_KEY", "STORAGE_FILE", "StorageError"), "nas_dil.search.storage"),
+    **dict.fromkeys(("BASELINES", "StudyConfig", "StudyConfigError", "load_study_config",
+                     "parse_study_config"), "nas_dil.search.config"),
+    **dict.fromkeys(("SearchSummary", "run_search"), "nas_dil.search.driver"),
+    **dict.fromkeys(("META_KEY", "METRICS", "STORAGE_FILE", "Objective", "StudyMeta",
+                     "TrialRecord"), "nas_dil.search.records"),
+    "SAMPLERS": "nas_dil.search.samplers",
+    "StorageError": "nas_dil.search.storage",
+    "trial_key": "nas_dil.search.trials",
 }
 
 __all__ = [
@@ -44,6 +56,8 @@ __all__ = [
     "StorageError",
     "StudyConfig",
     "StudyConfigError",
+    "StudyMeta",
+    "TrialRecord",
     "load_study_config",
     "parse_study_config",
     "run_search",

@@ -14,7 +14,7 @@ import os
 import socket
 from typing import Any
 
-from nas_dil.errors import UserError
+from nas_dil.errors import UserError, first_line
 
 __all__ = ["RayAddressError", "connect", "disconnect", "loopback_only"]
 
@@ -79,7 +79,7 @@ def connect(address: str | None, *, num_cpus: int | None = None,
     try:
         ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        text = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        text = first_line(e, 200)
         raise RayAddressError(f"Ray address {address}: {text}") from None
     return True
 

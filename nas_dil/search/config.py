@@ -32,17 +32,24 @@ Every problem is a `StudyConfigError` (a UserError): ``"<file>: <dotted.key>: <p
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from nas_dil._toml import TomlReader
 from nas_dil.data.config import DataConfig
 from nas_dil.errors import UserError
 from nas_dil.models.config import ArchConfig
 from nas_dil.resources import load_toml, resolve, shipped_names
-from nas_dil.search.objectives import CONSTRAINT_METRICS, METRICS, Objective
+from nas_dil.search.objectives import CONSTRAINT_METRICS
+from nas_dil.search.records import METRICS, Objective
+from nas_dil.search.samplers import (
+    SAMPLERS,
+    SamplerConfig,
+    parse_sampler,
+    sampler_class,
+)
 from nas_dil.train.config import TrainConfig
 
 __all__ = [
@@ -68,29 +75,6 @@ class StudyConfigError(UserError, ValueError):
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
 
-
-# name -> Optuna sampler class name (looked up lazily: optuna.samplers.<class>)
-SAMPLERS: dict[str, str] = {
-    "tpe": "TPESampler",  # Optuna's default, multi-objective TPE
-    "nsga2": "NSGAIISampler",
-    "nsga3": "NSGAIIISampler",
-    "gp": "GPSampler",  # needs scipy (pip install 'nas-dil[gp]')
-    "random": "RandomSampler",
-    "brute": "BruteForceSampler",  # finite spaces; stops when every candidate was tried
-    # nas-dil's own: GP on mIoU, exact RF/FLOPs, optimistic hypervolume improvement; never
-    # re-proposes a tried candidate (nas_dil.search.hvi)
-    "hvi": "HVISampler",
-}
-_OWN_SAMPLERS = {"hvi": "nas_dil.search.hvi"}  # SAMPLERS entries that are not Optuna's
-_DRIVER_ARGS = ("self", "constraints_func", "context")  # set by the driver, not study files
-
-
-def sampler_class(name: str) -> type:
-    """The sampler class of a SAMPLERS name (imported on first use)."""
-    import importlib
-
-    module = _OWN_SAMPLERS.get(name, "optuna.samplers")
-    return getattr(importlib.import_module(module), SAMPLERS[name])
 
 # Named seed schedules (kernel 3 unless a baseline entry says otherwise)
 BASELINES: dict[str, tuple[int, ...]] = {
@@ -121,12 +105,6 @@ class Constraint:
     def violation(self, value: float) -> float:
         """Optuna's convention: <= 0 is feasible (by how much it is met or missed)."""
         return value - self.bound if self.kind == "max" else self.bound - value
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    name: str = "hvi"  # one of SAMPLERS
-    options: Mapping[str, Any] = field(default_factory=dict)  # keywords of the sampler class
 
 
 @dataclass(frozen=True)
@@ -226,75 +204,13 @@ class StudyConfig:
 
 # -- readers ---------------------------------------------------------------------------------
 
-class _Reader:
+class _Reader(TomlReader):
+    """`TomlReader` raising StudyConfigError naming the study file."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
-
-    def err(self, key: str | None, problem: str) -> StudyConfigError:
-        return StudyConfigError(f"{self.path}: {key}: {problem}" if key
-                                else f"{self.path}: {problem}")
-
-    def table(self, v: object, key: str) -> Mapping[str, Any]:
-        if not isinstance(v, Mapping):
-            raise self.err(key, f"expected a table, got {v!r}")
-        return v
-
-    def keys(self, t: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
-        for k in t:
-            if k not in allowed:
-                raise self.err(f"{prefix}{k}", f"unknown key (allowed: {', '.join(allowed)})")
-
-    def string(self, v: object, key: str) -> str:
-        if not isinstance(v, str) or not v.strip():
-            raise self.err(key, f"expected a non-empty string, got {v!r}")
-        return v
-
-    def integer(self, v: object, key: str, lo: int | None = None) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
-            raise self.err(key, f"expected an integer{f' >= {lo}' if lo is not None else ''}, "
-                                f"got {v!r}")
-        return v
-
-    def number(self, v: object, key: str, lo: float | None = None) -> float:
-        if isinstance(v, bool) or not isinstance(v, int | float) or (lo is not None and v < lo):
-            raise self.err(key, f"expected a number{f' >= {lo}' if lo is not None else ''}, "
-                                f"got {v!r}")
-        return float(v)
-
-    def boolean(self, v: object, key: str) -> bool:
-        if not isinstance(v, bool):
-            raise self.err(key, f"expected true or false, got {v!r}")
-        return v
-
-    def typed(self, v: object, annotation: str, key: str) -> Any:
-        """A value checked against a dataclass field's annotation (as a string)."""
-        for kind in (a.strip() for a in annotation.split("|")):
-            if kind == "bool" and isinstance(v, bool):
-                return v
-            if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
-                return v
-            if kind == "float" and isinstance(v, int | float) and not isinstance(v, bool):
-                return float(v)
-            if kind == "str" and isinstance(v, str):
-                return v
-            if kind.startswith("tuple[int") and isinstance(v, list) and all(
-                    isinstance(x, int) and not isinstance(x, bool) for x in v):
-                return tuple(v)
-        raise self.err(key, f"expected {annotation.replace('tuple[int, ...]', 'list of int')}, "
-                            f"got {v!r}")
-
-    def dataclass_kwargs(self, cls: type, t: Mapping[str, Any], prefix: str,
-                         exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-        hints = {f.name: str(f.type) for f in fields(cls) if f.name not in exclude}
-        out: dict[str, Any] = {}
-        for k, v in t.items():
-            if k in exclude:
-                raise self.err(f"{prefix}{k}", "is set per trial by the search space")
-            if k not in hints:
-                raise self.err(f"{prefix}{k}",
-                               f"unknown key (allowed: {', '.join(sorted(hints))})")
-            out[k] = self.typed(v, hints[k], f"{prefix}{k}")
-        return out
+        super().__init__(lambda key, problem: StudyConfigError(
+            f"{path}: {key}: {problem}" if key else f"{path}: {problem}"))
 
 
 def _objectives(rd: _Reader, raw: object) -> tuple[Objective, ...]:
@@ -310,7 +226,7 @@ def _objectives(rd: _Reader, raw: object) -> tuple[Objective, ...]:
             item = {"name": item}
         t = rd.table(item, key)
         rd.keys(t, ("name", "direction"), f"{key}.")
-        name = rd.string(t.get("name"), f"{key}.name")
+        name = rd.string(t.get("name"), f"{key}.name", nonempty=True)
         if name not in METRICS:
             raise rd.err(f"{key}.name", f"unknown objective {name!r} "
                                         f"(expected one of {', '.join(METRICS)})")
@@ -342,30 +258,7 @@ def _constraints(rd: _Reader, raw: object) -> tuple[tuple[Constraint, ...], bool
 
 
 def _sampler(rd: _Reader, raw: object) -> SamplerConfig:
-    t = dict(rd.table(raw if raw is not None else {}, "sampler"))
-    name = t.pop("name", "hvi")
-    if name not in SAMPLERS:
-        raise rd.err("sampler.name", f"unknown sampler {name!r} "
-                                     f"(expected one of {', '.join(SAMPLERS)})")
-    params = inspect.signature(sampler_class(name)).parameters
-    allowed = tuple(p for p in params if p not in _DRIVER_ARGS)
-    for k in t:
-        if k not in allowed:
-            raise rd.err(f"sampler.{k}", f"not an option of {SAMPLERS[name]} "
-                                         f"(allowed: {', '.join(allowed)})")
-    if name == "hvi":
-        from nas_dil.search.hvi import check_options
-
-        try:
-            check_options(**t)
-        except ValueError as e:
-            raise rd.err("sampler", str(e)) from None
-    if name == "gp":
-        import importlib.util
-
-        if importlib.util.find_spec("scipy") is None:
-            raise rd.err("sampler.name", "the gp sampler needs scipy: pip install 'nas-dil[gp]'")
-    return SamplerConfig(name, t)
+    return parse_sampler(rd.table(raw if raw is not None else {}, "sampler"), rd)
 
 
 def _parallel(rd: _Reader, raw: object) -> ParallelConfig:
@@ -404,12 +297,12 @@ def _table_path(rd: _Reader, table: str | None) -> Path:
     if not table:
         raise rd.err("trial.table", "kind tabular needs table = <csv> (e.g. "
                                     "\"tabular_dilation.csv\", shipped under benchmarks/)")
-    for here in (rd.path.parent / table, Path(__file__).resolve().parents[2] / "benchmarks"
-                 / table):
-        if here.is_file():
-            return here.resolve()
-    raise rd.err("trial.table", f"{table!r}: no such file (relative to the study file or "
-                                f"under the repository's benchmarks/)")
+    here = rd.path.parent / table
+    found = here if here.is_file() else resolve("benchmarks", table)
+    if found is None:
+        raise rd.err("trial.table", f"{table!r}: no such file (relative to the study file, "
+                                    f"or shipped: {', '.join(shipped_names('benchmarks'))})")
+    return found.resolve()
 
 
 def _check_table(rd: _Reader, cfg: StudyConfig) -> None:
@@ -446,7 +339,7 @@ def _baselines(rd: _Reader, raw: object) -> tuple[BaselineConfig, ...]:
             item = {"name": item}
         t = rd.table(item, key)
         rd.keys(t, ("name", "rates", "kernel", "output_stride", "width"), f"{key}.")
-        name = rd.string(t.get("name"), f"{key}.name")
+        name = rd.string(t.get("name"), f"{key}.name", nonempty=True)
         if "rates" in t:
             rates = t["rates"]
             if not isinstance(rates, list) or not rates or not all(
@@ -486,15 +379,17 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
     rd.keys(data, _TOP, "")
     if "space" not in data:
         raise rd.err("space", "missing (a shipped space name such as hdc, or a space file)")
-    name = rd.string(data.get("name", path.stem), "name")
-    space = rd.string(data["space"], "space")
+    name = rd.string(data.get("name", path.stem), "name", nonempty=True)
+    space = rd.string(data["space"], "space", nonempty=True)
     storage = data.get("storage")
     if storage is not None:
-        storage = rd.string(storage, "storage")
-    out = Path(rd.string(data["out"], "out")) if "out" in data else Path("runs") / name
+        storage = rd.string(storage, "storage", nonempty=True)
+    out = (Path(rd.string(data["out"], "out", nonempty=True)) if "out" in data
+           else Path("runs") / name)
     arch_t = rd.table(data.get("arch", {}), "arch")
     arch = rd.dataclass_kwargs(ArchConfig, arch_t, "arch.", exclude=(*_FROM_CANDIDATE,
-                                                                    "num_classes"))
+                                                                    "num_classes"),
+                               why_excluded="is set per trial by the search space")
     try:
         ArchConfig(**arch)
     except (UserError, TypeError) as e:

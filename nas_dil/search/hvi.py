@@ -33,8 +33,8 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FixedTrial, FrozenTrial, TrialState
 
-from nas_dil.search.objectives import Objective
 from nas_dil.search.pareto import hypervolume_improvement, pareto_mask
+from nas_dil.search.records import Objective
 from nas_dil.search.surrogate import fit_gp
 from nas_dil.spaces import Candidate, Space
 from nas_dil.spaces.errors import SpaceError
@@ -161,9 +161,7 @@ class HVISampler(BaseSampler):
         return self.ctx.space.draw(n, self._rng)
 
     def _params(self, cands: Sequence[Candidate]) -> list[dict[str, Any] | None]:
-        from nas_dil.search.baselines import space_params
-
-        return [space_params(self.ctx.space, c) for c in cands]
+        return [self.ctx.space.params_for(c) for c in cands]
 
     def _get_pool(self) -> _Pool:
         if self._pool is not None:

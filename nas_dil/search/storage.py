@@ -19,13 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nas_dil.errors import UserError
+from nas_dil.errors import UserError, first_line
+from nas_dil.search.records import META_KEY, STORAGE_FILE
 
 __all__ = ["META_KEY", "STORAGE_FILE", "StorageError", "check_storage", "close_storage",
            "default_url", "open_storage", "read_meta", "safe_url"]
 
-META_KEY = "nas_dil"  # the study user attr every nas-dil study carries
-STORAGE_FILE = "study.db"  # the SQLite file inside the output folder
 CONNECT_TIMEOUT_S = 5
 
 
@@ -66,8 +65,7 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 
 
 def _reason(e: BaseException) -> str:
-    text = str(getattr(e, "orig", None) or e).strip()
-    return (text.splitlines() or [type(e).__name__])[0][:160]
+    return first_line(getattr(e, "orig", None) or e, 160)
 
 
 def check_storage(url: str) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 from nas_dil.errors import UserError
 from nas_dil.search.early_stop import FrontSnapshot, stop_reason
+from nas_dil.search.records import TrialPayload
 
 __all__ = ["describe_data", "execute", "n_evals", "nas_dil_trial"]
 
@@ -78,14 +79,12 @@ def n_evals(train: dict[str, Any]) -> int | None:
     return None
 
 
-def execute(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run one trial. ``payload`` (built by the driver): kind, trial_config, schedule, seed,
-    key, analytic (attrs), losses (analytic objectives as losses), snapshot (FrontSnapshot or
-    None), keep_weights, sleep (options of the sleep kind)."""
+def execute(payload: TrialPayload) -> dict[str, Any]:
+    """Run one trial (``payload``: `TrialPayload`, built by the driver)."""
     info = _where()
     t0 = time.perf_counter()
-    snap: FrontSnapshot | None = payload.get("snapshot")
-    losses = payload.get("losses", ())
+    snap: FrontSnapshot | None = payload.snapshot
+    losses = payload.losses
     why: list[str] = []
 
     def callback(index: int, miou: float, partial: dict[str, Any]) -> bool:
@@ -95,9 +94,9 @@ def execute(payload: dict[str, Any]) -> dict[str, Any]:
         return bool(reason)
 
     try:
-        if payload["kind"] == "sleep":
+        if payload.kind == "sleep":
             result, weights = _sleep_trial(payload, callback), None
-        elif payload["kind"] == "tabular":
+        elif payload.kind == "tabular":
             result, weights = _tabular_trial(payload, callback), None
         else:
             result, weights = _train_trial(payload, callback)
@@ -116,22 +115,22 @@ def execute(payload: dict[str, Any]) -> dict[str, Any]:
             "weights": None if stopped else weights, "wall_s": time.perf_counter() - t0}
 
 
-def nas_dil_trial(payload: dict[str, Any]) -> dict[str, Any]:
+def nas_dil_trial(payload: TrialPayload) -> dict[str, Any]:
     """`execute` under the name a Ray worker shows while it runs it (``ray::nas_dil_trial``)."""
     return execute(payload)
 
 
-def _train_trial(payload: dict[str, Any], callback: Any) -> tuple[dict[str, Any], bytes | None]:
+def _train_trial(payload: TrialPayload, callback: Any) -> tuple[dict[str, Any], bytes | None]:
     import torch
 
     from nas_dil.models import model_config
     from nas_dil.schedule import Schedule
     from nas_dil.train import TrialConfig, run_trial
 
-    cfg = TrialConfig.from_dict(payload["trial_config"])
-    data = _data(payload["trial_config"]["data"], cfg.train.device)
-    keep: dict[str, Any] | None = {} if payload.get("keep_weights") else None
-    r = run_trial(cfg, Schedule.from_dict(payload["schedule"]), payload["seed"],
+    cfg = TrialConfig.from_dict(dict(payload.trial_config))
+    data = _data(payload.trial_config["data"], cfg.train.device)
+    keep: dict[str, Any] | None = {} if payload.keep_weights else None
+    r = run_trial(cfg, Schedule.from_dict(dict(payload.schedule)), payload.seed,
                   callback=callback, data=data, keep_model=keep)
     weights = None
     if keep and not r.stopped_early:
@@ -145,10 +144,10 @@ def _train_trial(payload: dict[str, Any], callback: Any) -> tuple[dict[str, Any]
     return out, weights
 
 
-def _sleep_trial(payload: dict[str, Any], callback: Any) -> dict[str, Any]:
-    opts = payload["sleep"]
-    a = payload["analytic"]
-    width = payload["trial_config"]["arch"]["width"]
+def _sleep_trial(payload: TrialPayload, callback: Any) -> dict[str, Any]:
+    opts = payload.options
+    a = payload.analytic
+    width = payload.trial_config["arch"]["width"]
     if opts.get("fail_width") == width or opts.get("oom_width") == width:
         from nas_dil.train import TrialDiverged, TrialOOM
 
@@ -156,7 +155,7 @@ def _sleep_trial(payload: dict[str, Any], callback: Any) -> dict[str, Any]:
             raise TrialDiverged(1, float("nan"))
         raise TrialOOM(16, 32, 32, "cpu", "sleep trial: oom_width")
     # a seeded quality in [0.3, 0.8]: more RF and coverage help, a little noise per candidate
-    h = hashlib.sha256(f"{payload['key']}:{payload['seed']}".encode()).digest()
+    h = hashlib.sha256(f"{payload.key}:{payload.seed}".encode()).digest()
     noise = (int.from_bytes(h[:4], "big") / 2**32 - 0.5) * 0.04
     quality = (0.3 + 0.4 * (1 - math.exp(-a["rf"] / 48.0)) * math.sqrt(a["coverage"])
                + 0.05 * math.log2(1 + width / 16) + noise)
@@ -180,16 +179,16 @@ def _sleep_trial(payload: dict[str, Any], callback: Any) -> dict[str, Any]:
             "peak_mem_kind": "process_rss", "steps": len(curve), "epochs": float(len(curve))}
 
 
-def _tabular_trial(payload: dict[str, Any], callback: Any) -> dict[str, Any]:
+def _tabular_trial(payload: TrialPayload, callback: Any) -> dict[str, Any]:
     from nas_dil.search.tabular import load_table
 
-    opts = payload["sleep"]  # the [trial] table: kind, table, table_seed
-    arch = payload["trial_config"]["arch"]
-    sched = payload["schedule"]
+    opts = payload.options  # the [trial] table: kind, table, table_seed
+    arch = payload.trial_config["arch"]
+    sched = payload.schedule
     seed = opts.get("table_seed")
     row = load_table(opts["table"]).lookup(
         sched["rates"], sched["kernels"][0], arch["output_stride"], arch["width"],
-        payload["seed"] if seed is None else seed)
+        payload.seed if seed is None else seed)
     t0 = time.perf_counter()
     curve: list[float] = []
     stopped = False

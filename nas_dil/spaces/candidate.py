@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nas_dil._toml import is_int
 from nas_dil.schedule import Schedule, ScheduleError, parse_ints
 from nas_dil.spaces.errors import space_error
 
@@ -13,10 +14,6 @@ __all__ = ["OUTPUT_STRIDES", "Candidate"]
 
 OUTPUT_STRIDES = (4, 8, 16)  # output strides a backbone stem can produce
 _FIELDS = ("rates", "kernel", "output_stride", "width")
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -34,16 +31,16 @@ class Candidate:
     def __post_init__(self) -> None:
         rates = tuple(self.rates) if not isinstance(self.rates, str) else self.rates
         if (not isinstance(rates, tuple) or not rates
-                or not all(_is_int(r) and r >= 1 for r in rates)):
+                or not all(is_int(r) and r >= 1 for r in rates)):
             raise space_error("candidate", "rates",
                               f"expected a non-empty list of positive integers, got {self.rates!r}")
-        if not _is_int(self.kernel) or self.kernel < 1 or self.kernel % 2 == 0:
+        if not is_int(self.kernel) or self.kernel < 1 or self.kernel % 2 == 0:
             raise space_error("candidate", "kernel",
                               f"expected an odd integer >= 1, got {self.kernel!r}")
-        if not _is_int(self.output_stride) or self.output_stride not in OUTPUT_STRIDES:
+        if not is_int(self.output_stride) or self.output_stride not in OUTPUT_STRIDES:
             raise space_error("candidate", "output_stride",
                               f"expected one of {list(OUTPUT_STRIDES)}, got {self.output_stride!r}")
-        if not _is_int(self.width) or self.width < 1:
+        if not is_int(self.width) or self.width < 1:
             raise space_error("candidate", "width",
                               f"expected an integer >= 1, got {self.width!r}")
         object.__setattr__(self, "rates", rates)

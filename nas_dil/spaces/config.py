@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from nas_dil._toml import TomlReader, is_int
 from nas_dil.spaces.candidate import OUTPUT_STRIDES
-from nas_dil.spaces.errors import SpaceError, space_error
+from nas_dil.spaces.errors import space_error
 
 __all__ = [
     "MAX_DEPTH",
@@ -179,60 +180,19 @@ class SpaceConfig:
 
 # -- readers ---------------------------------------------------------------------------------
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-class _Reader:
-    """Typed accessors that raise SpaceError naming the file and the dotted key."""
+class _Reader(TomlReader):
+    """`TomlReader` raising SpaceError naming the file, plus depth-like ranges."""
 
     def __init__(self, source: object) -> None:
-        self.source = source
-
-    def err(self, key: str | None, problem: str) -> SpaceError:
-        return space_error(self.source, key, problem)
+        super().__init__(lambda key, problem: space_error(source, key, problem))
 
     def check_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], prefix: str,
                    why: str = "") -> None:
-        for k in table:
-            if k not in allowed:
-                raise self.err(f"{prefix}{k}", f"unknown key{why} (allowed: {', '.join(allowed)})")
-
-    def string(self, v: object, key: str, nonempty: bool = False) -> str:
-        if not isinstance(v, str) or (nonempty and not v.strip()):
-            raise self.err(key, f"expected a {'non-empty ' if nonempty else ''}string, got {v!r}")
-        return v
-
-    def boolean(self, v: object, key: str) -> bool:
-        if not isinstance(v, bool):
-            raise self.err(key, f"expected true or false, got {v!r}")
-        return v
-
-    def integer(self, v: object, key: str, lo: int, hi: int | None = None) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-            raise self.err(key, f"expected an integer {_bounds(lo, hi)}, got {v!r}")
-        return v
-
-    def int_list(self, v: object, key: str, lo: int, hi: int | None = None,
-                 what: str | None = None) -> tuple[int, ...]:
-        """A list of distinct ints in [lo, hi]; a bare int is a one-item list."""
-        what = what or f"integers {_bounds(lo, hi)}"
-        items = [v] if _is_int(v) else v
-        if not isinstance(items, list):
-            raise self.err(key, f"expected a list of {what}, got {v!r}")
-        if not items:
-            raise self.err(key, f"expected a non-empty list of {what}, got []")
-        for x in items:
-            if not _is_int(x) or x < lo or (hi is not None and x > hi):
-                raise self.err(key, f"expected a list of {what}, got {x!r}")
-        dup = next((x for i, x in enumerate(items) if x in items[:i]), None)
-        if dup is not None:
-            raise self.err(key, f"duplicate value {dup!r}")
-        return tuple(int(x) for x in items)
+        self.keys(table, allowed, prefix, why)
 
     def int_range(self, v: object, key: str, lo: int, hi: int) -> IntRange:
         """``5`` or ``{ min = 3, max = 9 }`` with lo <= min <= max <= hi."""
-        if _is_int(v):
+        if is_int(v):
             n = self.integer(v, key, lo, hi)
             return IntRange(n, n)
         if not isinstance(v, Mapping):
@@ -246,10 +206,6 @@ class _Reader:
         if a > b:
             raise self.err(key, f"min {a} > max {b}")
         return IntRange(a, b)
-
-
-def _bounds(lo: int, hi: int | None) -> str:
-    return f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
 
 
 # -- the parser ------------------------------------------------------------------------------

@@ -200,6 +200,11 @@ class Rule(ABC):
     def params(self) -> dict[str, Any]:
         """The Optuna parameters this rule suggests, JSON-able."""
 
+    @abstractmethod
+    def params_for(self, rates: Rates, kernel: int) -> dict[str, Any]:
+        """The inverse of `suggest_rates`: the parameters that suggest ``rates`` (which
+        `contains_rates` accepts) with this kernel size."""
+
 
 class PerLayerRule(Rule):
     """``free``/``gapfree``: depth, then one categorical per layer (``r1`` … ``rN``)."""
@@ -244,6 +249,10 @@ class PerLayerRule(Rule):
             return raw, False
         fixed = repair_gapfree(raw, self.choices, kernel)
         return fixed, fixed != raw
+
+    def params_for(self, rates: Rates, kernel: int) -> dict[str, Any]:
+        # a valid gapfree list is its own repair, so the raw suggestion is the list itself
+        return {"depth": len(rates), **{f"r{i}": r for i, r in enumerate(rates, 1)}}
 
     def params(self) -> dict[str, Any]:
         return {"depth": self.depth.to_json(),
@@ -332,6 +341,10 @@ class TableRule(Rule):
     def suggest_rates(self, trial: BaseTrial, kernel: int) -> tuple[Rates, bool]:
         label = trial.suggest_categorical(self.param_name(kernel), self.labels[kernel])
         return self.tables[kernel][str(label)], False
+
+    def params_for(self, rates: Rates, kernel: int) -> dict[str, Any]:
+        label = next(lab for lab, r in self.tables[kernel].items() if r == tuple(rates))
+        return {self.param_name(kernel): label}
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -88,6 +88,14 @@ class Space:
                 and c.output_stride in cfg.output_stride and c.width in cfg.width
                 and self.rule.contains_rates(c.rates, c.kernel))
 
+    def params_for(self, c: Candidate) -> dict[str, Any] | None:
+        """The inverse of `sample`: the parameters it suggests to produce ``c``; None if ``c``
+        is not in the space (then no parameter set describes it)."""
+        if not self.contains(c):
+            return None
+        return {"kernel": c.kernel, "output_stride": c.output_stride, "width": c.width,
+                **self.rule.params_for(c.rates, c.kernel)}
+
     def describe(self) -> dict[str, Any]:
         """JSON-able summary: the config, the Optuna parameters and the exact count."""
         out = self.config.to_json()

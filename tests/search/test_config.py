@@ -55,6 +55,17 @@ def test_steps_budget_replaces_epochs() -> None:
     ({"space": "no_such_space"}, "s.toml: space: 'no_such_space': no such file"),
     ({"sampler": {"name": "cmaes"}}, "sampler.name: unknown sampler 'cmaes'"),
     ({"sampler": {"name": "nsga2", "bogus": 3}}, "sampler.bogus: not an option of NSGAIISampler"),
+    # option types against the sampler's signature, before anything is written
+    ({"sampler": {"name": "tpe", "n_startup_trials": "ten"}},
+     "s.toml: sampler.n_startup_trials: expected int, got 'ten'"),
+    ({"sampler": {"name": "tpe", "multivariate": 1}},
+     "sampler.multivariate: expected bool | None, got 1"),
+    ({"sampler": {"name": "tpe", "gamma": 3}}, "sampler.gamma: cannot be set from a TOML file"),
+    ({"sampler": {"name": "nsga2", "population_size": 2.5}},
+     "sampler.population_size: expected int, got 2.5"),
+    ({"sampler": {"name": "random", "seed": True}}, "sampler.seed: expected int | None"),
+    ({"sampler": {"name": "hvi", "beta": "big"}}, "sampler.beta: expected float, got 'big'"),
+    ({"sampler": {"name": "hvi", "pool_size": 8}}, "sampler: pool_size = 8: must be"),
     ({"objectives": [{"name": "latency"}]}, "objectives[0].name: unknown objective 'latency'"),
     ({"objectives": [{"name": "rf", "direction": "up"}]}, "objectives[0].direction"),
     ({"objectives": ["rf", "rf"]}, "given twice"),
@@ -106,11 +117,11 @@ def test_space_path_relative_to_the_study_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", shipped_names("studies"))
 def test_shipped_baselines_fit_their_sampler(name: str) -> None:
     """Samplers other than hvi/tpe/random learn only from trials inside the space."""
-    from nas_dil.search.baselines import baseline_candidate, space_params
+    from nas_dil.search.baselines import baseline_candidate
     from nas_dil.spaces import load_space
 
     cfg = load_study_config(name)
     space = load_space(cfg.space_path)
     if cfg.sampler.name not in ("hvi", "tpe", "random"):
         for b in cfg.baselines:
-            assert space_params(space, baseline_candidate(b, space)) is not None, b.name
+            assert space.params_for(baseline_candidate(b, space)) is not None, b.name

@@ -11,6 +11,7 @@ import pytest
 from nas_dil.errors import UserError
 from nas_dil.search import run_search
 from nas_dil.search.config import StudyConfigError, load_study_config
+from nas_dil.search.records import TrialPayload
 from nas_dil.search.tabular import TableError, load_table, schedule_key
 from nas_dil.search.worker import execute
 
@@ -116,11 +117,12 @@ def test_lookup_error_is_user_error(tmp_path: Path) -> None:
     assert issubclass(TableError, UserError)
 
 
-def _payload(table: Path, rates: list[int], seed: int = 0) -> dict[str, Any]:
-    return {"kind": "tabular", "trial_config": {"arch": {"output_stride": 4, "width": 16}},
-            "schedule": {"rates": rates, "kernels": [3], "strides": [1] * len(rates)},
-            "seed": seed, "key": "k", "analytic": {}, "losses": (), "snapshot": None,
-            "sleep": {"kind": "tabular", "table": str(table), "table_seed": None}}
+def _payload(table: Path, rates: list[int], seed: int = 0) -> TrialPayload:
+    return TrialPayload(
+        kind="tabular", trial_config={"arch": {"output_stride": 4, "width": 16}},
+        schedule={"rates": rates, "kernels": [3], "strides": [1] * len(rates)}, seed=seed,
+        key="k", number=0, analytic={}, losses=(), keep_weights=False,
+        options={"kind": "tabular", "table": str(table), "table_seed": None})
 
 
 def test_worker_reads_curve(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Shipped benchmark tables (CSV data; this file only makes them installable)."""

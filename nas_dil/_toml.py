@@ -1,0 +1,141 @@
+"""Typed reading of parsed TOML tables (space files, study files): one `TomlReader` whose
+every failure is one line naming the file, the dotted key and the problem."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any
+
+from nas_dil.errors import UserError
+
+__all__ = ["TomlReader", "annotation_kinds", "is_int"]
+
+
+def is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _bounds(lo: float | None, hi: float | None) -> str:
+    if lo is None:
+        return "" if hi is None else f" <= {hi}"
+    return f" >= {lo}" if hi is None else f" in [{lo}, {hi}]"
+
+
+def annotation_kinds(annotation: str) -> list[str]:
+    """The top-level alternatives of a type annotation written as a string:
+    ``"Callable[[int], int] | None"`` -> ``["Callable[[int], int]", "None"]``."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(annotation):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            out.append(annotation[start:i].strip())
+            start = i + 1
+    out.append(annotation[start:].strip())
+    return out
+
+
+# annotation kinds a TOML value can take, and how a value of that kind is returned
+_KINDS: dict[str, Callable[[object], Any | None]] = {
+    "bool": lambda v: v if isinstance(v, bool) else None,
+    "int": lambda v: v if is_int(v) else None,
+    "float": lambda v: float(v) if isinstance(v, int | float) and not isinstance(v, bool)
+    else None,
+    "str": lambda v: v if isinstance(v, str) else None,
+    "tuple[int, ...]": lambda v: tuple(v) if isinstance(v, list) and all(map(is_int, v))
+    else None,
+}
+_SPOKEN = {"tuple[int, ...]": "list of int"}  # how an annotation reads in a message
+
+
+class TomlReader:
+    """Typed accessors over a parsed TOML table; ``error(key, problem)`` builds the one-line
+    exception (key None: the problem concerns the whole file)."""
+
+    def __init__(self, error: Callable[[str | None, str], UserError]) -> None:
+        self.error = error
+
+    def err(self, key: str | None, problem: str) -> UserError:
+        return self.error(key, problem)
+
+    def table(self, v: object, key: str) -> Mapping[str, Any]:
+        if not isinstance(v, Mapping):
+            raise self.err(key, f"expected a table, got {v!r}")
+        return v
+
+    def keys(self, t: Mapping[str, Any], allowed: tuple[str, ...], prefix: str,
+             why: str = "") -> None:
+        for k in t:
+            if k not in allowed:
+                raise self.err(f"{prefix}{k}", f"unknown key{why} (allowed: {', '.join(allowed)})")
+
+    def string(self, v: object, key: str, nonempty: bool = False) -> str:
+        if not isinstance(v, str) or (nonempty and not v.strip()):
+            raise self.err(key, f"expected a {'non-empty ' if nonempty else ''}string, got {v!r}")
+        return v
+
+    def boolean(self, v: object, key: str) -> bool:
+        if not isinstance(v, bool):
+            raise self.err(key, f"expected true or false, got {v!r}")
+        return v
+
+    def integer(self, v: object, key: str, lo: int | None = None, hi: int | None = None) -> int:
+        if (not is_int(v) or (lo is not None and v < lo)  # type: ignore[operator]
+                or (hi is not None and v > hi)):  # type: ignore[operator]
+            raise self.err(key, f"expected an integer{_bounds(lo, hi)}, got {v!r}")
+        return v  # type: ignore[return-value]
+
+    def number(self, v: object, key: str, lo: float | None = None) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or (lo is not None and v < lo):
+            raise self.err(key, f"expected a number{_bounds(lo, None)}, got {v!r}")
+        return float(v)
+
+    def int_list(self, v: object, key: str, lo: int, hi: int | None = None,
+                 what: str | None = None) -> tuple[int, ...]:
+        """A list of distinct ints in [lo, hi]; a bare int is a one-item list."""
+        what = what or f"integers{_bounds(lo, hi)}"
+        items = [v] if is_int(v) else v
+        if not isinstance(items, list):
+            raise self.err(key, f"expected a list of {what}, got {v!r}")
+        if not items:
+            raise self.err(key, f"expected a non-empty list of {what}, got []")
+        for x in items:
+            if not is_int(x) or x < lo or (hi is not None and x > hi):
+                raise self.err(key, f"expected a list of {what}, got {x!r}")
+        dup = next((x for i, x in enumerate(items) if x in items[:i]), None)
+        if dup is not None:
+            raise self.err(key, f"duplicate value {dup!r}")
+        return tuple(int(x) for x in items)
+
+    def typed(self, v: object, annotation: str, key: str) -> Any:
+        """``v`` checked against a type annotation written as a string (a dataclass field's,
+        a sampler argument's); alternatives no TOML value can take (callables, classes)
+        never match."""
+        kinds = annotation_kinds(annotation)
+        for kind in kinds:
+            check = _KINDS.get(kind)
+            got = check(v) if check is not None else None
+            if got is not None:
+                return got
+        if not any(k in _KINDS for k in kinds):
+            raise self.err(key, f"cannot be set from a TOML file (expects {annotation})")
+        spoken = " | ".join(_SPOKEN.get(k, k) for k in kinds)
+        raise self.err(key, f"expected {spoken}, got {v!r}")
+
+    def dataclass_kwargs(self, cls: type, t: Mapping[str, Any], prefix: str,
+                         exclude: tuple[str, ...] = (), why_excluded: str = "") -> dict[str, Any]:
+        """Keyword arguments of dataclass ``cls`` from table ``t``, each checked against its
+        field's annotation; keys in ``exclude`` are refused with ``why_excluded``."""
+        hints = {f.name: str(f.type) for f in fields(cls) if f.name not in exclude}
+        out: dict[str, Any] = {}
+        for k, v in t.items():
+            if k in exclude:
+                raise self.err(f"{prefix}{k}", why_excluded)
+            if k not in hints:
+                raise self.err(f"{prefix}{k}",
+                               f"unknown key (allowed: {', '.join(sorted(hints))})")
+            out[k] = self.typed(v, hints[k], f"{prefix}{k}")
+        return out

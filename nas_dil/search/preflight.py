@@ -1,0 +1,124 @@
+"""Preflight: everything that can refuse a search, checked before its first write, and the
+study's metadata (`StudyMeta`) for a new study.
+
+- the sampler fits the space (brute force needs a countable one; samplers other than hvi, tpe
+  and random need every baseline inside the space);
+- the storage can be reached and, when the study exists, it is a nas-dil study with the same
+  objectives, trial-defining settings and search space (a resumed study means the same thing);
+- ``--resume`` finds the study.
+
+Every refusal is one `UserError` / `StorageError` line and leaves every study as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from nas_dil.errors import UserError
+from nas_dil.resources import source_commit
+from nas_dil.search.config import StudyConfig
+from nas_dil.search.objectives import REFERENCE, ObjectiveRange
+from nas_dil.search.records import StudyMeta
+from nas_dil.search.storage import StorageError, check_storage, read_meta, safe_url
+from nas_dil.spaces import Candidate, Space
+
+__all__ = ["Existing", "check_baselines", "check_sampler", "check_study", "study_meta"]
+
+_INSIDE_ONLY_OK = ("hvi", "tpe", "random")  # samplers that take trials outside the space
+
+
+def check_sampler(cfg: StudyConfig, space: Space) -> None:
+    if cfg.sampler.name == "brute":
+        try:
+            space.count()
+        except UserError as e:
+            raise UserError(f"{cfg.path}: sampler brute needs a countable space: {e}") from None
+
+
+def check_baselines(cfg: StudyConfig, space: Space,
+                    baselines: list[tuple[str, Candidate]]) -> None:
+    outside = [n for n, c in baselines if space.params_for(c) is None]
+    if outside and cfg.sampler.name not in _INSIDE_ONLY_OK:
+        raise UserError(
+            f"{cfg.path}: baselines {', '.join(outside)} are not in space {space.name}; "
+            f"sampler {cfg.sampler.name!r} needs every trial inside the space (use hvi, tpe "
+            "or random, or a space that contains them)")
+
+
+@dataclass(frozen=True)
+class Existing:
+    """What the storage already holds under the study's name."""
+
+    exists: bool
+    meta: StudyMeta | None
+
+
+def check_study(cfg: StudyConfig, space: Space, url: str, resume: bool) -> Existing:
+    """Reach the storage; an existing study must be this one (see the module docstring)."""
+    check_storage(url)
+    exists, raw, directions = read_meta(url, cfg.name)
+    where = f"study {cfg.name!r} in {safe_url(url)}"
+    if resume and not exists:
+        raise StorageError(f"--resume: no {where}")
+    if not exists:
+        return Existing(False, None)
+    if raw is None:
+        raise StorageError(f"{where} exists and is not a nas-dil study; "
+                           "choose another name or storage")
+    _check_same(cfg, space, raw, directions, where)
+    return Existing(True, StudyMeta.from_dict(raw))
+
+
+def _plain(v: Any) -> Any:
+    return json.loads(json.dumps(v))
+
+
+def _check_same(cfg: StudyConfig, space: Space, meta: Mapping[str, Any], directions: list[str],
+                where: str) -> None:
+    ours = [o.to_dict() for o in cfg.objectives]
+    if meta.get("objectives") != ours or directions != [o.direction for o in cfg.objectives]:
+        theirs = ", ".join(f"{o['name']} {o['direction']}" for o in
+                           meta.get("objectives") or [])
+        mine = ", ".join(f"{o.name} {o.direction}" for o in cfg.objectives)
+        raise StorageError(f"{where} exists with other objectives ({theirs}; this "
+                           f"config: {mine}); choose another name or storage")
+    stored = {k: (meta.get("study_config") or {}).get(k) for k in cfg.identity()}
+    stored["objectives"] = meta.get("objectives")
+    for k, v in cfg.identity().items():
+        if _plain(v) != stored.get(k):
+            raise StorageError(f"{where} exists with a different {k!r} setting; "
+                               "choose another name or storage, or restore the config")
+    mine_space = {k: v for k, v in space.describe().items() if k != "path"}
+    if {k: v for k, v in (meta.get("space") or {}).items() if k != "path"} != _plain(mine_space):
+        raise StorageError(f"{where} exists with a different search space; choose another "
+                           "name or storage")
+
+
+def study_meta(cfg: StudyConfig, space: Space, *, n_trials: int, url: str, out: Path,
+               data: Any, ranges: Mapping[str, ObjectiveRange], early_stop: bool,
+               n_evals: int | None, warnings: list[str]) -> StudyMeta:
+    """The metadata a new study records (`StudyMeta`)."""
+    from nas_dil import __version__
+
+    d = cfg.to_dict()
+    d["n_trials"] = n_trials
+    d["storage"] = safe_url(url)
+    d["out"] = str(out)
+    return StudyMeta(
+        version=__version__,
+        git_commit=source_commit(),
+        study_config=d,
+        objectives=tuple(cfg.objectives),
+        space=space.describe(),
+        out_dir=str(out),
+        data=data,
+        hypervolume={"reference": REFERENCE, "normalised": True,
+                     "ranges": {k: {"best": r.best, "worst": r.worst, "exact": r.exact}
+                                for k, r in ranges.items()}},
+        early_stop={"enabled": early_stop, "n_evals": n_evals, **asdict(cfg.early_stop)},
+        warnings=tuple(warnings),
+    )

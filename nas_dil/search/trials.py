@@ -1,0 +1,105 @@
+"""A candidate as a trial of a study: its net, its training config and key, its analytic
+metrics, the constraints it violates, what a worker gets, and the sampler that sees all of it
+before training. Pure functions of the study config; nothing here touches the storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from nas_dil.models.config import ArchConfig
+from nas_dil.search.config import StudyConfig
+from nas_dil.search.hvi import SamplerContext
+from nas_dil.search.objectives import analytic_attrs
+from nas_dil.search.records import TrialPayload, TrialRecord
+from nas_dil.search.samplers import build_sampler
+from nas_dil.spaces import Candidate, Space
+
+__all__ = ["Plan", "feasible", "make_sampler", "plan_trial", "trial_arch", "trial_key"]
+
+
+def trial_key(cand: Candidate, trial_config: Mapping[str, Any], seed: int,
+              kind: Mapping[str, Any]) -> str:
+    """Identity of a training run: equal keys train the same thing."""
+    ident = {"candidate": cand.to_dict(), "trial_config": trial_config, "seed": seed,
+             "kind": kind}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def trial_arch(cfg: StudyConfig, cand: Candidate, num_classes: int) -> ArchConfig:
+    """The net a trial of ``cand`` trains: the study's [arch] with the candidate's choices."""
+    return ArchConfig(**cfg.arch, output_stride=cand.output_stride, width=cand.width,
+                      num_classes=num_classes)
+
+
+def feasible(cfg: StudyConfig, attrs: Mapping[str, Any]) -> bool:
+    """Whether a trial's analytic ``attrs`` meet the study's constraints."""
+    return all(c.violation(float(attrs[c.metric])) <= 0 for c in cfg.constraints
+               if c.metric in attrs) and not (cfg.gridding_free and attrs.get("holes"))
+
+
+def losses(cfg: StudyConfig, analytic: Mapping[str, Any]) -> tuple[float, ...]:
+    """The analytic objectives of a trial as losses (``sign · value``), in study order."""
+    return tuple(o.sign * float(analytic[o.name]) for o in cfg.objectives if not o.measured)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything known about a trial of ``cand`` before it trains."""
+
+    cand: Candidate
+    record: TrialRecord  # the ask-time attributes (candidate, arch, trial_config, key, …)
+    constraints: dict[str, float]  # Optuna's constraint values (<= 0: met)
+    violated: tuple[str, ...]  # one phrase per violated constraint
+    payload: TrialPayload  # what a worker gets (snapshot set at submit)
+
+    @property
+    def key(self) -> str:
+        return self.payload.key
+
+
+def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
+               repaired: bool | None) -> Plan:
+    """The trial of ``cand`` under ``cfg`` (trial ``number``; ``repaired`` as sampling said)."""
+    from nas_dil.train.config import TrialConfig
+
+    arch = trial_arch(cfg, cand, num_classes)
+    tc = TrialConfig(arch, cfg.data, cfg.train).to_dict()
+    analytic = analytic_attrs(cand, arch, cfg.data.image_size)
+    options = asdict(cfg.trial)
+    kind = {"kind": cfg.trial.kind, **(options if cfg.trial.kind == "sleep" else {})}
+    key = trial_key(cand, tc, cfg.seed, kind)
+    record = TrialRecord(candidate=cand.to_dict(), repaired=repaired, arch=arch.to_dict(),
+                         trial_config=tc, seed=cfg.seed, key=key, analytic=analytic)
+    constraints: dict[str, float] = {}
+    violated: list[str] = []
+    for c in cfg.constraints:
+        v = c.violation(float(analytic[c.metric]))
+        constraints[c.name] = v
+        if v > 0:
+            violated.append(f"{c.metric} {analytic[c.metric]:g} "
+                            f"{'>' if c.kind == 'max' else '<'} {c.name} {c.bound:g}")
+    if cfg.gridding_free:
+        constraints["gridding_free"] = float(analytic["holes"])
+        if analytic["holes"]:
+            violated.append(f"{analytic['holes']} holes (gridding_free)")
+    payload = TrialPayload(kind=cfg.trial.kind, trial_config=tc,
+                           schedule=cand.schedule.to_dict(), seed=cfg.seed, key=key,
+                           number=number, analytic=analytic, losses=losses(cfg, analytic),
+                           keep_weights=cfg.keep_weights, options=options)
+    return Plan(cand, record, constraints, tuple(violated), payload)
+
+
+def make_sampler(cfg: StudyConfig, space: Space, num_classes: int) -> Any:
+    """The study's sampler (seeded with the study's seed unless [sampler] sets one); the hvi
+    sampler also gets what is known before training: analytic objectives, constraints."""
+    image_size = cfg.data.image_size
+    context = SamplerContext(
+        space, tuple(cfg.objectives),
+        lambda c: analytic_attrs(c, trial_arch(cfg, c, num_classes), image_size),
+        lambda attrs: feasible(cfg, attrs))
+    return build_sampler(cfg.sampler, seed=cfg.seed, context=context, where=str(cfg.path))
