@@ -4,6 +4,7 @@ contract, baselines, constraints, dedupe, samplers, early stopping, failures, re
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,13 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_dil.search import META_KEY, run_search
-from tests.search.conftest import RayCluster, sleep_study
+from tests.search.conftest import REPO, RayCluster, sleep_study
 
 pytestmark = pytest.mark.slow
 
 TRIAL_ATTRS = ("candidate", "arch", "trial_config", "seed", "key", "rf", "rf_stack", "holes",
-               "coverage", "gridding_free", "hdc_rule1", "hdc_rule2", "hdc_rule3", "hdc", "m",
-               "macs", "flops", "gflops", "params")
+               "coverage", "gridding_free", "hdc_rule1", "hdc_rule1_groups", "hdc_rule2",
+               "hdc_rule3", "hdc", "m", "macs", "flops", "gflops", "params")
 TRAINED_ATTRS = ("miou", "per_class_iou", "pixel_acc", "miou_curve", "loss_curve",
                  "wall_time_s", "images_per_s", "peak_mem_bytes", "node", "retries")
 
@@ -60,7 +61,14 @@ name = "constant2"
                                   {"name": "gflops", "direction": "minimize"}]
     assert meta["space"]["name"] == "hdc" and meta["out_dir"] == str(tmp_path / "out")
     assert meta["study_config"]["constraints"] == {"max_gflops": 0.02}
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=False).stdout.strip()
+    assert meta["git_commit"] == (head or None)  # the checkout the search ran from
     json.dumps(meta)
+    from nas_dil.export import export_trial
+
+    exported = export_trial(tmp_path / "out", "knee", tmp_path / "export").document
+    assert exported["provenance"]["search_git_commit"] == meta["git_commit"]
     base = {t.user_attrs["baseline"]: t for t in study.trials if "baseline" in t.user_attrs}
     assert set(base) == {"hdc", "constant2"}
     assert base["hdc"].user_attrs["candidate"]["rates"] == [1, 2, 5, 1, 2, 5]

@@ -13,7 +13,8 @@ from sqlalchemy import event, text
 
 from nas_dil.search import run_search
 from nas_dil.search.config import load_study_config
-from nas_dil.search.driver import _Run, _Search
+from nas_dil.search.driver import _Search
+from nas_dil.search.ledger import Run
 from nas_dil.search.progress import Progress
 from nas_dil.search.storage import _writer_pragmas, close_storage, default_url, open_storage
 from nas_dil.search.worker import execute
@@ -93,24 +94,24 @@ def test_ask_time_attrs_are_written_with_the_result(ray_cluster: RayCluster,
                      address=ray_cluster.address, resume=False,
                      progress=Progress(enabled=False), num_cpus=None)
     search.prepare()
-    runs: list[_Run] = []
+    runs: list[Run] = []
     search._submit = runs.append  # type: ignore[method-assign, assignment]  # here, not Ray
     try:
         search._ask()
         (run,) = runs
-        running = search.study._storage.get_trial(run.trial_id)
+        running = search.recorder.study._storage.get_trial(run.trial_id)
         assert running.state == TrialState.RUNNING
         assert set(running.user_attrs) == {"candidate", "repaired"}
-        assert set(TRIAL_ATTRS) <= set(run.attrs)
+        assert set(TRIAL_ATTRS) <= set(run.record.to_attrs())
         search._complete(run, execute(run.payload))
     finally:
-        close_storage(search.study._storage)
+        search.recorder.close()
     done = optuna.load_study(study_name="s",
                              storage=default_url(tmp_path / "out")).trials[0]
     assert done.state == TrialState.COMPLETE
     for k in (*TRIAL_ATTRS, *TRAINED_ATTRS, "repaired"):
         assert k in done.user_attrs, k
-    assert done.user_attrs["candidate"] == run.attrs["candidate"]
+    assert done.user_attrs["candidate"] == run.record.candidate
 
 
 @pytest.mark.slow
