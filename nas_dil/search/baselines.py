@@ -1,11 +1,63 @@
-"""Baselines (named seed schedules) as candidates."""
+"""Baselines: named seed schedules (`BASELINES`) trained beside the searched candidates, the
+``[[baselines]]`` entries of a study file, and each as a candidate of the study's space."""
 
 from __future__ import annotations
 
-from nas_dil.search.config import BaselineConfig
+from dataclasses import dataclass
+
+from nas_dil._toml import TomlReader
 from nas_dil.spaces import Candidate, Space
 
-__all__ = ["baseline_candidate"]
+__all__ = ["BASELINES", "BaselineConfig", "baseline_candidate", "parse_baselines"]
+
+# Named seed schedules (kernel 3 unless a baseline entry says otherwise)
+BASELINES: dict[str, tuple[int, ...]] = {
+    "yu_koltun": (1, 1, 2, 4, 8, 16, 1),  # Yu & Koltun's context module rates
+    "constant2": (2, 2, 2, 2, 2, 2),  # one constant rate: grids (every odd offset is a hole)
+    "hdc": (1, 2, 5, 1, 2, 5),  # HDC sawtooth (Wang et al. 2018), hole-free
+    "multigrid": (2, 4, 8),  # DeepLab v3 multi-grid (1, 2, 4) × base rate 2
+}
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    name: str  # a BASELINES name or any label (then `rates` is required)
+    rates: tuple[int, ...]
+    kernel: int | None = None  # None: 3 if the space allows it, else the space's first kernel
+    output_stride: int | None = None  # None: the space's first output stride
+    width: int | None = None  # None: the space's first width
+
+
+def parse_baselines(rd: TomlReader, raw: object) -> tuple[BaselineConfig, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise rd.err("baselines", f"expected a list of tables ([[baselines]]), got {raw!r}")
+    out: list[BaselineConfig] = []
+    for i, item in enumerate(raw):
+        key = f"baselines[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        t = rd.table(item, key)
+        rd.keys(t, ("name", "rates", "kernel", "output_stride", "width"), f"{key}.")
+        name = rd.string(t.get("name"), f"{key}.name", nonempty=True)
+        if "rates" in t:
+            rates = t["rates"]
+            if not isinstance(rates, list) or not rates or not all(
+                    isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in rates):
+                raise rd.err(f"{key}.rates", f"expected a list of integers >= 1, got {rates!r}")
+            rates_t = tuple(rates)
+        elif name in BASELINES:
+            rates_t = BASELINES[name]
+        else:
+            raise rd.err(f"{key}.name", f"unknown baseline {name!r} (known: "
+                                        f"{', '.join(BASELINES)}; or give rates = [...])")
+        if any(b.name == name for b in out):
+            raise rd.err(f"{key}.name", f"baseline {name!r} given twice")
+        opt = {k: rd.integer(t[k], f"{key}.{k}", 1) for k in ("kernel", "output_stride", "width")
+               if k in t}
+        out.append(BaselineConfig(name, rates_t, **opt))
+    return tuple(out)
 
 
 def baseline_candidate(b: BaselineConfig, space: Space) -> Candidate:

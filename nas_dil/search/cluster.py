@@ -1,5 +1,5 @@
-"""Connecting to Ray: a local instance on 127.0.0.1, or a cluster (``--address`` /
-``RAY_ADDRESS``).
+"""Ray: connecting (a local instance on 127.0.0.1, or a cluster: ``--address`` /
+``RAY_ADDRESS``), and `TrialTasks`, the loop's trials as Ray tasks.
 
 A local Ray binds to the loopback address only. Ray resolves "127.0.0.1" to the host's
 routable address whenever multi-node clusters are enabled, so for local instances and
@@ -12,11 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas_dil.errors import UserError, first_line
 
-__all__ = ["RayAddressError", "connect", "disconnect", "loopback_only"]
+if TYPE_CHECKING:
+    from nas_dil.search.config import ParallelConfig
+    from nas_dil.search.records import TrialPayload
+
+__all__ = ["Lost", "RayAddressError", "TaskError", "TrialTasks", "connect", "disconnect",
+           "loopback_only"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PROBE_TIMEOUT_S = 3.0
@@ -90,3 +95,75 @@ def disconnect(connected_here: bool) -> None:
 
     if connected_here and ray.is_initialized():
         ray.shutdown()
+
+
+class TaskError(Exception):
+    """A task that raised: ``kind`` is the exception's type name, ``text`` its first line."""
+
+    def __init__(self, kind: str, text: str) -> None:
+        super().__init__(f"{kind}: {text}")
+        self.kind = kind
+        self.text = text
+
+
+class Lost(TaskError):
+    """A task whose worker or node died (a Ray system error): worth a retry."""
+
+
+class TrialTasks:
+    """The Ray side of the search loop: trials submitted as tasks with the study's resources,
+    waited on, fetched, cancelled. A task's own exception comes back as `TaskError`, a lost
+    worker as `Lost`."""
+
+    def __init__(self, parallel: ParallelConfig) -> None:
+        import ray
+
+        from nas_dil.search.worker import describe_data, nas_dil_trial
+
+        self.options: dict[str, Any] = {"num_cpus": parallel.cpus, "num_gpus": parallel.gpus,
+                                        "max_retries": 0, "retry_exceptions": False}
+        if parallel.memory_gb:
+            self.options["memory"] = int(parallel.memory_gb * 2**30)
+        if parallel.resources:
+            self.options["resources"] = dict(parallel.resources)
+        self._trial = ray.remote(nas_dil_trial)
+        self._describe = ray.remote(describe_data)
+
+    def describe_data(self, data: dict[str, Any], device: str) -> dict[str, Any]:
+        """`worker.describe_data` where trials run (a failure: `TaskError`)."""
+        opts = {k: v for k, v in self.options.items() if k != "retry_exceptions"}
+        ref = self._describe.options(**{**opts, "max_retries": 1}).remote(data, device)
+        info: dict[str, Any] = self.get(ref)
+        return info
+
+    def submit(self, payload: TrialPayload) -> Any:
+        return self._trial.options(**self.options).remote(payload)
+
+    def wait(self, tickets: list[Any], timeout: float) -> list[Any]:
+        """The tickets finished within ``timeout`` (all that are done once one is)."""
+        import ray
+
+        ready, _ = ray.wait(tickets, num_returns=1, timeout=timeout)
+        if ready:
+            ready, _ = ray.wait(tickets, num_returns=len(tickets), timeout=0)
+        return list(ready)
+
+    def get(self, ticket: Any) -> Any:
+        import ray
+
+        try:
+            return ray.get(ticket)
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause if getattr(e, "cause", None) is not None else e
+            raise TaskError(type(cause).__name__, first_line(cause)) from None
+        except ray.exceptions.RayError as e:
+            raise Lost(type(e).__name__, first_line(e)) from None
+
+    def cancel(self, tickets: list[Any]) -> None:
+        import ray
+
+        for ref in tickets:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # already finished or gone: nothing to cancel
+                pass

@@ -42,6 +42,7 @@ from nas_dil.data.config import DataConfig
 from nas_dil.errors import UserError
 from nas_dil.models.config import ArchConfig
 from nas_dil.resources import load_toml, resolve, shipped_names
+from nas_dil.search.baselines import BASELINES, BaselineConfig, parse_baselines
 from nas_dil.search.objectives import CONSTRAINT_METRICS
 from nas_dil.search.records import METRICS, Objective
 from nas_dil.search.samplers import (
@@ -75,14 +76,6 @@ class StudyConfigError(UserError, ValueError):
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
 
-
-# Named seed schedules (kernel 3 unless a baseline entry says otherwise)
-BASELINES: dict[str, tuple[int, ...]] = {
-    "yu_koltun": (1, 1, 2, 4, 8, 16, 1),  # Yu & Koltun's context module rates
-    "constant2": (2, 2, 2, 2, 2, 2),  # one constant rate: grids (every odd offset is a hole)
-    "hdc": (1, 2, 5, 1, 2, 5),  # HDC sawtooth (Wang et al. 2018), hole-free
-    "multigrid": (2, 4, 8),  # DeepLab v3 multi-grid (1, 2, 4) × base rate 2
-}
 
 _TOP = ("name", "description", "space", "n_trials", "seed", "storage", "out", "keep_weights",
         "objectives", "constraints", "sampler", "parallel", "trial", "arch", "data", "train",
@@ -134,15 +127,6 @@ class EarlyStopConfig:
     min_completed: int = 4  # completed trials needed before any trial is stopped
     min_evals: int = 1  # evaluations a trial always gets
     margin: float = 0.01  # mIoU added to the optimistic bound (noise allowance)
-
-
-@dataclass(frozen=True)
-class BaselineConfig:
-    name: str  # a BASELINES name or any label (then `rates` is required)
-    rates: tuple[int, ...]
-    kernel: int | None = None  # None: 3 if the space allows it, else the space's first kernel
-    output_stride: int | None = None  # None: the space's first output stride
-    width: int | None = None  # None: the space's first width
 
 
 @dataclass(frozen=True)
@@ -327,38 +311,6 @@ def _early_stop(rd: _Reader, raw: object) -> EarlyStopConfig:
     return cfg
 
 
-def _baselines(rd: _Reader, raw: object) -> tuple[BaselineConfig, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise rd.err("baselines", f"expected a list of tables ([[baselines]]), got {raw!r}")
-    out: list[BaselineConfig] = []
-    for i, item in enumerate(raw):
-        key = f"baselines[{i}]"
-        if isinstance(item, str):
-            item = {"name": item}
-        t = rd.table(item, key)
-        rd.keys(t, ("name", "rates", "kernel", "output_stride", "width"), f"{key}.")
-        name = rd.string(t.get("name"), f"{key}.name", nonempty=True)
-        if "rates" in t:
-            rates = t["rates"]
-            if not isinstance(rates, list) or not rates or not all(
-                    isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in rates):
-                raise rd.err(f"{key}.rates", f"expected a list of integers >= 1, got {rates!r}")
-            rates_t = tuple(rates)
-        elif name in BASELINES:
-            rates_t = BASELINES[name]
-        else:
-            raise rd.err(f"{key}.name", f"unknown baseline {name!r} (known: "
-                                        f"{', '.join(BASELINES)}; or give rates = [...])")
-        if any(b.name == name for b in out):
-            raise rd.err(f"{key}.name", f"baseline {name!r} given twice")
-        opt = {k: rd.integer(t[k], f"{key}.{k}", 1) for k in ("kernel", "output_stride", "width")
-               if k in t}
-        out.append(BaselineConfig(name, rates_t, **opt))
-    return tuple(out)
-
-
 def _space_path(rd: _Reader, space: str) -> Path:
     here = rd.path.parent / space
     if here.is_file():
@@ -426,7 +378,7 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         data=data_cfg,
         train=train,
         early_stop=_early_stop(rd, data.get("early_stop")),
-        baselines=_baselines(rd, data.get("baselines")),
+        baselines=parse_baselines(rd, data.get("baselines")),
     )
     if cfg.trial.kind == "tabular":
         _check_table(rd, cfg)

@@ -1,13 +1,8 @@
 """The search loop: ask → plan → route → submit to Ray → collect → tell, until ``n_trials``.
 
-`run_search` wires the rooms of ``nas_dil.search`` together:
-
-- `preflight`: every check that can refuse the search, before the first write;
-- `trials`: a candidate as a trial of the study (net, key, analytic metrics, constraints,
-  payload) and the sampler;
-- `ledger`: in flight, parked duplicates, reusable results, counts, the front (plain Python);
-- `recorder`: every write to the storage and every reach into Optuna's internals;
-- this module: the loop itself, faults and Ctrl-C.
+`run_search` wires the rooms of ``nas_dil.search`` together (docs/architecture.md): checks in
+`preflight`, trials planned by `trials`, the books in `ledger`, every storage write in
+`recorder`, Ray tasks in `cluster`; this module is the loop itself, its faults and Ctrl-C.
 
 The driver is the only process that writes to the storage; trials run as Ray tasks
 (`nas_dil.search.worker`) and send their results (curves, metrics, weights) back through Ray.
@@ -41,18 +36,19 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from nas_dil.errors import UserError, first_line
+from nas_dil.errors import UserError
 from nas_dil.search import cluster
 from nas_dil.search.baselines import baseline_candidate
+from nas_dil.search.cluster import Lost, TaskError, TrialTasks
 from nas_dil.search.config import StudyConfig, load_study_config
 from nas_dil.search.ledger import Ledger, Run, State, snapshot_maker
 from nas_dil.search.objectives import hypervolume, objective_ranges
 from nas_dil.search.preflight import check_baselines, check_sampler, check_study, study_meta
-from nas_dil.search.progress import Progress
+from nas_dil.search.progress import Progress, SearchSummary
 from nas_dil.search.recorder import Recorder
 from nas_dil.search.records import RESULT_KEYS, TrialRecord
 from nas_dil.search.storage import default_url, safe_url
@@ -63,33 +59,6 @@ from nas_dil.spaces import Candidate, load_space
 __all__ = ["SearchSummary", "make_sampler", "run_search", "trial_arch", "trial_key"]
 
 POLL_S = 0.25  # how often the driver looks at finished tasks, the status line and Ctrl-C
-
-
-@dataclass
-class SearchSummary:
-    """What a search did; ``to_dict()`` is the ``--json`` output."""
-
-    study_name: str
-    storage: str  # URL, password hidden
-    out_dir: str
-    n_trials: int
-    done: int
-    complete: int
-    pruned: int
-    failed: int
-    infeasible: int
-    reused: int
-    front: list[int]  # trial numbers of the Pareto front (feasible COMPLETE trials)
-    hypervolume: float  # normalised (see nas_dil.search.objectives)
-    elapsed_s: float
-    interrupted: bool = False
-    exhausted: bool = False  # the sampler tried every candidate (brute force)
-    warnings: list[str] = field(default_factory=list)
-    loop_s: float = 0.0  # from the first ask to the last tell (set-up excluded)
-    driver_s: dict[str, float] = field(default_factory=dict)  # driver time: ask, collect
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class _Search:
@@ -142,7 +111,7 @@ class _Search:
         existing = check_study(cfg, self.space, self.url, self.resume)
         self.connected = cluster.connect(self.address, num_cpus=self.num_cpus)
         try:
-            self._remote_setup()
+            self.tasks = TrialTasks(cfg.parallel)
             self.data_info = self._data_info()
             self.num_classes = int(self.data_info.get("num_classes") or 5)
             self.ranges = objective_ranges(
@@ -165,39 +134,15 @@ class _Search:
             cluster.disconnect(self.connected)
             raise
 
-    def _remote_setup(self) -> None:
-        import ray
-
-        from nas_dil.search.worker import describe_data, nas_dil_trial
-
-        p = self.cfg.parallel
-        self.ray_options: dict[str, Any] = {
-            "num_cpus": p.cpus, "num_gpus": p.gpus, "max_retries": 0,
-            "retry_exceptions": False,
-        }
-        if p.memory_gb:
-            self.ray_options["memory"] = int(p.memory_gb * 2**30)
-        if p.resources:
-            self.ray_options["resources"] = dict(p.resources)
-        self.remote = ray.remote(nas_dil_trial)
-        self.remote_describe = ray.remote(describe_data)
-
     def _data_info(self) -> dict[str, Any]:
         if self.cfg.trial.kind == "sleep":
+            n = self.cfg.data.num_classes or 5
             return {"describe": {"source": "none (sleep trials: synthetic curves, no data)",
-                                 "num_classes": self.cfg.data.num_classes or 5},
-                    "num_classes": self.cfg.data.num_classes or 5}
-        import ray
-
-        opts = {k: v for k, v in self.ray_options.items() if k != "retry_exceptions"}
-        ref = self.remote_describe.options(**{**opts, "max_retries": 1}).remote(
-            asdict(self.cfg.data), self.cfg.train.device)
+                                 "num_classes": n}, "num_classes": n}
         try:
-            info: dict[str, Any] = ray.get(ref)
-            return info
-        except ray.exceptions.RayTaskError as e:
-            cause = e.cause if getattr(e, "cause", None) is not None else e
-            raise UserError(f"{self.cfg.path}: data: {first_line(cause)}") from None
+            return self.tasks.describe_data(asdict(self.cfg.data), self.cfg.train.device)
+        except TaskError as e:
+            raise UserError(f"{self.cfg.path}: data: {e.text}") from None
 
     def _warn_constant(self) -> None:
         for o in self.objectives:
@@ -249,13 +194,8 @@ class _Search:
                 self.progress.message("warning: " + self.warnings[-1])
 
     def _wait(self) -> None:
-        import ray
-
-        running = self.ledger.running
-        ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+        ready = self.tasks.wait(list(self.ledger.running), POLL_S)
         t = time.perf_counter()
-        if ready:  # everything finished by now, not just the first
-            ready, _ = ray.wait(list(running), num_returns=len(running), timeout=0)
         for ref in ready:
             self._collect(ref)
         self._show()
@@ -288,29 +228,23 @@ class _Search:
 
     def _submit(self, run: Run) -> None:
         run.payload = replace(run.payload, snapshot=self.ledger.snapshot())
-        ref = self.remote.options(**self.ray_options).remote(run.payload)
-        self.ledger.submitted(ref, run)
+        self.ledger.submitted(self.tasks.submit(run.payload), run)
 
     def _collect(self, ref: Any) -> None:
-        import ray
-
         run = self.ledger.collected(ref)
         try:
-            out = ray.get(ref)
-        except ray.exceptions.RayTaskError as e:
-            cause = e.cause if getattr(e, "cause", None) is not None else e
-            self._fail(run, f"error in the trial: {type(cause).__name__}: {first_line(cause)}")
-        except ray.exceptions.RayError as e:
-            reason = f"{type(e).__name__}: {first_line(e)}"
+            out = self.tasks.get(ref)
+        except Lost as e:  # before TaskError: a lost worker is worth a retry
             if run.retries < self.cfg.parallel.max_retries:
                 run.retries += 1
-                run.retry_reasons.append(reason)
-                self.progress.message(f"trial {run.number}: worker lost ({type(e).__name__}); "
+                run.retry_reasons.append(str(e))
+                self.progress.message(f"trial {run.number}: worker lost ({e.kind}); "
                                       f"retry {run.retries}/{self.cfg.parallel.max_retries}")
                 self._submit(run)
                 return
-            self._fail(run, f"worker lost {run.retries + 1} time(s), no retry left; last: "
-                            f"{reason}")
+            self._fail(run, f"worker lost {run.retries + 1} time(s), no retry left; last: {e}")
+        except TaskError as e:
+            self._fail(run, f"error in the trial: {e}")
         else:
             if out["status"] == "complete":
                 self._complete(run, out)
@@ -382,13 +316,7 @@ class _Search:
 
     def interrupt(self) -> None:
         """Cancel what runs, mark it, enqueue it again (Ctrl-C / SIGTERM)."""
-        import ray
-
-        for ref in list(self.ledger.running):
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:
-                pass
+        self.tasks.cancel(list(self.ledger.running))
         for run in self.ledger.drain():
             self.recorder.requeue(run.trial_id, run.number, run.params, run.enqueued,
                                   "interrupted: the search was stopped while the trial ran",

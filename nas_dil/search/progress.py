@@ -1,15 +1,15 @@
 """The live status line of a search (stderr): done / running / failed / pruned, Pareto-front
 size, hypervolume, elapsed and ETA. On a terminal it rewrites one line; otherwise it prints a
-line whenever a trial finishes."""
+line whenever a trial finishes. `SearchSummary`: what a finished search reports (``--json``)."""
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
-from typing import TextIO
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
 
-__all__ = ["Progress", "Status", "fmt_duration"]
+__all__ = ["Progress", "SearchSummary", "Status", "fmt_duration"]
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -97,3 +97,30 @@ class Progress:
             self._clear()
         self.stream.write(status.line() + "\n")
         self.stream.flush()
+
+
+@dataclass
+class SearchSummary:
+    """What a search did; ``to_dict()`` is the ``--json`` output."""
+
+    study_name: str
+    storage: str  # URL, password hidden
+    out_dir: str
+    n_trials: int
+    done: int
+    complete: int
+    pruned: int
+    failed: int
+    infeasible: int
+    reused: int
+    front: list[int]  # trial numbers of the Pareto front (feasible COMPLETE trials)
+    hypervolume: float  # normalised (see nas_dil.search.objectives)
+    elapsed_s: float
+    interrupted: bool = False
+    exhausted: bool = False  # the sampler tried every candidate (brute force)
+    warnings: list[str] = field(default_factory=list)
+    loop_s: float = 0.0  # from the first ask to the last tell (set-up excluded)
+    driver_s: dict[str, float] = field(default_factory=dict)  # driver time: ask, collect
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
