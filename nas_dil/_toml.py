@@ -3,7 +3,7 @@ every failure is one line naming the file, the dotted key and the problem."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -71,6 +71,16 @@ class TomlReader:
         for k in t:
             if k not in allowed:
                 raise self.err(f"{prefix}{k}", f"unknown key{why} (allowed: {', '.join(allowed)})")
+
+    def named_tables(self, raw: list[Any], key: str, allowed: tuple[str, ...]
+                     ) -> Iterator[tuple[str, Mapping[str, Any], str]]:
+        """A list of tables with a ``name`` (a bare string is ``{ name = "…" }``): yields the
+        dotted key of each item, its table (keys checked) and its non-empty name."""
+        for i, item in enumerate(raw):
+            at = f"{key}[{i}]"
+            t = self.table({"name": item} if isinstance(item, str) else item, at)
+            self.keys(t, allowed, f"{at}.")
+            yield at, t, self.string(t.get("name"), f"{at}.name", nonempty=True)
 
     def string(self, v: object, key: str, nonempty: bool = False) -> str:
         if not isinstance(v, str) or (nonempty and not v.strip()):

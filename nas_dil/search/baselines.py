@@ -34,13 +34,8 @@ def parse_baselines(rd: TomlReader, raw: object) -> tuple[BaselineConfig, ...]:
     if not isinstance(raw, list):
         raise rd.err("baselines", f"expected a list of tables ([[baselines]]), got {raw!r}")
     out: list[BaselineConfig] = []
-    for i, item in enumerate(raw):
-        key = f"baselines[{i}]"
-        if isinstance(item, str):
-            item = {"name": item}
-        t = rd.table(item, key)
-        rd.keys(t, ("name", "rates", "kernel", "output_stride", "width"), f"{key}.")
-        name = rd.string(t.get("name"), f"{key}.name", nonempty=True)
+    allowed = ("name", "rates", "kernel", "output_stride", "width")
+    for key, t, name in rd.named_tables(raw, "baselines", allowed):
         if "rates" in t:
             rates = t["rates"]
             if not isinstance(rates, list) or not rates or not all(

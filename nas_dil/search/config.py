@@ -204,13 +204,7 @@ def _objectives(rd: _Reader, raw: object) -> tuple[Objective, ...]:
         raise rd.err("objectives", f"expected a non-empty list of {{ name, direction }}, "
                                    f"got {raw!r}")
     out: list[Objective] = []
-    for i, item in enumerate(raw):
-        key = f"objectives[{i}]"
-        if isinstance(item, str):
-            item = {"name": item}
-        t = rd.table(item, key)
-        rd.keys(t, ("name", "direction"), f"{key}.")
-        name = rd.string(t.get("name"), f"{key}.name", nonempty=True)
+    for key, t, name in rd.named_tables(raw, "objectives", ("name", "direction")):
         if name not in METRICS:
             raise rd.err(f"{key}.name", f"unknown objective {name!r} "
                                         f"(expected one of {', '.join(METRICS)})")
