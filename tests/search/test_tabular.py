@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from nas_dil.errors import UserError
+from nas_dil.resources import resolve, shipped_names
 from nas_dil.search import run_search
 from nas_dil.search.config import StudyConfigError, load_study_config
 from nas_dil.search.records import TrialPayload
@@ -83,6 +84,20 @@ def test_config_resolves_table_relative_to_study(tmp_path: Path) -> None:
     cfg = load_study_config(write_study(tmp_path))
     assert cfg.trial.kind == "tabular"
     assert Path(str(cfg.trial.table)) == (tmp_path / "t.csv").resolve()
+
+
+def test_shipped_table_resolves_from_any_folder(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shipped table name works from a study anywhere (package data, not the cwd)."""
+    study = tmp_path / "elsewhere" / "study.toml"
+    study.parent.mkdir()
+    study.write_text('space = "tabular"\n[trial]\nkind = "tabular"\n'
+                     'table = "tabular_dilation.csv"\ntable_seed = 0\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = load_study_config(study)
+    assert Path(str(cfg.trial.table)) == resolve("benchmarks", "tabular_dilation.csv")
+    assert Path(str(cfg.trial.table)).parent.name == "benchmarks"
+    assert "tabular_dilation" in shipped_names("benchmarks")
 
 
 def test_missing_candidate_is_one_line_error(tmp_path: Path) -> None:
