@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nas_dil.errors import UserError
 from nas_dil.schedule import Schedule, count_map_2d, coverage
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.image import AxesImage
 
 __all__ = ["CoverageMapData", "coverage_map_data", "plot_coverage_map"]
 
@@ -39,7 +44,7 @@ def coverage_map_data(s: Schedule) -> CoverageMapData:
     )
 
 
-def draw_coverage_map(ax: object, d: CoverageMapData) -> object:
+def draw_coverage_map(ax: Axes, d: CoverageMapData) -> AxesImage:
     """Draw onto a matplotlib Axes; returns the image for a colour bar."""
     from matplotlib import colors
 
