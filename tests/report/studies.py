@@ -64,6 +64,7 @@ def schedule_attrs(cand: Candidate, arch: ArchConfig | None = None) -> dict[str,
         "candidate": cand.to_dict(), "arch": arch.to_dict(), "key": cand.key(), "seed": 0,
         "rf_stack": a["rf"], "holes": a["holes"], "coverage": a["coverage"],
         "gridding_free": a["gridding_free"], "hdc_rule1": a["hdc_rule1"],
+        "hdc_rule1_groups": a["hdc_rule1_groups"],
         "hdc_rule2": a["hdc_rule2"], "hdc_rule3": a["hdc_rule3"], "hdc": a["hdc"], "m": a["m"],
     }
 
