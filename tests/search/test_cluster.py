@@ -48,8 +48,8 @@ SEARCH_S = 420
 # -- the README's command lines ------------------------------------------------------------------
 
 def _logical_lines(text: str) -> list[str]:
-    """Lines with backslash continuations joined."""
-    return re.sub(r"\\\n\s*", "", text).splitlines()
+    """Lines with backslash continuations joined (in comments too: '#   a \\' + '#   b')."""
+    return re.sub(r"\\\n\s*(#\s*)?", " ", text).splitlines()
 
 
 def readme_cluster_block() -> list[str]:
@@ -65,7 +65,8 @@ OPTIONS_WITH_VALUE = {"--address", "--storage", "--n-trials", "--out"}
 
 def search_command(line: str) -> tuple[str, dict[str, str | None]]:
     """(study file name, {option: value}) of the `nas-dil search` call in one shell line."""
-    m = re.search(r"\S*nas-dil\s+search\s+(.*)", line)
+    line = re.sub(r"\$\{\w+:\+(.*?)\}", r"\1", line)  # ${X:+--opt "$X"}: the option, when set
+    m = re.search(r"\S*nas-dil[\"']?\s+search\s+(.*)", line)
     assert m, line
     words = [w.strip("\"'") for w in m.group(1).split()]
     words = words[:next((i for i, w in enumerate(words) if w in ("&", "#", ";")), len(words))]
@@ -85,7 +86,8 @@ def readme_search() -> tuple[str, dict[str, str | None]]:
 # -- the templates -------------------------------------------------------------------------------
 
 def _search_lines(path: Path) -> list[str]:
-    return [x for x in _logical_lines(path.read_text()) if re.search(r"nas-dil\S*\s+search", x)]
+    return [x for x in _logical_lines(path.read_text())
+            if re.search(r"nas-dil\S*\s+search\s+\S*(\.toml|STUDY)", x)]
 
 
 def _same_search(study: str, opts: dict[str, str | None], where: str) -> None:
@@ -110,21 +112,21 @@ def test_yaml_templates_parse_and_carry_the_readme_command(name: str) -> None:
     path = TEMPLATES / name
     doc = yaml.safe_load(path.read_text())
     assert isinstance(doc, dict)
-    lines = _search_lines(path)  # the comments' usage lines too
-    assert lines, name
-    for line in lines:
-        _same_search(*search_command(line), f"{name}: {line.strip()}")
+    # the usage lines in comments; the YAML values are read from the parsed document
+    lines = [x for x in _search_lines(path) if x.lstrip().startswith("#")]
     if name == "rayjob.yaml":
         assert doc["kind"] == "RayJob"
-        _same_search(*search_command(doc["spec"]["entrypoint"]), "rayjob entrypoint")
+        lines.append(doc["spec"]["entrypoint"])
         # the entrypoint runs on the head (KubeRay submits it there): the head needs the URL
         head = doc["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
         env = {e["name"] for c in head["containers"] for e in c.get("env", [])}
         assert "NAS_DIL_STORAGE" in env
     else:
-        assert doc["provider"] and doc["head_start_ray_commands"]
+        assert doc["provider"] and doc["head_start_ray_commands"] and lines
         assert all("nas-dil/.venv/bin/ray" in c for c in
                    doc["head_start_ray_commands"] + doc["worker_start_ray_commands"])
+    for line in lines:
+        _same_search(*search_command(line), f"{name}: {line.strip()}")
 
 
 def test_slurm_template_is_valid_bash_and_carries_the_readme_command() -> None:
