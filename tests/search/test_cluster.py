@@ -2,10 +2,11 @@
 (docs/cluster.md), and the cluster templates checked against the README's command line.
 
 The rehearsal starts a Ray head and a worker node as separate `ray start --block` processes on
-loopback addresses, a throw-away PostgreSQL (conftest.postgres_url), submits the search with the
-README's own `ray job submit` line, reads the report from another process while the search
-runs, SIGKILLs every process of the worker node mid-search, and checks the study: the trials the
-worker node lost ran again on the head, nothing completed was lost. Every process it starts
+loopback addresses, a throw-away PostgreSQL (conftest.postgres_url), and submits searches with
+the README's own `ray job submit` line: first 4 tiny real training trials (torch on both nodes,
+weights back to the driver), then a study of sleep trials during which it reads the report from
+another process and SIGKILLs every process of the worker node; the trials the worker node lost
+run again on the head, nothing completed is lost. Every process it starts
 carries a marker in its environment (`NAS_DIL_REHEARSAL=<run>-<role>`, inherited by everything
 Ray starts below it), so the test finds, stops and counts exactly its own processes.
 
@@ -325,6 +326,28 @@ max_retries = 2
 enabled = false  # every trial runs to the end: the study's content is then exact
 """
 
+TINY_STUDY = """
+name = "tiny"
+space = "exponential"
+n_trials = 4
+seed = 0
+out = "{out}"
+[parallel]
+max_in_flight = 3
+cpus = 1
+[data]
+image_size = 16
+n_train = 8
+n_val = 4
+[train]
+steps = 4
+eval_every_steps = 2
+batch_size = 4
+threads = 1
+[early_stop]
+enabled = false
+"""
+
 
 def readme_lines(r: Rehearsal, study: Path, report_out: Path) -> tuple[str, str]:
     """The README's submit and report lines, with this rehearsal's dashboard port, checkout,
@@ -356,12 +379,36 @@ def test_rehearsal_on_a_multi_process_cluster(rehearsal: Rehearsal, postgres_url
     r.wait_nodes(2)
     started = time.monotonic() - t0
 
-    submit, report = readme_lines(r, study_file, r.tmp / "report")
-    job_log = open(r.tmp / "job.log", "wb")
-    job = subprocess.Popen(["bash", "-c", submit], cwd=REPO, stdout=job_log,
-                           stderr=subprocess.STDOUT, start_new_session=True,
-                           env=r.env_for("client", NAS_DIL_STORAGE=postgres_url))
-    job_log.close()
+    def submit(study: Path, log: Path) -> subprocess.Popen[bytes]:
+        line, _ = readme_lines(r, study, r.tmp / "report")
+        with open(log, "wb") as f:
+            return subprocess.Popen(["bash", "-c", line], cwd=REPO, stdout=f,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=r.env_for("client", NAS_DIL_STORAGE=postgres_url))
+
+    # 1. a few real (tiny) training trials: torch on both nodes, weights back to the driver
+    tiny = r.tmp / "tiny.toml"
+    tiny.write_text(TINY_STUDY.format(out=r.tmp / "tiny"))
+    job = submit(tiny, r.tmp / "tiny.log")
+    try:
+        job.wait(SEARCH_S)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(30)
+    text = (r.tmp / "tiny.log").read_text(errors="replace")
+    assert job.returncode == 0 and "study tiny: 4/4 trials" in text, text[-3000:]
+    real = optuna.load_study(study_name="tiny", storage=postgres_url).trials
+    assert all(t.state == TrialState.COMPLETE for t in real) and len(real) == 4
+    assert {t.user_attrs["node_ip"] for t in real} == {HEAD_IP, WORKER_IP}
+    kept_weights = [r.tmp / "tiny" / t.user_attrs["weights"] for t in real
+                    if t.user_attrs.get("weights")]
+    assert kept_weights and all(w.stat().st_size > 0 for w in kept_weights)
+    tiny_done = time.monotonic() - t0
+
+    # 2. the orchestration rehearsal: the worker node dies mid-search
+    _, report = readme_lines(r, study_file, r.tmp / "report")
+    job = submit(study_file, r.tmp / "job.log")
 
     def job_text() -> str:
         return (r.tmp / "job.log").read_text(errors="replace")
@@ -424,7 +471,8 @@ def test_rehearsal_on_a_multi_process_cluster(rehearsal: Rehearsal, postgres_url
         assert t.state == TrialState.COMPLETE and t.user_attrs["node_ip"] == HEAD_IP
     kept = [n for n in before if final[n].user_attrs["node_ip"] == WORKER_IP]
     assert kept  # trials the lost node completed are in the study, unchanged
-    print(f"rehearsal: cluster up in {started:.0f} s, worker killed at {killed_at:.0f} s, "
+    print(f"rehearsal: cluster up in {started:.0f} s, 4 real trials done at {tiny_done:.0f} s, "
+          f"worker killed at {killed_at:.0f} s, "
           f"search done at {time.monotonic() - t0:.0f} s; {len(moved)} trial(s) moved, "
           f"{len(before)} completed before the loss ({len(kept)} on the worker)")
 
