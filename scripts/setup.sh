@@ -53,3 +53,13 @@ if [ "${1:-}" = "--dev" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>
            postgresql >/dev/null; } \
     || echo "setup.sh: could not install postgresql; the PostgreSQL test will skip" >&2
 fi
+
+# --dev: the cluster templates' test runs Debian's `shellcheck` on scripts/cluster/slurm.sbatch;
+# install it when it is missing and we can (root, apt-get). Elsewhere that test skips.
+if [ "${1:-}" = "--dev" ] && ! command -v shellcheck >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+           shellcheck >/dev/null; } \
+    || echo "setup.sh: could not install shellcheck; the SLURM template check will skip" >&2
+fi
