@@ -57,18 +57,14 @@ from typing import Any
 import numpy as np
 
 from nas_dil.errors import UserError
+from nas_dil.models.analytic import analytic_attrs, analytic_batch
 from nas_dil.models.config import ArchConfig
+from nas_dil.pareto import REFERENCE, dominates, nondominated, normalised_hypervolume
 from nas_dil.search import cluster
 from nas_dil.search.baselines import baseline_candidate, space_params
 from nas_dil.search.config import StudyConfig, load_study_config, sampler_class
 from nas_dil.search.early_stop import Completed, FrontSnapshot, make_snapshot
-from nas_dil.search.objectives import (
-    REFERENCE,
-    analytic_attrs,
-    hypervolume,
-    objective_ranges,
-    pareto_mask,
-)
+from nas_dil.search.objectives import objective_ranges
 from nas_dil.search.progress import Progress, Status
 from nas_dil.search.storage import (
     META_KEY,
@@ -213,7 +209,7 @@ def make_sampler(cfg: StudyConfig, space: Space, num_classes: int) -> Any:
         image_size = cfg.data.image_size
         kwargs["context"] = SamplerContext(
             space, tuple(cfg.objectives),
-            lambda c: analytic_attrs(c, trial_arch(cfg, c, num_classes), image_size),
+            lambda cs: analytic_batch(cs, {**cfg.arch, "num_classes": num_classes}, image_size),
             lambda attrs: feasible(cfg, attrs))
     import optuna
 
@@ -574,7 +570,7 @@ class _Search:
             cand = self.space.sample(trial)
         arch = trial_arch(cfg, cand, self.num_classes)
         tc = TrialConfig(arch, cfg.data, cfg.train).to_dict()
-        analytic = analytic_attrs(cand, arch, cfg.data.image_size)
+        analytic = analytic_attrs(cand.schedule, arch, cfg.data.image_size)
         kind = {"kind": cfg.trial.kind, **(asdict(cfg.trial) if cfg.trial.kind == "sleep"
                                             else {})}
         key = trial_key(cand, tc, cfg.seed, kind)
@@ -682,9 +678,8 @@ class _Search:
         rows = [v for _, v, ok in self.front_rows if ok]
         if not rows:
             return True
-        pts = np.array(rows, dtype=float) * sign
-        me = np.array(values, dtype=float) * sign
-        return not bool(((pts <= me).all(axis=1) & (pts < me).any(axis=1)).any())
+        return not dominates(np.array(rows, dtype=float) * sign,
+                             np.array(values, dtype=float) * sign).any()
 
     def _complete(self, run: _Run, out: dict[str, Any]) -> None:
         from optuna.trial import TrialState
@@ -803,9 +798,11 @@ class _Search:
             return [], 0.0
         sign = np.array([o.sign for o in self.objectives])
         pts = np.array([v for _, v in rows], dtype=float)
-        mask = pareto_mask(pts * sign)
+        mask = nondominated(pts * sign)
         numbers = sorted(n for (n, _), keep in zip(rows, mask, strict=True) if keep)
-        return numbers, hypervolume(pts[mask], self.objectives, self.ranges)
+        return numbers, normalised_hypervolume(
+            pts[mask], [self.ranges[o.name].best for o in self.objectives],
+            [self.ranges[o.name].worst for o in self.objectives])
 
     def _show(self, event: str | None = None) -> None:
         s = self.status
