@@ -1,9 +1,11 @@
-"""scripts/bench.py: the quick benchmarks' data functions return sane structures."""
+"""scripts/bench.py and scripts/benchmarks/: the CLI (every benchmark, by name or all) and the
+quick benchmarks' data functions return sane structures."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -12,27 +14,63 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "scripts" / "bench.py"
+ALL = {"scoring", "pool", "trial", "orchestration", "search", "proxy", "gpu"}
+
+
+def _bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nas_dil_bench", REPO / "scripts" / "bench.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["nas_dil_bench"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+def benchmarks() -> ModuleType:
+    sys.path.insert(0, str(REPO / "scripts"))
+    import benchmarks
+
+    return benchmarks
 
 
-def test_registry(bench: ModuleType) -> None:
-    assert set(bench.BENCHMARKS) == {"scoring", "trial", "orchestration", "search", "proxy",
-                                     "gpu"}
+def test_registry(benchmarks: ModuleType) -> None:
+    assert set(benchmarks.names()) == ALL
+    for name in ALL:
+        mod = benchmarks.load(name)
+        assert callable(mod.run) and callable(mod.show) and mod.__doc__
 
 
-def test_search_efficiency(bench: ModuleType, tmp_path: Path) -> None:
-    r = bench.search_efficiency(samplers=("random", "nsga2", "brute"), seeds=range(2),
-                                budgets=(10, 25), max_trials=320, plot=tmp_path / "hv.png",
-                                caps={})
+def test_cli_names_some_and_rejects_unknown() -> None:
+    p = _bench("scoring", "proxy", "gpu", "--quick", "--json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert set(d) & ALL == {"scoring", "proxy", "gpu"}
+    assert set(d["scoring"]["cases"]) == {"rates 1-16", "rates 1-64"}
+    assert d["proxy"]["candidates"] == 30
+    p = _bench("nope")
+    assert p.returncode == 2 and "unknown benchmark 'nope'" in p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith("bench.py: error:")
+    help_ = _bench("--help").stdout
+    assert all(name in help_ for name in ALL)
+
+
+@pytest.mark.slow
+def test_cli_quick_runs_every_benchmark() -> None:
+    """`scripts/bench.py --quick` with no name runs them all (argparse once rejected it)."""
+    p = _bench("--quick")
+    assert p.returncode == 0, p.stderr
+    assert {line[3:] for line in p.stdout.splitlines() if line.startswith("== ")} == ALL
+
+
+def test_pool(benchmarks: ModuleType) -> None:
+    r = benchmarks.load("pool").run(True)
+    assert r["pool_size"] == 1024 and 0 < r["candidates"] <= 1024
+    assert r["build_s"] > 0 and r["analytic_batch_per_s"] > 0 and r["speedup"] > 0
+
+
+def test_search_efficiency(benchmarks: ModuleType, tmp_path: Path) -> None:
+    search = benchmarks.load("search")
+    r = search.search_efficiency(samplers=("random", "nsga2", "brute"), seeds=range(2),
+                                 budgets=(10, 25), max_trials=320, plot=tmp_path / "hv.png",
+                                 caps={})
     assert r["candidates"] == 320 and r["exhaustive_hv"] > 0
     assert len(r["reference_point"]) == 3
     for name, s in r["samplers"].items():
@@ -46,8 +84,9 @@ def test_search_efficiency(bench: ModuleType, tmp_path: Path) -> None:
     assert (tmp_path / "hv.png").stat().st_size > 1000
 
 
-def test_proxy_from_stored_rows(bench: ModuleType, tmp_path: Path) -> None:
-    cands = bench.proxy_candidates(bench.TABLE, 30)
+def test_proxy_from_stored_rows(benchmarks: ModuleType, tmp_path: Path) -> None:
+    proxy = benchmarks.load("proxy")
+    cands = proxy.proxy_candidates(proxy.TABLE, 30)
     assert len(cands) == 30 and cands == sorted(cands, key=lambda c: c[1])
     out = tmp_path / "proxy.csv"
     rng = np.random.default_rng(0)
@@ -57,20 +96,20 @@ def test_proxy_from_stored_rows(bench: ModuleType, tmp_path: Path) -> None:
         w.writeheader()
         for s, m in cands:
             w.writerow({"schedule": s, "long_epochs": 32, "long_miou": m + rng.normal(0, 1e-3)})
-    r = bench.proxy_fidelity(out=out, train=False)
+    r = proxy.proxy_fidelity(out=out, train=False)
     assert r["candidates"] == 30 and r["long_epochs"] == 32
     assert 0.5 < r["kendall_tau"] <= 1 and r["target_met"]
 
 
-def test_gpu_skips_without_cuda(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_skips_without_cuda(benchmarks: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert bench.bench_gpu(True) == {"skipped": "no CUDA device"}
+    assert benchmarks.load("gpu").run(True) == {"skipped": "no CUDA device"}
 
 
-def test_search_efficiency_builds_hvi_as_the_driver_does(bench: ModuleType) -> None:
-    r = bench.search_efficiency(samplers=("hvi",), seeds=range(1), budgets=(10,),
-                                max_trials=20, caps={})
+def test_search_efficiency_builds_hvi_as_the_driver_does(benchmarks: ModuleType) -> None:
+    r = benchmarks.load("search").search_efficiency(samplers=("hvi",), seeds=range(1),
+                                                    budgets=(10,), max_trials=20, caps={})
     s = r["samplers"]["hvi"]
     assert s["trials_run"] == 20 and 0 < s["hv_fraction_at"][10]["median"] <= 1 + 1e-9

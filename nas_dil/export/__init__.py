@@ -2,7 +2,7 @@
 (+ weights, + ONNX); `load_exported(out)` rebuilds the exact net. Names load on first use.
 
 The knee rule (``--pick knee``): each objective normalised to [0, 1] over the Pareto front
-(1 = best), the point closest to the utopia point (1, …, 1); see ``nas_dil.report.pareto``.
+(1 = best), the point closest to the utopia point (1, …, 1); see ``nas_dil.pareto``.
 """
 
 from __future__ import annotations

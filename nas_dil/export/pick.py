@@ -3,7 +3,7 @@ then `select_trial(study_source, pick)`.
 
 - ``knee``: the knee of the Pareto front (feasible COMPLETE trials, the study's objectives):
   each objective normalised to [0, 1] over the front, the point closest to the utopia point
-  (see ``nas_dil.report.pareto``).
+  (see ``nas_dil.pareto``).
 - ``best-miou``: the highest mIoU among feasible COMPLETE trials.
 - ``trial=N``: that trial; it must be COMPLETE (an infeasible one is allowed: you asked for it).
 - ``max-NAME=X`` / ``min-NAME=Y``, comma-separated (``max-gflops=2.5,min-rf=100``): the highest
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nas_dil.errors import UserError
+from nas_dil.pareto import knee_index, to_losses
 from nas_dil.report.data import feasible, pareto_trials
-from nas_dil.report.pareto import knee_index
 from nas_dil.report.source import StudySource
 
 if TYPE_CHECKING:
@@ -127,7 +127,8 @@ def select_trial(src: StudySource, pick: Pick | str) -> tuple[FrozenTrial, str]:
         raise PickError(f"{where}: none of its {len(complete)} COMPLETE trials is feasible")
     if p.kind == "knee":
         front = pareto_trials(complete, src.objectives)
-        t = front[knee_index([f.values for f in front], [o.direction for o in src.objectives])]
+        dirs = [o.direction for o in src.objectives]
+        t = front[knee_index(to_losses([f.values for f in front], dirs))]
         return t, (f"knee of the {len(front)}-trial Pareto front (objectives normalised over "
                    "the front, closest to the utopia point)")
     if p.kind == "best-miou":

@@ -6,7 +6,7 @@ read through the storage contract of ``nas_dil.search`` (user attrs ``candidate`
 constraint system attrs, values ≤ 0 feasible).
 
 - Pareto front: non-dominated COMPLETE trials over the study's objectives, among the feasible
-  ones only (see ``nas_dil.report.pareto``); the knee is marked on it.
+  ones only (see ``nas_dil.pareto``); the knee is marked on it.
 - Scatters: every COMPLETE trial, mIoU vs GFLOPs coloured by RF, and mIoU vs RF; each point
   flagged Pareto / baseline / feasible.
 - Hypervolume after each trial (feasible COMPLETE trials so far) with its reference point.
@@ -25,15 +25,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas_dil.errors import UserError
-from nas_dil.report.coverage_plot import CoverageMapData, coverage_map_data
-from nas_dil.report.pareto import (
+from nas_dil.pareto import (
+    REFERENCE,
     hypervolume_series,
     knee_index,
     pareto_mask,
     reference_point,
+    signs,
+    to_losses,
 )
+from nas_dil.report.coverage_plot import CoverageMapData, coverage_map_data
 from nas_dil.report.source import Objective, StudySource, open_study
-from nas_dil.search.objectives import REFERENCE
 from nas_dil.search.records import StudyMeta, TrialRecord
 
 if TYPE_CHECKING:
@@ -313,6 +315,7 @@ def _hypervolume(complete: Sequence[FrozenTrial], objectives: Sequence[Objective
     if not feas:
         return None
     dirs = [o.direction for o in objectives]
+    sg = signs(dirs)
     vals = np.array([t.values for t in feas], dtype=np.float64)
     space_ref = _space_reference(objectives, meta or StudyMeta()) if ref is None else None
     unit: float | None = None
@@ -322,7 +325,7 @@ def _hypervolume(complete: Sequence[FrozenTrial], objectives: Sequence[Objective
                 "10 % of its range further (as the search's progress line; normalised = "
                 "hypervolume / product of the ranges)")
     elif ref is None:
-        ref_arr = reference_point(vals, dirs)
+        ref_arr = reference_point(to_losses(vals, dirs)) * sg
         rule = ("reference point: per objective, the worst feasible value pushed 10 % of the "
                 "range further")
     else:
@@ -330,12 +333,11 @@ def _hypervolume(complete: Sequence[FrozenTrial], objectives: Sequence[Objective
         if ref_arr.shape != (len(objectives),):
             raise UserError(f"reference point {list(ref)}: need {len(objectives)} values")
         rule = "reference point: given"
-    signs = np.array([o.sign for o in objectives])
-    ideal = (vals * signs).min(axis=0) * signs
-    box = unit or float(np.prod(np.maximum((ref_arr - ideal) * signs, 0.0)))
+    ideal = (vals * sg).min(axis=0) * sg
+    box = unit or float(np.prod(np.maximum((ref_arr - ideal) * sg, 0.0)))
     ordered = sorted(complete, key=lambda t: t.number)
-    series = hypervolume_series([t.values for t in ordered], dirs, ref_arr,
-                                include=[feasible(t) for t in ordered])
+    series = hypervolume_series(to_losses([t.values for t in ordered], dirs),
+                                ref_arr * sg, include=[feasible(t) for t in ordered])
     return HypervolumeData(
         numbers=[t.number for t in ordered], values=series,
         normalized=[v / box if box > 0 else 0.0 for v in series],
@@ -371,8 +373,8 @@ def build_report(
     front = pareto_trials(complete, objectives)
     knee: int | None = None
     if front:
-        knee = front[knee_index([t.values for t in front],
-                                [o.direction for o in objectives])].number
+        knee = front[knee_index(to_losses([t.values for t in front],
+                                          [o.direction for o in objectives]))].number
     first = objectives[0]
     rows = sorted((_pareto_row(t, objectives, t.number == knee) for t in front),
                   key=lambda r: (first.sign * r.values[first.name], r.number))

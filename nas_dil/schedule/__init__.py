@@ -1,7 +1,15 @@
 """The schedule core: pure numpy (importing it never imports torch)."""
 
 from nas_dil.schedule.analyze import analyze
-from nas_dil.schedule.batch import BatchScores, batch_holes_1d, batch_m, batch_rf, score_batch
+from nas_dil.schedule.batch import (
+    BatchHDC,
+    BatchScores,
+    batch_hdc,
+    batch_holes_1d,
+    batch_m,
+    batch_rf,
+    score_batch,
+)
 from nas_dil.schedule.cost import Cost, conv_cost, conv_out_size, stack_cost
 from nas_dil.schedule.coverage import (
     Coverage,
@@ -33,6 +41,7 @@ from nas_dil.schedule.rf import (
 from nas_dil.schedule.types import Schedule, ScheduleError, parse_ints
 
 __all__ = [
+    "BatchHDC",
     "BatchNetCost",
     "BatchScores",
     "Cost",
@@ -45,6 +54,7 @@ __all__ = [
     "ScheduleError",
     "StemStage",
     "analyze",
+    "batch_hdc",
     "batch_holes_1d",
     "batch_m",
     "batch_net_cost",

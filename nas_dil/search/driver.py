@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from nas_dil.errors import UserError
+from nas_dil.pareto import normalised_hypervolume
 from nas_dil.search import cluster
 from nas_dil.search.baselines import baseline_candidate
 from nas_dil.search.cluster import Lost, TaskError, TrialTasks
 from nas_dil.search.config import StudyConfig, load_study_config
 from nas_dil.search.ledger import Ledger, Run, State, snapshot_maker
-from nas_dil.search.objectives import hypervolume, objective_ranges
+from nas_dil.search.objectives import objective_ranges
 from nas_dil.search.preflight import check_baselines, check_sampler, check_study, study_meta
 from nas_dil.search.progress import Progress, SearchSummary
 from nas_dil.search.recorder import Recorder
@@ -333,7 +334,9 @@ class _Search:
         version = self.ledger.front_version
         if self._front[0] != version:
             numbers, rows = self.ledger.front()
-            hv = hypervolume(rows, self.objectives, self.ranges) if numbers else 0.0
+            best = [self.ranges[o.name].best for o in self.objectives]
+            worst = [self.ranges[o.name].worst for o in self.objectives]
+            hv = normalised_hypervolume(rows, best, worst) if numbers else 0.0
             self._front = (version, numbers, hv)
         return self._front[1], self._front[2]
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nas_dil.search.pareto import pareto_mask
+from nas_dil.pareto import nondominated
 
 __all__ = ["FrontEntry", "FrontSnapshot", "make_snapshot", "optimistic_miou", "stop_reason"]
 
@@ -66,7 +66,7 @@ def make_snapshot(completed: Sequence[Completed], *, min_completed: int, n_evals
         return None
     rows = np.array([(-c.curve[-1], *c.losses) for c in done], dtype=float)
     front = tuple(FrontEntry(c.number, c.curve[-1], c.losses)
-                  for c, keep in zip(done, pareto_mask(rows), strict=True) if keep)
+                  for c, keep in zip(done, nondominated(rows), strict=True) if keep)
     longest = max(len(c.curve) for c in done)
     gains = []
     for e in range(1, longest):

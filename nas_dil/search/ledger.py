@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from nas_dil.pareto import dominates, nondominated
 from nas_dil.search.early_stop import Completed, FrontSnapshot, make_snapshot
-from nas_dil.search.pareto import pareto_mask
 from nas_dil.search.progress import Status
 from nas_dil.search.records import RESULT_KEYS, Objective, TrialPayload, TrialRecord
 from nas_dil.spaces import Candidate
@@ -200,9 +200,10 @@ class Ledger:
         return np.array(list(rows), dtype=float).reshape(-1, len(sign)) * sign
 
     def on_front(self, values: Sequence[float]) -> bool:
-        """Whether a feasible trial with ``values`` joins the front of the feasible so far."""
+        """Whether a feasible trial with ``values`` joins the front of the feasible so far:
+        no feasible trial dominates it."""
         rows = [v for _, v, ok in self.front_rows if ok]
-        return bool(pareto_mask(self._signed([*rows, values]))[-1])
+        return not dominates(self._signed(rows), self._signed([values])[0]).any()
 
     def front(self) -> tuple[list[int], np.ndarray]:
         """Trial numbers of the feasible Pareto front (sorted) and their values (rows)."""
@@ -210,7 +211,7 @@ class Ledger:
         if not rows:
             return [], np.zeros((0, len(self.objectives)))
         pts = np.array([v for _, v in rows], dtype=float)
-        mask = pareto_mask(self._signed(pts))
+        mask = nondominated(self._signed(pts))
         numbers = sorted(n for (n, _), keep in zip(rows, mask, strict=True) if keep)
         return numbers, pts[mask]
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from nas_dil.errors import UserError
+from nas_dil.pareto import REFERENCE
 from nas_dil.resources import source_commit
 from nas_dil.search.config import StudyConfig
-from nas_dil.search.objectives import REFERENCE, ObjectiveRange
+from nas_dil.search.objectives import ObjectiveRange
 from nas_dil.search.records import StudyMeta
 from nas_dil.search.storage import StorageError, check_storage, read_meta, safe_url
 from nas_dil.spaces import Candidate, Space

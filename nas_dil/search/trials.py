@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nas_dil.models.analytic import analytic_attrs, analytic_batch
 from nas_dil.models.config import ArchConfig
 from nas_dil.search.config import StudyConfig
 from nas_dil.search.hvi import SamplerContext
-from nas_dil.search.objectives import analytic_attrs
 from nas_dil.search.records import TrialPayload, TrialRecord
 from nas_dil.search.samplers import build_sampler
 from nas_dil.spaces import Candidate, Space
@@ -69,7 +69,7 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
 
     arch = trial_arch(cfg, cand, num_classes)
     tc = TrialConfig(arch, cfg.data, cfg.train).to_dict()
-    analytic = analytic_attrs(cand, arch, cfg.data.image_size)
+    analytic = analytic_attrs(cand.schedule, arch, cfg.data.image_size)
     options = asdict(cfg.trial)
     kind = {"kind": cfg.trial.kind, **(options if cfg.trial.kind == "sleep" else {})}
     key = trial_key(cand, tc, cfg.seed, kind)
@@ -100,6 +100,6 @@ def make_sampler(cfg: StudyConfig, space: Space, num_classes: int) -> Any:
     image_size = cfg.data.image_size
     context = SamplerContext(
         space, tuple(cfg.objectives),
-        lambda c: analytic_attrs(c, trial_arch(cfg, c, num_classes), image_size),
+        lambda cs: analytic_batch(cs, {**cfg.arch, "num_classes": num_classes}, image_size),
         lambda attrs: feasible(cfg, attrs))
     return build_sampler(cfg.sampler, seed=cfg.seed, context=context, where=str(cfg.path))

@@ -20,7 +20,8 @@ from torch.nn import functional as F
 
 from nas_dil.data import SegData, load_data
 from nas_dil.models import build_model, count_params
-from nas_dil.schedule import Schedule, coverage, hdc_report, net_cost
+from nas_dil.models.analytic import analytic_attrs
+from nas_dil.schedule import Schedule
 from nas_dil.train.config import TrainConfig, TrialConfig, TrialConfigError
 from nas_dil.train.metrics import confusion_update, scores_from_confusion
 
@@ -186,8 +187,7 @@ def run_trial(
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
 
     size = cfg.data.image_size
-    cost = net_cost(size, size, s.rates, kernel=s.kernels, **arch.cost_kwargs())
-    cov = coverage(s)
+    known = analytic_attrs(s, arch, size)  # everything known before training
     steps_per_epoch = max(1, math.ceil(data.n_train / tc.batch_size))
     total_steps = tc.steps if tc.steps else (tc.epochs * steps_per_epoch if tc.epochs else None)
     eval_every = steps_per_epoch if tc.epochs else tc.eval_every_steps
@@ -306,13 +306,13 @@ def run_trial(
         peak_mem_bytes=peak,
         peak_mem_kind=kind,
         params=count_params(model),
-        macs=cost.macs,
-        flops=cost.flops,
-        rf=cost.rf_image,
-        rf_stack=cov.rf,
-        holes=cov.holes,
-        gridding_free=cov.gridding_free,
-        hdc=hdc_report(list(s.rates), s.kernels[0]).passed,
+        macs=known["macs"],
+        flops=known["flops"],
+        rf=known["rf"],
+        rf_stack=known["rf_stack"],
+        holes=known["holes"],
+        gridding_free=known["gridding_free"],
+        hdc=known["hdc"],
         stopped_early=stopped,
         device=str(device),
         node=platform.node(),

@@ -171,7 +171,7 @@ def trained_study(out_dir: Path) -> Trained:
     seed baseline (trial 0, "baseline-123") get ``OUT/weights/trial_<N>.pt``."""
     import torch
 
-    from nas_dil.report.pareto import pareto_mask
+    from nas_dil.pareto import pareto_mask
     from nas_dil.train import run_trial
 
     study = new_study(out_dir)

@@ -1,6 +1,6 @@
-"""The hvi sampler and its parts: exact hypervolume improvement, the GP, the sampler's rules
-(never a repeat, never an infeasible candidate, stop when the space is exhausted), and its
-efficiency on the tabular benchmark."""
+"""The hvi sampler and its parts: the GP, the sampler's rules (never a repeat, never an
+infeasible candidate, stop when the space is exhausted), and its efficiency on the tabular
+benchmark. Its exact hypervolume improvement is `nas_dil.pareto`'s (tests/test_pareto.py)."""
 
 from __future__ import annotations
 
@@ -22,60 +22,12 @@ from nas_dil.search.config import (
 )
 from nas_dil.search.driver import make_sampler
 from nas_dil.search.hvi import HVISampler, check_options
-from nas_dil.search.pareto import hypervolume_costs, hypervolume_improvement, pareto_mask
 from nas_dil.search.surrogate import fit_gp
 from nas_dil.search.tabular import load_table, schedule_key
 from nas_dil.spaces import load_space
 
 REPO = Path(__file__).resolve().parents[2]
 TABULAR = REPO / "studies" / "tabular.toml"
-
-
-# -- exact hypervolume improvement ------------------------------------------------------------
-
-def _brute_hvi(front: np.ndarray, p: np.ndarray, ref: np.ndarray) -> float:
-    def hv(pts: np.ndarray) -> float:
-        pts = pts[(pts < ref).all(axis=1)]
-        return hypervolume_costs(pts[pareto_mask(pts)], ref) if len(pts) else 0.0
-    return hv(np.vstack([front, p])) - hv(front)
-
-
-@pytest.mark.parametrize(("front", "point", "expected"), [
-    ([], [0.0, 0.0], 1.0),  # the whole box up to ref (1, 1)
-    ([[0.5, 0.5]], [0.0, 0.0], 0.75),  # 1 − the front's 0.25
-    ([[0.5, 0.5]], [0.5, 0.5], 0.0),  # equal to a front point
-    ([[0.5, 0.5]], [0.6, 0.2], 0.4 * 0.3),  # only the strip below the front point
-    ([[0.2, 0.8], [0.8, 0.2]], [0.5, 0.5], 0.3 * 0.3),
-    ([[0.5, 0.5, 0.5]], [0.0, 0.0, 0.75], 0.25 - 0.125 * 0.5),  # 3-D: box 1·1·0.25 − overlap
-    ([[0.5]], [0.2], 0.3),  # 1-D: the gap to the best front value
-    ([], [1.0, 0.0], 0.0),  # on the reference point: nothing
-])
-def test_hypervolume_improvement_hand_values(front: list[list[float]], point: list[float],
-                                             expected: float) -> None:
-    k = len(point)
-    h = hypervolume_improvement(np.array(front, dtype=float).reshape(-1, k),
-                                np.array([point], dtype=float), np.ones(k))
-    assert h[0] == pytest.approx(expected)
-
-
-@pytest.mark.parametrize("k", [1, 2, 3, 4])
-@pytest.mark.parametrize("fallback", [False, True])
-def test_hypervolume_improvement_matches_brute_force(k: int, fallback: bool,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import nas_dil.search.pareto as pareto
-
-    if fallback:  # the point-by-point path of large decompositions
-        monkeypatch.setattr(pareto, "MAX_CELLS", 0)
-    rng = np.random.default_rng(k)
-    ref = np.full(k, 1.1)
-    for _ in range(25):
-        front = rng.random((int(rng.integers(0, 10)), k))
-        pts = rng.random((15, k)) * 1.4 - 0.2  # some beyond the front's range, some past ref
-        if len(front) >= 3:
-            pts[:3] = front[:3]  # duplicates of front points add nothing
-        got = hypervolume_improvement(front, pts, ref)
-        want = [_brute_hvi(front, p, ref) for p in pts]
-        np.testing.assert_allclose(got, want, atol=1e-12)
 
 
 # -- the surrogate ----------------------------------------------------------------------------
@@ -214,20 +166,20 @@ def test_beats_random_search_on_the_tabular_benchmark() -> None:
     """The claim of docs/benchmarks.md §5, small: after 50 trials hvi holds ≥ 90 % of the
     exhaustive hypervolume in each of 3 seeds, and more than random search (Optuna's
     RandomSampler on the same space, same seed) holds after 50."""
-    from nas_dil.report.pareto import hypervolume, reference_point
+    from nas_dil.pareto import hypervolume, reference_point, to_losses
 
-    pts = _points()
     dirs = ["maximize", "maximize", "minimize"]
+    pts = {k: to_losses([v], dirs)[0] for k, v in _points().items()}
     allv = np.array(list(pts.values()))
-    ref = reference_point(allv, dirs)
-    full = hypervolume(allv, dirs, ref)
+    ref = reference_point(allv)
+    full = hypervolume(allv, ref)
     for seed in range(3):
         asked, _ = _run(_cfg(seed=seed), 50)
-        share = hypervolume(np.array([pts[k] for k in asked]), dirs, ref) / full
+        share = hypervolume(np.array([pts[k] for k in asked]), ref) / full
         rnd = dataclasses.replace(_cfg(), seed=seed, sampler=SamplerConfig("random", {}))
         asked, _ = _run(rnd, 50)
         assert share >= 0.9
-        assert share > hypervolume(np.array([pts[k] for k in asked]), dirs, ref) / full
+        assert share > hypervolume(np.array([pts[k] for k in asked]), ref) / full
 
 
 # -- options ----------------------------------------------------------------------------------

@@ -78,3 +78,13 @@ def test_objective_of_a_foreign_metric_is_measured() -> None:
     assert Objective("rf", "maximize").measured is False
     assert Objective("latency", "minimize").measured is True
     assert Objective("rf", "maximize").sign == -1.0
+
+
+def test_analytic_keys_are_what_the_search_stores() -> None:
+    from nas_dil.models import ArchConfig
+    from nas_dil.models.analytic import BATCH_KEYS, analytic_attrs
+    from nas_dil.spaces import Candidate
+
+    cand = Candidate((1, 2, 5), 3, 8, 16)
+    attrs = analytic_attrs(cand.schedule, ArchConfig(output_stride=8, width=16), 32)
+    assert set(attrs) == set(ANALYTIC_KEYS) == {*BATCH_KEYS, "m"}

@@ -1,0 +1,120 @@
+"""Everything known about a net before training: one function for one net, one for many.
+
+`analytic_attrs(schedule, arch, image_size)` is what the search stores on every trial (plain
+JSON), the trial reports and the export certifies; it is `nas_dil.schedule.analyze` of the
+stack plus the whole net's cost and RF (`nas_dil.schedule.net_cost`). `analytic_batch` gives
+the same numbers as columns for many candidates at once (the hvi sampler's pool, the search's
+objective ranges), from the vectorised `score_batch`, `batch_hdc` and `batch_net_cost`.
+
+Keys (units: `nas_dil.schedule.netcost`): ``rf`` whole-net RF in image px per axis,
+``rf_stack`` RF of the dilated stack alone, ``holes`` / ``coverage`` / ``gridding_free`` of the
+stack's 2-D coverage, ``hdc_rule1`` rule 1 on the whole schedule, ``hdc_rule1_groups`` rule 1
+within every sawtooth group, ``hdc_rule2``, ``hdc_rule3``, ``hdc`` (rules 1 per group, 2, 3),
+``m`` (M_1 … M_n; not in the batch form: rows differ in length), ``macs`` / ``flops`` (2·macs) /
+``gflops`` (flops / 1e9) per image at ``image_size``², ``params``. Pure numpy (no torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from nas_dil.models.config import ArchConfig
+from nas_dil.schedule import Schedule, analyze, batch_hdc, batch_net_cost, net_cost, score_batch
+from nas_dil.schedule.netcost import image_schedule
+from nas_dil.schedule.rf import receptive_field
+from nas_dil.spaces import Candidate
+
+__all__ = ["BATCH_KEYS", "analytic_attrs", "analytic_batch"]
+
+BATCH_KEYS = ("rf", "rf_stack", "holes", "coverage", "gridding_free", "hdc_rule1",
+              "hdc_rule1_groups", "hdc_rule2", "hdc_rule3", "hdc", "macs", "flops", "gflops",
+              "params")  # `analytic_batch`'s columns: every key of `analytic_attrs` but ``m``
+
+
+def analytic_attrs(schedule: Schedule, arch: ArchConfig, image_size: int) -> dict[str, Any]:
+    """Everything known before training the net (``schedule`` stack in ``arch``) on
+    ``image_size``² images, as plain JSON (keys: module docstring)."""
+    a = analyze(schedule)
+    cost = net_cost(image_size, image_size, schedule.rates, kernel=schedule.kernels,
+                    **arch.cost_kwargs())
+    return {
+        "rf": cost.rf_image,
+        "rf_stack": a["rf"],
+        "holes": a["holes"],
+        "coverage": a["coverage"],
+        "gridding_free": a["gridding_free"],
+        "hdc_rule1": a["hdc_rule1"],
+        "hdc_rule1_groups": a["hdc_rule1_groups"],
+        "hdc_rule2": a["hdc_rule2"],
+        "hdc_rule3": a["hdc_rule3"],
+        "hdc": a["hdc"],
+        "m": a["m"],
+        "macs": cost.macs,
+        "flops": cost.flops,
+        "gflops": cost.flops / 1e9,
+        "params": cost.params,
+    }
+
+
+def analytic_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
+                   image_size: int) -> dict[str, np.ndarray]:
+    """`analytic_attrs` of every candidate as columns (`BATCH_KEYS`, one row per candidate,
+    equal to the scalar values): candidate ``c`` is the net ``ArchConfig(**arch,
+    output_stride=c.output_stride, width=c.width)`` with stack ``c.schedule``.
+
+    ``arch``: ArchConfig fields but the two the candidate sets (a study's ``[arch]`` table
+    plus ``num_classes``); each (output_stride, width) pair is validated as `ArchConfig`.
+    """
+    n = len(cands)
+    out: dict[str, np.ndarray] = {
+        "rf": np.zeros(n, dtype=np.int64), "rf_stack": np.zeros(n, dtype=np.int64),
+        "holes": np.zeros(n, dtype=np.int64), "coverage": np.zeros(n),
+        **{k: np.zeros(n, dtype=bool) for k in ("gridding_free", "hdc_rule1",
+                                               "hdc_rule1_groups", "hdc_rule2", "hdc_rule3",
+                                               "hdc")}}
+    if n == 0:
+        out.update(macs=np.zeros(0, dtype=np.int64), params=np.zeros(0, dtype=np.int64))
+        out.update(flops=out["macs"], gflops=np.zeros(0))
+        return out
+    os_ = np.array([c.output_stride for c in cands], dtype=np.int64)
+    width = np.array([c.width for c in cands], dtype=np.int64)
+    depth = np.array([c.depth for c in cands], dtype=np.int64)
+    kernel = np.array([c.kernel for c in cands], dtype=np.int64)
+    rate_sum = np.array([sum(c.rates) for c in cands], dtype=np.int64)
+    # the net around the stack, per (output_stride, width): validated like a trial's arch
+    nets = {(o, w): ArchConfig(**arch, output_stride=o, width=w)
+            for o, w in dict.fromkeys(zip(os_.tolist(), width.tolist(), strict=True))}
+    base = next(iter(nets.values()))
+    bs = np.array([nets[o, w].backbone_stride for o, w in zip(os_.tolist(), width.tolist(),
+                                                               strict=True)], dtype=np.int64)
+    # the schedule facts, per (depth, kernel) group (the vectorised code wants equal rows)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, c in enumerate(cands):
+        groups.setdefault((c.depth, c.kernel), []).append(i)
+    for (_, k), rows in groups.items():
+        idx = np.array(rows)
+        rates = np.array([cands[i].rates for i in rows], dtype=np.int64)
+        sc, hdc = score_batch(rates, k), batch_hdc(rates, k)
+        out["rf_stack"][idx], out["holes"][idx] = sc.rf, sc.holes
+        out["coverage"][idx], out["gridding_free"][idx] = sc.coverage, sc.gridding_free
+        out["hdc_rule1"][idx], out["hdc_rule1_groups"][idx] = hdc.rule1, hdc.rule1_groups
+        out["hdc_rule2"][idx], out["hdc_rule3"][idx] = hdc.rule2, hdc.rule3
+        out["hdc"][idx] = hdc.passed
+    # whole-net RF: the net with a 1-layer, 1×1 stack (stem, classifier, context) plus what
+    # each stack layer adds at the stack's jump (the output stride): (K - 1)·r·OS
+    around = {(o, b): receptive_field(image_schedule(
+        [1], 1, o, b, base.context, base.context_rates)) for o, b in
+        dict.fromkeys(zip(os_.tolist(), bs.tolist(), strict=True))}
+    out["rf"] = (np.array([around[o, b] for o, b in zip(os_.tolist(), bs.tolist(),
+                                                         strict=True)], dtype=np.int64)
+                 + (kernel - 1) * rate_sum * os_)
+    cost = batch_net_cost(image_size, image_size, os_, width, depth, kernel,
+                          stem_width=base.stem_width, in_channels=base.in_channels,
+                          num_classes=base.num_classes, backbone_stride=bs, norm=base.norm,
+                          context=base.context, context_rates=base.context_rates)
+    out["macs"], out["params"], out["flops"] = cost.macs, cost.params, cost.flops
+    out["gflops"] = cost.flops / 1e9
+    return out

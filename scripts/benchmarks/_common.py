@@ -1,0 +1,34 @@
+"""What several benchmarks share: paths, best-of timing, the "met" word."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "scripts"
+TABLE = REPO / "benchmarks" / "tabular_dilation.csv"
+PROXY = REPO / "benchmarks" / "proxy_fidelity.csv"
+TABULAR_SPACE = REPO / "search_spaces" / "tabular.toml"
+TABULAR_STUDY = REPO / "studies" / "tabular.toml"
+QUICKSTART = REPO / "studies" / "quickstart.toml"
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> float:
+    """The shortest of ``repeats`` wall times of ``fn()``, seconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def met(ok: object) -> str:
+    return "met" if ok else "NOT met"
+
+
+def rel(path: Path) -> str:
+    """``path`` relative to the repository when inside it (for stable JSON)."""
+    return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)

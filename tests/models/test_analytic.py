@@ -1,0 +1,64 @@
+"""`analytic_attrs` against the schedule code it combines, and `analytic_batch` against
+`analytic_attrs` row by row (same values, same Python types)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nas_dil.models import ArchConfig
+from nas_dil.models.analytic import BATCH_KEYS, analytic_attrs, analytic_batch
+from nas_dil.schedule import Schedule, coverage, hdc_report, net_cost
+from nas_dil.spaces import Candidate, load_space
+
+
+def test_analytic_attrs_match_the_schedule_code() -> None:
+    s = Schedule((1, 2, 9), (3,))
+    arch = ArchConfig(output_stride=8, width=16, num_classes=5)
+    a = analytic_attrs(s, arch, 32)
+    cost = net_cost(32, 32, (1, 2, 9), kernel=3, **arch.cost_kwargs())
+    cov = coverage(s)
+    hdc = hdc_report([1, 2, 9], 3)
+    assert a["rf"] == cost.rf_image and a["flops"] == cost.flops and a["params"] == cost.params
+    assert a["macs"] == cost.macs and a["gflops"] == cost.flops / 1e9
+    assert a["rf_stack"] == cov.rf == 25 and a["holes"] == cov.holes > 0
+    assert a["coverage"] == cov.coverage and a["gridding_free"] is False and a["m"] == [3, 5, 9]
+    # hdc_rule1: the whole schedule; hdc_rule1_groups: within every sawtooth group
+    assert a["hdc_rule1"] is hdc.rule1.passed is False
+    assert a["hdc_rule1_groups"] is hdc.rule1_groups.passed
+    assert a["hdc"] is hdc.passed
+    assert set(a) == {*BATCH_KEYS, "m"}
+
+
+def test_rule1_whole_and_per_group_differ() -> None:
+    """[1, 2, 5, 1, 2, 5]: each group [1, 2, 5] has M = 1, 2, 5 (M_2 = 2 <= 3), but over the
+    whole schedule M runs 5, 2, 1, 9, 5, 3 from the last layer back: M_2 = 5 > 3."""
+    a = analytic_attrs(Schedule((1, 2, 5, 1, 2, 5), (3,)), ArchConfig(), 32)
+    assert a["m"][1] == 5
+    assert a["hdc_rule1_groups"] is True and a["hdc_rule1"] is False and a["hdc"] is True
+
+
+@pytest.mark.parametrize("arch", [
+    {"stem_width": 8, "num_classes": 5},
+    {"num_classes": 21, "context": True, "backbone_stride": 16, "norm": "none"},
+    {"num_classes": 3, "norm": "gn", "context": True, "context_rates": (1, 2, 3)},
+])
+def test_batch_equals_one_by_one(arch: dict) -> None:
+    space = load_space("free")  # depths 3-6, OS 8/16, widths 16/32: several groups at once
+    cands = space.draw(150, np.random.default_rng(0))
+    cands += [Candidate((1,), 1, 8, 16), Candidate((3, 3), 5, 16, 8)]  # 1 layer; K 5
+    b = analytic_batch(cands, arch, 48)
+    assert set(b) == set(BATCH_KEYS)
+    for i, c in enumerate(cands):
+        one = analytic_attrs(c.schedule, ArchConfig(**arch, output_stride=c.output_stride,
+                                                    width=c.width), 48)
+        for k in BATCH_KEYS:
+            v = b[k][i].item()
+            assert v == one[k] and type(v) is type(one[k]), (k, c, v, one[k])
+
+
+def test_batch_of_nothing_and_bad_arch() -> None:
+    b = analytic_batch([], {}, 32)
+    assert all(len(b[k]) == 0 for k in BATCH_KEYS)
+    with pytest.raises(ValueError, match="backbone_stride"):
+        analytic_batch([Candidate((1, 2), 3, 16, 8)], {"backbone_stride": 8}, 32)
