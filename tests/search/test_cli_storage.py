@@ -34,6 +34,8 @@ def one_line_error(code: int, err: str, fragment: str) -> None:
 
 @pytest.mark.parametrize(("body", "args", "fragment"), [
     ('space = "hdc"\n[sampler]\nname = "cmaes"\n', (), "unknown sampler 'cmaes'"),
+    ('space = "hdc"\n[sampler]\nname = "tpe"\nn_startup_trials = "ten"\n', (),
+     "sampler.n_startup_trials: expected int, got 'ten'"),
     ('space = "hdc"\nobjectives = ["latency"]\n', (), "unknown objective 'latency'"),
     ('space = "nowhere"\n', (), "space: 'nowhere': no such file"),
     ('space = "hdc"\nn_trials = 0\n', (), "n_trials: expected an integer >= 1"),
