@@ -25,3 +25,20 @@ def add_study_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="OUT_DIR_OR_STORAGE",
                    help="a search's output folder, its study.db, or a storage URL")
     p.add_argument("--study", metavar="NAME", help="the study, when the storage holds several")
+
+
+MAX_SIDE = 8192  # widest input side --size accepts (the crop analysis is side² bits)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``--size 64`` → (64, 64); ``--size 48,64`` → (48, 64) (height, width)."""
+    from nas_dil.errors import UserError
+
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise UserError(f"--size {text!r}: expected H or H,W (integers)") from None
+    if len(values) not in (1, 2) or not all(1 <= v <= MAX_SIDE for v in values):
+        raise UserError(f"--size {text!r}: expected H or H,W with each in [1, {MAX_SIDE}]")
+    return values[0], values[-1]
