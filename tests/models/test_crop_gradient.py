@@ -88,15 +88,17 @@ def test_usable_rf_is_the_gradient_support(s: Schedule, h: int, w: int, arch: di
     rep = net_crop_report(h, w, s, **a.cost_kwargs())
     assert rep.out == (rows_h.shape[0], rows_w.shape[0])
     ext_h, ext_w = 0, 0
-    for uh in range(rows_h.shape[0]):
-        for uw in range(rows_w.shape[0]):
-            x = torch.zeros(1, 1, h, w, dtype=torch.float64, requires_grad=True)
-            (g,) = torch.autograd.grad(model.forward_lowres(x)[0, 0, uh, uw], x)
-            seen = g[0, 0].numpy() > 0
-            assert (seen == np.outer(rows_h[uh], rows_w[uw])).all(), (uh, uw)
-            ys, xs = np.nonzero(seen)
-            ext_h = max(ext_h, int(ys.max() - ys.min() + 1))
-            ext_w = max(ext_w, int(xs.max() - xs.min() + 1))
+    x = torch.zeros(1, 1, h, w, dtype=torch.float64, requires_grad=True)
+    y = model.forward_lowres(x)
+    n = y.numel()
+    one_hot = torch.eye(n, dtype=y.dtype).reshape(n, *y.shape)  # every output unit at once
+    (grads,) = torch.autograd.grad(y, x, grad_outputs=one_hot, is_grads_batched=True)
+    for i, (uh, uw) in enumerate(np.ndindex(*y.shape[-2:])):
+        seen = grads[i, 0, 0].numpy() > 0
+        assert (seen == np.outer(rows_h[uh], rows_w[uw])).all(), (uh, uw)
+        ys, xs = np.nonzero(seen)
+        ext_h = max(ext_h, int(ys.max() - ys.min() + 1))
+        ext_w = max(ext_w, int(xs.max() - xs.min() + 1))
     assert rep.rf_usable == (ext_h, ext_w)
     assert ext_h <= min(h, rep.rf_live[0]) and ext_w <= min(w, rep.rf_live[1])
 
