@@ -79,8 +79,8 @@ def _sum_sets(a: np.ndarray, ca: np.ndarray, b: np.ndarray,
     """Minkowski sum of two sparse vectors with path counts multiplied (a 1-D convolution)."""
     if a.size * b.size > MAX_OFFSETS:
         raise ScheduleError(
-            f"coverage needs {a.size} × {b.size} offset pairs in one step (limit {MAX_OFFSETS}): "
-            "the schedule's receptive field is too wide and too dense to analyse exactly")
+            f"coverage needs {a.size * b.size} (offset, tap) pairs in one step (limit "
+            f"{MAX_OFFSETS}): the receptive field is too wide and too dense to analyse exactly")
     offs = (a[:, None] + b[None, :]).ravel()
     cnt = (ca[:, None] * cb[None, :]).ravel()
     order = np.argsort(offs, kind="stable")
