@@ -30,6 +30,17 @@ def _row(c: Any) -> dict[str, Any]:
     return {**c.to_dict(), "rf": cov.rf, "holes": cov.holes}
 
 
+def _degridding(r: dict[str, Any]) -> str:
+    parts = []
+    if "rates_w" in r:
+        parts.append("w-rates " + ",".join(map(str, r["rates_w"])))
+    if r.get("smooth"):
+        parts.append("smoothed")
+    if "tail" in r:
+        parts.append("tail " + ",".join(map(str, r["tail"])))
+    return "; ".join(parts) or "-"
+
+
 def run(args: argparse.Namespace) -> int:
     from nas_dil.spaces import load_space, sample_candidates
 
@@ -58,10 +69,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {key}: {value}")
     for key in ("samples", "candidates"):
         if key in out:
+            extra = any(set(r) & {"rates_w", "smooth", "tail"} for r in out[key])
             rows = [
                 (",".join(map(str, r["rates"])), r["kernel"], r["output_stride"], r["width"],
-                 r["rf"], r["holes"])
+                 r["rf"], r["holes"],
+                 *([_degridding(r)] if extra else []))
                 for r in out[key]
             ]
-            print(format_table(["rates", "K", "OS", "width", "RF", "holes"], rows))
+            print(format_table(["rates", "K", "OS", "width", "RF", "holes",
+                                *(["degridding"] if extra else [])], rows))
     return 0
