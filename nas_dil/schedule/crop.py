@@ -270,7 +270,7 @@ class BatchCrop:
     rf_usable_w: np.ndarray
 
 
-def _batch_axis(r: np.ndarray, kernel: int, smooth: bool, size: int, pre: list[ConvOp],
+def _batch_axis(r: np.ndarray, kernel: int, smooth: np.ndarray, size: int, pre: list[ConvOp],
                 post: list[ConvOp]) -> tuple[np.ndarray, ...]:
     """(live counts per stack conv (B, n_convs, ), nominal, live RF, usable) for one axis."""
     b, n = r.shape
@@ -300,11 +300,12 @@ def _batch_axis(r: np.ndarray, kernel: int, smooth: bool, size: int, pre: list[C
     live = const_live + (2 * np.minimum(half, (s - 1) // r) * r).sum(axis=1) * jump
     convs = [live_conv]
     kernels = [np.full((b, n), kernel)]
-    if smooth:
-        box = 2 * r - 1
-        live_box = 2 * np.minimum(r - 1, s - 1) + 1
-        nom = nom + (2 * (r - 1)).sum(axis=1) * jump
-        live = live + (2 * np.minimum(r - 1, s - 1)).sum(axis=1) * jump
+    if smooth.any():  # per layer; an unsmoothed layer's "pre-filter" is a width-1 identity
+        m = smooth[None, :]
+        box = np.where(m, 2 * r - 1, 1)
+        live_box = np.where(m, 2 * np.minimum(r - 1, s - 1) + 1, 1)
+        nom = nom + np.where(m, 2 * (r - 1), 0).sum(axis=1) * jump
+        live = live + np.where(m, 2 * np.minimum(r - 1, s - 1), 0).sum(axis=1) * jump
         convs.append(live_box)
         kernels.append(box)
     # usable: backwards through head (fixed), stack (per row), then the stem's rows
@@ -315,7 +316,7 @@ def _batch_axis(r: np.ndarray, kernel: int, smooth: bool, size: int, pre: list[C
     for i in range(n - 1, -1, -1):
         offsets = [(j * r[:, i]) for j in range(-half, half + 1)]
         rows = _shift_or(rows, offsets, s, ar)
-        if smooth:
+        if smooth[i]:
             ri = r[:, i]
             width = int(min(ri.max(), s))  # box offsets beyond the side land in padding
             offs = [np.where(np.abs(t) < ri, t, s) for t in range(-(width - 1), width)]
@@ -349,17 +350,20 @@ def _shift_or(rows: np.ndarray, offsets: list[np.ndarray], s: int, ar: np.ndarra
 
 
 def batch_crop(rates: np.ndarray, kernel: int, output_stride: int, h: int, w: int, *,
-               rates_w: np.ndarray | None = None, smooth: bool = False,
+               rates_w: np.ndarray | None = None, smooth: bool | Sequence[bool] = False,
                backbone_stride: int | None = None, context: bool = False,
                context_rates: Sequence[int] = DEFAULT_CONTEXT_RATES,
                chunk: int = 2048) -> BatchCrop:
     """`crop_fields`' numbers for many candidates of one kernel, output stride and depth
-    (rows of ``rates``, stride-1 stacks, no tail); equal to `net_crop_report` row by row."""
+    (rows of ``rates``, stride-1 stacks); equal to `net_crop_report` row by row. ``smooth``:
+    one flag for every layer or one per layer (a tail's layers are unsmoothed; residual
+    paths change no tap and no support, so the tail needs nothing else)."""
     r_h = np.asarray(rates, dtype=np.int64)
     r_w = r_h if rates_w is None else np.asarray(rates_w, dtype=np.int64)
     if r_h.ndim != 2 or r_h.shape != r_w.shape or (r_h.size and min(r_h.min(), r_w.min()) < 1):
         raise ValueError(f"rates must be (batch, layers) arrays of ints >= 1, got {r_h.shape}")
     h, w = _check_size(h, "h"), _check_size(w, "w")
+    sm = np.broadcast_to(np.asarray(smooth, dtype=bool), (r_h.shape[1],))
     one = Schedule((1,), (kernel,))
     full = net_ops(one, "h", output_stride, backbone_stride, context, context_rates)
     k = len(stem_plan(output_stride, backbone_stride))
@@ -368,7 +372,7 @@ def batch_crop(rates: np.ndarray, kernel: int, output_stride: int, h: int, w: in
     for a in range(0, r_h.shape[0], chunk):
         res = []
         for r, size in ((r_h[a:a + chunk], h), (r_w[a:a + chunk], w)):
-            res.append(_batch_axis(r, kernel, smooth, size, pre, post))
+            res.append(_batch_axis(r, kernel, sm, size, pre, post))
         (ch, kh, fh, nh, lh, uh), (cw, kw, fw, nw, lw, uw) = res
         stack_dead = sum(((kh_ * kw_ - a_ * b_).sum(axis=1)
                           for a_, b_, kh_, kw_ in zip(ch, cw, kh, kw, strict=True)),

@@ -14,6 +14,13 @@ from nas_dil.spaces.config import (
     SpaceConfig,
     parse_config,
 )
+from nas_dil.spaces.crop import (
+    CROP_FIELDS,
+    batch_candidate_crop,
+    candidate_crop_fields,
+    dead_fraction,
+    dead_tap_reason,
+)
 from nas_dil.spaces.errors import SpaceError
 from nas_dil.spaces.rules import (
     count_hole_free,
@@ -24,6 +31,7 @@ from nas_dil.spaces.rules import (
 from nas_dil.spaces.space import Space, load_space, sample_candidates, space_from_dict
 
 __all__ = [
+    "CROP_FIELDS",
     "MAX_DEPTH",
     "MAX_RATE",
     "OUTPUT_STRIDES",
@@ -33,7 +41,11 @@ __all__ = [
     "Space",
     "SpaceConfig",
     "SpaceError",
+    "batch_candidate_crop",
+    "candidate_crop_fields",
     "count_hole_free",
+    "dead_fraction",
+    "dead_tap_reason",
     "hole_free_multisets",
     "is_hole_free",
     "load_space",
