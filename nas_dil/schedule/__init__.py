@@ -29,8 +29,10 @@ from nas_dil.schedule.netcost import (
     NetCost,
     StemStage,
     batch_net_cost,
+    batch_smooth_cost,
     image_schedule,
     net_cost,
+    smooth_box_area,
     stem_plan,
 )
 from nas_dil.schedule.rf import (
@@ -66,6 +68,7 @@ __all__ = [
     "batch_m",
     "batch_net_cost",
     "batch_rf",
+    "batch_smooth_cost",
     "conv_cost",
     "conv_out_size",
     "count_map_2d",
@@ -89,6 +92,7 @@ __all__ = [
     "rf_per_layer",
     "sawtooth_groups",
     "score_batch",
+    "smooth_box_area",
     "sparse_counts_1d",
     "stack_cost",
     "stem_plan",

@@ -50,8 +50,10 @@ __all__ = [
     "NetCost",
     "StemStage",
     "batch_net_cost",
+    "batch_smooth_cost",
     "image_schedule",
     "net_cost",
+    "smooth_box_area",
     "stem_plan",
 ]
 
@@ -374,3 +376,30 @@ def batch_net_cost(
     macs += np.where(ctx, hw * n_c * n_c * (9 * n_ctx + 1), 0)
     params += np.where(ctx, n_ctx * (9 * n_c * n_c + n_c) + n_c * n_c + n_c, 0)
     return BatchNetCost(macs=macs, params=params)
+
+
+def smooth_box_area(s: Schedule) -> int:
+    """Σ (2r_h-1)(2r_w-1) over the smoothed layers of ``s``: the shared pre-filters' weights."""
+    rw = s.rates_w or s.rates
+    return sum((2 * s.rates[i] - 1) * (2 * rw[i] - 1) for i in range(len(s)) if s.smoothed(i))
+
+
+def batch_smooth_cost(
+    h: int | np.ndarray,
+    w: int | np.ndarray,
+    output_stride: int | np.ndarray,
+    width: int | np.ndarray,
+    box_area: int | np.ndarray,
+) -> BatchNetCost:
+    """What smoothing adds to `batch_net_cost` (which counts K×K layers only): MACs
+    h_s·w_s·width·box_area at the stack's size and ``box_area`` params, with ``box_area``
+    from `smooth_box_area`. A tail is just more layers: pass ``depth = n_layers`` there."""
+    args = np.broadcast_arrays(_int_array(h, "h"), _int_array(w, "w"),
+                               _int_array(output_stride, "output_stride"),
+                               _int_array(width, "width"), np.asarray(box_area, dtype=np.int64))
+    hh, ww, os_, width_, area = (np.array(a) for a in args)
+    n_down = _log2_array(os_, "output_stride")
+    for i in range(int(n_down.max(initial=0))):
+        hh = np.where(i < n_down, (hh - 1) // 2 + 1, hh)  # the stem's stride-2 convs
+        ww = np.where(i < n_down, (ww - 1) // 2 + 1, ww)
+    return BatchNetCost(macs=hh * ww * width_ * area, params=area.copy())

@@ -208,3 +208,19 @@ def test_schedule_round_trip_and_old_dicts() -> None:
         Schedule((1, 2), tail=2)
     with pytest.raises(ScheduleError, match="smooth"):
         Schedule((1, 2), smooth=(True,))
+
+
+@pytest.mark.parametrize(("h", "w", "os_", "width"), [(64, 48, 8, 8), (65, 47, 4, 5),
+                                                       (33, 97, 16, 3)])
+def test_batch_smooth_cost_is_the_difference(h: int, w: int, os_: int, width: int) -> None:
+    from nas_dil.schedule import batch_net_cost
+    from nas_dil.schedule.netcost import batch_smooth_cost, smooth_box_area
+
+    s = Schedule((1, 3, 5, 2, 1), rates_w=(2, 3, 1, 2, 1), smooth=(True,) * 3 + (False,) * 2,
+                 tail=2)
+    full = net_cost(h, w, s, output_stride=os_, width=width)
+    base = batch_net_cost(h, w, os_, width, len(s))
+    extra = batch_smooth_cost(h, w, os_, width, smooth_box_area(s))
+    assert smooth_box_area(s) == 1 * 3 + 5 * 5 + 9 * 1
+    assert (int(base.macs + extra.macs), int(base.params + extra.params)) == (full.macs,
+                                                                              full.params)
