@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nas_dil.cli._common import format_table, parse_size, print_json
+from nas_dil.cli._common import (
+    add_variant_args,
+    format_table,
+    parse_size,
+    print_json,
+    schedule_from_args,
+)
 
 PLOT_MAX_RF = 1025  # widest RF drawn as a heat map (one cell per offset)
 TEXT_COUNTS_MAX = 513  # widest RF whose 1-D counts the text output prints
@@ -18,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", metavar="H[,W]", default=None,
                    help="input side(s) of the stack in pixels: report dead taps (taps that "
                         "read only padding at this size) and the usable RF")
+    add_variant_args(p)
     p.add_argument("--residual", action="store_true",
                    help="path counts of residual layers x + f(x) (support and holes unchanged)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -38,8 +45,16 @@ def render_text(a: dict[str, Any]) -> str:
     ]
     table = format_table(["layer", "rate", "K", "eff.rate", "RF", "M_i"], rows)
     rf = a["rf"]
+    variant = ""
+    if "rates_w" in a:
+        variant += f"; width rates {','.join(map(str, a['rates_w']))} (RF_w {a['rf_w']}, "
+        variant += f"holes_w {a['holes_w']})"
+    if "smooth" in a:
+        variant += "; smoothed"
+    if a.get("tail"):
+        variant += f"; tail of {a['tail']}"
     lines = [
-        f"schedule {','.join(map(str, a['schedule']))}  (kernel {a['kernel']})",
+        f"schedule {','.join(map(str, a['schedule']))}  (kernel {a['kernel']}){variant}",
         table,
         "",
         f"HDC rule 1, M_2 <= K (whole):   {_verdict(a['hdc_rule1'])}  {a['hdc_rule1_reason']}",
@@ -87,9 +102,9 @@ def render_crop(c: dict[str, Any], unit: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from nas_dil.errors import UserError
-    from nas_dil.schedule import Schedule, analyze
+    from nas_dil.schedule import analyze
 
-    s = Schedule.parse(args.schedule, kernel=args.kernel, strides=args.strides)
+    s = schedule_from_args(args.schedule, args.kernel, args, args.strides)
     size = parse_size(args.size) if args.size is not None else None
     a = analyze(s, residual=args.residual, size=size)
     if args.plot and max(a["rf"], a.get("rf_w", 0)) > PLOT_MAX_RF:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 
 from nas_dil.cli._arch import parse_arch
-from nas_dil.cli._common import format_table, parse_size, print_json
+from nas_dil.cli._common import (
+    add_variant_args,
+    format_table,
+    parse_size,
+    print_json,
+    schedule_from_args,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", required=True, help="dilation rates, e.g. 1,2,5,1,2,5")
     p.add_argument("--kernel", type=int, default=3, help="stack kernel size (odd)")
+    add_variant_args(p)
     p.add_argument("--arch", help="key=value,… (output_stride=8,width=32,context=true) or JSON")
     p.add_argument("--size", default="64", metavar="H[,W]",
                    help="input size in pixels, H or H,W (default 64): FLOPs, dead taps (taps "
@@ -22,13 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nas_dil.cli.analyze import render_crop
     from nas_dil.models import build_model, describe_model
-    from nas_dil.schedule import Schedule
 
     h, w = parse_size(args.size)
     arch = parse_arch(args.arch)
     if args.num_classes is not None:
         arch["num_classes"] = args.num_classes
-    s = Schedule.parse(args.schedule, kernel=args.kernel)
+    s = schedule_from_args(args.schedule, args.kernel, args)
     model = build_model(s, **arch)
     d = describe_model(model, h, w)
     if args.json:

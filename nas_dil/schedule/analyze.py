@@ -78,6 +78,8 @@ def analyze(schedule: Schedule | str | Sequence[int], kernel: int = 3, *,
         out.update({"rates_w": list(s.rates_w), "rf_w": cov.rf_w, "holes_w": cov.holes_w})
     if s.smooth:
         out["smooth"] = list(s.smooth)
+    if s.tail:
+        out["tail"] = s.tail
     if size is not None:
         out["crop"] = crop_report(s, *size).to_dict()
     return out
