@@ -92,6 +92,8 @@ def _sum_sets(a: np.ndarray, ca: np.ndarray, b: np.ndarray,
 def _count_dtype(s: Schedule, residual: bool, power: int = 1) -> type:
     # the largest path count is at most Π (paths a layer offers); keep it (or its square)
     # below 2**62, else float64
+    if not (residual or s.smooth):
+        return np.int64 if power * sum(log2(k) for k in s.kernels) < 62 else np.float64
     bits = 0.0
     for i, (r, k) in enumerate(zip(s.rates, s.kernels, strict=True)):
         per = k * (2 * r - 1 if s.smoothed(i) else 1) + (1 if residual else 0)
@@ -100,48 +102,41 @@ def _count_dtype(s: Schedule, residual: bool, power: int = 1) -> type:
 
 
 def _dense(s: Schedule, residual: bool, dtype: type) -> np.ndarray:
-    """Per-axis path counts over -R … +R (length RF), composed layer by layer."""
+    """Per-axis path counts over -R … +R (length RF), composed layer by layer: one shifted
+    add per tap (O(RF·K)); a smoothing box as a moving sum; the identity path as one more add.
+    ``dtype`` bool gives the support (adds of bools are ORs)."""
     out = np.ones(1, dtype=dtype)
-    for offs, cnt in _layer_vectors(s, residual):
-        lo = int(offs[0])
-        nxt = np.zeros(out.size + int(offs[-1]) - lo, dtype=dtype)
-        runs = _box_runs(offs, cnt)
-        for start, width, step, c in runs:
-            if width == 1 or step != 1:
-                for t in range(width):
-                    o = start + t * step - lo
-                    view = nxt[o:o + out.size]
-                    view += out if c == 1 or dtype is bool else out * dtype(c)  # bool: OR
-            else:  # a contiguous run of equal counts: a moving sum (cumsum) is O(RF)
-                acc = np.int64 if dtype is bool else dtype
-                cs = np.concatenate((np.zeros(1, dtype=acc), np.cumsum(out, dtype=acc)))
-                o = start - lo
-                m = out.size + width - 1
-                idx = np.arange(m)
-                seg = cs[np.minimum(idx + 1, out.size)] - cs[np.maximum(idx + 1 - width, 0)]
-                if dtype is bool:
-                    nxt[o:o + m] |= seg > 0
-                else:
-                    nxt[o:o + m] += seg if c == 1 else seg * dtype(c)
+    n_layers, jump = len(s), 1
+    for i, (r, k, st) in enumerate(zip(s.rates, s.kernels, s.strides, strict=True)):
+        src = out
+        if s.smoothed(i):  # the (2r-1)-wide box first, J apart
+            out = _box(out, 2 * r - 1, jump, dtype)
+        e = r * jump
+        n = out.size
+        nxt = np.zeros(n + (k - 1) * e, dtype=dtype)
+        for j in range(k):
+            nxt[j * e:j * e + n] += out
+        if residual and i < n_layers - s.tail:  # x + f(x): the input itself, centred
+            c = (nxt.size - src.size) // 2
+            nxt[c:c + src.size] += src
         out = nxt
+        jump *= st
     return out
 
 
-def _box_runs(offs: np.ndarray, cnt: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Split a layer vector into runs (start, width, step, count): contiguous runs of equal
-    counts become one moving sum; everything else one shifted add per offset."""
-    runs: list[tuple[int, int, int, int]] = []
-    i, n = 0, offs.size
-    while i < n:
-        j = i
-        while j + 1 < n and offs[j + 1] == offs[j] + 1 and cnt[j + 1] == cnt[i]:
-            j += 1
-        if j - i + 1 >= 8:
-            runs.append((int(offs[i]), j - i + 1, 1, int(cnt[i])))
-        else:
-            runs.extend((int(offs[t]), 1, 1, int(cnt[t])) for t in range(i, j + 1))
-        i = j + 1
-    return runs
+def _box(x: np.ndarray, width: int, step: int, dtype: type) -> np.ndarray:
+    """x convolved with ``width`` ones ``step`` apart (a moving sum when step is 1)."""
+    n = x.size
+    out = np.zeros(n + (width - 1) * step, dtype=dtype)
+    if step != 1:
+        for t in range(width):
+            out[t * step:t * step + n] += x
+        return out
+    acc = np.int64 if dtype is bool else dtype
+    cs = np.concatenate((np.zeros(1, dtype=acc), np.cumsum(x, dtype=acc)))
+    idx = np.arange(out.size)
+    seg = cs[np.minimum(idx + 1, n)] - cs[np.maximum(idx + 1 - width, 0)]
+    return seg > 0 if dtype is bool else seg.astype(dtype, copy=False)
 
 
 def _sparse(s: Schedule, residual: bool, dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -152,8 +147,17 @@ def _sparse(s: Schedule, residual: bool, dtype: type) -> tuple[np.ndarray, np.nd
     return offs, cnt
 
 
+def _rf(s: Schedule) -> int:
+    """``receptive_field`` in Python integers (cheaper for the few layers of a stack)."""
+    rf, jump = 1, 1
+    for i, (r, k, st) in enumerate(zip(s.rates, s.kernels, s.strides, strict=True)):
+        rf += ((k - 1) * r + (2 * (r - 1) if s.smooth and s.smoothed(i) else 0)) * jump
+        jump *= st
+    return rf
+
+
 def _check_dense(s: Schedule) -> int:
-    rf = receptive_field(s)
+    rf = _rf(s)
     if rf > DENSE_MAX:
         raise ScheduleError(
             f"RF {rf} px per axis: wider than the {DENSE_MAX} px a dense count vector is built "
@@ -229,10 +233,10 @@ def _largest_run(zero: np.ndarray) -> int:
 
 def _seen_and_gap(s: Schedule) -> tuple[int, int, int]:
     """(RF, offsets seen, largest gap) along the height of ``s``."""
-    rf = receptive_field(s)
+    rf = _rf(s)
     if rf <= DENSE_MAX:
-        sup = support_1d(s)
-        return rf, int(sup.sum()), _largest_run(~sup)
+        sup = _dense(s, False, bool)
+        return rf, int(np.count_nonzero(sup)), _largest_run(~sup)
     offs, _ = _sparse(s, False, bool)
     gap = int(np.diff(offs).max()) - 1 if offs.size > 1 else 0
     return rf, int(offs.size), gap

@@ -142,7 +142,7 @@ class Schedule:
                 0 <= self.tail < n):
             raise ScheduleError(f"tail={self.tail!r}: must be an integer in [0, {n - 1}]")
         # the RF bound, in Python ints before any numpy array sees the values
-        for axis in (rates, rates_w or rates):
+        for axis in (rates, rates_w) if rates_w else (rates,):
             rf, jump = 1, 1
             for i, (r, k, st) in enumerate(zip(axis, kernels, strides, strict=True)):
                 rf += ((k - 1) * r + (2 * (r - 1) if smooth and smooth[i] else 0)) * jump

@@ -186,7 +186,7 @@ def run_trial(
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
 
     size = cfg.data.image_size
-    cost = net_cost(size, size, s.rates, kernel=s.kernels, **arch.cost_kwargs())
+    cost = net_cost(size, size, s, **arch.cost_kwargs())  # s: smoothing counts too
     cov = coverage(s)
     steps_per_epoch = max(1, math.ceil(data.n_train / tc.batch_size))
     total_steps = tc.steps if tc.steps else (tc.epochs * steps_per_epoch if tc.epochs else None)
