@@ -271,7 +271,7 @@ class BatchCrop:
 
 
 def _batch_axis(r: np.ndarray, kernel: int, smooth: np.ndarray, size: int, pre: list[ConvOp],
-                post: list[ConvOp]) -> tuple[np.ndarray, ...]:
+                post: list[ConvOp], bits: bool = True) -> tuple[Any, ...]:
     """(live counts per stack conv (B, n_convs, ), nominal, live RF, usable) for one axis."""
     b, n = r.shape
     s_pre = _sizes(pre, size)
@@ -308,33 +308,75 @@ def _batch_axis(r: np.ndarray, kernel: int, smooth: np.ndarray, size: int, pre: 
         live = live + np.where(m, 2 * np.minimum(r - 1, s - 1), 0).sum(axis=1) * jump
         convs.append(live_box)
         kernels.append(box)
-    # usable: backwards through head (fixed), stack (per row), then the stem's rows
-    rows = np.broadcast_to(chain_support(post, s)[None], (b, s, s)) if post else np.broadcast_to(
-        np.eye(s, dtype=bool)[None], (b, s, s))
-    rows = np.ascontiguousarray(rows)
+    post_rows = chain_support(post, s) if post else np.eye(s, dtype=bool)
+    stem = chain_support(pre, size) if pre else None
+    first = stem.argmax(axis=1) if stem is not None else np.arange(s)
+    last = (size - 1 - stem[:, ::-1].argmax(axis=1)) if stem is not None else np.arange(s)
+    if bits and s <= 64 and (np.diff(first) >= 0).all() and (np.diff(last) >= 0).all():
+        usable = _usable_bits(r, half, smooth, s, post_rows, first, last)
+    else:
+        usable = _usable_rows(r, half, smooth, s, post_rows, first, last)
+    return convs, kernels, const_dead_1d, nom, live, usable
+
+
+def _usable_rows(r: np.ndarray, half: int, smooth: np.ndarray, s: int, post_rows: np.ndarray,
+                 first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Usable RF per row: (B, units, s) boolean supports, backwards through the stack, then
+    each feature pixel's image span [first, last] (the stem's rows)."""
+    b, n = r.shape
+    rows = np.ascontiguousarray(np.broadcast_to(post_rows[None], (b, s, s)))
     ar = np.arange(s)
     for i in range(n - 1, -1, -1):
-        offsets = [(j * r[:, i]) for j in range(-half, half + 1)]
-        rows = _shift_or(rows, offsets, s, ar)
+        rows = _shift_or(rows, [j * r[:, i] for j in range(-half, half + 1)], s, ar)
         if smooth[i]:
             ri = r[:, i]
             width = int(min(ri.max(), s))  # box offsets beyond the side land in padding
             offs = [np.where(np.abs(t) < ri, t, s) for t in range(-(width - 1), width)]
             rows = _shift_or(rows, offs, s, ar)
-    if pre:
-        stem = chain_support(pre, size)  # (s, size)
-        first = stem.argmax(axis=1)
-        last = size - 1 - stem[:, ::-1].argmax(axis=1)
-        big = np.iinfo(np.int64).max
-        lo = np.where(rows, first[None, None, :], big).min(axis=2)
-        hi = np.where(rows, last[None, None, :], -1).max(axis=2)
-        usable = (hi - lo + 1).max(axis=1)
-    else:
-        any_ = rows.any(axis=2)
-        first = rows.argmax(axis=2)
-        last = s - 1 - rows[:, :, ::-1].argmax(axis=2)
-        usable = np.where(any_, last - first + 1, 0).max(axis=1)
-    return convs, kernels, const_dead_1d, nom, live, usable
+    big = np.iinfo(np.int64).max
+    lo = np.where(rows, first[None, None, :], big).min(axis=2)
+    hi = np.where(rows, last[None, None, :], -1).max(axis=2)
+    return (hi - lo + 1).max(axis=1)
+
+
+def _usable_bits(r: np.ndarray, half: int, smooth: np.ndarray, s: int, post_rows: np.ndarray,
+                 first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """`_usable_rows` for maps of side <= 64: each unit's support is one uint64 (bit x:
+    pixel x), so a tap is two shifts of (B, units) words instead of a (B, units, s) gather.
+    Needs ``first``/``last`` non-decreasing (a unit's span is then set by its lowest and
+    highest pixel), which the caller checks."""
+    b, n = r.shape
+    mask = np.uint64((1 << s) - 1)
+    words = (post_rows.astype(np.uint64) << np.arange(s, dtype=np.uint64)).sum(axis=1,
+                                                                               dtype=np.uint64)
+    rows = np.ascontiguousarray(np.broadcast_to(words[None, :], (b, s)))
+
+    def shifted(x: np.ndarray, o: np.ndarray) -> np.ndarray:
+        a = np.abs(o)
+        sh = np.minimum(a, 63).astype(np.uint64)[:, None]
+        y = np.where((o >= 0)[:, None], (x << sh) & mask, x >> sh)
+        return np.where((a < s)[:, None], y, np.uint64(0))  # |o| >= s: only padding
+
+    for i in range(n - 1, -1, -1):
+        new = np.zeros_like(rows)
+        for j in range(-half, half + 1):
+            new |= shifted(rows, j * r[:, i])
+        rows = new
+        if smooth[i]:
+            ri = r[:, i]
+            width = int(min(ri.max(), s))
+            new = np.zeros_like(rows)
+            for t in range(-(width - 1), width):
+                new |= shifted(rows, np.where(np.abs(t) < ri, t, s))
+            rows = new
+    lo = np.log2(rows & (~rows + np.uint64(1))).astype(np.int64)  # lowest set bit (exact)
+    hi = np.zeros(rows.shape, dtype=np.int64)
+    v = rows.copy()
+    for step in (32, 16, 8, 4, 2, 1):  # highest set bit by halving
+        big = v >= np.uint64(1 << step)
+        hi += np.where(big, step, 0)
+        v = np.where(big, v >> np.uint64(step), v)
+    return (last[hi] - first[lo] + 1).max(axis=1)
 
 
 def _shift_or(rows: np.ndarray, offsets: list[np.ndarray], s: int, ar: np.ndarray) -> np.ndarray:
@@ -353,7 +395,7 @@ def batch_crop(rates: np.ndarray, kernel: int, output_stride: int, h: int, w: in
                rates_w: np.ndarray | None = None, smooth: bool | Sequence[bool] = False,
                backbone_stride: int | None = None, context: bool = False,
                context_rates: Sequence[int] = DEFAULT_CONTEXT_RATES,
-               chunk: int = 2048) -> BatchCrop:
+               chunk: int = 2048, bits: bool = True) -> BatchCrop:
     """`crop_fields`' numbers for many candidates of one kernel, output stride and depth
     (rows of ``rates``, stride-1 stacks); equal to `net_crop_report` row by row. ``smooth``:
     one flag for every layer or one per layer (a tail's layers are unsmoothed; residual
@@ -372,7 +414,7 @@ def batch_crop(rates: np.ndarray, kernel: int, output_stride: int, h: int, w: in
     for a in range(0, r_h.shape[0], chunk):
         res = []
         for r, size in ((r_h[a:a + chunk], h), (r_w[a:a + chunk], w)):
-            res.append(_batch_axis(r, kernel, sm, size, pre, post))
+            res.append(_batch_axis(r, kernel, sm, size, pre, post, bits))
         (ch, kh, fh, nh, lh, uh), (cw, kw, fw, nw, lw, uw) = res
         stack_dead = sum(((kh_ * kw_ - a_ * b_).sum(axis=1)
                           for a_, b_, kh_, kw_ in zip(ch, cw, kh, kw, strict=True)),

@@ -163,3 +163,21 @@ def test_bad_sizes() -> None:
     # 'same' padding never empties a map: one pixel stays one pixel down to output stride 64
     rep = net_crop_report(1, 1, Schedule((1,)), output_stride=16, backbone_stride=64)
     assert rep.out == (1, 1) and rep.rf_usable == (1, 1)
+
+
+@pytest.mark.parametrize(("h", "w", "os_"), [(512, 200, 8), (300, 48, 4), (64, 1000, 16)])
+def test_bitset_and_matrix_paths_agree(h: int, w: int, os_: int) -> None:
+    # maps of side <= 64 use one uint64 per unit; wider ones (here 75 and 62×…) the matrices
+    rng = np.random.default_rng(h + w)
+    r = rng.choice([1, 2, 3, 5, 9, 17, 33], size=(60, 4))
+    rw = rng.choice([1, 2, 4, 7], size=(60, 4))
+    for smooth in (False, (True, False, True, False)):
+        a = batch_crop(r, 3, os_, h, w, rates_w=rw, smooth=smooth, context=True,
+                       context_rates=(1, 3))
+        b = batch_crop(r, 3, os_, h, w, rates_w=rw, smooth=smooth, context=True,
+                       context_rates=(1, 3), bits=False)
+        for f in a.__dataclass_fields__:
+            assert (getattr(a, f) == getattr(b, f)).all(), f
+    s = Schedule(tuple(int(v) for v in r[0]), rates_w=tuple(int(v) for v in rw[0]))
+    rep = net_crop_report(h, w, s, output_stride=os_, context=True, context_rates=(1, 3))
+    assert (int(a.rf_usable_h[0]), int(a.rf_usable_w[0])) == rep.rf_usable
