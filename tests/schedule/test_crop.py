@@ -178,6 +178,7 @@ def test_bitset_and_matrix_paths_agree(h: int, w: int, os_: int) -> None:
                        context_rates=(1, 3), bits=False)
         for f in a.__dataclass_fields__:
             assert (getattr(a, f) == getattr(b, f)).all(), f
-    s = Schedule(tuple(int(v) for v in r[0]), rates_w=tuple(int(v) for v in rw[0]))
+    s = Schedule(tuple(int(v) for v in r[0]), rates_w=tuple(int(v) for v in rw[0]),
+                 smooth=(True, False, True, False))  # the last loop's flags
     rep = net_crop_report(h, w, s, output_stride=os_, context=True, context_rates=(1, 3))
     assert (int(a.rf_usable_h[0]), int(a.rf_usable_w[0])) == rep.rf_usable
