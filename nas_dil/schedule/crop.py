@@ -42,6 +42,7 @@ __all__ = [
     "crop_fields",
     "crop_report",
     "live_taps",
+    "max_live_rate",
     "net_crop_report",
     "net_ops",
     "stack_ops",
@@ -70,6 +71,14 @@ def live_taps(size_in: int, kernel: int, stride: int = 1, dilation: int = 1) -> 
     o = np.arange(kernel, dtype=np.int64) * dilation - pad
     p0 = np.where(o >= 0, 0, -(o // stride))  # first position whose read is >= 0 (ceil)
     return (p0 <= s_out - 1) & (stride * p0 + o < size_in)
+
+
+def max_live_rate(kernel: int, side: int) -> int | None:
+    """The largest rate whose every tap is live on a map of ``side`` px (stride-1 'same'
+    conv): (side-1) // ((K-1)/2). None for K = 1 (no off-centre tap). A smoothed layer's
+    pre-filter (|o| <= r-1) is then live too."""
+    half = (kernel - 1) // 2
+    return None if half == 0 else (side - 1) // half
 
 
 def stack_ops(s: Schedule, axis: str = "h") -> list[ConvOp]:

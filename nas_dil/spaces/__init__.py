@@ -20,6 +20,7 @@ from nas_dil.spaces.crop import (
     candidate_crop_fields,
     dead_fraction,
     dead_tap_reason,
+    live_rate_cap,
 )
 from nas_dil.spaces.errors import SpaceError
 from nas_dil.spaces.rules import (
@@ -48,6 +49,7 @@ __all__ = [
     "dead_tap_reason",
     "hole_free_multisets",
     "is_hole_free",
+    "live_rate_cap",
     "load_space",
     "parse_config",
     "repair_gapfree",

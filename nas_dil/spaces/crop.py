@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from nas_dil.schedule.crop import batch_crop, crop_fields
+from nas_dil.schedule.cost import conv_out_size
+from nas_dil.schedule.crop import batch_crop, crop_fields, max_live_rate
+from nas_dil.schedule.netcost import stem_plan
 from nas_dil.spaces.candidate import Candidate
 
 __all__ = ["CROP_FIELDS", "batch_candidate_crop", "candidate_crop_fields", "dead_fraction",
-           "dead_tap_reason"]
+           "dead_tap_reason", "live_rate_cap"]
 
 # the per-candidate numbers `batch_candidate_crop` returns (one array each)
 CROP_FIELDS = ("dead_taps", "dead_taps_net", "rf_nominal", "rf_nominal_h", "rf_nominal_w",
@@ -82,3 +84,16 @@ def dead_fraction(cands: Iterable[Candidate], h: int, w: int, **arch: Any) -> fl
     if not cs:
         return 0.0
     return float((batch_candidate_crop(cs, h, w, **arch)["dead_taps"] > 0).mean())
+
+
+def live_rate_cap(kernel: int, output_stride: int, h: int, w: int,
+                  backbone_stride: int | None = None) -> tuple[int | None, int | None]:
+    """(cap_h, cap_w): a stack at this output stride on an h×w crop has no dead tap iff every
+    rate along the height is <= cap_h and along the width <= cap_w (None: no cap, K = 1).
+    What a space needs to avoid dead taps: keep only rates (tails included) under the cap."""
+    caps = []
+    for side in (h, w):
+        for st in stem_plan(output_stride, backbone_stride):
+            side = conv_out_size(side, 3, st.stride, st.dilation)
+        caps.append(max_live_rate(kernel, side))
+    return caps[0], caps[1]

@@ -13,6 +13,7 @@ from nas_dil.spaces import (
     candidate_crop_fields,
     dead_fraction,
     dead_tap_reason,
+    live_rate_cap,
     space_from_dict,
 )
 
@@ -48,3 +49,19 @@ def test_issue_example_fields_and_reason() -> None:
     ok = Candidate((1, 2, 5, 1, 2, 5), 3, 8, 32)
     assert candidate_crop_fields(ok, 48, 48)["dead_taps"] == 0
     assert dead_fraction([c, ok], 48, 48) == 0.5 and dead_fraction([], 48, 48) == 0.0
+
+
+def test_live_rate_cap_is_exact() -> None:
+    # 48×40 at OS 8: 6×5 maps; K = 3: rates up to 5 (h) and 4 (w) keep every tap live
+    assert live_rate_cap(3, 8, 48, 40) == (5, 4)
+    assert live_rate_cap(5, 8, 48, 40) == (2, 2) and live_rate_cap(1, 8, 48, 40) == (None, None)
+    cands = space_from_dict(SPACE).draw(300, np.random.default_rng(7))
+    b = batch_candidate_crop(cands, 48, 40)
+    for i, c in enumerate(cands):
+        cap_h, cap_w = live_rate_cap(c.kernel, c.output_stride, 48, 40)
+        if cap_h is None:
+            assert b["dead_taps"][i] == 0
+            continue
+        rh, rw = c.rates + c.tail, (c.rates_w or c.rates) + c.tail
+        under = max(rh) <= cap_h and max(rw) <= cap_w
+        assert under == (b["dead_taps"][i] == 0), c
