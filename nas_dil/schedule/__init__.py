@@ -32,6 +32,7 @@ from nas_dil.schedule.netcost import (
     batch_smooth_cost,
     image_schedule,
     net_cost,
+    net_count_map,
     smooth_box_area,
     stem_plan,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "live_taps",
     "m_values",
     "net_cost",
+    "net_count_map",
     "net_crop_report",
     "parse_ints",
     "receptive_field",

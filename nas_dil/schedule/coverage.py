@@ -8,7 +8,8 @@ a hole: the unit never sees that pixel (the gridding effect).
 
 Variants (``Schedule`` fields; docs/theory.md):
 - a smoothed layer's per-axis vector is its dilated taps convolved with a (2r-1)-wide box;
-- a residual layer (``residual=True``, every layer but the ``tail``) computes x + f(x): its
+- a residual layer (``residual=True``: every layer but the ``tail``; or one flag per layer,
+  as the whole net needs, `netcost.net_count_map`) computes x + f(x): its
   per-axis vector is δ + taps and its 2-D map δ + taps_h ⊗ taps_w, which is NOT an outer
   product, so `count_map_2d` composes residual stacks in 2-D. For odd kernels the centre tap
   already sits at offset 0, so supports and holes do not depend on ``residual``;
@@ -21,6 +22,7 @@ offsets (sparse), refused with one line once a step would hold more than ``MAX_O
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import log2
 
@@ -54,12 +56,26 @@ def layer_taps(rate: int, kernel: int) -> np.ndarray:
     return taps
 
 
+Residual = bool | Sequence[bool]
+
+
+def _res_flags(s: Schedule, residual: Residual) -> list[bool]:
+    """Which layers compute x + f(x): ``True`` means every layer but the tail."""
+    n = len(s)
+    if isinstance(residual, bool | np.bool_):
+        return [bool(residual) and i < n - s.tail for i in range(n)]
+    flags = [bool(f) for f in residual]
+    if len(flags) != n:
+        raise ValueError(f"residual has {len(flags)} flags for {n} layers")
+    return [f and i < n - s.tail for i, f in enumerate(flags)]
+
+
 # -- one axis: each layer as sparse (offset, count) pairs, centred on 0 ----------------------
 
-def _layer_vectors(s: Schedule, residual: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+def _layer_vectors(s: Schedule, residual: Residual) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per layer, the offsets (stack-input px, centred, sorted) and path counts of one axis."""
     out = []
-    n = len(s)
+    res = _res_flags(s, residual)
     for i, (r, k, j) in enumerate(zip(s.rates, s.kernels, jumps(s).tolist(), strict=True)):
         e = r * j
         offs = (np.arange(k, dtype=np.int64) - (k - 1) // 2) * e
@@ -67,7 +83,7 @@ def _layer_vectors(s: Schedule, residual: bool) -> list[tuple[np.ndarray, np.nda
         if s.smoothed(i) and r > 1:  # box of 2r-1 input pixels (J apart) before the taps
             box = (np.arange(2 * r - 1, dtype=np.int64) - (r - 1)) * j
             offs, cnt = _sum_sets(offs, cnt, box, np.ones(box.size, dtype=np.int64))
-        if residual and i < n - s.tail:  # x + f(x): one more path at offset 0
+        if res[i]:  # x + f(x): one more path at offset 0
             cnt = cnt.copy()
             cnt[np.searchsorted(offs, 0)] += 1  # odd kernels: 0 is always a tap
         out.append((offs, cnt))
@@ -89,24 +105,26 @@ def _sum_sets(a: np.ndarray, ca: np.ndarray, b: np.ndarray,
     return offs[starts], np.add.reduceat(cnt, starts)
 
 
-def _count_dtype(s: Schedule, residual: bool, power: int = 1) -> type:
+def _count_dtype(s: Schedule, residual: Residual, power: int = 1) -> type:
     # the largest path count is at most Π (paths a layer offers); keep it (or its square)
     # below 2**62, else float64
-    if not (residual or s.smooth):
+    if not (residual is True or (residual is not False and any(residual)) or s.smooth):
         return np.int64 if power * sum(log2(k) for k in s.kernels) < 62 else np.float64
     bits = 0.0
+    res = _res_flags(s, residual)
     for i, (r, k) in enumerate(zip(s.rates, s.kernels, strict=True)):
-        per = k * (2 * r - 1 if s.smoothed(i) else 1) + (1 if residual else 0)
+        per = k * (2 * r - 1 if s.smoothed(i) else 1) + (1 if res[i] else 0)
         bits += log2(per)
     return np.int64 if power * bits < 62 else np.float64
 
 
-def _dense(s: Schedule, residual: bool, dtype: type) -> np.ndarray:
+def _dense(s: Schedule, residual: Residual, dtype: type) -> np.ndarray:
     """Per-axis path counts over -R … +R (length RF), composed layer by layer: one shifted
     add per tap (O(RF·K)); a smoothing box as a moving sum; the identity path as one more add.
     ``dtype`` bool gives the support (adds of bools are ORs)."""
     out = np.ones(1, dtype=dtype)
-    n_layers, jump = len(s), 1
+    res = _res_flags(s, residual) if residual is not False else [False] * len(s)
+    jump = 1
     for i, (r, k, st) in enumerate(zip(s.rates, s.kernels, s.strides, strict=True)):
         src = out
         if s.smoothed(i):  # the (2r-1)-wide box first, J apart
@@ -116,7 +134,7 @@ def _dense(s: Schedule, residual: bool, dtype: type) -> np.ndarray:
         nxt = np.zeros(n + (k - 1) * e, dtype=dtype)
         for j in range(k):
             nxt[j * e:j * e + n] += out
-        if residual and i < n_layers - s.tail:  # x + f(x): the input itself, centred
+        if res[i]:  # x + f(x): the input itself, centred
             c = (nxt.size - src.size) // 2
             nxt[c:c + src.size] += src
         out = nxt
@@ -139,7 +157,7 @@ def _box(x: np.ndarray, width: int, step: int, dtype: type) -> np.ndarray:
     return seg > 0 if dtype is bool else seg.astype(dtype, copy=False)
 
 
-def _sparse(s: Schedule, residual: bool, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+def _sparse(s: Schedule, residual: Residual, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     offs = np.zeros(1, dtype=np.int64)
     cnt = np.ones(1, dtype=dtype)
     for lo, lc in _layer_vectors(s, residual):
@@ -165,14 +183,15 @@ def _check_dense(s: Schedule) -> int:
     return rf
 
 
-def counts_1d(s: Schedule, residual: bool = False) -> np.ndarray:
+def counts_1d(s: Schedule, residual: Residual = False) -> np.ndarray:
     """Path counts per offset along the height, -R … +R (length RF). int64; float64 if the
-    counts could overflow. ``residual``: every layer but the tail computes x + f(x)."""
+    counts could overflow. ``residual``: every layer but the tail computes x + f(x) (True),
+    or one flag per layer."""
     _check_dense(s)
     return _dense(s, residual, _count_dtype(s, residual))
 
 
-def sparse_counts_1d(s: Schedule, residual: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def sparse_counts_1d(s: Schedule, residual: Residual = False) -> tuple[np.ndarray, np.ndarray]:
     """(offsets, counts) of the offsets that reach the unit along the height, centred on 0
     and sorted; for any RF up to ``MAX_RF`` whose distinct offsets stay few."""
     dtype = _count_dtype(s, residual)
@@ -189,7 +208,7 @@ def support_1d(s: Schedule) -> np.ndarray:
     return _dense(s, False, bool)
 
 
-def count_map_2d(s: Schedule, residual: bool = False) -> np.ndarray:
+def count_map_2d(s: Schedule, residual: Residual = False) -> np.ndarray:
     """RF_h×RF_w path-count map; float64 where int64 could overflow.
 
     Plain stacks: the outer product of the two axes' counts. Residual stacks compose each
@@ -199,15 +218,15 @@ def count_map_2d(s: Schedule, residual: bool = False) -> np.ndarray:
         raise ScheduleError(f"RF {rf_h}×{rf_w} px: a 2-D count map is built up to "
                             f"{MAP_MAX}×{MAP_MAX}")
     sh, sw = s.axis("h"), s.axis("w")
-    if not residual:
+    res = _res_flags(s, residual)
+    if not any(res):
         ch, cw = counts_1d(sh), counts_1d(sw)
         if _count_dtype(sh, False, 2) is np.float64 or _count_dtype(sw, False, 2) is np.float64:
             ch, cw = ch.astype(np.float64), cw.astype(np.float64)
         return np.outer(ch, cw)
-    dtype = np.int64 if (_count_dtype(sh, True, 2) is np.int64
-                         and _count_dtype(sw, True, 2) is np.int64) else np.float64
+    dtype = np.int64 if (_count_dtype(sh, res, 2) is np.int64
+                         and _count_dtype(sw, res, 2) is np.int64) else np.float64
     m = np.ones((1, 1), dtype=dtype)
-    n = len(s)
     for i, ((oh, chh), (ow, cww)) in enumerate(zip(
             _layer_vectors(sh, False), _layer_vectors(sw, False), strict=True)):
         lo_h, lo_w = int(oh[0]), int(ow[0])
@@ -217,7 +236,7 @@ def count_map_2d(s: Schedule, residual: bool = False) -> np.ndarray:
         nxt = np.zeros((rows.shape[0], m.shape[1] + int(ow[-1]) - lo_w), dtype=dtype)
         for o, c in zip(ow.tolist(), cww.tolist(), strict=True):
             nxt[:, o - lo_w:o - lo_w + m.shape[1]] += rows * dtype(c)
-        if i < n - s.tail:  # the identity path: m itself, at offset (0, 0)
+        if res[i]:  # the identity path: m itself, at offset (0, 0)
             nxt[-lo_h:-lo_h + m.shape[0], -lo_w:-lo_w + m.shape[1]] += m
         m = nxt
     return m

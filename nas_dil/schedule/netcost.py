@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nas_dil.schedule.cost import Cost, conv_cost, conv_out_size
+from nas_dil.schedule.coverage import count_map_2d
 from nas_dil.schedule.rf import receptive_field, rf_in_image, rf_per_layer
 from nas_dil.schedule.types import Schedule
 
@@ -53,6 +54,7 @@ __all__ = [
     "batch_smooth_cost",
     "image_schedule",
     "net_cost",
+    "net_count_map",
     "smooth_box_area",
     "stem_plan",
 ]
@@ -403,3 +405,30 @@ def batch_smooth_cost(
         hh = np.where(i < n_down, (hh - 1) // 2 + 1, hh)  # the stem's stride-2 convs
         ww = np.where(i < n_down, (ww - 1) // 2 + 1, ww)
     return BatchNetCost(macs=hh * ww * width_ * area, params=area.copy())
+
+
+def net_count_map(
+    rates: Sequence[int] | Schedule,
+    kernel: int | Sequence[int] = 3,
+    *,
+    output_stride: int = 8,
+    backbone_stride: int | None = None,
+    context: bool = False,
+    context_rates: Sequence[int] = DEFAULT_CONTEXT_RATES,
+    residual: bool = False,
+    **_ignored: object,
+) -> np.ndarray:
+    """Path counts from each image pixel to one logit at the output stride (RF_img² map).
+
+    The whole net's convs (`image_schedule`), with x + f(x) on the stack's layers when
+    ``residual`` (never on the stem, the head or a tail). Extra keywords (an
+    ``ArchConfig.cost_kwargs()``'s width, norm, …) change no count and are ignored.
+    """
+    stack = _stack_schedule(rates, kernel)
+    full = image_schedule(stack, stack.kernels, output_stride, backbone_stride, context,
+                          context_rates)
+    n_stem = len(stem_plan(output_stride, backbone_stride))
+    flags = [False] * len(full)
+    for i in range(len(stack) - stack.tail):
+        flags[n_stem + i] = residual
+    return count_map_2d(full, flags)

@@ -20,6 +20,7 @@ from nas_dil.schedule import (
     count_map_2d,
     counts_1d,
     net_cost,
+    net_count_map,
     net_crop_report,
     rf_hw,
 )
@@ -160,3 +161,29 @@ def test_smoothing_starts_as_identity() -> None:
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(a(x), b(x))
+
+
+@pytest.mark.parametrize(("s", "arch"), [
+    (Schedule((1, 2)), {"output_stride": 4}),
+    (Schedule((1, 3, 2, 1), tail=2), {"output_stride": 4, "context": True,
+                                      "context_rates": (1, 2)}),
+    (Schedule((2, 1), rates_w=(1, 3), smooth=(True, True)), {"output_stride": 2,
+                                                              "backbone_stride": 4}),
+])
+@pytest.mark.parametrize("residual", [False, True])
+def test_whole_net_count_map_is_the_gradient(s: Schedule, arch: dict, residual: bool) -> None:
+    # width 1 everywhere and unit weights: the gradient of one logit counts the paths
+    model = build_model(s, norm="none", act="identity", in_channels=1, num_classes=1, width=1,
+                        stem_width=1, residual=residual, **arch).double()
+    _positive(model, fill=1.0)
+    m = net_count_map(s, **model.arch.cost_kwargs())
+    rf_h, rf_w = m.shape
+    os_ = model.arch.output_stride
+    unit = (-(-(rf_h // 2) // os_), -(-(rf_w // 2) // os_))  # first unit fully inside
+    centre = (unit[0] * os_, unit[1] * os_)
+    n_h, n_w = centre[0] + rf_h // 2 + 1 + os_, centre[1] + rf_w // 2 + 1 + os_
+    grad = _unit_grad(model.forward_lowres, (1, 1, n_h, n_w), unit)
+    expect = np.zeros((n_h, n_w))
+    expect[centre[0] - rf_h // 2:centre[0] + rf_h // 2 + 1,
+           centre[1] - rf_w // 2:centre[1] + rf_w // 2 + 1] = m
+    assert (grad == expect).all()
