@@ -25,3 +25,42 @@ def add_study_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="OUT_DIR_OR_STORAGE",
                    help="a search's output folder, its study.db, or a storage URL")
     p.add_argument("--study", metavar="NAME", help="the study, when the storage holds several")
+
+
+MAX_SIDE = 8192  # widest input side --size accepts (the crop analysis is side² bits)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``--size 64`` → (64, 64); ``--size 48,64`` → (48, 64) (height, width)."""
+    from nas_dil.errors import UserError
+
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise UserError(f"--size {text!r}: expected H or H,W (integers)") from None
+    if len(values) not in (1, 2) or not all(1 <= v <= MAX_SIDE for v in values):
+        raise UserError(f"--size {text!r}: expected H or H,W with each in [1, {MAX_SIDE}]")
+    return values[0], values[-1]
+
+
+def add_variant_args(p: argparse.ArgumentParser) -> None:
+    """The degridding variants of a schedule (docs/theory.md), shared by analyze and model."""
+    p.add_argument("--rates-w", metavar="RATES", default=None,
+                   help="per-axis rates: the dilation of each layer along the width")
+    p.add_argument("--smooth", action="store_true",
+                   help="smoothed dilated convs: a shared (2r-1) pre-filter before each layer")
+    p.add_argument("--tail", type=int, default=0, metavar="N",
+                   help="the last N layers are a degridding tail (never residual)")
+
+
+def schedule_from_args(text: str, kernel: str | int, args: argparse.Namespace,
+                       strides: str | None = None) -> Any:
+    """A Schedule from the positional rates, --kernel and the variant options."""
+    from nas_dil.schedule import Schedule, parse_ints
+
+    base = Schedule.parse(text, kernel=kernel if isinstance(kernel, str) else str(kernel),
+                          strides=strides)
+    rates_w = parse_ints(args.rates_w, "--rates-w") if args.rates_w else ()
+    smooth = (True,) * len(base) if args.smooth else ()
+    return Schedule(base.rates, base.kernels, base.strides, rates_w, smooth, args.tail)

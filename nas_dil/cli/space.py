@@ -9,12 +9,14 @@ from nas_dil.cli._common import format_table, print_json
 from nas_dil.errors import UserError
 
 LIST_LIMIT = 10_000  # --list refuses larger spaces unless --limit says otherwise
+SAMPLE_MAX = 100_000  # --sample draws one Optuna trial each (~1 ms): more is a typo
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("space", help="a space file (search_spaces/hdc.toml) or a shipped name (hdc)")
     p.add_argument("--count", action="store_true", help="print the number of candidates")
-    p.add_argument("--sample", type=int, metavar="N", help="draw N candidates (Optuna, seeded)")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help=f"draw N candidates (Optuna, seeded; N <= {SAMPLE_MAX})")
     p.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
     p.add_argument("--list", action="store_true", help="enumerate every candidate")
     p.add_argument("--limit", type=int, default=LIST_LIMIT, help="most candidates to --list")
@@ -28,11 +30,22 @@ def _row(c: Any) -> dict[str, Any]:
     return {**c.to_dict(), "rf": cov.rf, "holes": cov.holes}
 
 
+def _degridding(r: dict[str, Any]) -> str:
+    parts = []
+    if "rates_w" in r:
+        parts.append("w-rates " + ",".join(map(str, r["rates_w"])))
+    if r.get("smooth"):
+        parts.append("smoothed")
+    if "tail" in r:
+        parts.append("tail " + ",".join(map(str, r["tail"])))
+    return "; ".join(parts) or "-"
+
+
 def run(args: argparse.Namespace) -> int:
     from nas_dil.spaces import load_space, sample_candidates
 
-    if args.sample is not None and args.sample < 1:
-        raise UserError(f"--sample {args.sample}: must be >= 1")
+    if args.sample is not None and not 1 <= args.sample <= SAMPLE_MAX:
+        raise UserError(f"--sample {args.sample}: must be in [1, {SAMPLE_MAX}]")
     space = load_space(args.space)
     out: dict[str, Any] = {"space": space.name, "path": str(space.path)}
     if args.count:
@@ -56,10 +69,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {key}: {value}")
     for key in ("samples", "candidates"):
         if key in out:
+            extra = any(set(r) & {"rates_w", "smooth", "tail"} for r in out[key])
             rows = [
                 (",".join(map(str, r["rates"])), r["kernel"], r["output_stride"], r["width"],
-                 r["rf"], r["holes"])
+                 r["rf"], r["holes"],
+                 *([_degridding(r)] if extra else []))
                 for r in out[key]
             ]
-            print(format_table(["rates", "K", "OS", "width", "RF", "holes"], rows))
+            print(format_table(["rates", "K", "OS", "width", "RF", "holes",
+                                *(["degridding"] if extra else [])], rows))
     return 0

@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas_dil.models.config import ArchConfig, ArchError
-from nas_dil.schedule import Schedule, ScheduleError, coverage, image_schedule, net_cost, stem_plan
+from nas_dil.schedule import (
+    Schedule,
+    ScheduleError,
+    coverage,
+    image_schedule,
+    net_cost,
+    net_crop_report,
+    stem_plan,
+)
 
 __all__ = [
     "ContextModule",
@@ -26,6 +34,7 @@ __all__ = [
     "DilatedSegNet",
     "DilatedStack",
     "Head",
+    "SharedSmoothing",
     "build_model",
     "count_params",
     "describe_model",
@@ -40,15 +49,40 @@ def _norm(norm: str, c: int, gn_groups: int) -> nn.Module:
     return nn.GroupNorm(gcd(gn_groups, c), c)  # gcd: any width works with any group count
 
 
+class SharedSmoothing(nn.Module):
+    """Wang & Ji's smoothing before a dilated conv with rates (r_h, r_w): one
+    (2r_h-1)×(2r_w-1) filter shared by every channel (a depthwise conv with one kernel), 'same'
+    padding. Identity-initialised (centre 1), so training starts from the plain dilated conv.
+    """
+
+    def __init__(self, channels: int, rate_h: int, rate_w: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.weight = nn.Parameter(torch.zeros(1, 1, 2 * rate_h - 1, 2 * rate_w - 1))
+        with torch.no_grad():
+            self.weight[0, 0, rate_h - 1, rate_w - 1] = 1.0
+        self.padding = (rate_h - 1, rate_w - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.expand(self.channels, 1, *self.weight.shape[-2:])
+        return F.conv2d(x, w, padding=self.padding, groups=self.channels)
+
+
 class ConvNormAct(nn.Sequential):
-    """K×K conv with 'same' padding for stride 1, then norm (or a conv bias) and activation."""
+    """K×K conv with 'same' padding for stride 1, then norm (or a conv bias) and activation.
+
+    ``dilation`` may be (r_h, r_w); ``smooth`` puts a `SharedSmoothing` first."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
-                 dilation: int = 1, norm: str = "bn", act: str = "relu",
-                 gn_groups: int = 8) -> None:
+                 dilation: int | tuple[int, int] = 1, norm: str = "bn", act: str = "relu",
+                 gn_groups: int = 8, smooth: bool = False) -> None:
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        layers["conv"] = nn.Conv2d(c_in, c_out, kernel, stride=stride, dilation=dilation,
-                                   padding=dilation * (kernel - 1) // 2, bias=norm == "none")
+        d = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
+        if smooth:
+            layers["smooth"] = SharedSmoothing(c_in, d[0], d[1])
+        layers["conv"] = nn.Conv2d(c_in, c_out, kernel, stride=stride, dilation=d,
+                                   padding=(d[0] * (kernel - 1) // 2, d[1] * (kernel - 1) // 2),
+                                   bias=norm == "none")
         if norm != "none":
             layers["norm"] = _norm(norm, c_out, gn_groups)
         if act == "relu":
@@ -57,7 +91,11 @@ class ConvNormAct(nn.Sequential):
 
 
 class DilatedStack(nn.Module):
-    """The searched part: one ConvNormAct width→width per rate, resolution kept."""
+    """The searched part: one ConvNormAct width→width per rate, resolution kept.
+
+    Per-axis rates, smoothing and the degridding tail come from the Schedule; ``residual``
+    makes every layer but the tail compute x + f(x).
+    """
 
     def __init__(self, schedule: Schedule, width: int, norm: str = "bn", act: str = "relu",
                  residual: bool = False, gn_groups: int = 8) -> None:
@@ -67,14 +105,18 @@ class DilatedStack(nn.Module):
                 f"strides={list(schedule.strides)}: the dilated stack keeps resolution"
             )
         self.residual = residual
+        rates_w = schedule.rates_w or schedule.rates
         self.layers = nn.ModuleList(
-            ConvNormAct(width, width, k, 1, r, norm, act, gn_groups)
-            for r, k in zip(schedule.rates, schedule.kernels, strict=True)
+            ConvNormAct(width, width, k, 1, (r, rw), norm, act, gn_groups, schedule.smoothed(i))
+            for i, (r, rw, k) in enumerate(zip(schedule.rates, rates_w, schedule.kernels,
+                                                strict=True))
         )
+        n = len(schedule)
+        self.residual_layers = tuple(residual and i < n - schedule.tail for i in range(n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = x + layer(x) if self.residual else layer(x)
+        for layer, res in zip(self.layers, self.residual_layers, strict=True):
+            x = x + layer(x) if res else layer(x)
         return x
 
 
@@ -200,13 +242,15 @@ def describe_model(model: DilatedSegNet, h: int, w: int) -> dict[str, Any]:
     """Layer table, params, MACs/FLOPs and RFs of ``model`` on one h×w image (analytic).
 
     JSON-able; rows follow ``nas_dil.schedule.LayerCost``. ``params`` is counted on the
-    module itself; the analytic total equals it (tests).
+    module itself; the analytic total equals it (tests). ``crop``: dead taps and the
+    nominal / live / usable RF at h×w (``nas_dil.schedule.crop``).
     """
     s, a = model.schedule, model.arch
-    nc = net_cost(h, w, s.rates, kernel=s.kernels, **a.cost_kwargs())
-    full = coverage(image_schedule(s.rates, s.kernels, a.output_stride, a.backbone_stride,
+    nc = net_cost(h, w, s, **a.cost_kwargs())
+    full = coverage(image_schedule(s, s.kernels, a.output_stride, a.backbone_stride,
                                    a.context, a.context_rates))
     stack = coverage(s)
+    crop = net_crop_report(h, w, s, **a.cost_kwargs())
     return {
         "schedule": model_config(model)["schedule"],
         "arch": a.to_dict(),
@@ -230,4 +274,6 @@ def describe_model(model: DilatedSegNet, h: int, w: int) -> dict[str, Any]:
         "rf_image": nc.rf_image,
         "stack_holes_1d": stack.holes_1d,
         "image_holes_1d": full.holes_1d,  # image pixels per axis the output unit never sees
+        "crop": crop.to_dict(),
+        "dead_taps_stack": crop.dead_taps_of("stack."),
     }

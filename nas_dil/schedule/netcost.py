@@ -9,7 +9,10 @@ The net, per axis sizes follow ``conv_out_size``:
   output stride have stride 2 (padding 1); later stages have stride 1 and dilation 2, 4, 8 …
   (compounding, "derive, don't list").
 - stack: per rate r a K×K conv width→width, dilation r, padding r·(K-1)/2 (+ norm) + act;
-  a residual add changes no cost under the convention below.
+  a residual add changes no cost under the convention below. A smoothed layer (Wang & Ji)
+  first runs one (2r_h-1)×(2r_w-1) filter shared by all channels (a depthwise conv whose
+  weights are one shared kernel: h·w·width·(2r_h-1)(2r_w-1) MACs, (2r_h-1)(2r_w-1) params);
+  per-axis rates (``Schedule.rates_w``) and a degridding tail are ordinary K×K layers.
 - head: 1×1 classifier width→num_classes (bias); with ``context``, Yu & Koltun's module:
   3×3 convs C→C (bias) with dilations ``context_rates``, then a 1×1 C→C conv (bias).
 - bilinear up-sampling to the input size (no MACs, no parameters).
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nas_dil.schedule.cost import Cost, conv_cost, conv_out_size
+from nas_dil.schedule.coverage import count_map_2d
 from nas_dil.schedule.rf import receptive_field, rf_in_image, rf_per_layer
 from nas_dil.schedule.types import Schedule
 
@@ -47,8 +51,11 @@ __all__ = [
     "NetCost",
     "StemStage",
     "batch_net_cost",
+    "batch_smooth_cost",
     "image_schedule",
     "net_cost",
+    "net_count_map",
+    "smooth_box_area",
     "stem_plan",
 ]
 
@@ -108,13 +115,15 @@ def stem_plan(
     return tuple(stages)
 
 
-def _stack_schedule(rates: Sequence[int], kernel: int | Sequence[int]) -> Schedule:
+def _stack_schedule(rates: Sequence[int] | Schedule, kernel: int | Sequence[int]) -> Schedule:
+    if isinstance(rates, Schedule):  # carries its own kernels and degridding variants
+        return rates
     ks = (kernel,) if isinstance(kernel, int | np.integer) else tuple(kernel)
     return Schedule(tuple(int(r) for r in rates), tuple(int(k) for k in ks))
 
 
 def image_schedule(
-    rates: Sequence[int],
+    rates: Sequence[int] | Schedule,
     kernel: int | Sequence[int] = 3,
     output_stride: int = 8,
     backbone_stride: int | None = None,
@@ -125,19 +134,24 @@ def image_schedule(
 
     One layer per conv: stem stages, stack, the 1×1 classifier, then (with ``context``) the
     context convs and their 1×1 output conv. Its RF is ``rf_image``; its ``support_1d`` is
-    the exact set of image offsets one output unit sees.
+    the exact set of image offsets one output unit sees. ``rates`` may be a Schedule: its
+    per-axis rates and smoothing carry over (``.axis("w")`` gives the width's chain).
     """
     stem = stem_plan(output_stride, backbone_stride)
     stack = _stack_schedule(rates, kernel)
     r = [st.dilation for st in stem] + list(stack.rates) + [1]
+    rw = [st.dilation for st in stem] + list(stack.rates_w or stack.rates) + [1]
     k = [3] * len(stem) + list(stack.kernels) + [1]
     s = [st.stride for st in stem] + [1] * len(stack) + [1]
+    sm = [False] * len(stem) + [stack.smoothed(i) for i in range(len(stack))] + [False]
     if context:
         ctx = tuple(context_rates)
         r += [*ctx, 1]
+        rw += [*ctx, 1]
         k += [3] * len(ctx) + [1]
         s += [1] * (len(ctx) + 1)
-    return Schedule(tuple(r), tuple(k), tuple(s))
+        sm += [False] * (len(ctx) + 1)
+    return Schedule(tuple(r), tuple(k), tuple(s), tuple(rw), tuple(sm))
 
 
 @dataclass(frozen=True)
@@ -152,7 +166,7 @@ class LayerCost:
     w_out: int
     macs: int
     params: int
-    rf: int  # RF after this layer, image pixels per axis
+    rf: int  # RF after this layer, image pixels along the height
 
 
 @dataclass(frozen=True)
@@ -176,7 +190,7 @@ def _check_norm(norm: str) -> None:
 def net_cost(
     h: int,
     w: int,
-    rates: Sequence[int],
+    rates: Sequence[int] | Schedule,
     *,
     kernel: int | Sequence[int] = 3,
     in_channels: int = 3,
@@ -192,8 +206,10 @@ def net_cost(
 ) -> NetCost:
     """MACs, FLOPs (2·MACs), params and RFs of the whole net on one h×w image.
 
-    ``kernel`` is the stack's kernel size, one int or one per rate. ``residual`` is accepted so
-    an architecture's fields pass straight through; it changes no count (adds are free here).
+    ``kernel`` is the stack's kernel size, one int or one per rate; ``rates`` may be a
+    Schedule (its kernels, per-axis rates, smoothing and tail count; ``kernel`` is then
+    ignored). ``residual`` is accepted so an architecture's fields pass straight through; it
+    changes no count (adds are free here). RFs are along the height.
     """
     del residual  # documented no-op: residual adds are not MACs
     _check_norm(norm)
@@ -209,9 +225,17 @@ def net_cost(
     ctx = tuple(context_rates) if context else ()
     if context and not ctx:
         raise ValueError("context_rates=[]: the context module needs at least one layer")
-    full = image_schedule(stack.rates, stack.kernels, output_stride, backbone_stride,
+    full = image_schedule(stack, stack.kernels, output_stride, backbone_stride,
                           context, context_rates)
-    rf_after = rf_per_layer(full).tolist()
+    # one row per conv: a smoothed layer's pre-filter shares its layer's RF
+    rf_per = rf_per_layer(full).tolist()
+    n_stem = len(stem)
+    rf_after: list[int] = []
+    for i, v in enumerate(rf_per):
+        j = i - n_stem
+        if 0 <= j < len(stack) and stack.smoothed(j):
+            rf_after.append(v)
+        rf_after.append(v)
 
     layers: list[LayerCost] = []
 
@@ -226,7 +250,12 @@ def net_cost(
         add(f"stem.{i}", c, st.c_out, 3, st.stride, st.dilation,
             conv_cost(h, w, c, st.c_out, 3, bias=not has_norm, norm=has_norm))
         c = st.c_out
+    rates_w = stack.rates_w or stack.rates
     for i, (r, k) in enumerate(zip(stack.rates, stack.kernels, strict=True)):
+        if stack.smoothed(i):  # one shared (2r_h-1)×(2r_w-1) filter, applied per channel
+            box = (2 * r - 1) * (2 * rates_w[i] - 1)
+            add(f"stack.{i}.smooth", width, width, 2 * r - 1, 1, 1,
+                Cost(h * w * width * box, box))
         add(f"stack.{i}", width, width, k, 1, r,
             conv_cost(h, w, width, width, k, bias=not has_norm, norm=has_norm))
     n_c = num_classes
@@ -349,3 +378,57 @@ def batch_net_cost(
     macs += np.where(ctx, hw * n_c * n_c * (9 * n_ctx + 1), 0)
     params += np.where(ctx, n_ctx * (9 * n_c * n_c + n_c) + n_c * n_c + n_c, 0)
     return BatchNetCost(macs=macs, params=params)
+
+
+def smooth_box_area(s: Schedule) -> int:
+    """Σ (2r_h-1)(2r_w-1) over the smoothed layers of ``s``: the shared pre-filters' weights."""
+    rw = s.rates_w or s.rates
+    return sum((2 * s.rates[i] - 1) * (2 * rw[i] - 1) for i in range(len(s)) if s.smoothed(i))
+
+
+def batch_smooth_cost(
+    h: int | np.ndarray,
+    w: int | np.ndarray,
+    output_stride: int | np.ndarray,
+    width: int | np.ndarray,
+    box_area: int | np.ndarray,
+) -> BatchNetCost:
+    """What smoothing adds to `batch_net_cost` (which counts K×K layers only): MACs
+    h_s·w_s·width·box_area at the stack's size and ``box_area`` params, with ``box_area``
+    from `smooth_box_area`. A tail is just more layers: pass ``depth = n_layers`` there."""
+    args = np.broadcast_arrays(_int_array(h, "h"), _int_array(w, "w"),
+                               _int_array(output_stride, "output_stride"),
+                               _int_array(width, "width"), np.asarray(box_area, dtype=np.int64))
+    hh, ww, os_, width_, area = (np.array(a) for a in args)
+    n_down = _log2_array(os_, "output_stride")
+    for i in range(int(n_down.max(initial=0))):
+        hh = np.where(i < n_down, (hh - 1) // 2 + 1, hh)  # the stem's stride-2 convs
+        ww = np.where(i < n_down, (ww - 1) // 2 + 1, ww)
+    return BatchNetCost(macs=hh * ww * width_ * area, params=area.copy())
+
+
+def net_count_map(
+    rates: Sequence[int] | Schedule,
+    kernel: int | Sequence[int] = 3,
+    *,
+    output_stride: int = 8,
+    backbone_stride: int | None = None,
+    context: bool = False,
+    context_rates: Sequence[int] = DEFAULT_CONTEXT_RATES,
+    residual: bool = False,
+    **_ignored: object,
+) -> np.ndarray:
+    """Path counts from each image pixel to one logit at the output stride (RF_img² map).
+
+    The whole net's convs (`image_schedule`), with x + f(x) on the stack's layers when
+    ``residual`` (never on the stem, the head or a tail). Extra keywords (an
+    ``ArchConfig.cost_kwargs()``'s width, norm, …) change no count and are ignored.
+    """
+    stack = _stack_schedule(rates, kernel)
+    full = image_schedule(stack, stack.kernels, output_stride, backbone_stride, context,
+                          context_rates)
+    n_stem = len(stem_plan(output_stride, backbone_stride))
+    flags = [False] * len(full)
+    for i in range(len(stack) - stack.tail):
+        flags[n_stem + i] = residual
+    return count_map_2d(full, flags)

@@ -13,7 +13,9 @@ from nas_dil.schedule.types import Schedule
 __all__ = [
     "effective_rates",
     "jumps",
+    "layer_spans",
     "receptive_field",
+    "rf_hw",
     "rf_in_image",
     "rf_per_layer",
     "total_stride",
@@ -31,14 +33,29 @@ def effective_rates(s: Schedule) -> np.ndarray:
     return np.asarray(s.rates, dtype=np.int64) * jumps(s)
 
 
-def rf_per_layer(s: Schedule) -> np.ndarray:
-    """RF after each layer (per axis, stack-input pixels)."""
+def layer_spans(s: Schedule) -> np.ndarray:
+    """What each layer adds to the RF along the height: (K-1)·r·J, plus 2(r-1)·J for a
+    smoothed layer (its (2r-1)-wide pre-filter). ``s.axis("w")`` gives the width's."""
     k = np.asarray(s.kernels, dtype=np.int64)
-    return 1 + np.cumsum((k - 1) * effective_rates(s))
+    r = np.asarray(s.rates, dtype=np.int64)
+    pre = np.asarray([2 * (r_i - 1) if s.smoothed(i) else 0 for i, r_i in enumerate(s.rates)],
+                     dtype=np.int64)
+    return ((k - 1) * r + pre) * jumps(s)
+
+
+def rf_per_layer(s: Schedule) -> np.ndarray:
+    """RF after each layer (along the height, stack-input pixels)."""
+    return 1 + np.cumsum(layer_spans(s))
 
 
 def receptive_field(s: Schedule) -> int:
+    """RF along the height; equal on both axes unless ``s.rates_w`` is set (see `rf_hw`)."""
     return int(rf_per_layer(s)[-1])
+
+
+def rf_hw(s: Schedule) -> tuple[int, int]:
+    """RF along (height, width)."""
+    return receptive_field(s), receptive_field(s.axis("w"))
 
 
 def total_stride(s: Schedule) -> int:

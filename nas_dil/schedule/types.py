@@ -12,9 +12,12 @@ from typing import Any
 
 from nas_dil.errors import UserError
 
-__all__ = ["MAX_LAYERS", "Schedule", "ScheduleError", "parse_ints"]
+__all__ = ["MAX_LAYERS", "MAX_RF", "Schedule", "ScheduleError", "parse_ints"]
 
 MAX_LAYERS = 256  # deeper stacks are almost surely a typo; keeps path counts finite
+# widest RF (per axis, the stack's input pixels) a schedule may have: every RF, offset and
+# RF² stays exact in int64/float64 arithmetic, and coverage stays bounded (see coverage.py)
+MAX_RF = 2**40
 
 
 class ScheduleError(UserError, ValueError):
@@ -41,7 +44,11 @@ def parse_ints(text: str, what: str = "rates") -> tuple[int, ...]:
     raw = raw.strip().strip("[]()").strip()
     if not raw:
         raise ScheduleError(f"{what}: empty schedule {text!r}")
-    if _SEP.search(raw):
+    if "," in raw:  # commas separate; an empty entry ("1,,2", "1,2,") is a typo, not a 1,2
+        parts = [p.strip() for p in raw.split(",")]
+        if not all(parts):
+            raise ScheduleError(f"{what}={text!r}: empty entry between commas")
+    elif _SEP.search(raw):
         parts = [p for p in _SEP.split(raw) if p]
     elif raw.startswith("-") or "--" in raw or raw.endswith("-"):
         # "-2" or "1--2" would otherwise lose a minus sign silently
@@ -74,17 +81,35 @@ def _check_ints(values: Sequence[Any], what: str) -> None:
             raise ScheduleError(f"{what}={list(values)}: {v!r} is not an integer")
 
 
+def _check_flags(values: Sequence[Any], n: int, what: str) -> tuple[bool, ...]:
+    out = tuple(values)
+    if len(out) not in (0, n) or not all(isinstance(v, bool) for v in out):
+        raise ScheduleError(f"{what}={list(out)}: need {n} true/false entries (or none)")
+    return out if any(out) else ()
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A stack of K×K convolutions with per-layer dilation ``rates``.
 
     ``kernels`` and ``strides`` have one entry per layer (a single int broadcasts).
     Rates are in the stack's own input pixels; strides compound into the jump.
+
+    Degridding variants (docs/theory.md), each off by default and then absent from
+    ``to_dict`` (so stored schedules and trial keys do not change):
+    - ``rates_w``: per-axis dilation, layer i is (rates[i], rates_w[i]) along (height, width).
+    - ``smooth``: per layer, a Wang & Ji pre-filter of (2r_h-1)×(2r_w-1) shared by all channels
+      before the dilated conv (none where r_h = r_w = 1).
+    - ``tail``: the last ``tail`` layers are a DRN degridding tail: never residual, even when
+      the architecture makes the other layers residual.
     """
 
-    rates: tuple[int, ...]  # dilation per layer, >= 1
+    rates: tuple[int, ...]  # dilation per layer (along the height), >= 1
     kernels: tuple[int, ...] = ()  # odd kernel size per layer, >= 1 (empty: 3 everywhere)
     strides: tuple[int, ...] = ()  # stride per layer, >= 1 (empty: 1 everywhere)
+    rates_w: tuple[int, ...] = ()  # dilation per layer along the width (empty: = rates)
+    smooth: tuple[bool, ...] = ()  # Wang & Ji pre-filter per layer (empty: none)
+    tail: int = 0  # trailing layers that never get a residual path (DRN degridding tail)
 
     def __post_init__(self) -> None:
         rates = tuple(self.rates)
@@ -104,9 +129,33 @@ class Schedule:
         _check_ints(strides, "strides")
         if any(s < 1 for s in strides):
             raise ScheduleError(f"strides={list(strides)}: every stride must be >= 1")
+        rates_w = tuple(self.rates_w)
+        if rates_w:
+            _check_ints(rates_w, "rates_w")
+            if len(rates_w) != n or any(r < 1 for r in rates_w):
+                raise ScheduleError(
+                    f"rates_w={list(rates_w)}: need {n} positive integers, one per layer")
+            if rates_w == rates:
+                rates_w = ()  # square after all: one spelling per schedule
+        smooth = _check_flags(self.smooth, n, "smooth")
+        if isinstance(self.tail, bool) or not isinstance(self.tail, int) or not (
+                0 <= self.tail < n):
+            raise ScheduleError(f"tail={self.tail!r}: must be an integer in [0, {n - 1}]")
+        # the RF bound, in Python ints before any numpy array sees the values
+        for axis in (rates, rates_w) if rates_w else (rates,):
+            rf, jump = 1, 1
+            for i, (r, k, st) in enumerate(zip(axis, kernels, strides, strict=True)):
+                rf += ((k - 1) * r + (2 * (r - 1) if smooth and smooth[i] else 0)) * jump
+                jump *= st
+                if rf > MAX_RF or jump > MAX_RF:
+                    raise ScheduleError(
+                        f"rates={_short(axis)}: the receptive field exceeds {MAX_RF} px "
+                        "(2**40), the most nas-dil analyses")
         object.__setattr__(self, "rates", rates)
         object.__setattr__(self, "kernels", kernels)
         object.__setattr__(self, "strides", strides)
+        object.__setattr__(self, "rates_w", rates_w)
+        object.__setattr__(self, "smooth", smooth)
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -130,19 +179,52 @@ class Schedule:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Schedule:
-        unknown = set(d) - {"rates", "kernels", "strides"}
+        unknown = set(d) - {"rates", "kernels", "strides", "rates_w", "smooth", "tail"}
         if unknown:
             raise ScheduleError(f"schedule: unknown keys {sorted(unknown)}")
         return cls(
-            tuple(d["rates"]), tuple(d.get("kernels", ())), tuple(d.get("strides", ()))
+            tuple(d["rates"]), tuple(d.get("kernels", ())), tuple(d.get("strides", ())),
+            tuple(d.get("rates_w", ())), tuple(d.get("smooth", ())), d.get("tail", 0),
         )
 
-    def to_dict(self) -> dict[str, list[int]]:
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON; the degridding fields appear only when set (old keys stay valid)."""
+        out: dict[str, Any] = {
             "rates": list(self.rates),
             "kernels": list(self.kernels),
             "strides": list(self.strides),
         }
+        if self.rates_w:
+            out["rates_w"] = list(self.rates_w)
+        if self.smooth:
+            out["smooth"] = list(self.smooth)
+        if self.tail:
+            out["tail"] = self.tail
+        return out
+
+    def axis(self, name: str) -> Schedule:
+        """The schedule one axis sees ("h" or "w"): square rates, the same layers."""
+        if name not in ("h", "w"):
+            raise ValueError(f"axis={name!r}: must be 'h' or 'w'")
+        if not self.rates_w:
+            return self
+        rates = self.rates if name == "h" else self.rates_w
+        return Schedule(rates, self.kernels, self.strides, (), self.smooth, self.tail)
+
+    @property
+    def square(self) -> bool:
+        """Both axes share the rates (no ``rates_w``)."""
+        return not self.rates_w
+
+    @property
+    def plain(self) -> bool:
+        """No degridding variant: square, unsmoothed, no tail (the original schedule)."""
+        return not (self.rates_w or self.smooth or self.tail)
+
+    def smoothed(self, i: int) -> bool:
+        """Whether layer ``i`` has a pre-filter (flag set and a rate > 1 on some axis)."""
+        return bool(self.smooth) and self.smooth[i] and max(
+            self.rates[i], (self.rates_w or self.rates)[i]) > 1
 
     # -- views ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -159,3 +241,8 @@ class Schedule:
 
     def __str__(self) -> str:
         return ",".join(map(str, self.rates))
+
+
+def _short(values: Sequence[int]) -> str:
+    shown = ", ".join(map(str, values[:8]))
+    return f"[{shown}{', …' if len(values) > 8 else ''}]"

@@ -14,6 +14,14 @@ from nas_dil.spaces.config import (
     SpaceConfig,
     parse_config,
 )
+from nas_dil.spaces.crop import (
+    CROP_FIELDS,
+    batch_candidate_crop,
+    candidate_crop_fields,
+    dead_fraction,
+    dead_tap_reason,
+    live_rate_cap,
+)
 from nas_dil.spaces.errors import SpaceError
 from nas_dil.spaces.rules import (
     count_hole_free,
@@ -24,6 +32,7 @@ from nas_dil.spaces.rules import (
 from nas_dil.spaces.space import Space, load_space, sample_candidates, space_from_dict
 
 __all__ = [
+    "CROP_FIELDS",
     "MAX_DEPTH",
     "MAX_RATE",
     "OUTPUT_STRIDES",
@@ -33,9 +42,14 @@ __all__ = [
     "Space",
     "SpaceConfig",
     "SpaceError",
+    "batch_candidate_crop",
+    "candidate_crop_fields",
     "count_hole_free",
+    "dead_fraction",
+    "dead_tap_reason",
     "hole_free_multisets",
     "is_hole_free",
+    "live_rate_cap",
     "load_space",
     "parse_config",
     "repair_gapfree",

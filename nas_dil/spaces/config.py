@@ -10,6 +10,12 @@ A space is data. Its keys (every shipped file documents each one with a comment)
     output_stride = [8, 16]             # subset of 4, 8, 16
     width = [16, 32]                    # channel choices (ints >= 1)
     require_gridding_free = false       # optional: keep only hole-free stacks
+    smooth = [false, true]              # optional: smoothed dilated convs (Wang & Ji) as a
+                                        #   choice; default [false]
+    tail = [[], [2, 1]]                 # optional: DRN degridding tails to choose from (lists
+                                        #   of rates, [] = none); default [[]]
+    per_axis = false                    # optional: true draws a width rate per layer too
+                                        #   (same rule, same depth): (r_h, r_w)
     [rates]
     rule = "free" | "gapfree" | "hdc" | "exponential" | "multigrid"
     …                                   # the rule's own options (see the *Rates classes)
@@ -50,7 +56,8 @@ MAX_RATE = 1024  # larger rates are almost surely a typo (and coverage costs O(R
 RULES = ("free", "gapfree", "hdc", "exponential", "multigrid")
 
 _TOP_KEYS = ("name", "description", "depth", "kernel", "output_stride", "width",
-             "require_gridding_free", "rates")
+             "require_gridding_free", "smooth", "tail", "per_axis", "rates")
+MAX_TAIL = 8  # layers in one degridding tail (DRN uses 2)
 
 
 @dataclass(frozen=True)
@@ -159,10 +166,18 @@ class SpaceConfig:
     width: tuple[int, ...]  # channel choices (distinct, >= 1)
     require_gridding_free: bool  # only hole-free stacks (always true for gapfree and hdc)
     rates: RateOptions  # the rate rule and its options
+    smooth: tuple[bool, ...] = (False,)  # smoothing choices (Wang & Ji pre-filter)
+    tail: tuple[tuple[int, ...], ...] = ((),)  # degridding-tail choices; () = none
+    per_axis: bool = False  # each layer draws (r_h, r_w) by the same rule
 
     @property
     def rule(self) -> str:
         return self.rates.rule
+
+    @property
+    def degridding(self) -> bool:
+        """Whether any degridding dimension is on (else the space is as it always was)."""
+        return self.smooth != (False,) or self.tail != ((),) or self.per_axis
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,6 +190,10 @@ class SpaceConfig:
             "width": list(self.width),
             "require_gridding_free": self.require_gridding_free,
             "rates": self.rates.to_json(),
+            # degridding keys only when set: old spaces describe themselves as before
+            **({"smooth": list(self.smooth)} if self.smooth != (False,) else {}),
+            **({"tail": [list(t) for t in self.tail]} if self.tail != ((),) else {}),
+            **({"per_axis": True} if self.per_axis else {}),
         }
 
 
@@ -254,8 +273,34 @@ def parse_config(data: Mapping[str, Any], path: str | Path) -> SpaceConfig:
     if rgf and isinstance(rates, FreeRates | GapfreeRates) and 1 not in rates.choices:
         raise rd.err("rates.choices", "a gridding-free per-layer space needs 1 among the choices "
                      f"(the repair falls back to it), got {list(rates.choices)}")
+    smooth = _smooth_choices(rd, data.get("smooth", [False]))
+    tail = _tail_choices(rd, data.get("tail", [[]]))
+    per_axis = rd.boolean(data.get("per_axis", False), "per_axis")
     return SpaceConfig(Path(path), name, description, depth, kernel, output_stride, width, rgf,
-                       rates)
+                       rates, smooth, tail, per_axis)
+
+
+def _smooth_choices(rd: _Reader, v: object) -> tuple[bool, ...]:
+    items = [v] if isinstance(v, bool) else v
+    if not isinstance(items, list) or not items or not all(isinstance(x, bool) for x in items):
+        raise rd.err("smooth", f"expected true, false or a list of them, got {v!r}")
+    if len(set(items)) != len(items):
+        raise rd.err("smooth", f"duplicate value in {v!r}")
+    return tuple(items)
+
+
+def _tail_choices(rd: _Reader, v: object) -> tuple[tuple[int, ...], ...]:
+    if not isinstance(v, list) or not v or not all(isinstance(x, list) for x in v):
+        raise rd.err("tail", f"expected a list of rate lists ([[], [2, 1]]), got {v!r}")
+    out: list[tuple[int, ...]] = []
+    for i, t in enumerate(v):
+        if len(t) > MAX_TAIL:
+            raise rd.err(f"tail[{i}]", f"at most {MAX_TAIL} layers, got {len(t)}")
+        tail = tuple(rd.integer(x, f"tail[{i}]", 1, MAX_RATE) for x in t)
+        if tail in out:
+            raise rd.err(f"tail[{i}]", f"duplicate tail {list(tail)}")
+        out.append(tail)
+    return tuple(out)
 
 
 def _options(rd: _Reader, table: Mapping[str, Any], keys: tuple[str, ...], rule: str) -> None:

@@ -205,6 +205,26 @@ class Rule(ABC):
         """The inverse of `suggest_rates`: the parameters that suggest ``rates`` (which
         `contains_rates` accepts) with this kernel size."""
 
+    # -- per-axis rates (``per_axis = true``): the width's rates, same rule, same depth --------
+    @abstractmethod
+    def count_by_depth(self, kernel: int) -> dict[int, int]:
+        """Valid rate lists with this kernel size, per depth."""
+
+    def iter_rates_of_depth(self, kernel: int, depth: int) -> Iterator[Rates]:
+        return (r for r in self.iter_rates(kernel) if len(r) == depth)
+
+    @abstractmethod
+    def suggest_rates_w(self, trial: BaseTrial, kernel: int, depth: int) -> tuple[Rates, bool]:
+        """The width's rates for a stack of ``depth`` layers, and whether they were repaired."""
+
+    @abstractmethod
+    def params_w(self) -> dict[str, Any]:
+        """The extra Optuna parameters of ``per_axis``."""
+
+    @abstractmethod
+    def params_w_for(self, rates_w: Rates, kernel: int) -> dict[str, Any]:
+        """The inverse of `suggest_rates_w` (a valid list of the same depth as the rates)."""
+
 
 class PerLayerRule(Rule):
     """``free``/``gapfree``: depth, then one categorical per layer (``r1`` … ``rN``)."""
@@ -258,6 +278,33 @@ class PerLayerRule(Rule):
         return {"depth": self.depth.to_json(),
                 f"r1..r{self.depth.max}": list(self.choices),
                 "repair": "gapfree" if self.gridding_free else None}
+
+    def count_by_depth(self, kernel: int) -> dict[int, int]:
+        self.count_rates(kernel)  # the same refusal when exact counting is out of reach
+        if not self.gridding_free:
+            return {d: len(self.choices) ** d for d in self.depth.values()}
+        return {d: count_hole_free(self._sorted, d, kernel) for d in self.depth.values()}
+
+    def iter_rates_of_depth(self, kernel: int, depth: int) -> Iterator[Rates]:
+        if not self.gridding_free:
+            yield from itertools.product(self.choices, repeat=depth)
+            return
+        for multiset in hole_free_multisets(self._sorted, depth, kernel):
+            yield from distinct_permutations(multiset)
+
+    def suggest_rates_w(self, trial: BaseTrial, kernel: int, depth: int) -> tuple[Rates, bool]:
+        raw = tuple(int(trial.suggest_categorical(f"w{i}", self.choices))
+                    for i in range(1, depth + 1))
+        if not self.gridding_free:
+            return raw, False
+        fixed = repair_gapfree(raw, self.choices, kernel)
+        return fixed, fixed != raw
+
+    def params_w(self) -> dict[str, Any]:
+        return {f"w1..w{self.depth.max}": list(self.choices)}
+
+    def params_w_for(self, rates_w: Rates, kernel: int) -> dict[str, Any]:
+        return {f"w{i}": r for i, r in enumerate(rates_w, 1)}
 
 
 class TableRule(Rule):
@@ -350,6 +397,32 @@ class TableRule(Rule):
         out: dict[str, Any] = {}
         for k, labels in self.labels.items():
             out.setdefault(self.param_name(k), {"categorical": len(labels)})
+        return out
+
+    def count_by_depth(self, kernel: int) -> dict[int, int]:
+        return dict(Counter(len(r) for r in self.tables[kernel].values()))
+
+    def _labels_of_depth(self, kernel: int, depth: int) -> list[str]:
+        return [lab for lab, r in self.tables[kernel].items() if len(r) == depth]
+
+    def param_name_w(self, kernel: int, depth: int) -> str:
+        # one name per (depth[, kernel]): one distribution per name, as Optuna needs
+        return f"rates_w_d{depth}" if self.shared else f"rates_w_d{depth}_k{kernel}"
+
+    def params_w_for(self, rates_w: Rates, kernel: int) -> dict[str, Any]:
+        label = next(lab for lab, r in self.tables[kernel].items() if r == tuple(rates_w))
+        return {self.param_name_w(kernel, len(rates_w)): label}
+
+    def suggest_rates_w(self, trial: BaseTrial, kernel: int, depth: int) -> tuple[Rates, bool]:
+        label = trial.suggest_categorical(self.param_name_w(kernel, depth),
+                                          self._labels_of_depth(kernel, depth))
+        return self.tables[kernel][str(label)], False
+
+    def params_w(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k in self.tables:
+            for d, n in sorted(self.count_by_depth(k).items()):
+                out.setdefault(self.param_name_w(k, d), {"categorical": n})
         return out
 
 

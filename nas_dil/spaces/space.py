@@ -25,6 +25,8 @@ class Space:
     Optuna parameters (names fixed, one distribution per name): ``kernel``, ``output_stride``,
     ``width`` (categoricals), then the rule's own: ``depth`` and ``r1 … rN`` (free, gapfree) or
     ``rates`` / ``rates_k<K>`` (hdc, exponential, multigrid; see `nas_dil.spaces.rules`).
+    Degridding dimensions, only where the space opens them (so older spaces suggest exactly
+    what they did): ``w1 … wN`` / ``rates_w_d<N>[_k<K>]`` (per_axis), ``smooth``, ``tail``.
     """
 
     def __init__(self, config: SpaceConfig) -> None:
@@ -49,7 +51,17 @@ class Space:
         output_stride = int(trial.suggest_categorical("output_stride", cfg.output_stride))
         width = int(trial.suggest_categorical("width", cfg.width))
         rates, repaired = self.rule.suggest_rates(trial, kernel)
-        cand = Candidate(rates, kernel, output_stride, width)
+        rates_w: tuple[int, ...] = ()
+        if cfg.per_axis:
+            rates_w, repaired_w = self.rule.suggest_rates_w(trial, kernel, len(rates))
+            repaired = repaired or repaired_w
+        smooth = (bool(trial.suggest_categorical("smooth", list(cfg.smooth)))
+                  if len(cfg.smooth) > 1 else cfg.smooth[0])
+        tail = cfg.tail[0]
+        if len(cfg.tail) > 1:
+            labels = [_tail_label(t) for t in cfg.tail]
+            tail = cfg.tail[labels.index(str(trial.suggest_categorical("tail", labels)))]
+        cand = Candidate(rates, kernel, output_stride, width, rates_w, smooth, tail)
         trial.set_user_attr("candidate", cand.to_dict())
         trial.set_user_attr("repaired", repaired)
         return cand
@@ -65,50 +77,84 @@ class Space:
         return out
 
     def count(self) -> int:
-        """Exact number of distinct candidates (rates, kernel, output_stride, width)."""
+        """Exact number of distinct candidates (every Candidate field)."""
         if self._count is None:
             cfg = self.config
-            per = len(cfg.output_stride) * len(cfg.width)
-            self._count = per * sum(self.rule.count_rates(k) for k in cfg.kernel)
+            per = len(cfg.output_stride) * len(cfg.width) * len(cfg.smooth) * len(cfg.tail)
+            if cfg.per_axis:  # (r_h, r_w) of one depth: the square of that depth's count
+                rates = sum(n * n for k in cfg.kernel
+                            for n in self.rule.count_by_depth(k).values())
+            else:
+                rates = sum(self.rule.count_rates(k) for k in cfg.kernel)
+            self._count = per * rates
         return self._count
 
     def enumerate(self) -> Iterator[Candidate]:
-        """Every distinct candidate once: kernel, then rates (rule order), stride, width."""
+        """Every distinct candidate once: kernel, then rates (rule order), [width rates,]
+        stride, width[, smooth, tail]."""
         cfg = self.config
         for k in cfg.kernel:
             for rates in self.rule.iter_rates(k):
-                for os_ in cfg.output_stride:
-                    for w in cfg.width:
-                        yield Candidate(rates, k, os_, w)
+                ws = (self.rule.iter_rates_of_depth(k, len(rates)) if cfg.per_axis
+                      else iter([rates]))
+                for rates_w in ws:
+                    for os_ in cfg.output_stride:
+                        for w in cfg.width:
+                            for sm in cfg.smooth:
+                                for tail in cfg.tail:
+                                    yield Candidate(rates, k, os_, w, rates_w, sm, tail)
 
     def contains(self, c: Candidate) -> bool:
         """Whether ``c`` obeys this space: its choices, depth and rate rule."""
         cfg = self.config
-        return (isinstance(c, Candidate) and c.kernel in cfg.kernel
+        if not (isinstance(c, Candidate) and c.kernel in cfg.kernel
                 and c.output_stride in cfg.output_stride and c.width in cfg.width
-                and self.rule.contains_rates(c.rates, c.kernel))
+                and c.smooth in cfg.smooth and c.tail in cfg.tail
+                and self.rule.contains_rates(c.rates, c.kernel)):
+            return False
+        if c.rates_w:
+            return cfg.per_axis and self.rule.contains_rates(c.rates_w, c.kernel)
+        return True
 
     def params_for(self, c: Candidate) -> dict[str, Any] | None:
         """The inverse of `sample`: the parameters it suggests to produce ``c``; None if ``c``
         is not in the space (then no parameter set describes it)."""
         if not self.contains(c):
             return None
-        return {"kernel": c.kernel, "output_stride": c.output_stride, "width": c.width,
-                **self.rule.params_for(c.rates, c.kernel)}
+        cfg = self.config
+        out = {"kernel": c.kernel, "output_stride": c.output_stride, "width": c.width,
+               **self.rule.params_for(c.rates, c.kernel)}
+        if cfg.per_axis:  # a square candidate in a per-axis space: its width rates = rates
+            out.update(self.rule.params_w_for(c.rates_w or c.rates, c.kernel))
+        if len(cfg.smooth) > 1:
+            out["smooth"] = c.smooth
+        if len(cfg.tail) > 1:
+            out["tail"] = _tail_label(c.tail)
+        return out
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary: the config, the Optuna parameters and the exact count."""
         out = self.config.to_json()
         out["rule"] = self.config.rule
-        out["params"] = {"kernel": list(self.config.kernel),
-                         "output_stride": list(self.config.output_stride),
-                         "width": list(self.config.width), **self.rule.params()}
+        cfg = self.config
+        out["params"] = {"kernel": list(cfg.kernel),
+                         "output_stride": list(cfg.output_stride),
+                         "width": list(cfg.width), **self.rule.params(),
+                         **(self.rule.params_w() if cfg.per_axis else {}),
+                         **({"smooth": list(cfg.smooth)} if len(cfg.smooth) > 1 else {}),
+                         **({"tail": [_tail_label(t) for t in cfg.tail]}
+                            if len(cfg.tail) > 1 else {})}
         try:
             out["count"] = self.count()
         except SpaceError as e:  # too large to count exactly (huge gapfree spaces)
             out["count"] = None
             out["count_error"] = str(e)
         return out
+
+
+def _tail_label(tail: tuple[int, ...]) -> str:
+    """The categorical's label for a degridding tail: "none" or "2-1"."""
+    return "-".join(map(str, tail)) or "none"
 
 
 class _DrawTrial:
