@@ -58,9 +58,11 @@ class SegData(ABC):
                   max_batch_pixels: int | None = None) -> None:
         """How batches load: worker processes (from the trial's CPUs), pinned memory (CUDA),
         and the cap on pixels in a validation batch. In-memory data ignores all three."""
+        return None
 
     def close(self) -> None:
         """Stop any worker processes (they restart on the next batch)."""
+        return None
 
     @abstractmethod
     def describe(self) -> dict:

@@ -161,7 +161,7 @@ class LabelScan:
 def _fingerprint(pairs: Sequence[_Pair], images: bool) -> str:
     """Hash of every file's path, size and mtime: any edit changes it."""
     h = hashlib.sha256(f"v{_SCAN_VERSION}:{int(images)}".encode())
-    for p in pairs:
+    for p in sorted(pairs, key=lambda q: str(q.mask_path)):  # the set, not its order
         for path in ((p.image_path, p.mask_path) if images else (p.mask_path,)):
             try:
                 st = path.stat()

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from nas_dil.data.base import Batch, SegData, check_batch_size, mixed_rng, normalise
 from nas_dil.data.check import LabelScan, cached_scan, header_check, infer_classes, scan_labels
@@ -200,7 +199,7 @@ def _cityscapes_pairs(root: Path, cfg: DataConfig, eval_only: bool
 
 
 
-def _class_names_file(root: Path) -> list[str] | None:
+def class_names_file(root: Path) -> list[str] | None:
     path = root / "classes.txt"
     if not path.is_file():
         return None
@@ -235,6 +234,27 @@ def fewer_classes_note(scan: LabelScan, layout: str, ignore_index: int) -> str |
 SPLITS = ("train", "val", "all")  # train: both splits; val / all: evaluation only
 
 
+def locate(cfg: DataConfig, split: str = "train"
+           ) -> tuple[Path, str, list[Pair], list[Pair], str]:
+    """(root, layout, train pairs, val pairs, where the split came from); nothing decoded."""
+    if split not in SPLITS:
+        raise DataError(f"split {split!r}: expected one of {SPLITS}")
+    root = Path(cfg.source).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: data folder not found")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    layout = detect_layout(root) if cfg.layout == "auto" else cfg.layout
+    reader = {"folder": _folder_pairs, "voc": _voc_pairs,
+              "cityscapes": _cityscapes_pairs}[layout]
+    train, val, split_from = reader(root, cfg, split != "train")
+    if split == "all":
+        train, val = [], sorted(train + val, key=lambda p: p.stem)
+    if not val:
+        raise DataError(f"{root}: the {split} split holds no images")
+    return root, layout, train, val, split_from
+
+
 class FolderData(SegData):
     """A real data set decoded lazily, batch by batch, through `nas_dil.data.loader`.
 
@@ -247,23 +267,9 @@ class FolderData(SegData):
 
     def __init__(self, cfg: DataConfig, device: str | torch.device = "cpu",
                  split: str = "train") -> None:
-        if split not in SPLITS:
-            raise DataError(f"split {split!r}: expected one of {SPLITS}")
         self.cfg = cfg
         self.device = torch.device(device)
-        self.root = Path(cfg.source).expanduser()
-        if not self.root.exists():
-            raise DataError(f"{self.root}: data folder not found")
-        if not self.root.is_dir():
-            raise DataError(f"{self.root}: not a folder")
-        self.layout = detect_layout(self.root) if cfg.layout == "auto" else cfg.layout
-        reader = {"folder": _folder_pairs, "voc": _voc_pairs,
-                  "cityscapes": _cityscapes_pairs}[self.layout]
-        train, val, self.split_from = reader(self.root, cfg, split != "train")
-        if split == "all":
-            train, val = [], sorted(train + val, key=lambda p: p.stem)
-        if not val:
-            raise DataError(f"{self.root}: the {split} split holds no images")
+        self.root, self.layout, train, val, self.split_from = locate(cfg, split)
         everything = train + val
         self.sizes = header_check(everything)  # (h, w) per stem, from headers only
         self.ignore_index = cfg.ignore_index
@@ -294,7 +300,7 @@ class FolderData(SegData):
 
     def _classes(self, pairs: list[Pair]) -> tuple[int, list[str], str]:
         known = layout_classes(self.layout)
-        names = known if known is not None else _class_names_file(self.root)
+        names = known if known is not None else class_names_file(self.root)
         source = f"{self.layout} layout" if known is not None else "classes.txt"
         if self.cfg.num_classes is not None:
             n = self.cfg.num_classes
