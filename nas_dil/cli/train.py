@@ -31,7 +31,7 @@ def _budget(args: argparse.Namespace) -> dict[str, Any]:
         v = getattr(args, name)
         if v is not None:
             if v <= 0:
-                raise UserError(f"--{name} {v}: a training budget must be > 0")
+                raise UserError(f"--{name} {v:g}: a training budget must be > 0")
             return {"epochs": None, name: v}
     return {"epochs": 6}
 
