@@ -66,7 +66,7 @@ def read_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()  # decode now: a truncated file fails here, naming itself
-            return im.convert("RGB")
+            return im if im.mode == "RGB" else im.convert("RGB")
     except _PIL_ERRORS as e:
         raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
 
@@ -90,7 +90,7 @@ def read_mask(path: Path) -> Image.Image:
             if im.mode not in MASK_MODES:
                 raise DataError(f"{path}: mask is {im.mode}; expected one channel of class "
                                 "indices (palette or grayscale PNG)")
-            return im.copy()
+            return im  # decoded: its pixels outlive the closed file
     except DataError:
         raise
     except _PIL_ERRORS as e:
@@ -123,6 +123,13 @@ def header_check(pairs: Iterable[_Pair]) -> dict[str, tuple[int, int]]:
 
 def check_labels(mask: np.ndarray, num_classes: int, ignore_index: int, path: Path) -> None:
     """DataError naming the file when a label is neither a class nor ignore_index."""
+    if mask.dtype == np.uint8:  # the usual PNG mask: one counting pass, no temporaries
+        counts = np.bincount(mask.ravel(), minlength=256)
+        counts[:num_classes] = 0
+        if 0 <= ignore_index < 256:
+            counts[ignore_index] = 0
+        if not counts.any():
+            return
     bad = ((mask >= num_classes) | (mask < 0)) & (mask != ignore_index)
     if bad.any():
         values = np.unique(mask[bad])

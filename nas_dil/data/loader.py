@@ -102,19 +102,25 @@ class SegDataset(torch.utils.data.Dataset):
         if f != 1.0:
             h, w = mask.shape
             img, mask = _resize(img, mask, max(1, round(h * f)), max(1, round(w * f)))
-        image = np.asarray(img, dtype=np.uint8)
         ch, cw = self.aug.crop_hw
         h, w = mask.shape
         # a negative offset places the image inside a larger, padded window
         y0 = int(rng.integers(min(0, h - ch), max(0, h - ch) + 1))
         x0 = int(rng.integers(min(0, w - cw), max(0, w - cw) + 1))
-        out = np.empty((ch, cw, 3), np.uint8)
-        out[:] = PAD_RGB
-        lab = np.full((ch, cw), self.ignore_index, np.int32)
         sy, sx = max(y0, 0), max(x0, 0)
         ey, ex = min(y0 + ch, h), min(x0 + cw, w)
-        out[sy - y0:ey - y0, sx - x0:ex - x0] = image[sy:ey, sx:ex]
-        lab[sy - y0:ey - y0, sx - x0:ex - x0] = mask[sy:ey, sx:ex]
+        # only the window's pixels become an array (a decoded image is cropped, not copied)
+        window = (img.crop((sx, sy, ex, ey)) if isinstance(img, Image.Image)
+                  else img[sy:ey, sx:ex])
+        if (ey - sy, ex - sx) == (ch, cw):
+            out = np.asarray(window, dtype=np.uint8)
+            lab = mask[sy:ey, sx:ex].astype(np.int32)
+        else:
+            out = np.empty((ch, cw, 3), np.uint8)
+            out[:] = PAD_RGB
+            lab = np.full((ch, cw), self.ignore_index, np.int32)
+            out[sy - y0:ey - y0, sx - x0:ex - x0] = np.asarray(window, dtype=np.uint8)
+            lab[sy - y0:ey - y0, sx - x0:ex - x0] = mask[sy:ey, sx:ex]
         if self.aug.flip and rng.random() < 0.5:
             out, lab = out[:, ::-1], lab[:, ::-1]
         return out, lab
@@ -135,9 +141,20 @@ def collate(items: list[tuple[np.ndarray, np.ndarray] | str]
     for it in items:
         if isinstance(it, str):
             return it
-    imgs = torch.from_numpy(np.stack([np.ascontiguousarray(i[0]) for i in items]))  # type: ignore[index]
-    masks = torch.from_numpy(np.stack([np.ascontiguousarray(i[1]) for i in items]))  # type: ignore[index]
-    return imgs, masks
+    pairs: list[tuple[np.ndarray, np.ndarray]] = items  # type: ignore[assignment]
+    in_worker = torch.utils.data.get_worker_info() is not None
+    out = []
+    for k in (0, 1):
+        first = pairs[0][k]
+        dtype = torch.from_numpy(np.empty(0, first.dtype)).dtype
+        t = torch.empty((len(pairs), *first.shape), dtype=dtype)
+        if in_worker:  # stack straight into shared memory: the batch is not copied again
+            t.share_memory_()
+        arr = t.numpy()
+        for i, p in enumerate(pairs):
+            arr[i] = p[k]
+        out.append(t)
+    return out[0], out[1]
 
 
 class Plan:
