@@ -123,14 +123,15 @@ def header_check(pairs: Iterable[_Pair]) -> dict[str, tuple[int, int]]:
 
 def check_labels(mask: np.ndarray, num_classes: int, ignore_index: int, path: Path) -> None:
     """DataError naming the file when a label is neither a class nor ignore_index."""
-    if mask.dtype == np.uint8:  # the usual PNG mask: one counting pass, no temporaries
-        counts = np.bincount(mask.ravel(), minlength=256)
-        counts[:num_classes] = 0
-        if 0 <= ignore_index < 256:
-            counts[ignore_index] = 0
-        if not counts.any():
-            return
-    bad = ((mask >= num_classes) | (mask < 0)) & (mask != ignore_index)
+    # fast path (one pass): the largest value is a class; VOC-like masks with an ignore
+    # border take the second pass of comparisons, still no index arrays
+    if mask.size == 0 or (mask.max() < num_classes and mask.min() >= 0):
+        return
+    bad = (mask >= num_classes) & (mask != ignore_index)
+    if mask.dtype != np.uint8:
+        bad |= (mask < 0) & (mask != ignore_index)
+    if not bad.any():
+        return
     if bad.any():
         values = np.unique(mask[bad])
         v = int(values[0]) if values[0] < 0 else int(values[-1])
