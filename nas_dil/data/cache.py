@@ -7,7 +7,7 @@ the node's cache folder (`nas_dil.data.check.cache_dir`), val images already res
 the pages live once in the OS page cache, never one copy per worker. The folder's name is a
 hash of the source files' paths, sizes and mtimes and of val_size: editing a file makes a new
 cache. The first process to need it builds it (with a progress bar) under a lock file; others
-wait for it.
+wait for it (a lock whose builder process is gone is taken over).
 """
 
 from __future__ import annotations
@@ -118,6 +118,20 @@ def _build(tmp: Path, train: Sequence[Item], val: Sequence[Item], val_size: int 
         "bytes": img_off + mask_off * dtype.itemsize}))
 
 
+def _stale(lock: Path) -> bool:
+    try:
+        pid = int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False  # being written right now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def open_cache(cfg: DataConfig, train: Sequence[Item], val: Sequence[Item],
                num_classes: int, ignore_index: int) -> DecodedCache:
     """The cache for these files, built now if no process on this node has built it."""
@@ -133,6 +147,9 @@ def open_cache(cfg: DataConfig, train: Sequence[Item], val: Sequence[Item],
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
+            if _stale(lock):  # its builder died (same node: the pid is gone)
+                lock.unlink(missing_ok=True)
+                continue
             if time.monotonic() > deadline:
                 raise DataError(f"cache {lock}: another build has held it for an hour; "
                                 "remove the lock if no nas-dil runs") from None

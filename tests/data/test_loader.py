@@ -228,3 +228,19 @@ def test_decoded_cache_gives_the_same_batches_and_is_built_once(tmp_path: Path) 
 def test_cpu_plan(cpus: int | None, threads: int | None, cuda: bool, lazy: bool,
                   workers: int | None, expected: tuple[int | None, int]) -> None:
     assert cpu_plan(cpus, threads, cuda, lazy, workers) == expected
+
+
+def test_cache_lock_of_a_dead_builder_is_taken_over(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    root = make_folder(tmp_path / "d", n=4)
+    folder = Path(load_data(cfg_for(root, cache="auto")).describe()["cache"]["folder"])
+    shutil.rmtree(folder)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    folder.with_suffix(".lock").write_text(f"{dead}\n")  # a builder killed mid-way
+    data = load_data(cfg_for(root, cache="auto"))
+    assert (folder / "index.json").is_file() and not folder.with_suffix(".lock").exists()
+    assert data.describe()["cache"]["folder"] == str(folder)
