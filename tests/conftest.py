@@ -32,3 +32,10 @@ def hand_made(hand_made_ro: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     return shared_trained(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(autouse=True)
+def _node_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data-check verdicts and decoded-image caches go to a temporary folder, never the
+    user's ~/.cache (subprocesses inherit the variable)."""
+    monkeypatch.setenv("NAS_DIL_CACHE", str(tmp_path_factory.mktemp("nas-dil-cache")))

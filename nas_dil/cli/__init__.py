@@ -19,7 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "space": ("space", "count, sample or list the candidates of a search space"),
     "search": ("search", "run or resume a multi-objective study of dilation schedules on Ray"),
     "model": ("model", "the net for a schedule: layers, params, FLOPs and RF (no training)"),
-    "train": ("train", "train one candidate briefly and print its metrics"),
+    "train": ("train", "train one candidate briefly and print its metrics (--out: export it)"),
+    "eval": ("eval", "mIoU, per-class IoU and pixel accuracy of an exported net on a data folder"),
+    "data": ("data", "check a data folder: every file decoded, labels scanned (verdict cached)"),
     "report": ("report", "Pareto front, figures, report.html and CSVs of a search's study"),
     "dashboard": ("dashboard", "optuna-dashboard on a study, with schedules and coverage maps"),
     "export": ("export", "write the picked trial's schedule.json, weights (and ONNX)"),
@@ -62,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args))
     except UserError as exc:
-        print(f"nas-dil {args.command}: error: {exc}", file=sys.stderr)
+        msg = str(exc)
+        # a message that already names the command ("train: …", from the [train] table)
+        # is not prefixed twice
+        msg = msg.removeprefix(f"{args.command}: ")
+        print(f"nas-dil {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"nas-dil {args.command}: interrupted", file=sys.stderr)

@@ -42,6 +42,7 @@ class SegData(ABC):
     n_train: int
     n_val: int
     device: torch.device
+    loads_lazily: bool = False  # decoded batch by batch in worker processes (folder data)
 
     @abstractmethod
     def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[Batch]:
@@ -52,6 +53,16 @@ class SegData(ABC):
     @abstractmethod
     def val_batches(self, batch_size: int) -> Iterator[Batch]:
         """Fixed order, no augmentation; real data at full size (equal sizes batched)."""
+
+    def configure(self, workers: int | None = None, pin_memory: bool | None = None,
+                  max_batch_pixels: int | None = None) -> None:
+        """How batches load: worker processes (from the trial's CPUs), pinned memory (CUDA),
+        and the cap on pixels in a validation batch. In-memory data ignores all three."""
+        return None
+
+    def close(self) -> None:
+        """Stop any worker processes (they restart on the next batch)."""
+        return None
 
     @abstractmethod
     def describe(self) -> dict:

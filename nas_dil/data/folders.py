@@ -1,29 +1,24 @@
 """Real segmentation data from a folder: plain images/+masks/, Pascal VOC or Cityscapes.
 
-Everything is decoded into memory and checked at load time (missing masks, size mismatches,
-out-of-range labels, unreadable files), so a bad file fails before any training starts.
+At load, only what file headers tell is checked, for every file: pairing, equal image/mask
+sizes, mask modes. Pixels are decoded lazily, batch by batch, in DataLoader workers
+(`nas_dil.data.loader`); a label that is neither a class nor ignore_index fails the batch
+that loads it, naming the file. `nas-dil data check DIR` decodes everything up front.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from nas_dil.data.base import (
-    IMAGENET_MEAN,
-    Batch,
-    SegData,
-    check_batch_size,
-    mixed_rng,
-    normalise,
-)
+from nas_dil.data.base import Batch, SegData, check_batch_size, mixed_rng, normalise
+from nas_dil.data.check import LabelScan, cached_scan, header_check, infer_classes, scan_labels
 from nas_dil.data.config import DataConfig
 from nas_dil.data.errors import DataError
+from nas_dil.data.loader import Augment, Item, Loader, SegDataset, val_shape
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 VOC_CLASSES = [
@@ -38,24 +33,7 @@ CITYSCAPES_CLASSES = [
 ]
 CITY_IMG_SUFFIX = "_leftImg8bit.png"
 CITY_MASK_SUFFIX = "_gtFine_labelTrainIds.png"
-# padding colour for crops larger than the image: the mean, i.e. zero after normalisation
-_PAD_RGB = np.array([round(255 * m) for m in IMAGENET_MEAN], dtype=np.uint8)
-
-
-@dataclass(frozen=True)
-class Pair:
-    stem: str
-    image_path: Path
-    mask_path: Path
-
-
-@dataclass(frozen=True)
-class Sample:
-    stem: str
-    image_path: Path
-    mask_path: Path
-    image: np.ndarray  # (H,W,3) uint8
-    mask: np.ndarray  # (H,W) integer class indices
+Pair = Item  # (stem, image_path, mask_path): what a split lists
 
 
 # --- layout detection and file pairing --------------------------------------------------------
@@ -136,9 +114,9 @@ def _seeded_split(stems: list[str], cfg: DataConfig, where: Path) -> tuple[list[
 
 
 def _split(root: Path, train_txt: Path, val_txt: Path, stems: dict[str, Path], what: str,
-           cfg: DataConfig) -> tuple[list[str], list[str], str]:
+           cfg: DataConfig, eval_only: bool = False) -> tuple[list[str], list[str], str]:
     """Use the split lists when present (one of them: the other gets the rest), else a seeded
-    split by val_fraction."""
+    split by val_fraction. ``eval_only``: a val list may name every image (nothing trains)."""
     if train_txt.is_file() and val_txt.is_file():
         return (_read_list(train_txt, stems, what), _read_list(val_txt, stems, what),
                 "lists")
@@ -146,6 +124,8 @@ def _split(root: Path, train_txt: Path, val_txt: Path, stems: dict[str, Path], w
         given = train_txt if train_txt.is_file() else val_txt
         listed = _read_list(given, stems, what)
         rest = sorted(set(stems) - set(listed))
+        if not rest and eval_only and given == val_txt:
+            return [], listed, "lists"
         if not rest:
             raise DataError(f"{given}: lists every image, nothing is left for the other split")
         return (listed, rest, "lists") if given == train_txt else (rest, listed, "lists")
@@ -153,7 +133,8 @@ def _split(root: Path, train_txt: Path, val_txt: Path, stems: dict[str, Path], w
     return train, val, "seeded"
 
 
-def _folder_pairs(root: Path, cfg: DataConfig) -> tuple[list[Pair], list[Pair], str]:
+def _folder_pairs(root: Path, cfg: DataConfig, eval_only: bool
+                  ) -> tuple[list[Pair], list[Pair], str]:
     for d in ("images", "masks"):
         _need_dir(root / d, "folder")
     images = _images_by_stem(root / "images")
@@ -163,11 +144,13 @@ def _folder_pairs(root: Path, cfg: DataConfig) -> tuple[list[Pair], list[Pair], 
         if not mask.is_file():
             raise DataError(f"{img}: no mask (expected {mask})")
         samples[stem] = Pair(stem, img, mask)
-    train, val, how = _split(root, root / "train.txt", root / "val.txt", images, "images/", cfg)
+    train, val, how = _split(root, root / "train.txt", root / "val.txt", images, "images/", cfg,
+                             eval_only)
     return [samples[s] for s in train], [samples[s] for s in val], how
 
 
-def _voc_pairs(root: Path, cfg: DataConfig) -> tuple[list[Pair], list[Pair], str]:
+def _voc_pairs(root: Path, cfg: DataConfig, eval_only: bool
+               ) -> tuple[list[Pair], list[Pair], str]:
     for d in ("JPEGImages", "SegmentationClass"):
         _need_dir(root / d, "voc")
     # only images with a class mask take part (JPEGImages also holds detection-only images)
@@ -177,7 +160,7 @@ def _voc_pairs(root: Path, cfg: DataConfig) -> tuple[list[Pair], list[Pair], str
     images = _images_by_stem(root / "JPEGImages")
     sets = root / "ImageSets" / "Segmentation"
     train, val, how = _split(root, sets / "train.txt", sets / "val.txt", masks,
-                             "SegmentationClass/", cfg)
+                             "SegmentationClass/", cfg, eval_only)
     out = []
     for split in (train, val):
         part = []
@@ -208,74 +191,15 @@ def _cityscapes_split(root: Path, split: str) -> list[Pair]:
     return samples
 
 
-def _cityscapes_pairs(root: Path, cfg: DataConfig) -> tuple[list[Pair], list[Pair], str]:
+def _cityscapes_pairs(root: Path, cfg: DataConfig, eval_only: bool
+                      ) -> tuple[list[Pair], list[Pair], str]:
+    if eval_only and not (root / "leftImg8bit" / "train").is_dir():
+        return [], _cityscapes_split(root, "val"), "lists"  # a val-only copy is enough
     return _cityscapes_split(root, "train"), _cityscapes_split(root, "val"), "lists"
 
 
-# --- decoding and checking ----------------------------------------------------------------------
 
-def _read_image(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now: truncated files fail here, not mid-training
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
-
-
-def _read_mask(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("P", "L"):
-                arr = np.asarray(im, dtype=np.uint8)  # palette PNG: the indices, not the RGB
-            elif mode == "1":
-                arr = np.asarray(im, dtype=np.uint8)
-            elif mode.startswith("I"):
-                arr = np.asarray(im).astype(np.int32)
-            else:
-                raise DataError(f"{path}: mask is {mode}; expected one channel of class "
-                                "indices (palette or grayscale PNG)")
-            return arr.copy()
-    except DataError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot read mask ({type(e).__name__}: {e})") from e
-
-
-def _load(pairs: list[Pair]) -> list[Sample]:
-    out = []
-    for p in pairs:
-        image, mask = _read_image(p.image_path), _read_mask(p.mask_path)
-        (h, w), (mh, mw) = image.shape[:2], mask.shape
-        if (h, w) != (mh, mw):
-            raise DataError(f"{p.image_path} is {w}x{h} but {p.mask_path} is {mw}x{mh}")
-        out.append(Sample(p.stem, p.image_path, p.mask_path, image, mask))
-    return out
-
-
-def _check_labels(samples: list[Sample], num_classes: int, ignore_index: int) -> None:
-    for s in samples:
-        values = np.unique(s.mask)
-        bad = values[((values >= num_classes) | (values < 0)) & (values != ignore_index)]
-        if bad.size:
-            v = int(bad[0]) if bad[0] < 0 else int(bad[-1])
-            rel = "< 0" if v < 0 else f">= num_classes {num_classes}"
-            raise DataError(f"{s.mask_path}: label {v} {rel} (ignore_index {ignore_index})")
-
-
-def _max_label(samples: list[Sample], ignore_index: int) -> int:
-    top = -1
-    for s in samples:
-        values = np.unique(s.mask)
-        values = values[values != ignore_index]
-        if values.size:
-            top = max(top, int(values.max()))
-    return top
-
-
-def _class_names_file(root: Path) -> list[str] | None:
+def class_names_file(root: Path) -> list[str] | None:
     path = root / "classes.txt"
     if not path.is_file():
         return None
@@ -288,101 +212,193 @@ def _class_names_file(root: Path) -> list[str] | None:
     return names
 
 
+def layout_classes(layout: str) -> list[str] | None:
+    """The class names a layout defines (None: the folder layout, which has no default)."""
+    return {"voc": VOC_CLASSES, "cityscapes": CITYSCAPES_CLASSES}.get(layout)
+
+
+def fewer_classes_note(scan: LabelScan, layout: str, ignore_index: int) -> str | None:
+    """A note when a VOC/Cityscapes copy's masks hold fewer classes than the layout's."""
+    names = layout_classes(layout)
+    labels = scan.labels(ignore_index)
+    if names is None or not labels or len(labels) >= len(names):
+        return None
+    missing = [names[i] for i in range(len(names)) if i not in set(labels)]
+    return (f"masks hold {len(labels)} of the {len(names)} {layout} classes (labels "
+            f"{labels[0]}..{labels[-1]}; absent: {', '.join(missing[:6])}"
+            f"{' …' if len(missing) > 6 else ''}); set num_classes if that is meant")
+
+
 # --- the data set -------------------------------------------------------------------------------
 
-class FolderData(SegData):
-    """A real data set held in memory as uint8 arrays; batches are built on the fly."""
+SPLITS = ("train", "val", "all")  # train: both splits; val / all: evaluation only
 
-    def __init__(self, cfg: DataConfig, device: str | torch.device = "cpu") -> None:
+
+def locate(cfg: DataConfig, split: str = "train"
+           ) -> tuple[Path, str, list[Pair], list[Pair], str]:
+    """(root, layout, train pairs, val pairs, where the split came from); nothing decoded."""
+    if split not in SPLITS:
+        raise DataError(f"split {split!r}: expected one of {SPLITS}")
+    root = Path(cfg.source).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: data folder not found")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    layout = detect_layout(root) if cfg.layout == "auto" else cfg.layout
+    reader = {"folder": _folder_pairs, "voc": _voc_pairs,
+              "cityscapes": _cityscapes_pairs}[layout]
+    train, val, split_from = reader(root, cfg, split != "train")
+    if split == "all":
+        train, val = [], sorted(train + val, key=lambda p: p.stem)
+    if not val:
+        raise DataError(f"{root}: the {split} split holds no images")
+    return root, layout, train, val, split_from
+
+
+class FolderData(SegData):
+    """A real data set decoded lazily, batch by batch, through `nas_dil.data.loader`.
+
+    ``split``: "train" (the train and val splits, for training), "val" (the val split only;
+    a val list may name every image) or "all" (every image as val), the last two for
+    `nas-dil eval`.
+    """
+
+    loads_lazily = True
+
+    def __init__(self, cfg: DataConfig, device: str | torch.device = "cpu",
+                 split: str = "train") -> None:
         self.cfg = cfg
         self.device = torch.device(device)
-        self.root = Path(cfg.source).expanduser()
-        if not self.root.exists():
-            raise DataError(f"{self.root}: data folder not found")
-        if not self.root.is_dir():
-            raise DataError(f"{self.root}: not a folder")
-        self.layout = detect_layout(self.root) if cfg.layout == "auto" else cfg.layout
-        reader = {"folder": _folder_pairs, "voc": _voc_pairs,
-                  "cityscapes": _cityscapes_pairs}[self.layout]
-        train, val, self.split_from = reader(self.root, cfg)
-        self.train, self.val = _load(train), _load(val)
-        everything = self.train + self.val
+        self.root, self.layout, train, val, self.split_from = locate(cfg, split)
+        everything = train + val
+        self.sizes = header_check(everything)  # (h, w) per stem, from headers only
         self.ignore_index = cfg.ignore_index
-        self.num_classes, self.class_names = self._classes(everything)
-        if self.num_classes < 2:
-            raise DataError(f"{self.root}: masks hold only label 0; need at least 2 classes")
+        self.notes: list[str] = []
+        self.num_classes, self.class_names, self.classes_from = self._classes(everything)
         if 0 <= self.ignore_index < self.num_classes:
             raise DataError(f"{self.root}: ignore_index {self.ignore_index} is a real class "
                             f"(num_classes {self.num_classes})")
-        _check_labels(everything, self.num_classes, self.ignore_index)
-        self.n_train, self.n_val = len(self.train), len(self.val)
+        if cfg.val_subset is not None and cfg.val_subset < len(val):
+            pick = np.random.default_rng([cfg.seed, 17]).choice(len(val), cfg.val_subset,
+                                                                replace=False)
+            val = [val[i] for i in sorted(pick)]
+        self.train, self.val = train, val
+        self.n_train, self.n_val = len(train), len(val)
+        aug = Augment(cfg.crop_hw, cfg.flip, (cfg.scale_min, cfg.scale_max), cfg.val_size)
+        self.cache_info: dict[str, object] | None = None
+        cache = None
+        if cfg.cache:
+            from nas_dil.data.cache import open_cache
 
-    def _classes(self, samples: list[Sample]) -> tuple[int, list[str]]:
-        known = {"voc": VOC_CLASSES, "cityscapes": CITYSCAPES_CLASSES}.get(self.layout)
-        names = known if known is not None else _class_names_file(self.root)
+            cache = open_cache(cfg, self.train, self.val, self.num_classes, self.ignore_index)
+            self.cache_info = cache.describe()
+        self.dataset = SegDataset(train, val, aug, self.num_classes, self.ignore_index, cache)
+        self.workers = cfg.workers if cfg.workers is not None else 0
+        self.pin_memory = False
+        self.max_batch_pixels: int | None = None
+        self._loader: dict[str, Loader] = {}
+
+    def _classes(self, pairs: list[Pair]) -> tuple[int, list[str], str]:
+        known = layout_classes(self.layout)
+        names = known if known is not None else class_names_file(self.root)
+        source = f"{self.layout} layout" if known is not None else "classes.txt"
         if self.cfg.num_classes is not None:
             n = self.cfg.num_classes
+            source = "num_classes"
             if names is not None and len(names) != n and self.layout == "folder":
                 raise DataError(f"{self.root / 'classes.txt'}: names {len(names)} classes "
                                 f"but num_classes is {n}")
         elif names is not None:
             n = len(names)
         else:
-            n = _max_label(samples, self.cfg.ignore_index) + 1
+            # no class list: the masks say how many (one scan, cached by file sizes/mtimes)
+            scan = scan_labels(pairs)
+            n = infer_classes(scan, self.ignore_index, self.root)
+            source = f"masks (labels 0..{n - 1}; no classes.txt or num_classes)"
+        if known is not None:
+            scan_hit = cached_scan(pairs)  # only if `nas-dil data check` has scanned them
+            note = fewer_classes_note(scan_hit, self.layout, self.ignore_index) if scan_hit \
+                else None
+            if note:
+                self.notes.append(note)
         if names is None or len(names) != n:
             names = [f"class_{i}" for i in range(n)]
-        return n, list(names)
+        return n, list(names), source
 
-    # --- batches --------------------------------------------------------------------------
-    def _to_device(self, images: np.ndarray, masks: np.ndarray) -> Batch:
-        x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255)
-        y = torch.from_numpy(masks).to(self.device).long()
+    # --- loading --------------------------------------------------------------------------
+    def configure(self, workers: int | None = None, pin_memory: bool | None = None,
+                  max_batch_pixels: int | None = None) -> None:
+        """Worker processes (the trial's CPUs), pinned memory (CUDA) and the val pixel cap."""
+        if workers is not None and self.cfg.workers is None and workers != self.workers:
+            self.close()
+            self.workers = workers
+        if pin_memory is not None and pin_memory != self.pin_memory:
+            self.close()
+            self.pin_memory = pin_memory
+        if max_batch_pixels is not None:
+            self.max_batch_pixels = max_batch_pixels
+
+    def _run(self, which: str, batches: list[list[tuple]]) -> Iterator[Batch]:
+        # one loader per split: an evaluation inside a training epoch must not reset the
+        # training iterator
+        if which not in self._loader:
+            self._loader[which] = Loader(self.dataset, self.workers, self.pin_memory)
+        for images, masks in self._loader[which].run(batches):
+            yield self._to_device(images, masks)
+
+    def _to_device(self, images: torch.Tensor, masks: torch.Tensor) -> Batch:
+        nb = self.pin_memory and self.device.type == "cuda"
+        x = images.to(self.device, non_blocking=nb).permute(0, 3, 1, 2).float().div_(255)
+        y = masks.to(self.device, non_blocking=nb).long()
         return normalise(x).contiguous(), y
-
-    def _crop(self, s: Sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Random image_size crop; where the image is smaller, pad (mean colour, ignore)."""
-        size = self.cfg.image_size
-        h, w = s.mask.shape
-        # a negative offset places the image inside a larger, padded window
-        y0 = int(rng.integers(min(0, h - size), max(0, h - size) + 1))
-        x0 = int(rng.integers(min(0, w - size), max(0, w - size) + 1))
-        img = np.empty((size, size, 3), np.uint8)
-        img[:] = _PAD_RGB
-        mask = np.full((size, size), self.ignore_index, np.int64)
-        sy, sx = max(y0, 0), max(x0, 0)
-        ey, ex = min(y0 + size, h), min(x0 + size, w)
-        img[sy - y0:ey - y0, sx - x0:ex - x0] = s.image[sy:ey, sx:ex]
-        mask[sy - y0:ey - y0, sx - x0:ex - x0] = s.mask[sy:ey, sx:ex]
-        if self.cfg.flip and rng.random() < 0.5:
-            img, mask = img[:, ::-1], mask[:, ::-1]
-        return img, mask
 
     def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[Batch]:
         check_batch_size(batch_size)
-        rng = mixed_rng(seed, epoch, 11)
-        order = rng.permutation(self.n_train)
-        for start in range(0, self.n_train, batch_size):
-            crops = [self._crop(self.train[i], rng) for i in order[start:start + batch_size]]
-            yield self._to_device(np.stack([c[0] for c in crops]),
-                                  np.stack([c[1] for c in crops]))
+        if not self.n_train:
+            return
+        order = mixed_rng(seed, epoch, 11).permutation(self.n_train).tolist()
+        keys = [("t", i, seed, epoch) for i in order]
+        yield from self._run("t", [keys[s:s + batch_size]
+                                   for s in range(0, len(keys), batch_size)])
+
+    def val_shapes(self) -> list[tuple[int, int]]:
+        """(h, w) of each val image as evaluated (after val_size)."""
+        return [val_shape(*self.sizes[p.stem], self.cfg.val_size) for p in self.val]
 
     def val_batches(self, batch_size: int) -> Iterator[Batch]:
+        """Equal sizes batched, in order of first appearance; at most max_batch_pixels a
+        batch (one image at least)."""
         check_batch_size(batch_size)
-        # images of equal size go together, in order of first appearance; others alone
-        groups: dict[tuple[int, int], list[Sample]] = {}
-        for s in self.val:
-            groups.setdefault(s.mask.shape, []).append(s)
-        for group in groups.values():
-            for start in range(0, len(group), batch_size):
-                part = group[start:start + batch_size]
-                yield self._to_device(np.stack([s.image for s in part]),
-                                      np.stack([s.mask for s in part]))
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, hw in enumerate(self.val_shapes()):
+            groups.setdefault(hw, []).append(i)
+        batches = []
+        for (h, w), idx in groups.items():
+            n = batch_size
+            if self.max_batch_pixels:
+                n = max(1, min(n, self.max_batch_pixels // (h * w)))
+            batches += [[("v", i) for i in idx[s:s + n]] for s in range(0, len(idx), n)]
+        yield from self._run("v", batches)
+
+    def close(self) -> None:
+        for loader in self._loader.values():
+            loader.close()
+        self._loader.clear()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the workers go with the process
+            pass
 
     def describe(self) -> dict:
         return {
             "source": str(self.root), "layout": self.layout, "n_train": self.n_train,
             "n_val": self.n_val, "num_classes": self.num_classes,
-            "class_names": list(self.class_names), "ignore_index": self.ignore_index,
-            "image_size": self.cfg.image_size, "seed": self.cfg.seed,
-            "split": self.split_from, "val_fraction": self.cfg.val_fraction,
+            "class_names": list(self.class_names), "classes_from": self.classes_from,
+            "ignore_index": self.ignore_index, "image_size": self.cfg.image_size,
+            "seed": self.cfg.seed, "split": self.split_from,
+            "val_fraction": self.cfg.val_fraction, "val_subset": self.cfg.val_subset,
+            "val_size": self.cfg.val_size, "notes": list(self.notes),
+            "cache": self.cache_info,
         }

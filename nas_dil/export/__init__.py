@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 from nas_dil._lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from nas_dil.export.bundle import ExportError, ExportResult, export_trial, load_exported
+    from nas_dil.export.bundle import (
+        ExportError,
+        ExportResult,
+        export_trial,
+        load_exported,
+        read_export,
+        write_bundle,
+    )
     from nas_dil.export.pick import Pick, PickError, parse_pick, select_trial
 
 _LAZY = {
@@ -20,6 +27,8 @@ _LAZY = {
     "ExportResult": "nas_dil.export.bundle",
     "export_trial": "nas_dil.export.bundle",
     "load_exported": "nas_dil.export.bundle",
+    "read_export": "nas_dil.export.bundle",
+    "write_bundle": "nas_dil.export.bundle",
     "Pick": "nas_dil.export.pick",
     "PickError": "nas_dil.export.pick",
     "parse_pick": "nas_dil.export.pick",
@@ -34,7 +43,9 @@ __all__ = [
     "export_trial",
     "load_exported",
     "parse_pick",
+    "read_export",
     "select_trial",
+    "write_bundle",
 ]
 
 

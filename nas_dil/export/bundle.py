@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     import torch
     from optuna.trial import FrozenTrial
 
-__all__ = ["FORMAT", "ExportError", "ExportResult", "export_trial", "load_exported"]
+__all__ = ["FORMAT", "ExportError", "ExportResult", "export_trial", "load_exported",
+           "read_export", "write_bundle"]
 
 FORMAT = "nas-dil-export"
 FORMAT_VERSION = 1
@@ -156,19 +157,28 @@ def _check_out(out: Path, force: bool) -> None:
                           "use --force to replace an earlier export)")
 
 
-def _image_size(t: FrozenTrial) -> int:
+def check_export_dir(out: str | os.PathLike[str], force: bool = False) -> None:
+    """ExportError unless ``out`` can take an export (new, empty, or ``force``)."""
+    _check_out(Path(out), force)
+
+
+def _image_size(t: FrozenTrial) -> tuple[int, int]:
+    """The trial's training crop (h, w): image_size is an int side or [h, w]."""
     tc = t.user_attrs.get("trial_config")
     size = tc.get("data", {}).get("image_size") if isinstance(tc, dict) else None
-    return int(size) if isinstance(size, int) and size > 0 else 64
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return int(size[0]), int(size[1])
+    return (int(size),) * 2 if isinstance(size, int) and size > 0 else (64, 64)
 
 
-def _export_onnx(model: torch.nn.Module, in_channels: int, size: int, path: Path) -> None:
+def _export_onnx(model: torch.nn.Module, in_channels: int, hw: tuple[int, int], path: Path
+                 ) -> None:
     import io
     from contextlib import redirect_stdout
 
     import torch
 
-    dummy = torch.zeros(1, in_channels, size, size)
+    dummy = torch.zeros(1, in_channels, *hw)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (dummy,), str(path), input_names=["image"],
@@ -204,8 +214,6 @@ def export_trial(
     onnx: bool = False,
 ) -> ExportResult:
     """Export the picked trial of a nas-dil study into ``out`` (see the module docstring)."""
-    import torch
-
     p = parse_pick(pick) if isinstance(pick, str) else pick
     out_dir = Path(out)
     _check_out(out_dir, force)
@@ -291,13 +299,57 @@ def export_trial(
         },
     }
 
+    write_bundle(out_dir, doc, model, weights=state is not None, force=force,
+                 onnx_hw=_image_size(trial) if onnx else None)
+    return ExportResult(
+        out_dir=out_dir, trial=trial.number, reason=reason,
+        schedule_json=out_dir / SCHEDULE_FILE,
+        weights=out_dir / WEIGHTS_FILE if state is not None else None,
+        weights_source=weights_src, onnx=out_dir / ONNX_FILE if onnx else None, document=doc,
+    )
+
+
+def write_bundle(out: str | os.PathLike[str], doc: dict[str, Any], model: torch.nn.Module, *,
+                 weights: bool = True, force: bool = False,
+                 onnx_hw: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Write an export folder: ``schedule.json`` from ``doc`` (+ ``weights.pt``, + ``model.onnx``
+    traced at ``onnx_hw``), all or nothing (see the module docstring). The one writer of the
+    format: `export_trial` and ``nas-dil train --out`` both use it.
+
+    ``doc`` needs ``model_config`` (what `model_from_config` takes); what the model itself
+    says (format, params, HDC certificate, files, versions, git commit, time) is filled in
+    where ``doc`` lacks it. Returns the document written.
+    """
+    import torch
+
+    out_dir = Path(out)
+    _check_out(out_dir, force)
+    if onnx_hw is not None:
+        try:
+            import onnx as _onnx  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError:
+            raise ExportError("--onnx needs the onnx extra: pip install 'nas-dil[onnx]'"
+                              ) from None
+    config = doc["model_config"]
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "schedule": config["schedule"],
+           "arch": config["arch"], **doc}
+    doc.setdefault("params", _n_params(model))
+    doc.setdefault("hdc_certificate", _hdc_certificate(config))
+    doc.setdefault("files", {"weights": WEIGHTS_FILE if weights else None,
+                             "onnx": ONNX_FILE if onnx_hw is not None else None})
+    prov = doc.setdefault("provenance", {})
+    prov.setdefault("exported_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    prov.setdefault("versions", _versions())
+    prov.setdefault("git_commit", _git_commit())
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        if state is not None:
-            torch.save(model.state_dict(), tmp / WEIGHTS_FILE)
-        if onnx:
-            _export_onnx(model, int(config["arch"]["in_channels"]), _image_size(trial),
+        if weights:
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                       tmp / WEIGHTS_FILE)
+        if onnx_hw is not None:
+            _export_onnx(model.cpu(), int(config["arch"]["in_channels"]), onnx_hw,
                          tmp / ONNX_FILE)
         (tmp / SCHEDULE_FILE).write_text(json.dumps(doc, indent=2, default=str) + "\n")
         _check_out(out_dir, force)  # again: someone may have written there meanwhile
@@ -305,12 +357,27 @@ def export_trial(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(
-        out_dir=out_dir, trial=trial.number, reason=reason,
-        schedule_json=out_dir / SCHEDULE_FILE,
-        weights=out_dir / WEIGHTS_FILE if state is not None else None,
-        weights_source=weights_src, onnx=out_dir / ONNX_FILE if onnx else None, document=doc,
-    )
+    return doc
+
+
+def _doc_path(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    doc_path = p if p.is_file() else p / SCHEDULE_FILE
+    if not doc_path.is_file():
+        raise ExportError(f"{p}: no {SCHEDULE_FILE} (not a nas-dil export)")
+    return doc_path
+
+
+def read_export(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``schedule.json`` document of an export folder (or of the file itself)."""
+    doc_path = _doc_path(path)
+    try:
+        doc = json.loads(doc_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExportError(f"{doc_path}: unreadable ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ExportError(f"{doc_path}: not a nas-dil export (format {FORMAT!r} expected)")
+    return doc
 
 
 def load_exported(path: str | os.PathLike[str], *, require_weights: bool = False
@@ -321,16 +388,8 @@ def load_exported(path: str | os.PathLike[str], *, require_weights: bool = False
     the net has its initial weights and a warning says so; ``require_weights`` makes that an
     error. The parameter count is checked against ``schedule.json``.
     """
-    p = Path(path)
-    doc_path = p if p.is_file() else p / SCHEDULE_FILE
-    if not doc_path.is_file():
-        raise ExportError(f"{p}: no {SCHEDULE_FILE} (not a nas-dil export)")
-    try:
-        doc = json.loads(doc_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExportError(f"{doc_path}: unreadable ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ExportError(f"{doc_path}: not a nas-dil export (format {FORMAT!r} expected)")
+    doc_path = _doc_path(path)
+    doc = read_export(doc_path)
     folder = doc_path.parent
     wname = (doc.get("files") or {}).get("weights")
     state = None

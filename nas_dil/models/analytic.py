@@ -6,12 +6,16 @@ stack plus the whole net's cost and RF (`nas_dil.schedule.net_cost`). `analytic_
 the same numbers as columns for many candidates at once (the hvi sampler's pool, the search's
 objective ranges), from the vectorised `score_batch`, `batch_hdc` and `batch_net_cost`.
 
-Keys (units: `nas_dil.schedule.netcost`): ``rf`` whole-net RF in image px per axis,
-``rf_stack`` RF of the dilated stack alone, ``holes`` / ``coverage`` / ``gridding_free`` of the
+Keys (units: `nas_dil.schedule.netcost`): ``rf`` the whole net's *usable* RF at the training
+crop (image px, the smaller axis: what the trained net can use, never more than the crop; the
+search's ``rf`` objective), ``rf_nominal`` its RF by the formula, ``rf_usable_h/w``,
+``rf_nominal_h/w`` per axis, ``dead_taps`` the stack's taps that read only padding at the crop
+(they never train; ``dead_taps_net`` every conv's; ``dead_layers`` which, not in the batch
+form); definitions in docs/theory.md and `nas_dil.schedule.crop`. ``rf_stack`` RF of the dilated stack alone, ``holes`` / ``coverage`` / ``gridding_free`` of the
 stack's 2-D coverage, ``hdc_rule1`` rule 1 on the whole schedule, ``hdc_rule1_groups`` rule 1
 within every sawtooth group, ``hdc_rule2``, ``hdc_rule3``, ``hdc`` (rules 1 per group, 2, 3),
 ``m`` (M_1 … M_n; not in the batch form: rows differ in length), ``macs`` / ``flops`` (2·macs) /
-``gflops`` (flops / 1e9) per image at ``image_size``², ``params``. Pure numpy (no torch).
+``gflops`` (flops / 1e9) per image at the crop, ``params``. Pure numpy (no torch).
 """
 
 from __future__ import annotations
@@ -23,25 +27,54 @@ import numpy as np
 
 from nas_dil.models.config import ArchConfig
 from nas_dil.schedule import Schedule, analyze, batch_hdc, batch_net_cost, net_cost, score_batch
+from nas_dil.schedule.crop import crop_fields
 from nas_dil.schedule.netcost import image_schedule
 from nas_dil.schedule.rf import receptive_field
-from nas_dil.spaces import Candidate
+from nas_dil.spaces import Candidate, batch_candidate_crop
 
-__all__ = ["BATCH_KEYS", "analytic_attrs", "analytic_batch"]
+__all__ = ["BATCH_KEYS", "analytic_attrs", "analytic_batch", "image_hw"]
 
-BATCH_KEYS = ("rf", "rf_stack", "holes", "coverage", "gridding_free", "hdc_rule1",
-              "hdc_rule1_groups", "hdc_rule2", "hdc_rule3", "hdc", "macs", "flops", "gflops",
-              "params")  # `analytic_batch`'s columns: every key of `analytic_attrs` but ``m``
+# the crop facts (nas_dil.schedule.crop) stored as they are; "rf" is their rf_usable
+_CROP_SCALAR = ("rf_nominal_h", "rf_nominal_w", "rf_usable_h", "rf_usable_w", "dead_taps",
+                "dead_taps_net")
+BATCH_KEYS = ("rf", "rf_nominal", *_CROP_SCALAR, "rf_stack", "holes", "coverage",
+              "gridding_free", "hdc_rule1", "hdc_rule1_groups", "hdc_rule2", "hdc_rule3", "hdc",
+              "macs", "flops", "gflops", "params")
+# `analytic_batch`'s columns: every key of `analytic_attrs` but the lists ``m``, ``dead_layers``
 
 
-def analytic_attrs(schedule: Schedule, arch: ArchConfig, image_size: int) -> dict[str, Any]:
+def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """(h, w) of a side or an [h, w] pair (a data config's ``image_size``)."""
+    if isinstance(image_size, int):
+        return image_size, image_size
+    h, w = image_size
+    return int(h), int(w)
+
+
+_hw = image_hw
+
+
+def _crop_arch(arch: ArchConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The arch fields that move taps (nas_dil.schedule.crop.crop_fields' ``arch``)."""
+    get = arch.get if isinstance(arch, Mapping) else lambda k: getattr(arch, k)
+    return {"output_stride": get("output_stride"), "backbone_stride": get("backbone_stride"),
+            "context": bool(get("context")),
+            "context_rates": tuple(get("context_rates") or ())}
+
+
+def analytic_attrs(schedule: Schedule, arch: ArchConfig,
+                   image_size: int | tuple[int, int]) -> dict[str, Any]:
     """Everything known before training the net (``schedule`` stack in ``arch``) on
-    ``image_size``² images, as plain JSON (keys: module docstring)."""
+    ``image_size`` (a side, or (h, w)) images, as plain JSON (keys: module docstring)."""
+    h, w = _hw(image_size)
     a = analyze(schedule)
-    cost = net_cost(image_size, image_size, schedule.rates, kernel=schedule.kernels,
-                    **arch.cost_kwargs())
+    cost = net_cost(h, w, schedule, **arch.cost_kwargs())  # the Schedule: smoothing counts
+    crop = crop_fields(schedule, h, w, **_crop_arch(arch))
     return {
-        "rf": cost.rf_image,
+        "rf": crop["rf_usable"],  # the objective: what the net can use at the training crop
+        "rf_nominal": cost.rf_image,
+        **{k: crop[k] for k in _CROP_SCALAR},
+        "dead_layers": crop["dead_layers"],
         "rf_stack": a["rf"],
         "holes": a["holes"],
         "coverage": a["coverage"],
@@ -60,7 +93,7 @@ def analytic_attrs(schedule: Schedule, arch: ArchConfig, image_size: int) -> dic
 
 
 def analytic_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
-                   image_size: int) -> dict[str, np.ndarray]:
+                   image_size: int | Sequence[int]) -> dict[str, np.ndarray]:
     """`analytic_attrs` of every candidate as columns (`BATCH_KEYS`, one row per candidate,
     equal to the scalar values): candidate ``c`` is the net ``ArchConfig(**arch,
     output_stride=c.output_stride, width=c.width)`` with stack ``c.schedule``.
@@ -68,17 +101,41 @@ def analytic_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
     ``arch``: ArchConfig fields but the two the candidate sets (a study's ``[arch]`` table
     plus ``num_classes``); each (output_stride, width) pair is validated as `ArchConfig`.
     """
+    h, w = image_hw(image_size)
+    plain = [i for i, c in enumerate(cands) if c.plain]
+    if len(plain) < len(cands):
+        # degridding candidates (per-axis rates, smoothing, tails) are scored one by one; the
+        # vectorised stack code below knows square, unsmoothed K×K layers only
+        out = _batch_of_plain([cands[i] for i in plain], arch, (h, w))
+        full = {k: np.zeros(len(cands), dtype=v.dtype) for k, v in out.items()}
+        for k in full:
+            full[k][plain] = out[k]
+        for i, c in enumerate(cands):
+            if not c.plain:
+                one = analytic_attrs(c.schedule, ArchConfig(**arch, output_stride=c.output_stride,
+                                                             width=c.width), (h, w))
+                for k in full:
+                    full[k][i] = one[k]
+        return full
+    return _batch_of_plain(cands, arch, (h, w))
+
+
+def _batch_of_plain(cands: Sequence[Candidate], arch: Mapping[str, Any],
+                    hw: tuple[int, int]) -> dict[str, np.ndarray]:
+    h, w = hw
     n = len(cands)
     out: dict[str, np.ndarray] = {
-        "rf": np.zeros(n, dtype=np.int64), "rf_stack": np.zeros(n, dtype=np.int64),
+        "rf_stack": np.zeros(n, dtype=np.int64),
         "holes": np.zeros(n, dtype=np.int64), "coverage": np.zeros(n),
         **{k: np.zeros(n, dtype=bool) for k in ("gridding_free", "hdc_rule1",
                                                "hdc_rule1_groups", "hdc_rule2", "hdc_rule3",
                                                "hdc")}}
     if n == 0:
         out.update(macs=np.zeros(0, dtype=np.int64), params=np.zeros(0, dtype=np.int64))
-        out.update(flops=out["macs"], gflops=np.zeros(0))
-        return out
+        out.update(flops=out["macs"], gflops=np.zeros(0), rf=np.zeros(0, dtype=np.int64),
+                   rf_nominal=np.zeros(0, dtype=np.int64),
+                   **{k: np.zeros(0, dtype=np.int64) for k in _CROP_SCALAR})
+        return {k: out[k] for k in BATCH_KEYS}
     os_ = np.array([c.output_stride for c in cands], dtype=np.int64)
     width = np.array([c.width for c in cands], dtype=np.int64)
     depth = np.array([c.depth for c in cands], dtype=np.int64)
@@ -108,13 +165,24 @@ def analytic_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
     around = {(o, b): receptive_field(image_schedule(
         [1], 1, o, b, base.context, base.context_rates)) for o, b in
         dict.fromkeys(zip(os_.tolist(), bs.tolist(), strict=True))}
-    out["rf"] = (np.array([around[o, b] for o, b in zip(os_.tolist(), bs.tolist(),
-                                                         strict=True)], dtype=np.int64)
-                 + (kernel - 1) * rate_sum * os_)
-    cost = batch_net_cost(image_size, image_size, os_, width, depth, kernel,
+    out["rf_nominal"] = (np.array([around[o, b] for o, b in zip(os_.tolist(), bs.tolist(),
+                                                                 strict=True)], dtype=np.int64)
+                         + (kernel - 1) * rate_sum * os_)
+    # the crop facts per net around the stack (its backbone stride follows the output stride)
+    for k in ("rf", *_CROP_SCALAR):
+        out[k] = np.zeros(n, dtype=np.int64)
+    by_net: dict[tuple[int, int], list[int]] = {}
+    for i, c in enumerate(cands):
+        by_net.setdefault((c.output_stride, c.width), []).append(i)
+    for key, rows in by_net.items():
+        crop = batch_candidate_crop([cands[i] for i in rows], h, w, **_crop_arch(nets[key]))
+        for k in _CROP_SCALAR:
+            out[k][rows] = crop[k]
+        out["rf"][rows] = crop["rf_usable"]
+    cost = batch_net_cost(h, w, os_, width, depth, kernel,
                           stem_width=base.stem_width, in_channels=base.in_channels,
                           num_classes=base.num_classes, backbone_stride=bs, norm=base.norm,
                           context=base.context, context_rates=base.context_rates)
     out["macs"], out["params"], out["flops"] = cost.macs, cost.params, cost.flops
     out["gflops"] = cost.flops / 1e9
-    return out
+    return {k: out[k] for k in BATCH_KEYS}

@@ -12,12 +12,14 @@ from nas_dil._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from nas_dil.train.config import TrainConfig, TrialConfig, TrialConfigError
+    from nas_dil.train.evaluate import evaluate_model, parse_scales
     from nas_dil.train.trial import (
         EvalCallback,
         TrialDiverged,
         TrialFailed,
         TrialOOM,
         TrialResult,
+        cpu_plan,
         evaluate,
         resolve_device,
         run_trial,
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
 _LAZY = {
     **dict.fromkeys(("TrainConfig", "TrialConfig", "TrialConfigError"), "nas_dil.train.config"),
     **dict.fromkeys(("EvalCallback", "TrialDiverged", "TrialFailed", "TrialOOM", "TrialResult",
-                     "evaluate", "resolve_device", "run_trial"), "nas_dil.train.trial"),
+                     "cpu_plan", "evaluate", "resolve_device", "run_trial"),
+                    "nas_dil.train.trial"),
+    **dict.fromkeys(("evaluate_model", "parse_scales"), "nas_dil.train.evaluate"),
 }
 
 __all__ = [
@@ -38,7 +42,10 @@ __all__ = [
     "TrialFailed",
     "TrialOOM",
     "TrialResult",
+    "cpu_plan",
     "evaluate",
+    "evaluate_model",
+    "parse_scales",
     "resolve_device",
     "run_trial",
 ]

@@ -37,7 +37,10 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU, where it would be slower)
     channels_last: bool = True  # NHWC on CUDA (faster convs); ignored on CPU
     cudnn_benchmark: bool = True  # let cuDNN pick conv algorithms on CUDA
-    threads: int | None = None  # torch CPU threads (None: torch's default)
+    threads: int | None = None  # torch CPU threads (None: from cpus, else torch's default)
+    cpus: int | None = None  # CPUs this trial may use (a search passes Ray's num_cpus):
+    # torch threads and DataLoader workers are split from it; None: the CPUs this process
+    # may run on (and torch's default thread count)
     max_batch_pixels: int = 16 * 512 * 512  # cap on batch_size × H × W (memory guard)
     check_finite_every: int = 20  # steps between NaN/Inf checks (each check syncs the GPU)
 
@@ -54,6 +57,10 @@ class TrainConfig:
                      "max_batch_pixels"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TrialConfigError(f"train: {name}={v!r} must be an integer >= 1")
+        for name in ("threads", "cpus"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise TrialConfigError(f"train: {name}={v!r} must be an integer >= 1")
         if not self.lr > 0:
             raise TrialConfigError(f"train: lr={self.lr!r} must be > 0")

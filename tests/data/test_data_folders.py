@@ -21,6 +21,21 @@ def cfg_for(root: Path, **kw) -> DataConfig:
     return DataConfig(source=str(root), **kw)
 
 
+def pixels(item: object) -> np.ndarray:
+    """An item's image, decoded here from its file (the data set keeps no pixels)."""
+    return np.array(Image.open(item.image_path).convert("RGB"))  # type: ignore[attr-defined]
+
+
+def labels(item: object) -> np.ndarray:
+    return np.array(Image.open(item.mask_path))  # type: ignore[attr-defined]
+
+
+def load_every_batch(data: SegData) -> None:
+    """Labels and pixels are checked as batches load: pull every one."""
+    list(data.train_batches(4, 0, 0))
+    list(data.val_batches(4))
+
+
 def red_code(x: torch.Tensor) -> torch.Tensor:
     """Undo normalisation of the red channel and recover the label it encodes (label*40)."""
     red = x[:, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
@@ -127,7 +142,7 @@ def test_epoch_changes_order_without_augmentation(tmp_path: Path) -> None:
     def order(epoch: int) -> list[int]:
         x = torch.cat([x for x, _ in data.train_batches(4, epoch, 0)])
         # no crop (same size) and no flip: each sample is one whole training image
-        originals = [torch.from_numpy(s.image) for s in data.train]  # type: ignore[attr-defined]
+        originals = [torch.from_numpy(pixels(s)) for s in data.train]  # type: ignore[attr-defined]
         raw = (x.permute(0, 2, 3, 1) * torch.tensor(IMAGENET_STD) + torch.tensor(IMAGENET_MEAN))
         raw = torch.round(raw * 255).to(torch.uint8)
         return [next(i for i, o in enumerate(originals) if torch.equal(o, r)) for r in raw]
@@ -150,7 +165,7 @@ def test_small_images_are_padded_with_ignore(tmp_path: Path) -> None:
 def test_large_images_are_cropped_windows(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "d", n=3, sizes=[(30, 40)])
     data = load_data(cfg_for(root, image_size=16, flip=False, val_fraction=0.34))
-    full = [torch.from_numpy(s.mask).long() for s in data.train]  # type: ignore[attr-defined]
+    full = [torch.from_numpy(labels(s)).long() for s in data.train]  # type: ignore[attr-defined]
     offsets = set()
     for epoch in range(4):
         for _, y in data.train_batches(8, epoch, 0):
@@ -167,7 +182,7 @@ def test_flip_happens_and_can_be_off(tmp_path: Path) -> None:
 
     def flipped_count(flip: bool) -> int:
         data = load_data(cfg_for(root, image_size=16, flip=flip, val_fraction=0.5))
-        m = torch.from_numpy(data.train[0].mask).long()  # type: ignore[attr-defined]
+        m = torch.from_numpy(labels(data.train[0])).long()  # type: ignore[attr-defined]
         n = 0
         for epoch in range(12):
             (_, y), = data.train_batches(4, epoch, 0)
@@ -217,9 +232,10 @@ def test_voc_reads_palette_indices(voc_root: Path) -> None:
     for _, y in data.val_batches(4):
         vals = set(y.unique().tolist())
         assert vals <= set(range(21)) | {255} and 255 in vals
-    raw = np.array(Image.open(voc_root / "SegmentationClass" / "2007_000000.png"))
-    loaded = data.train[0].mask  # type: ignore[attr-defined]
-    assert np.array_equal(loaded, raw) and raw.max() == 255
+    first_val = data.val[0].mask_path  # type: ignore[attr-defined]
+    raw = np.array(Image.open(first_val))
+    _, y = next(iter(data.val_batches(1)))
+    assert np.array_equal(y[0].numpy(), raw) and raw.max() == 255
 
 
 def test_voc_without_lists_splits_masked_images(voc_root: Path) -> None:
@@ -283,11 +299,12 @@ def test_label_out_of_range(folder_root: Path) -> None:
     m = np.zeros((24, 32))
     m[3, 3] = 7
     write_mask(folder_root / "masks" / "0003.png", m)
+    data = load_data(cfg_for(folder_root, num_classes=5))  # headers only: loads
     with pytest.raises(DataError, match=r"masks/0003\.png: label 7 >= num_classes 5 "
                                         r"\(ignore_index 255\)"):
-        load_data(cfg_for(folder_root, num_classes=5))
+        load_every_batch(data)  # the batch holding the file fails, naming it
     with pytest.raises(DataError, match=r"masks/0003\.png: label 7 >= num_classes 3"):
-        load_data(cfg_for(folder_root, num_classes=3, ignore_index=250))
+        load_every_batch(load_data(cfg_for(folder_root, num_classes=3, ignore_index=250)))
 
 
 def test_unreadable_image_and_mask(folder_root: Path) -> None:
@@ -297,8 +314,9 @@ def test_unreadable_image_and_mask(folder_root: Path) -> None:
     write_image(folder_root / "images" / "0005.png", np.zeros((24, 32, 3)))
     full = (folder_root / "masks" / "0006.png").read_bytes()
     (folder_root / "masks" / "0006.png").write_bytes(full[: len(full) // 2])  # truncated
+    data = load_data(cfg_for(folder_root, num_classes=3))  # its header is intact
     with pytest.raises(DataError, match=r"masks/0006\.png: cannot read mask"):
-        load_data(cfg_for(folder_root))
+        load_every_batch(data)
 
 
 def test_rgb_mask_is_rejected(folder_root: Path) -> None:

@@ -19,7 +19,11 @@ def test_analytic_attrs_match_the_schedule_code() -> None:
     cost = net_cost(32, 32, (1, 2, 9), kernel=3, **arch.cost_kwargs())
     cov = coverage(s)
     hdc = hdc_report([1, 2, 9], 3)
-    assert a["rf"] == cost.rf_image and a["flops"] == cost.flops and a["params"] == cost.params
+    # 32 px at output stride 8: 4×4 maps, so the rate-9 layer's 8 off-centre taps read only
+    # padding; the usable RF is the crop, the nominal one the formula's 207 px
+    assert a["rf_nominal"] == cost.rf_image == 207 and a["rf"] == a["rf_usable_h"] == 32
+    assert a["dead_taps"] == 8 and [d["name"] for d in a["dead_layers"]] == ["stack.2"]
+    assert a["flops"] == cost.flops and a["params"] == cost.params
     assert a["macs"] == cost.macs and a["gflops"] == cost.flops / 1e9
     assert a["rf_stack"] == cov.rf == 25 and a["holes"] == cov.holes > 0
     assert a["coverage"] == cov.coverage and a["gridding_free"] is False and a["m"] == [3, 5, 9]
@@ -27,7 +31,7 @@ def test_analytic_attrs_match_the_schedule_code() -> None:
     assert a["hdc_rule1"] is hdc.rule1.passed is False
     assert a["hdc_rule1_groups"] is hdc.rule1_groups.passed
     assert a["hdc"] is hdc.passed
-    assert set(a) == {*BATCH_KEYS, "m"}
+    assert set(a) == {*BATCH_KEYS, "m", "dead_layers"}
 
 
 def test_rule1_whole_and_per_group_differ() -> None:
@@ -55,6 +59,23 @@ def test_batch_equals_one_by_one(arch: dict) -> None:
         for k in BATCH_KEYS:
             v = b[k][i].item()
             assert v == one[k] and type(v) is type(one[k]), (k, c, v, one[k])
+
+
+def test_batch_equals_one_by_one_with_degridding_and_non_square_crops() -> None:
+    from nas_dil.spaces import space_from_dict
+
+    space = space_from_dict({"depth": {"min": 1, "max": 3}, "kernel": [3], "output_stride": [8],
+                             "width": [16], "rates": {"rule": "free", "choices": [1, 2, 5]},
+                             "smooth": [False, True], "tail": [[], [2, 1]], "per_axis": True})
+    cands = space.draw(80, np.random.default_rng(1))
+    assert any(c.plain for c in cands) and not all(c.plain for c in cands)
+    arch = {"num_classes": 5}
+    b = analytic_batch(cands, arch, (48, 40))
+    for i, c in enumerate(cands):
+        one = analytic_attrs(c.schedule, ArchConfig(**arch, output_stride=c.output_stride,
+                                                    width=c.width), (48, 40))
+        for k in BATCH_KEYS:
+            assert b[k][i].item() == one[k], (k, c)
 
 
 def test_batch_of_nothing_and_bad_arch() -> None:

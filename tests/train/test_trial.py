@@ -140,3 +140,28 @@ def test_memory_cap_and_bad_config() -> None:
 def test_config_json_round_trip() -> None:
     cfg = _cfg()
     assert TrialConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_folder_trial_same_with_worker_processes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Data loaded in DataLoader workers (the trial's cpus) trains exactly as in-process."""
+    from tests.data._builders import make_folder
+
+    root = make_folder(tmp_path / "d", n=8, sizes=[(20, 28), (24, 24)])
+    results = []
+    for workers in (0, 1):
+        data = DataConfig(source=str(root), image_size=[16, 20], workers=workers)
+        cfg = TrialConfig(arch=TINY_ARCH, data=data,
+                          train=TrainConfig(epochs=None, steps=3, batch_size=4, threads=1,
+                                            device="cpu", eval_every_steps=2,
+                                            max_batch_pixels=4 * 24 * 28))
+        results.append(run_trial(cfg, "1,2", seed=0))
+    a, b = results
+    assert a.loss_curve == b.loss_curve and a.miou_curve == b.miou_curve
+    assert len(a.miou_curve) == 2  # an evaluation mid-epoch did not disturb the training pass
+    assert a.macs == net_cost(16, 20, (1, 2), **ArchConfig(
+        output_stride=4, stem_width=8, width=8, num_classes=3).cost_kwargs()).macs
+
+
+def test_cpus_must_be_positive() -> None:
+    with pytest.raises(TrialConfigError, match="cpus=0"):
+        TrainConfig(cpus=0)
