@@ -170,28 +170,32 @@ def _out_len(n: int, op: TableOp) -> int:
     return span // op.stride + 1
 
 
-def op_sizes(t: LayerTable, h: int, w: int) -> list[tuple[int, int]]:
-    """(h, w) of each row's output on an h×w input."""
-    sizes: list[tuple[int, int]] = []
+def _lengths(t: LayerTable, n: int) -> list[int]:
+    """Each row's output length along one axis of input length n (sizes are per axis)."""
+    out: list[int] = []
     g = _is_global(t)
     for op in t.ops:
-        ins = [(h, w) if j == IMAGE else sizes[j] for j in op.inputs]
+        ins = [n if j == IMAGE else out[j] for j in op.inputs]
         if op.kind in ("conv", "maxpool", "avgpool"):
-            hh, ww = ins[0]
-            out = (_out_len(hh, op), _out_len(ww, op))
-            if min(out) < 1:
-                raise ValueError(f"{op.name}: input {hh}×{ww} is too small (output {out})")
+            m = _out_len(ins[0], op)
+            if m < 1:
+                raise ValueError(f"{op.name}: input length {ins[0]} is too small (output {m})")
         elif op.kind == "global":
-            out = (1, 1)
+            m = 1
         elif op.kind in ("add", "gate"):
             local = [s for j, s in zip(op.inputs, ins, strict=True) if j == IMAGE or not g[j]]
-            out = local[0] if local else (1, 1)
-            if any(s != out for s in local):
-                raise ValueError(f"{op.name}: inputs of sizes {local} cannot be added")
+            m = local[0] if local else 1
+            if any(s != m for s in local):
+                raise ValueError(f"{op.name}: inputs of lengths {local} cannot be added")
         else:
-            out = ins[0]
-        sizes.append(out)
-    return sizes
+            m = ins[0]
+        out.append(m)
+    return out
+
+
+def op_sizes(t: LayerTable, h: int, w: int) -> list[tuple[int, int]]:
+    """(h, w) of each row's output on an h×w input."""
+    return list(zip(_lengths(t, h), _lengths(t, w), strict=True))
 
 
 @dataclass(frozen=True)
@@ -244,7 +248,7 @@ def table_support(t: LayerTable, n: int | None = None, unit: int = 0) -> tuple[i
     """
     sizes = None
     if n is not None:
-        sizes = [s[0] for s in op_sizes(t, n, 1)]
+        sizes = _lengths(t, n)
         if not 0 <= unit < sizes[-1]:
             raise ValueError(f"unit={unit}: the output has {sizes[-1]} units at input {n}")
     g = _is_global(t)
