@@ -17,8 +17,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nas_dil import apply_schedule
 from nas_dil.errors import UserError
-from nas_dil.models import ArchConfig, ArchError, build_model, count_params, model_config, \
-    model_from_config
+from nas_dil.models import (
+    ArchConfig,
+    ArchError,
+    build_model,
+    count_params,
+    model_config,
+    model_from_config,
+)
 from nas_dil.models.backbones import (
     Backbone,
     BackboneError,
@@ -167,7 +173,7 @@ def test_nominal_support_when_nothing_is_clipped(name: str) -> None:
     model = _linearise(build_model([2, 2, 3], backbone=name, output_stride=8, norm="none",
                                    act="identity", width=4, num_classes=1))
     table = model_table(model)
-    lo, nominal = table_support(table)
+    _, nominal = table_support(table)
     n = nominal.size + 64
     w = _columns(table, n)
     unit = table_cost(table, n, w).out_h // 2

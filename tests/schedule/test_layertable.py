@@ -37,7 +37,7 @@ def _chain(s: Schedule, width: int = 4, c_in: int = 3) -> LayerTable:
 def test_chain_matches_schedule(rates, kernels, strides) -> None:
     s = Schedule(rates, kernels, strides)
     t = _chain(s)
-    lo, mask = table_support(t)
+    _, mask = table_support(t)
     assert (mask == support_1d(s)).all()
     assert table_rf(t) == mask.size
     cov = table_coverage(t)
