@@ -17,6 +17,7 @@ import operator
 import urllib.error
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,16 @@ from torch import fx, nn
 from nas_dil.errors import UserError
 from nas_dil.models.config import TV_BACKBONES, ArchConfig
 from nas_dil.models.net import ConvNormAct, DilatedStack, Head
-from nas_dil.schedule import Schedule, ScheduleError
+from nas_dil.schedule import Schedule, ScheduleError, coverage
 from nas_dil.schedule.layertable import (
     IMAGE,
     LayerTable,
     TableOp,
     dilate,
+    op_sizes,
+    table_cost,
+    table_coverage,
+    table_rf,
     target_blocks,
 )
 
@@ -45,6 +50,7 @@ __all__ = [
     "apply_table",
     "backbone_table",
     "build_backbone_model",
+    "describe_backbone_model",
     "extract_table",
     "layer_table",
     "load_weights",
@@ -422,6 +428,47 @@ def model_table(model: BackboneSegNet) -> LayerTable:
     a = model.arch
     _, bb, head = _split(a.backbone, model.schedule, a, None)
     return seg_table(backbone_table(a.backbone, a.output_stride, bb), head, a)
+
+
+def describe_backbone_model(model: BackboneSegNet, h: int, w: int) -> dict[str, Any]:
+    """``describe_model``'s keys for a net on a backbone, from its layer table (analytic).
+
+    ``rf_stem`` is the backbone trunk's RF, ``rf_stack`` the searched stack's own (None with
+    target "backbone"), ``rf_image`` the whole net's; all nominal, image pixels per axis.
+    """
+    a = model.arch
+    _, bb, head = _split(a.backbone, model.schedule, a, None)
+    trunk = backbone_table(a.backbone, a.output_stride, bb)
+    table = seg_table(trunk, head, a)
+    cost = table_cost(table, h, w)
+    sizes = op_sizes(table, h, w)
+    full = table_coverage(table)
+    stack = coverage(head) if head is not None else None
+    return {
+        "schedule": model.schedule.to_dict(),
+        "arch": a.to_dict(),
+        "input": [h, w],
+        "output_lowres": [cost.out_h, cost.out_w],
+        "layers": [
+            {"name": op.name, "kind": op.kind, "c_in": op.c_in, "c_out": op.c_out,
+             "kernel": op.kernel, "stride": op.stride, "dilation": op.dilation,
+             "padding": op.padding, "groups": op.groups, "out": list(sz), "macs": m,
+             "params": p}
+            for op, sz, m, p in zip(table.ops, sizes, cost.op_macs, cost.op_params,
+                                    strict=True)
+            if op.kind in ("conv", "maxpool", "avgpool")
+        ],
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": cost.macs,
+        "flops": cost.flops,
+        "gflops": cost.gflops,
+        "rf_stem": table_rf(trunk),
+        "rf_stack": stack.rf if stack is not None else None,
+        "rf_features": table_rf(seg_table(trunk, head, replace(a, context=False))),
+        "rf_image": full.rf,
+        "stack_holes_1d": stack.holes_1d if stack is not None else 0,
+        "image_holes_1d": full.holes_1d,
+    }
 
 
 # -- a user's own model ----------------------------------------------------------------------

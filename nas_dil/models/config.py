@@ -123,6 +123,10 @@ class ArchConfig:
 
     def cost_kwargs(self) -> dict[str, Any]:
         """The fields ``net_cost`` / ``image_schedule`` take (the rest change no count)."""
+        if self.backbone != "stem":  # net_cost knows only the stem: never a wrong count
+            raise ArchError(f"backbone={self.backbone!r}: net_cost describes the stem net; "
+                            "a backbone's cost comes from its layer table "
+                            "(nas_dil.models.backbones.model_table)")
         d = asdict(self)
         del d["gn_groups"], d["act"], d["backbone"], d["target"], d["weights"]
         return d

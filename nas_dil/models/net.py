@@ -212,6 +212,10 @@ def describe_model(model: DilatedSegNet, h: int, w: int) -> dict[str, Any]:
     JSON-able; rows follow ``nas_dil.schedule.LayerCost``. ``params`` is counted on the
     module itself; the analytic total equals it (tests).
     """
+    if model.arch.backbone != "stem":
+        from nas_dil.models.backbones import describe_backbone_model
+
+        return describe_backbone_model(model, h, w)  # type: ignore[arg-type]
     s, a = model.schedule, model.arch
     nc = net_cost(h, w, s.rates, kernel=s.kernels, **a.cost_kwargs())
     full = coverage(image_schedule(s.rates, s.kernels, a.output_stride, a.backbone_stride,

@@ -312,3 +312,20 @@ def test_apply_schedule_equals_the_built_backbone() -> None:
     x = torch.randn(1, 3, 64, 48)
     with torch.no_grad():
         torch.testing.assert_close(trunk_of(user)(x), built(x))
+
+
+def test_describe_model_on_a_backbone() -> None:
+    from nas_dil.models import describe_model
+
+    with torch.device("meta"):
+        model = build_model([2, 3, 2, 4], backbone="mobilenet_v3_large", output_stride=16,
+                            target="both", context=True, context_rates=(1, 2))
+        with FlopCounterMode(display=False) as fc:
+            model(torch.empty(1, 3, 65, 47))
+    d = describe_model(model, 65, 47)
+    assert d["flops"] == fc.get_total_flops() and d["params"] == count_params(model)
+    assert sum(r["macs"] for r in d["layers"]) == d["macs"]
+    assert d["output_lowres"] == [5, 3] and d["rf_stack"] == 9  # the head: one layer at 4
+    assert d["rf_image"] > d["rf_features"] > d["rf_stem"]
+    with pytest.raises(ArchError, match="layer table"):
+        model.arch.cost_kwargs()  # the stem's net_cost would be a wrong count
