@@ -42,6 +42,7 @@ __all__ = [
     "KINDS",
     "LayerTable",
     "TableOp",
+    "dead_taps",
     "dilate",
     "has_global",
     "op_sizes",
@@ -50,6 +51,7 @@ __all__ = [
     "table_rf",
     "table_support",
     "target_blocks",
+    "usable_rf",
 ]
 
 IMAGE = -1  # the input of the net, as an op index
@@ -290,6 +292,33 @@ def table_coverage(t: LayerTable, n: int | None = None, unit: int = 0) -> Covera
     return Coverage(rf=rf, seen_1d=seen, holes_1d=rf - seen, holes=rf * rf - seen * seen,
                     coverage=(seen * seen) / (rf * rf) if rf else 0.0,
                     largest_gap=_largest_run(~sup), gridding_free=rf == seen)
+
+
+def usable_rf(t: LayerTable, n: int) -> int:
+    """RF per axis that an input of length ``n`` can supply to its centre output unit:
+    the extent of that unit's support once zero padding ends paths (<= n and <= nominal)."""
+    n_out = _lengths(t, n)[-1]
+    return int(table_support(t, n, (n_out - 1) // 2)[1].size)
+
+
+def dead_taps(t: LayerTable, n: int) -> dict[str, tuple[int, ...]]:
+    """Per conv (K>1) at input length ``n``: the tap indices (0…K-1, per axis) that read only
+    padding from every output position. They get no gradient and keep their initial value;
+    a conv whose off-centre taps are all dead is a 1×1 conv at that size."""
+    lengths = _lengths(t, n)
+    out: dict[str, tuple[int, ...]] = {}
+    for op in t.ops:
+        if op.kind != "conv" or op.kernel == 1:
+            continue
+        j = op.inputs[0]
+        n_in = n if j == IMAGE else lengths[j]
+        n_out = _out_len(n_in, op)
+        first = np.arange(op.kernel) * op.dilation - op.padding  # read by output 0
+        last = first + (n_out - 1) * op.stride  # read by the last output
+        dead = tuple(int(i) for i in np.flatnonzero((last < 0) | (first >= n_in)))
+        if dead:
+            out[op.name] = dead
+    return out
 
 
 def _levels(t: LayerTable) -> list[int]:

@@ -329,3 +329,25 @@ def test_describe_model_on_a_backbone() -> None:
     assert d["rf_image"] > d["rf_features"] > d["rf_stem"]
     with pytest.raises(ArchError, match="layer table"):
         model.arch.cost_kwargs()  # the stem's net_cost would be a wrong count
+
+
+def test_dead_taps_get_no_gradient() -> None:
+    from nas_dil.schedule.layertable import dead_taps, table_rf, usable_rf
+
+    torch.manual_seed(0)
+    model = build_model([1, 8, 1, 8, 9], backbone="resnet18", output_stride=8, target="both",
+                        width=4, num_classes=2)
+    t = model_table(model)
+    n = 48  # 6×6 maps after the trunk: the rate-8 and rate-9 convs see only padding off-centre
+    dead = dead_taps(t, n)
+    assert dead["stack.layers.0.conv"] == (0, 2) and dead["backbone.trunk.layer3.1.conv1"] == (
+        0, 2)
+    assert "backbone.trunk.layer3.0.conv1" not in dead
+    assert usable_rf(t, n) <= n < table_rf(t)
+    model.train()(torch.randn(2, 3, n, n)).square().mean().backward()
+    convs = dict(model.named_modules())
+    for name, taps in dead.items():
+        g = convs[name].weight.grad
+        live = [i for i in range(g.shape[-1]) if i not in taps]
+        assert g[:, :, taps, :].abs().max() == 0 and g[:, :, :, taps].abs().max() == 0
+        assert g[:, :, live][:, :, :, live].abs().max() > 0
