@@ -49,7 +49,6 @@ __all__ = [
     "apply_schedule",
     "apply_table",
     "backbone_table",
-    "build_backbone_model",
     "describe_backbone_model",
     "extract_table",
     "layer_table",
@@ -292,7 +291,13 @@ def load_weights(trunk: nn.Module, name: str, weights: str) -> None:
 
 
 class Backbone(nn.Module):
-    """A torchvision trunk at ``output_stride``, with optional per-block ``rates``."""
+    """A torchvision trunk at ``output_stride``, with optional per-block ``rates``.
+
+    One stride-to-dilation rule for every backbone (``layertable.dilate``): it equals
+    torchvision's ``replace_stride_with_dilation`` on ResNets (tested); on MobileNetV3 it
+    differs from torchvision's ``dilated=True`` in one conv (the formerly strided depthwise
+    conv of the last stage keeps dilation 1 there; torchvision gives it 2).
+    """
 
     def __init__(self, name: str, output_stride: int = 32, rates: Sequence[int] | None = None,
                  weights: str = "none") -> None:
@@ -379,11 +384,6 @@ class BackboneSegNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"backbone={self.arch.backbone}, target={self.arch.target}, rates={self.schedule}"
-
-
-def build_backbone_model(schedule: Schedule | str | Sequence[int], arch: ArchConfig,
-                         kernel: int | None = None) -> BackboneSegNet:
-    return BackboneSegNet(schedule, arch, kernel)
 
 
 def seg_table(trunk: LayerTable, head: Schedule | None, arch: ArchConfig) -> LayerTable:
