@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; imported lazily so `import nas_dil` never pulls in torch
 _LAZY = {
+    "apply_schedule": "nas_dil.models.backbones",  # needs torchvision (nas-dil[vision])
     "build_model": "nas_dil.models",
     "load_space": "nas_dil.spaces",
     "load_exported": "nas_dil.export",

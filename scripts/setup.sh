@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
 # Create .venv/ at the repo root and install nas-dil into it. Idempotent: a second run only
-# checks. `--dev` adds the test tools (pytest, hypothesis, ruff, mypy).
+# checks. `--dev` adds the test tools (pytest, hypothesis, ruff, mypy) and torchvision (the
+# backbone tests run, never skip); `--vision` adds torchvision alone (`[arch] backbone`).
 #
 # torch: an importable torch is kept as it is (a cluster's CUDA build: create the venv with
 # NAS_DIL_SYSTEM_SITE=1 to see the system's packages, or set NAS_DIL_TORCH to the pip
 # requirement to install, e.g. NAS_DIL_TORCH="torch==2.13.0+cu128 --index-url <your index>").
 # Otherwise the CPU build torch==2.13.0 is installed (a local wheel on the dev machines).
+#
+# torchvision (--dev, --vision): its compiled ops must match torch exactly. Kept when
+# `import torchvision` works; otherwise NAS_DIL_VISION is installed, by default
+# "torch==2.14.1 torchvision==0.29.1" (the only pair whose wheels are here and run on CPU:
+# the torchvision 0.28 wheel is built against CUDA torch 2.13 and fails to import on the
+# 2.13.0+cpu build). A cluster names its own pair from one index, e.g.
+# NAS_DIL_VISION="torch==2.14.1 torchvision==0.29.1 --index-url <your CUDA index>".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras=""
-[ "${1:-}" = "--dev" ] && extras="[dev]"
+vision=""
+case "${1:-}" in
+  --dev) extras="[dev,vision]"; vision=1 ;;
+  --vision) extras="[vision]"; vision=1 ;;
+  "") ;;
+  *) echo "setup.sh: unknown option ${1}; use --dev or --vision" >&2; exit 2 ;;
+esac
 py="${PYTHON:-python3}"
 
 if [ ! -x .venv/bin/python ]; then
@@ -22,7 +36,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 
-if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+if [ -n "$vision" ] && ! .venv/bin/python -c "import torchvision" >/dev/null 2>&1; then
+  # one pip call for the pair, so pip never pairs a torchvision with another torch
+  # shellcheck disable=SC2086  # NAS_DIL_VISION may carry pip options
+  "${pip[@]}" ${NAS_DIL_VISION:-torch==2.14.1 torchvision==0.29.1}
+elif ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   # shellcheck disable=SC2086  # NAS_DIL_TORCH may carry pip options
   "${pip[@]}" ${NAS_DIL_TORCH:-torch==2.13.0}
 fi

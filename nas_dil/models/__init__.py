@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nas_dil._lazy import lazy_getattr
-from nas_dil.models.config import ACTS, OUTPUT_STRIDES, ArchConfig, ArchError
+from nas_dil.models.config import ACTS, BACKBONES, OUTPUT_STRIDES, TARGETS, ArchConfig, ArchError
 
 if TYPE_CHECKING:
+    from nas_dil.models.backbones import Backbone, BackboneSegNet, apply_schedule, layer_table
     from nas_dil.models.net import (
         ContextModule,
         ConvNormAct,
@@ -36,26 +37,34 @@ _NET = ("ContextModule", "ConvNormAct", "DilatedSegNet", "DilatedStack", "Head",
         "count_params", "describe_model", "model_config", "model_from_config")
 _PRESETS = ("PRESETS", "context_module", "deeplab_multigrid", "hdc_sawtooth",
             "yu_koltun_front_end")
+_BACKBONES = ("Backbone", "BackboneSegNet", "apply_schedule", "layer_table")
 _LAZY = {**dict.fromkeys(_NET, "nas_dil.models.net"),
+         **dict.fromkeys(_BACKBONES, "nas_dil.models.backbones"),
          **dict.fromkeys(_PRESETS, "nas_dil.models.presets")}
 
 __all__ = [
     "ACTS",
+    "BACKBONES",
     "OUTPUT_STRIDES",
     "PRESETS",
+    "TARGETS",
     "ArchConfig",
     "ArchError",
+    "Backbone",
+    "BackboneSegNet",
     "ContextModule",
     "ConvNormAct",
     "DilatedSegNet",
     "DilatedStack",
     "Head",
+    "apply_schedule",
     "build_model",
     "context_module",
     "count_params",
     "deeplab_multigrid",
     "describe_model",
     "hdc_sawtooth",
+    "layer_table",
     "model_config",
     "model_from_config",
     "yu_koltun_front_end",

@@ -12,10 +12,16 @@ from typing import Any
 from nas_dil.errors import UserError
 from nas_dil.schedule.netcost import DEFAULT_CONTEXT_RATES, NORMS, stem_plan
 
-__all__ = ["ACTS", "NORMS", "OUTPUT_STRIDES", "ArchConfig", "ArchError"]
+__all__ = ["ACTS", "BACKBONES", "NORMS", "OUTPUT_STRIDES", "TARGETS", "TV_BACKBONES",
+           "ArchConfig", "ArchError"]
 
 ACTS = ("relu", "identity")  # "identity": the linear variant the theory's claims are about
 OUTPUT_STRIDES = (2, 4, 8, 16, 32)
+# torchvision models (``nas_dil.models.backbones``; needs the extra nas-dil[vision])
+TV_BACKBONES = ("resnet18", "resnet50", "resnet101", "mobilenet_v3_large", "vgg16")
+BACKBONES = ("stem", *TV_BACKBONES)  # "stem": nas-dil's own small stem (stem_plan)
+TARGETS = ("head", "backbone", "both")  # what the schedule's rates set (see ArchConfig.target)
+TV_OUTPUT_STRIDES = (8, 16, 32)
 
 
 class ArchError(UserError, ValueError):
@@ -48,6 +54,10 @@ class ArchConfig:
     residual: bool = False  # stack layers compute x + f(x)
     context: bool = False  # Yu & Koltun context module after the classifier
     context_rates: tuple[int, ...] = DEFAULT_CONTEXT_RATES  # dilations of its 3×3 layers
+    backbone: str = "stem"  # "stem" or a torchvision trunk (TV_BACKBONES) before the stack
+    target: str = "head"  # rates set: "head" the stack, "backbone" the dilated last stage(s)
+    # block by block (one rate per block), "both" the blocks' rates then the stack's
+    weights: str = "none"  # backbone weights: "none", "imagenet" or a state_dict path
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "num_classes", "stem_width", "width", "gn_groups"):
@@ -79,6 +89,23 @@ class ArchConfig:
         if not rates or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rates):
             raise ArchError(f"context_rates={list(rates)}: need one or more integers >= 1")
         object.__setattr__(self, "context_rates", rates)
+        self._check_backbone()
+
+    def _check_backbone(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ArchError(f"backbone={self.backbone!r}: must be one of {', '.join(BACKBONES)}")
+        if self.target not in TARGETS:
+            raise ArchError(f"target={self.target!r}: must be one of {', '.join(TARGETS)}")
+        if not isinstance(self.weights, str) or not self.weights:
+            raise ArchError(f"weights={self.weights!r}: 'none', 'imagenet' or a state_dict path")
+        if self.backbone == "stem":
+            if self.target != "head" or self.weights != "none":
+                raise ArchError(f"backbone='stem' with target={self.target!r}, weights="
+                                f"{self.weights!r}: the stem has no blocks and no weights "
+                                "(target='head', weights='none')")
+        elif self.output_stride not in TV_OUTPUT_STRIDES:
+            raise ArchError(f"output_stride={self.output_stride}: backbone={self.backbone!r} "
+                            f"runs at {', '.join(map(str, TV_OUTPUT_STRIDES))}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (tuples as lists), so ``json.loads(json.dumps(d)) == d``."""
@@ -96,6 +123,10 @@ class ArchConfig:
 
     def cost_kwargs(self) -> dict[str, Any]:
         """The fields ``net_cost`` / ``image_schedule`` take (the rest change no count)."""
+        if self.backbone != "stem":  # net_cost knows only the stem: never a wrong count
+            raise ArchError(f"backbone={self.backbone!r}: net_cost describes the stem net; "
+                            "a backbone's cost comes from its layer table "
+                            "(nas_dil.models.backbones.model_table)")
         d = asdict(self)
-        del d["gn_groups"], d["act"]
+        del d["gn_groups"], d["act"], d["backbone"], d["target"], d["weights"]
         return d

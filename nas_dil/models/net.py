@@ -212,13 +212,18 @@ def build_model(schedule: Schedule | str | Sequence[int], *, kernel: int | None 
     Schedule carries its own kernels. Architecture fields come from ``arch`` and/or keyword
     ``overrides`` (see ``ArchConfig``).
     """
+    a = _arch(arch, overrides)
+    if a.backbone != "stem":  # a torchvision trunk: rates may also set its blocks' kernels
+        from nas_dil.models.backbones import BackboneSegNet  # needs torchvision
+
+        return BackboneSegNet(schedule, a, kernel)  # type: ignore[return-value]
     if isinstance(schedule, Schedule):
         if kernel is not None and set(schedule.kernels) != {kernel}:
             raise ScheduleError(f"kernel={kernel} conflicts with kernels={list(schedule.kernels)}")
         s = schedule
     else:
         s = Schedule.coerce(schedule, kernel=3 if kernel is None else kernel)
-    return DilatedSegNet(s, _arch(arch, overrides))
+    return DilatedSegNet(s, a)
 
 
 def count_params(model: nn.Module) -> int:
@@ -235,7 +240,12 @@ def model_from_config(d: dict[str, Any]) -> DilatedSegNet:
     missing = {"schedule", "arch"} - set(d)
     if missing:
         raise ArchError(f"model config: missing keys {sorted(missing)}; got {sorted(d)}")
-    return DilatedSegNet(Schedule.from_dict(d["schedule"]), ArchConfig.from_dict(d["arch"]))
+    a = ArchConfig.from_dict(d["arch"])
+    if a.backbone != "stem":
+        from nas_dil.models.backbones import BackboneSegNet  # needs torchvision
+
+        return BackboneSegNet(Schedule.from_dict(d["schedule"]), a)  # type: ignore[return-value]
+    return DilatedSegNet(Schedule.from_dict(d["schedule"]), a)
 
 
 def describe_model(model: DilatedSegNet, h: int, w: int) -> dict[str, Any]:
@@ -245,6 +255,10 @@ def describe_model(model: DilatedSegNet, h: int, w: int) -> dict[str, Any]:
     module itself; the analytic total equals it (tests). ``crop``: dead taps and the
     nominal / live / usable RF at h×w (``nas_dil.schedule.crop``).
     """
+    if model.arch.backbone != "stem":
+        from nas_dil.models.backbones import describe_backbone_model
+
+        return describe_backbone_model(model, h, w)  # type: ignore[arg-type]
     s, a = model.schedule, model.arch
     nc = net_cost(h, w, s, **a.cost_kwargs())
     full = coverage(image_schedule(s, s.kernels, a.output_stride, a.backbone_stride,

@@ -1,0 +1,503 @@
+"""torchvision backbones with searched per-block dilation rates, and ``apply_schedule``.
+
+A backbone is a torchvision classification net cut before its pooling and classifier (its
+*trunk*). Its layer table (``nas_dil.schedule.layertable``) is extracted once per backbone by
+tracing the trunk built on the meta device (no weights, no memory), and cached; output stride
+and rates are applied to the table in pure numpy (``dilate``), and the same table then sets
+each conv's stride, dilation and padding on the torch modules. Weight shapes never change, so
+pretrained weights load at any output stride and any rates.
+
+torchvision is an optional dependency (``pip install 'nas-dil[vision]'``): it is imported on
+first use, and its absence is one line naming the extra.
+"""
+
+from __future__ import annotations
+
+import operator
+import urllib.error
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from nas_dil.errors import UserError
+from nas_dil.models.config import TV_BACKBONES, ArchConfig
+from nas_dil.models.net import ConvNormAct, DilatedStack, Head
+from nas_dil.schedule import Schedule, ScheduleError, coverage
+from nas_dil.schedule.layertable import (
+    IMAGE,
+    LayerTable,
+    TableOp,
+    dilate,
+    op_sizes,
+    table_cost,
+    table_coverage,
+    table_rf,
+    target_blocks,
+)
+
+__all__ = [
+    "Backbone",
+    "BackboneError",
+    "BackboneSegNet",
+    "apply_schedule",
+    "apply_table",
+    "backbone_table",
+    "describe_backbone_model",
+    "extract_table",
+    "layer_table",
+    "load_weights",
+    "model_table",
+    "seg_table",
+    "trunk_of",
+]
+
+
+class BackboneError(UserError, ValueError):
+    """A backbone name, weights source or model nas-dil cannot use; one line."""
+
+
+def _tvm() -> Any:
+    try:
+        import torchvision.models as tvm
+    except (ImportError, RuntimeError) as e:  # RuntimeError: ops built for another torch
+        raise BackboneError(
+            f"torchvision backbones need a torchvision that matches torch {torch.__version__} "
+            f"({type(e).__name__}: {str(e).splitlines()[0]}); install it with "
+            "`pip install 'nas-dil[vision]'` (README: pairing torch and torchvision)"
+        ) from None
+    return tvm
+
+
+def _check_name(name: str) -> None:
+    if name not in TV_BACKBONES:
+        raise BackboneError(f"backbone={name!r}: must be one of {', '.join(TV_BACKBONES)}")
+
+
+def trunk_of(model: nn.Module) -> nn.Sequential:
+    """The feature trunk of a torchvision ResNet, VGG or MobileNetV3, sharing its modules.
+
+    Module paths inside the trunk are those of the model, so the trunk's state_dict keys are
+    the model's (pretrained checkpoints load into either).
+    """
+    tvm = _tvm()
+    if isinstance(model, tvm.ResNet):
+        names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+        return nn.Sequential(OrderedDict((n, getattr(model, n)) for n in names))
+    if isinstance(model, tvm.VGG | tvm.MobileNetV3):
+        return nn.Sequential(OrderedDict(features=model.features))
+    raise BackboneError(f"model of type {type(model).__name__}: apply_schedule and backbones "
+                        "take a torchvision ResNet, VGG or MobileNetV3")
+
+
+# -- the layer table, by tracing -------------------------------------------------------------
+
+_POINTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.Sigmoid,
+                      nn.Identity, nn.Dropout)
+_POINTWISE_FUNCS = {F.relu, F.relu6, F.hardswish, F.hardsigmoid, torch.relu, torch.sigmoid}
+_ADD = {operator.add, operator.iadd, torch.add}
+_MUL = {operator.mul, operator.imul, torch.mul}
+
+
+def _block_of(path: str) -> str:
+    """The block a module belongs to: its path up to the first Sequential index."""
+    parts = path.split(".")
+    for i, p in enumerate(parts):
+        if p.isdigit():
+            return ".".join(parts[: i + 1])
+    return path
+
+
+def _square(value: Any, what: str, name: str) -> int:
+    vals = tuple(value) if isinstance(value, tuple | list) else (value,)
+    if len(set(vals)) != 1 or not isinstance(vals[0], int):
+        raise BackboneError(f"{name}: {what}={value!r} is not square; layer tables need square")
+    return int(vals[0])
+
+
+def _module_op(name: str, m: nn.Module, inputs: tuple[int, ...]) -> TableOp | None:
+    block = _block_of(name)
+    if isinstance(m, nn.Conv2d):
+        if m.padding_mode != "zeros" or isinstance(m.padding, str):
+            raise BackboneError(f"{name}: padding={m.padding!r} ({m.padding_mode}) unsupported")
+        return TableOp(name, "conv", inputs, m.in_channels, m.out_channels,
+                       _square(m.kernel_size, "kernel_size", name),
+                       _square(m.stride, "stride", name), _square(m.dilation, "dilation", name),
+                       _square(m.padding, "padding", name), m.groups, m.bias is not None,
+                       block=block)
+    if isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
+        c = m.num_features if isinstance(m, nn.BatchNorm2d) else m.num_channels
+        return TableOp(name, "norm", inputs, c, c, bias=bool(m.affine), block=block)
+    if isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
+        if isinstance(m, nn.AvgPool2d) and (not m.count_include_pad or m.divisor_override):
+            raise BackboneError(f"{name}: AvgPool2d without count_include_pad is unsupported")
+        dil = m.dilation if isinstance(m, nn.MaxPool2d) else 1
+        kind = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
+        return TableOp(name, kind, inputs, kernel=_square(m.kernel_size, "kernel_size", name),
+                       stride=_square(m.stride, "stride", name),
+                       dilation=_square(dil, "dilation", name),
+                       padding=_square(m.padding, "padding", name),
+                       ceil_mode=bool(m.ceil_mode), block=block)
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        if _square(m.output_size, "output_size", name) != 1:
+            raise BackboneError(f"{name}: only a global (1×1) adaptive pool is supported")
+        return TableOp(name, "global", inputs, block=block)
+    if isinstance(m, _POINTWISE_MODULES):
+        return None
+    raise BackboneError(f"{name}: module {type(m).__name__} has no layer-table rule")
+
+
+def extract_table(trunk: nn.Module, in_channels: int = 3) -> LayerTable:
+    """The layer table of ``trunk`` by symbolic tracing (nothing is computed; meta is fine)."""
+    gm = fx.symbolic_trace(trunk)
+    ops: list[TableOp] = []
+    row: dict[str, int] = {}  # fx node name -> table row (IMAGE for the input)
+    out = None
+    for node in gm.graph.nodes:
+        args = [a for a in node.args if isinstance(a, fx.Node)]
+        ins = tuple(row[a.name] for a in args)
+        if node.op == "placeholder":
+            row[node.name] = IMAGE
+        elif node.op == "call_module":
+            op = _module_op(str(node.target), gm.get_submodule(str(node.target)), ins[:1])
+            if op is None:
+                row[node.name] = ins[0]
+            else:
+                ops.append(op)
+                row[node.name] = len(ops) - 1
+        elif node.op in ("call_function", "call_method"):
+            t = node.target
+            block = ops[ins[0]].block if ins and ins[0] != IMAGE else ""
+            if t in _ADD or t in ("add", "add_"):
+                ops.append(TableOp(f"{node.name}@{block}", "add", ins, block=block))
+                row[node.name] = len(ops) - 1
+            elif t in _MUL or t in ("mul", "mul_"):
+                # SE: scale · x; list the feature map first
+                ins = tuple(sorted(ins, key=lambda j: j != IMAGE and ops[j].kind == "global"))
+                ops.append(TableOp(f"{node.name}@{block}", "gate", ins, block=block))
+                row[node.name] = len(ops) - 1
+            elif t is F.adaptive_avg_pool2d and node.args[1] in (1, (1, 1)):
+                ops.append(TableOp(f"{node.name}@{block}", "global", ins, block=block))
+                row[node.name] = len(ops) - 1
+            elif t in _POINTWISE_FUNCS or t in ("relu", "relu_"):
+                row[node.name] = ins[0]
+            else:
+                raise BackboneError(f"{node.name}: function {t} has no layer-table rule")
+        elif node.op == "output":
+            out = row[node.args[0].name]
+    if out != len(ops) - 1:
+        raise BackboneError("the trunk's output is not its last op; cannot tabulate it")
+    return LayerTable(tuple(ops), in_channels)
+
+
+def _stock(name: str) -> nn.Module:
+    _check_name(name)
+    return getattr(_tvm(), name)(weights=None)
+
+
+@cache
+def layer_table(name: str) -> LayerTable:
+    """Layer table of backbone ``name`` as torchvision builds it (output stride 32)."""
+    with torch.device("meta"):
+        model = _stock(name)
+    return extract_table(trunk_of(model))
+
+
+def backbone_table(name: str, output_stride: int = 32,
+                   rates: Sequence[int] | None = None) -> LayerTable:
+    """The trunk's table at ``output_stride``, with per-block ``rates`` if given."""
+    try:
+        return dilate(layer_table(name), output_stride, rates)
+    except ValueError as e:
+        raise BackboneError(f"backbone={name!r}: {e}") from None
+
+
+def apply_table(trunk: nn.Module, table: LayerTable) -> None:
+    """Set stride, dilation and padding of every conv/pool in ``trunk`` as ``table`` says;
+    pools the table skips become ``nn.Identity``. Weights are untouched."""
+    for op in table.ops:
+        if op.kind not in ("conv", "maxpool", "avgpool", "skip"):
+            continue
+        m = trunk.get_submodule(op.name)
+        if op.kind == "skip":
+            parent, _, leaf = op.name.rpartition(".")
+            setattr(trunk.get_submodule(parent) if parent else trunk, leaf, nn.Identity())
+        elif isinstance(m, nn.Conv2d):
+            m.stride, m.dilation, m.padding = (op.stride,) * 2, (op.dilation,) * 2, (
+                op.padding,) * 2
+        else:
+            m.stride, m.padding = op.stride, op.padding
+            if isinstance(m, nn.MaxPool2d):
+                m.dilation = op.dilation
+
+
+# -- weights ---------------------------------------------------------------------------------
+
+def _state_dict(name: str, weights: str) -> dict[str, torch.Tensor]:
+    if weights == "imagenet":
+        w = _tvm().get_model_weights(name).DEFAULT
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
+        if not path.is_file():
+            try:
+                return torch.hub.load_state_dict_from_url(w.url, map_location="cpu",
+                                                          progress=True, weights_only=True)
+            except (urllib.error.URLError, OSError) as e:
+                raise BackboneError(
+                    f"weights='imagenet': {name}'s ImageNet weights are not at {path} and "
+                    f"cannot be downloaded ({getattr(e, 'reason', e)}); put {w.url} there "
+                    "(or set TORCH_HOME to a folder whose hub/checkpoints/ has it)"
+                ) from None
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise BackboneError(f"weights={weights!r}: no such file (use 'none', 'imagenet' "
+                                "or the path of a state_dict)")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a pickle with code, a truncated file, not a torch file at all
+        raise BackboneError(f"weights={str(path)!r}: cannot load a state_dict "
+                            f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise BackboneError(f"weights={str(path)!r}: not a state_dict (name -> tensor)")
+    return sd
+
+
+def load_weights(trunk: nn.Module, name: str, weights: str) -> None:
+    """Load ``weights`` ('none', 'imagenet' or a state_dict path) into a trunk.
+
+    The state_dict may be the whole torchvision model's (its classifier is ignored) or the
+    trunk's; every trunk tensor must be there with its shape.
+    """
+    if weights == "none":
+        return
+    sd = _state_dict(name, weights)
+    own = trunk.state_dict()
+    missing = [k for k in own if k not in sd]
+    if missing:
+        raise BackboneError(f"weights={weights!r}: {len(missing)} tensors of {name} missing, "
+                            f"e.g. {missing[:3]}")
+    bad = [k for k in own if sd[k].shape != own[k].shape]
+    if bad:
+        k = bad[0]
+        raise BackboneError(f"weights={weights!r}: {k} has shape {list(sd[k].shape)}, "
+                            f"{name} needs {list(own[k].shape)}")
+    trunk.load_state_dict({k: sd[k] for k in own})
+
+
+class Backbone(nn.Module):
+    """A torchvision trunk at ``output_stride``, with optional per-block ``rates``.
+
+    One stride-to-dilation rule for every backbone (``layertable.dilate``): it equals
+    torchvision's ``replace_stride_with_dilation`` on ResNets (tested); on MobileNetV3 it
+    differs from torchvision's ``dilated=True`` in one conv (the formerly strided depthwise
+    conv of the last stage keeps dilation 1 there; torchvision gives it 2).
+    """
+
+    def __init__(self, name: str, output_stride: int = 32, rates: Sequence[int] | None = None,
+                 weights: str = "none") -> None:
+        super().__init__()
+        self.name = name
+        self.table = backbone_table(name, output_stride, rates)
+        self.trunk = trunk_of(_stock(name))
+        load_weights(self.trunk, name, weights)
+        apply_table(self.trunk, self.table)
+        self.out_channels = self.table.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+
+# -- the segmentation net on a backbone ------------------------------------------------------
+
+def _split(name: str, schedule: Schedule | str | Sequence[int], arch: ArchConfig,
+           kernel: int | None) -> tuple[Schedule, tuple[int, ...] | None, Schedule | None]:
+    """(full schedule, backbone block rates or None, head schedule or None) for ``target``.
+
+    A rate list (not a Schedule) takes the blocks' own kernels, then ``kernel`` (3) for the
+    head's layers.
+    """
+    t = layer_table(name)
+    blocks = target_blocks(t, arch.output_stride)
+    n_bb = len(blocks) if arch.target in ("backbone", "both") else 0
+    bb_k = tuple(max(op.kernel for op in t.convs() if op.block == b) for b in blocks)[:n_bb]
+    rates = schedule.rates if isinstance(schedule, Schedule) else Schedule.coerce(schedule).rates
+    if (arch.target == "backbone" and len(rates) != n_bb) or (
+            arch.target == "both" and len(rates) <= n_bb):
+        need = f"{n_bb}" if arch.target == "backbone" else f"more than {n_bb}"
+        then = "" if arch.target == "backbone" else ", then the head's layers"
+        raise ScheduleError(f"rates={list(rates)}: target={arch.target!r} on {name} at "
+                            f"output_stride={arch.output_stride} needs {need} rates (blocks "
+                            f"{', '.join(blocks)}{then})")
+    if isinstance(schedule, Schedule):
+        s = schedule
+        if s.kernels[:n_bb] != bb_k:
+            raise ScheduleError(f"kernels={list(s.kernels)}: the targeted blocks of {name} "
+                                f"have kernels {list(bb_k)}")
+    else:
+        s = Schedule(rates, bb_k + (3 if kernel is None else kernel,) * (len(rates) - n_bb))
+    if not s.stride_free:
+        raise ScheduleError(f"strides={list(s.strides)}: searched layers keep resolution")
+    bb = s.rates[:n_bb] if n_bb else None
+    head = Schedule(s.rates[n_bb:], s.kernels[n_bb:]) if arch.target != "backbone" else None
+    return s, bb, head
+
+
+class BackboneSegNet(nn.Module):
+    """Backbone → [1×1 reduce to ``width`` → dilated stack] → head → bilinear up-sampling.
+
+    ``arch.target``: "head" searches the stack on the backbone (rates = the stack's),
+    "backbone" the targeted blocks' rates (no stack: the classifier sits on the backbone),
+    "both" the block rates then the stack's. ``schedule`` holds the full rate list.
+    """
+
+    def __init__(self, schedule: Schedule | str | Sequence[int], arch: ArchConfig,
+                 kernel: int | None = None) -> None:
+        super().__init__()
+        self.arch = a = arch
+        self.schedule, bb_rates, head = _split(a.backbone, schedule, a, kernel)
+        self.backbone = Backbone(a.backbone, a.output_stride, bb_rates, a.weights)
+        c = self.backbone.out_channels
+        self.reduce: nn.Module | None = None
+        self.stack: DilatedStack | None = None
+        if head is not None:
+            self.reduce = ConvNormAct(c, a.width, 1, norm=a.norm, act=a.act,
+                                      gn_groups=a.gn_groups)
+            self.stack = DilatedStack(head, a.width, a.norm, a.act, a.residual, a.gn_groups)
+            c = a.width
+        self.head = Head(c, a.num_classes, a.context, a.context_rates, a.act)
+
+    def forward_lowres(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.backbone(x)
+        if self.stack is not None:
+            x = self.stack(self.reduce(x))
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.forward_lowres(x), size=x.shape[-2:], mode="bilinear",
+                             align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"backbone={self.arch.backbone}, target={self.arch.target}, rates={self.schedule}"
+
+
+def seg_table(trunk: LayerTable, head: Schedule | None, arch: ArchConfig) -> LayerTable:
+    """The whole net's table: the trunk's rows (under ``backbone.trunk.``) then the head's,
+    named as ``BackboneSegNet``'s modules (so a row finds its module by name)."""
+    a = arch
+    ops = [TableOp(f"backbone.trunk.{op.name}", op.kind, op.inputs, op.c_in, op.c_out,
+                   op.kernel, op.stride, op.dilation, op.padding, op.groups, op.bias,
+                   op.ceil_mode, op.block) for op in trunk.ops]
+    has_norm = a.norm != "none"
+
+    def conv(name: str, c_in: int, c_out: int, k: int = 1, d: int = 1,
+             norm: str | None = None) -> None:
+        """A conv row named ``name`` (biased unless a norm row ``norm`` follows)."""
+        ops.append(TableOp(name, "conv", (len(ops) - 1,), c_in, c_out, k, 1, d,
+                           d * (k - 1) // 2, bias=norm is None))
+        if norm is not None:
+            ops.append(TableOp(norm, "norm", (len(ops) - 1,), c_out, c_out, bias=True))
+
+    c = trunk.out_channels
+    if head is not None:  # ConvNormAct modules: "<name>.conv", "<name>.norm" when normed
+        conv("reduce.conv", c, a.width, norm="reduce.norm" if has_norm else None)
+        for i, (r, k) in enumerate(zip(head.rates, head.kernels, strict=True)):
+            x = len(ops) - 1
+            name = f"stack.layers.{i}"
+            conv(f"{name}.conv", a.width, a.width, k, r,
+                 norm=f"{name}.norm" if has_norm else None)
+            if a.residual:
+                ops.append(TableOp(f"stack.add{i}", "add", (x, len(ops) - 1)))
+        c = a.width
+    conv("head.classifier", c, a.num_classes)
+    if a.context:
+        n = a.num_classes
+        for i, r in enumerate(a.context_rates):
+            conv(f"head.context.conv{i}", n, n, 3, r)
+        conv("head.context.out", n, n)
+    return LayerTable(tuple(ops), trunk.in_channels)
+
+
+def model_table(model: BackboneSegNet) -> LayerTable:
+    """The analytic table of a built net (from its config alone: no tracing)."""
+    a = model.arch
+    _, bb, head = _split(a.backbone, model.schedule, a, None)
+    return seg_table(backbone_table(a.backbone, a.output_stride, bb), head, a)
+
+
+def describe_backbone_model(model: BackboneSegNet, h: int, w: int) -> dict[str, Any]:
+    """``describe_model``'s keys for a net on a backbone, from its layer table (analytic).
+
+    ``rf_stem`` is the backbone trunk's RF, ``rf_stack`` the searched stack's own (None with
+    target "backbone"), ``rf_image`` the whole net's; all nominal, image pixels per axis.
+    """
+    a = model.arch
+    _, bb, head = _split(a.backbone, model.schedule, a, None)
+    trunk = backbone_table(a.backbone, a.output_stride, bb)
+    table = seg_table(trunk, head, a)
+    cost = table_cost(table, h, w)
+    sizes = op_sizes(table, h, w)
+    full = table_coverage(table)
+    stack = coverage(head) if head is not None else None
+    return {
+        "schedule": model.schedule.to_dict(),
+        "arch": a.to_dict(),
+        "input": [h, w],
+        "output_lowres": [cost.out_h, cost.out_w],
+        "layers": [
+            {"name": op.name, "kind": op.kind, "c_in": op.c_in, "c_out": op.c_out,
+             "kernel": op.kernel, "stride": op.stride, "dilation": op.dilation,
+             "padding": op.padding, "groups": op.groups, "out": list(sz), "macs": m,
+             "params": p}
+            for op, sz, m, p in zip(table.ops, sizes, cost.op_macs, cost.op_params,
+                                    strict=True)
+            if op.kind in ("conv", "maxpool", "avgpool")
+        ],
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": cost.macs,
+        "flops": cost.flops,
+        "gflops": cost.gflops,
+        "rf_stem": table_rf(trunk),
+        "rf_stack": stack.rf if stack is not None else None,
+        "rf_features": table_rf(seg_table(trunk, head, replace(a, context=False))),
+        "rf_image": full.rf,
+        "stack_holes_1d": stack.holes_1d if stack is not None else 0,
+        "image_holes_1d": full.holes_1d,
+    }
+
+
+# -- a user's own model ----------------------------------------------------------------------
+
+def apply_schedule(model: nn.Module, rates: Sequence[int], *, target: str = "backbone",
+                   output_stride: int = 32) -> list[str]:
+    """Set searched per-block dilation ``rates`` on a torchvision ResNet/VGG/MobileNetV3
+    in place, as ``[arch] backbone``/``output_stride``/``target = "backbone"`` build it;
+    returns the names of the convs whose dilation the rates set.
+
+    The model must be as torchvision builds it (no dilation yet; weights may be loaded).
+    ``output_stride`` (8, 16, 32) first turns the strides past it into dilations; the rates
+    then go to the K>1 convs of the blocks ``target_blocks`` names, one rate per block.
+    ``target`` must be "backbone": a torchvision model has no nas-dil head.
+    """
+    if target != "backbone":
+        raise BackboneError(f"target={target!r}: a torchvision model has no nas-dil head; "
+                            "apply_schedule sets target='backbone' rates")
+    trunk = trunk_of(model)
+    first = next(m for m in trunk.modules() if isinstance(m, nn.Conv2d))
+    table = extract_table(trunk, int(first.in_channels))
+    dilated = [op.name for op in table.convs() if op.dilation > 1]
+    if dilated:
+        raise BackboneError(f"{dilated[0]} has dilation already: apply_schedule takes the "
+                            "model as torchvision builds it")
+    try:
+        new = dilate(table, output_stride, [int(r) for r in rates])
+    except ValueError as e:
+        raise BackboneError(str(e)) from None
+    apply_table(trunk, new)
+    blocks = set(target_blocks(table, output_stride))
+    return [op.name for op in new.convs() if op.kernel > 1 and op.block in blocks]

@@ -1,0 +1,223 @@
+"""Frozen-backbone features cached on disk: computed once per key, memory-mapped by trials.
+
+With ``[trial] freeze = "backbone"`` only the searched head trains, so the backbone's output
+for each training image is the same in every trial. This module computes it once per
+``FeatureKey`` (data, backbone, weights, output stride, augmentation views) and stores it
+as float16 ``.npy`` files under ``root/<digest>/`` with a ``manifest.json``; every trial
+memory-maps the files. A cache is used only when its manifest's key equals the asked key
+(so a change of data, weights or output stride never reads stale features) and every file's
+sha256 equals the manifest's (a truncated or altered file is rebuilt, never read).
+
+Augmentation: ``views`` augmented passes over the training set are cached (view v is
+``data.train_batches(…, epoch=v, seed=key.seed)``: crops and flips as the trainer makes
+them); epoch e of a trial reads view e mod views, shuffled by (seed, epoch). Validation
+features are computed once without augmentation. Features are exact only for a frozen
+backbone in eval mode (BatchNorm statistics fixed), which is what freezing means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas_dil.data.base import Batch, SegData, check_batch_size, mixed_rng
+from nas_dil.errors import UserError
+
+__all__ = ["CacheError", "FeatureCache", "FeatureKey", "cache_bytes", "open_or_build"]
+
+FORMAT = 1  # bump when the layout changes: old caches then no longer match any key
+FILES = ("train_x", "train_y", "val_x", "val_y")
+
+
+class CacheError(UserError, RuntimeError):
+    """A feature cache that cannot be built (disk space, unequal image sizes); one line."""
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file (weights files enter the key by content, not by name)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FeatureKey:
+    """Everything the cached features depend on; its digest names the cache folder."""
+
+    data: str  # json of SegData.describe(): source, counts, image size, seed
+    backbone: str  # backbone name (or any name of the frozen module)
+    weights: str  # "none", "imagenet" or the sha256 of the weights file
+    output_stride: int
+    rates: tuple[int, ...] | None  # backbone block rates, None: the default dilations
+    views: int  # augmented views of the training set
+    seed: int  # seed of the views' augmentation
+    dtype: str = "float16"
+    format: int = FORMAT
+
+    def __post_init__(self) -> None:
+        if self.views < 1:
+            raise ValueError(f"views={self.views}: need at least one view")
+
+    @classmethod
+    def of(cls, data: SegData, backbone: str, weights: str, output_stride: int,
+           rates: tuple[int, ...] | None = None, views: int = 4, seed: int = 0) -> FeatureKey:
+        w = weights if weights in ("none", "imagenet") else file_digest(weights)
+        desc = data.describe()
+        cfg = getattr(data, "cfg", None)  # the augmentation switches (flip) live there
+        if cfg is not None:
+            desc = {**desc, "config": asdict(cfg)}
+        return cls(json.dumps(desc, sort_keys=True, default=str), backbone, w, output_stride,
+                   None if rates is None else tuple(rates), views, seed)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+
+def _shapes(backbone: nn.Module, data: SegData, views: int) -> dict[str, tuple[int, ...]]:
+    x, y = next(data.train_batches(1, 0, 0))
+    with torch.no_grad():
+        f = backbone(x)
+    vx, vy = next(data.val_batches(1))
+    with torch.no_grad():
+        vf = backbone(vx)
+    n = data.n_train * views
+    return {"train_x": (n, *f.shape[1:]), "train_y": (n, *y.shape[1:]),
+            "val_x": (data.n_val, *vf.shape[1:]), "val_y": (data.n_val, *vy.shape[1:])}
+
+
+def _dtypes() -> dict[str, np.dtype]:
+    return {"train_x": np.dtype(np.float16), "val_x": np.dtype(np.float16),
+            "train_y": np.dtype(np.int16), "val_y": np.dtype(np.int16)}
+
+
+def cache_bytes(backbone: nn.Module, data: SegData, views: int) -> int:
+    """Size of the cache on disk (one forward of one image per split to learn the shapes)."""
+    shapes = _shapes(backbone, data, views)
+    return sum(int(np.prod(s)) * _dtypes()[k].itemsize for k, s in shapes.items())
+
+
+class FeatureCache:
+    """The cached features of one key, memory-mapped (read-only)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.manifest = json.loads((folder / "manifest.json").read_text())
+        self.views = int(self.manifest["key"]["views"])
+        self.arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in FILES}
+        self.n_train = self.arrays["train_x"].shape[0] // self.views
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(a.nbytes) for a in self.arrays.values())
+
+    def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[Batch]:
+        """View ``epoch mod views``, shuffled by (seed, epoch): float32 features, int64 masks."""
+        check_batch_size(batch_size)
+        base = (epoch % self.views) * self.n_train
+        order = mixed_rng(seed, epoch, 13).permutation(self.n_train) + base
+        for start in range(0, self.n_train, batch_size):
+            idx = np.sort(order[start:start + batch_size])  # sorted: sequential reads
+            yield (torch.from_numpy(self.arrays["train_x"][idx].astype(np.float32)),
+                   torch.from_numpy(self.arrays["train_y"][idx].astype(np.int64)))
+
+    def val_batches(self, batch_size: int) -> Iterator[Batch]:
+        check_batch_size(batch_size)
+        n = self.arrays["val_x"].shape[0]
+        for start in range(0, n, batch_size):
+            sl = slice(start, start + batch_size)
+            yield (torch.from_numpy(self.arrays["val_x"][sl].astype(np.float32)),
+                   torch.from_numpy(self.arrays["val_y"][sl].astype(np.int64)))
+
+
+def _valid(folder: Path, key: FeatureKey) -> bool:
+    try:
+        m = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if m.get("key") != json.loads(json.dumps(asdict(key))):
+        return False
+    return all((folder / f"{k}.npy").is_file()
+               and file_digest(folder / f"{k}.npy") == m["sha256"].get(k) for k in FILES)
+
+
+def _batches(backbone: nn.Module, it: Iterator[Batch]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    with torch.no_grad():
+        for x, y in it:
+            yield backbone(x).to(torch.float16).cpu().numpy(), y.to(torch.int16).cpu().numpy()
+
+
+def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: SegData, *,
+                  batch_size: int = 16, progress: bool = False) -> FeatureCache:
+    """The cache of ``key`` under ``root``: reused when valid, else built (atomically: in a
+    temporary folder renamed into place once every file and the manifest are written)."""
+    root = Path(root)
+    folder = root / key.digest()[:24]
+    if _valid(folder, key):
+        return FeatureCache(folder)
+    backbone = backbone.eval()
+    shapes = _shapes(backbone, data, key.views)
+    need = sum(int(np.prod(s)) * _dtypes()[k].itemsize for k, s in shapes.items())
+    root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(root).free
+    if need > free:
+        raise CacheError(f"feature cache for {key.backbone} needs {need / 2**30:.2f} GiB; "
+                         f"{root} has {free / 2**30:.2f} GiB free (fewer views, a smaller "
+                         "image size, or another cache folder)")
+    tmp = root / f".tmp-{folder.name}-{time.time_ns()}"
+    tmp.mkdir()
+    try:
+        arrays = {k: np.lib.format.open_memmap(tmp / f"{k}.npy", mode="w+", dtype=_dtypes()[k],
+                                               shape=s) for k, s in shapes.items()}
+        bar = _progress(progress, data.n_train * key.views + data.n_val, key.backbone)
+        i = 0
+        for v in range(key.views):
+            for f, y in _batches(backbone, data.train_batches(batch_size, v, key.seed)):
+                arrays["train_x"][i:i + len(f)] = f
+                arrays["train_y"][i:i + len(f)] = y
+                i += len(f)
+                bar(len(f))
+        i = 0
+        for f, y in _batches(backbone, data.val_batches(batch_size)):
+            if f.shape[1:] != shapes["val_x"][1:]:
+                raise CacheError(f"validation images of unequal sizes ({y.shape[1:]} vs "
+                                 f"{shapes['val_y'][1:]}): the feature cache needs one size")
+            arrays["val_x"][i:i + len(f)] = f
+            arrays["val_y"][i:i + len(f)] = y
+            i += len(f)
+            bar(len(f))
+        for a in arrays.values():
+            a.flush()
+        del arrays
+        manifest: dict[str, Any] = {
+            "key": asdict(key), "digest": key.digest(), "shapes": shapes,
+            "sha256": {k: file_digest(tmp / f"{k}.npy") for k in FILES},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        if folder.exists():  # an invalid cache of the same key: replaced, never read
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return FeatureCache(folder)
+
+
+def _progress(on: bool, total: int, what: str) -> Any:
+    if not on:
+        return lambda n: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=f"caching {what} features", unit="img")
+    return bar.update
