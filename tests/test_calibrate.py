@@ -45,6 +45,12 @@ def test_dead_rates(cal: ModuleType, rates: tuple[int, ...], crop: int, os: int,
     assert cal.dead_rates(rates, crop, os) == dead
 
 
+def test_analytic_flops_depend_on_depth_not_rates(cal: ModuleType) -> None:
+    tc = cal.trial_config(REPO / "studies" / "quickstart.toml", 4, 16, threads=1)
+    same = {cal.analytic_flops(tc, r) for r in ((1, 3, 5), (1, 1, 1), (3, 3, 3))}
+    assert len(same) == 1 and cal.analytic_flops(tc, (1, 1, 1, 1)) > same.pop()
+
+
 def test_summarise_verdicts(cal: ModuleType) -> None:
     good, small, grid = [0.50, 0.52, 0.51], [0.40, 0.42, 0.41], [0.49, 0.53, 0.47]
     results = [{"kind": k, "lr_scale": 1.0, "lr": 0.01, "seed": i, "miou": m, "rates": [1],
