@@ -1,157 +1,196 @@
-"""Check that the synthetic data rewards receptive field and punishes gridding.
+"""Check that the synthetic data rewards receptive field and punishes gridding, at a study's
+own training settings, with the trainer the search uses (`nas_dil.train.run_trial`).
 
-Trains a small stand-in of the searched net (stem of stride-2 convs, a stack of dilated 3x3
-convs at the output stride, 1x1 classifier, bilinear upsample) for a fixed budget on the
-synthetic data, for several dilation schedules and seeds, and prints mean +- std val mIoU.
+Three schedules of the same depth, width and FLOPs are trained over several seeds and at
+several multiples of the study's learning rate:
 
-    PYTHONPATH=. python scripts/calibrate_synthetic.py --schedules "1,1,1;1,2,5;2,2,4" \
-        --seeds 0,1,2,3,4 --epochs 8 --json out.json
+- good: hole-free, with enough receptive field (RF);
+- small_rf: hole-free, too little RF;
+- gridded: the same RF as good, with holes.
 
-docs/synthetic_data.md records the full sweep and what it shows.
+Each seed is a training seed (init, batch order) on the study's own data set, as in a search;
+with --vary-data it is also the data seed (`DataConfig.seed`).
+For each (kind, lr) the table gives mean ± std val mIoU; the gap is good − kind, and the
+verdict is "holds" when the gap exceeds twice the larger of the two stds.
+
+    nice -n 10 .venv/bin/python scripts/calibrate_synthetic.py --study studies/quickstart.toml \
+        --seeds 0,1,2 --lr-scales 0.5,1,2 --jobs 2 --json calibration.json
+
+docs/synthetic_data.md records the result and what it shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
+import sys
 import time
+import tomllib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from nas_dil.data import DataConfig, load_data
-
-
-def conv_bn_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1, k: int = 3) -> nn.Module:
-    pad = dilation * (k // 2)
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride=stride, padding=pad, dilation=dilation, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
+KINDS = ("good", "small_rf", "gridded")  # the gap is good - each of the others
 
 
-class StandIn(nn.Module):
-    """Stem to output_stride, one dilated KxK conv per rate, 1x1 classifier, upsample."""
-
-    def __init__(self, num_classes: int, rates: list[int], width: int = 32,
-                 output_stride: int = 4, k: int = 3) -> None:
-        super().__init__()
-        stages = int(math.log2(output_stride))
-        widths = [min(16 * 2**i, width) for i in range(stages)]
-        widths[-1] = width  # the stack runs at `width`
-        layers, cin = [], 3
-        for w in widths:
-            layers.append(conv_bn_relu(cin, w, stride=2))
-            cin = w
-        self.stem = nn.Sequential(*layers)
-        self.body = nn.Sequential(*[conv_bn_relu(width, width, dilation=r, k=k) for r in rates])
-        self.head = nn.Conv2d(width, num_classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.head(self.body(self.stem(x)))
-        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+@dataclass(frozen=True)
+class Job:
+    kind: str  # good | small_rf | gridded
+    rates: tuple[int, ...]
+    lr_scale: float  # multiple of the study's lr
+    seed: int  # training seed (init, batch order); also the data seed with --vary-data
+    vary_data: bool
+    trial: dict[str, Any]  # TrialConfig.to_dict() at scale 1 and data seed 0
 
 
-def miou(conf: torch.Tensor) -> tuple[float, list[float]]:
-    """Mean IoU over the classes present in labels or predictions, and per-class IoUs."""
-    inter = conf.diag().double()
-    union = conf.sum(0).double() + conf.sum(1).double() - inter
-    ious = (inter / union.clamp_min(1)).tolist()
-    present = [i for i, u in zip(ious, union.tolist(), strict=True) if u > 0]
-    return sum(present) / max(len(present), 1), ious
+def trial_config(study: Path, output_stride: int, width: int, threads: int) -> dict[str, Any]:
+    """The study's [arch], [data] and [train] tables as a TrialConfig dict (the candidate sets
+    output_stride and width, as in a search)."""
+    from nas_dil.data import DataConfig
+    from nas_dil.models import ArchConfig
+    from nas_dil.train import TrainConfig, TrialConfig
+
+    t = tomllib.loads(study.read_text())
+    arch = ArchConfig(**{**t.get("arch", {}), "output_stride": output_stride, "width": width})
+    train = {**t.get("train", {}), "threads": threads, "device": "cpu"}
+    return TrialConfig(arch, DataConfig(**t.get("data", {})), TrainConfig(**train)).to_dict()
 
 
-def hole_free(rates: list[int], k: int = 3) -> bool:
-    """True when the stacked dilated KxK taps reach every offset within the RF (1-D)."""
-    reach = {0}
-    for r in rates:
-        reach = {o + r * t for o in reach for t in range(-(k // 2), k // 2 + 1)}
-    return len(reach) == max(reach) - min(reach) + 1
+def dead_rates(rates: tuple[int, ...], crop: int, output_stride: int, k: int = 3) -> list[int]:
+    """Rates whose every off-centre tap reads only padding on the crop's feature map (side
+    crop // output_stride): the nearest off-centre tap, at offset r, lands inside only when
+    r < side."""
+    side = crop // output_stride
+    return sorted({r for r in rates if k > 1 and r >= side})
 
 
-def markdown(rows: list[dict], names: list[str]) -> str:
-    head = ("| schedule | layers | RF | hole-free | mIoU mean ± std | "
-            + " | ".join(names) + " |")
-    lines = [head, "|" + "---|" * (5 + len(names))]
+def analytic_flops(trial: dict[str, Any], rates: tuple[int, ...]) -> int:
+    """FLOPs per image at the study's crop, as the trial will record them."""
+    from nas_dil.models import ArchConfig
+    from nas_dil.schedule import net_cost
+
+    size = trial["data"]["image_size"]
+    arch = ArchConfig.from_dict({**trial["arch"], "num_classes": 4})  # the synthetic classes
+    return net_cost(size, size, rates, kernel=3, **arch.cost_kwargs()).flops
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    from nas_dil.train import TrialConfig, run_trial
+
+    d = job.trial
+    data_seed = job.seed if job.vary_data else d["data"]["seed"]
+    d = {**d, "data": {**d["data"], "seed": data_seed},
+         "train": {**d["train"], "lr": d["train"]["lr"] * job.lr_scale}}
+    cfg = TrialConfig.from_dict(d)
+    res = run_trial(cfg, ",".join(map(str, job.rates)), seed=job.seed)
+    return {"kind": job.kind, "rates": list(job.rates), "lr_scale": job.lr_scale,
+            "lr": cfg.train.lr, "seed": job.seed, "data_seed": data_seed, "miou": res.miou,
+            "per_class_iou": res.per_class_iou, "flops": res.flops, "rf": res.rf,
+            "holes": res.holes, "wall_time_s": res.wall_time_s}
+
+
+def summarise(results: list[dict[str, Any]], scales: list[float]) -> list[dict[str, Any]]:
+    """One row per (lr scale, kind): mean, std, per seed, and the gap to good with verdict."""
+    rows = []
+    for s in scales:
+        by = {k: sorted((r for r in results if r["kind"] == k and r["lr_scale"] == s),
+                        key=lambda r: r["seed"]) for k in KINDS}
+        good = [r["miou"] for r in by["good"]]
+        for k in KINDS:
+            m = [r["miou"] for r in by[k]]
+            row: dict[str, Any] = {"lr_scale": s, "lr": by[k][0]["lr"], "kind": k,
+                                   "rates": by[k][0]["rates"], "rf": by[k][0]["rf"],
+                                   "mean": statistics.mean(m), "std": statistics.stdev(m),
+                                   "per_seed": m}
+            if k != "good":
+                bar = 2 * max(row["std"], statistics.stdev(good))
+                gap = statistics.mean(good) - row["mean"]
+                paired = [g - x for g, x in zip(good, m, strict=True)]
+                row.update(gap=gap, bar=bar, holds=gap > bar,
+                           wins=sum(p > 0 for p in paired), paired=statistics.mean(paired))
+            rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| lr | kind | schedule | RF px | mIoU mean ± std | per seed | gap to good | "
+             "2 × larger std | holds | good wins |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        per = " | ".join(f"{v:.3f}" for v in r["class_iou"])
-        lines.append(f"| {r['rates']} | {len(r['rates'])} | {r['rf']} | "
-                     f"{'yes' if r['hole_free'] else 'no'} | "
-                     f"{r['mean']:.3f} ± {r['std']:.3f} | {per} |")
+        seeds = " ".join(f"{v:.3f}" for v in r["per_seed"])
+        tail = ("| | | | |" if r["kind"] == "good" else
+                f"| {r['gap']:+.3f} | {r['bar']:.3f} | {'**yes**' if r['holds'] else 'no'} | "
+                f"{r['wins']}/{len(r['per_seed'])} |")
+        lines.append(f"| {r['lr']:g} ({r['lr_scale']:g}×) | {r['kind']} | "
+                     f"[{', '.join(map(str, r['rates']))}] | {r['rf']} | "
+                     f"{r['mean']:.3f} ± {r['std']:.3f} | {seeds} " + tail)
     return "\n".join(lines)
 
 
-def run(rates: list[int], seed: int, epochs: int, width: int, output_stride: int,
-        n_train: int, image_size: int, n_val: int = 128) -> tuple[float, list[float]]:
-    torch.manual_seed(seed)
-    data = load_data(DataConfig(seed=seed, n_train=n_train, n_val=n_val, image_size=image_size))
-    net = StandIn(data.num_classes, rates, width, output_stride)
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
-    for epoch in range(epochs):
-        net.train()
-        for x, y in data.train_batches(16, epoch, seed):
-            loss = F.cross_entropy(net(x), y, ignore_index=data.ignore_index)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    net.eval()
-    nc = data.num_classes
-    conf = torch.zeros(nc, nc, dtype=torch.int64)
-    with torch.no_grad():
-        for x, y in data.val_batches(64):
-            pred = net(x).argmax(1)
-            keep = y != data.ignore_index
-            conf += torch.bincount(y[keep] * nc + pred[keep], minlength=nc * nc).view(nc, nc)
-    return miou(conf)
-
-
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--schedules", default="1,1,1;1,2,5;2,2,4",
-                    help="';'-separated dilation schedules, rates ','-separated")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--study", default="studies/quickstart.toml",
+                    help="study file whose [arch], [data] and [train] are used")
+    ap.add_argument("--good", default="1,3,5", help="hole-free schedule with enough RF")
+    ap.add_argument("--small-rf", default="1,1,1", help="hole-free schedule, too little RF")
+    ap.add_argument("--gridded", default="3,3,3", help="schedule with holes, good's RF")
     ap.add_argument("--output-stride", type=int, default=4)
-    ap.add_argument("--n-train", type=int, default=512)
-    ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--n-val", type=int, default=512,
-                    help="val images scored (more than the default 128: less scoring noise)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", default="", help="write all results here")
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--lr-scales", default="0.5,1,2", help="multiples of the study's lr")
+    ap.add_argument("--vary-data", action="store_true",
+                    help="each seed also draws its own data set (default: the study's data, as "
+                         "in a search, where only the training seed changes)")
+    ap.add_argument("--jobs", type=int, default=1, help="trainings at once (one thread each)")
+    ap.add_argument("--json", default="", help="write every result and the summary here")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    schedules = [[int(r) for r in s.split(",")] for s in args.schedules.split(";")]
+
+    def parse(s: str) -> tuple[int, ...]:
+        return tuple(int(r) for r in s.split(","))
+
+    scheds = {"good": parse(args.good), "small_rf": parse(args.small_rf),
+              "gridded": parse(args.gridded)}
     seeds = [int(s) for s in args.seeds.split(",")]
-    results, rows = [], []
-    names = load_data(DataConfig(n_train=1, n_val=1, image_size=args.image_size)).class_names
-    for rates in schedules:
-        scores = []
-        for seed in seeds:
-            t0 = time.time()
-            m, ious = run(rates, seed, args.epochs, args.width, args.output_stride,
-                          args.n_train, args.image_size, args.n_val)
-            scores.append(m)
-            results.append({"rates": rates, "seed": seed, "miou": m, "ious": ious})
-            print(f"rates={rates} seed={seed} mIoU={m:.4f} "
-                  f"ious={[round(i, 3) for i in ious]} ({time.time() - t0:.0f}s)", flush=True)
-        sd = statistics.stdev(scores) if len(scores) > 1 else 0.0
-        rf = 1 + 2 * sum(rates)
-        mine = [r["ious"] for r in results if r["rates"] == rates]
-        rows.append({"rates": rates, "rf": rf, "hole_free": hole_free(rates),
-                     "mean": statistics.mean(scores), "std": sd,
-                     "class_iou": [statistics.mean(c) for c in zip(*mine, strict=True)]})
-        print(f"SUMMARY rates={rates} RF={rf} mIoU={statistics.mean(scores):.4f} +- {sd:.4f}",
-              flush=True)
-    print(markdown(rows, names))
+    scales = [float(s) for s in args.lr_scales.split(",")]
+    if len(seeds) < 2:
+        print(f"calibrate: need >= 2 seeds for a spread, got {seeds=}", file=sys.stderr)
+        return 2
+    if len({len(r) for r in scheds.values()}) != 1:
+        print(f"calibrate: the schedules must have the same depth, got {scheds}", file=sys.stderr)
+        return 2
+    tc = trial_config(Path(args.study), args.output_stride, args.width, threads=1)
+    crop = tc["data"]["image_size"]
+    for k, rates in scheds.items():
+        dead = dead_rates(rates, crop, args.output_stride)
+        if dead:
+            print(f"calibrate: {k} {list(rates)} has dead taps at a {crop}-px crop, output "
+                  f"stride {args.output_stride}: rates {dead}", file=sys.stderr)
+            return 2
+    flops = {k: analytic_flops(tc, rates) for k, rates in scheds.items()}
+    if len(set(flops.values())) != 1:
+        print(f"calibrate: the schedules must have the same FLOPs, got {flops}", file=sys.stderr)
+        return 2
+    jobs = [Job(k, scheds[k], s, seed, args.vary_data, tc)
+            for s in scales for seed in seeds for k in KINDS]
+    t0 = time.time()
+    results = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for r in pool.map(run_job, jobs):
+            results.append(r)
+            print(f"{r['kind']:8s} {r['rates']} lr×{r['lr_scale']:g} seed {r['seed']}: "
+                  f"mIoU {r['miou']:.4f} ({r['wall_time_s']:.0f} s)", flush=True)
+    rows = summarise(results, scales)
+    print(f"\n{len(jobs)} trainings in {time.time() - t0:.0f} s wall; study {args.study}, "
+          f"output stride {args.output_stride}, width {args.width}, seeds {seeds}\n")
+    print(markdown(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": results, "summary": rows}, f, indent=1)
+        Path(args.json).write_text(json.dumps(
+            {"args": vars(args), "trial_config": tc, "results": results, "summary": rows},
+            indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
