@@ -341,7 +341,7 @@ def write_bundle(out: str | os.PathLike[str], doc: dict[str, Any], model: torch.
     prov = doc.setdefault("provenance", {})
     prov.setdefault("exported_at", datetime.now(UTC).isoformat(timespec="seconds"))
     prov.setdefault("versions", _versions())
-    prov.setdefault("git_commit", _git_commit())
+    prov.setdefault("git_commit", source_commit())
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:

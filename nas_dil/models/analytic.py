@@ -11,7 +11,8 @@ crop (image px, the smaller axis: what the trained net can use, never more than 
 search's ``rf`` objective), ``rf_nominal`` its RF by the formula, ``rf_usable_h/w``,
 ``rf_nominal_h/w`` per axis, ``dead_taps`` the stack's taps that read only padding at the crop
 (they never train; ``dead_taps_net`` every conv's; ``dead_layers`` which, not in the batch
-form); definitions in docs/theory.md and `nas_dil.schedule.crop`. ``rf_stack`` RF of the dilated stack alone, ``holes`` / ``coverage`` / ``gridding_free`` of the
+form); definitions in docs/theory.md and `nas_dil.schedule.crop`. ``rf_stack`` RF of the
+dilated stack alone, ``holes`` / ``coverage`` / ``gridding_free`` of the
 stack's 2-D coverage, ``hdc_rule1`` rule 1 on the whole schedule, ``hdc_rule1_groups`` rule 1
 within every sawtooth group, ``hdc_rule2``, ``hdc_rule3``, ``hdc`` (rules 1 per group, 2, 3),
 ``m`` (M_1 … M_n; not in the batch form: rows differ in length), ``macs`` / ``flops`` (2·macs) /
