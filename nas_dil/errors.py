@@ -6,7 +6,11 @@ traceback.
 
 from __future__ import annotations
 
-__all__ = ["UserError", "first_line"]
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["UserError", "first_line", "writable_folder"]
 
 
 class UserError(Exception):
@@ -19,3 +23,23 @@ def first_line(e: BaseException | str, limit: int = 300) -> str:
     text = str(e).strip()
     name = type(e).__name__ if isinstance(e, BaseException) else "error"
     return (text.splitlines() or [name])[0][:limit]
+
+
+def writable_folder(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a folder files can be written in (it may not exist yet: then the nearest
+    existing folder above it must take new files), else one `UserError` line. Probes with a
+    temporary file that is removed at once; creates nothing else."""
+    p = Path(path).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{what} {path}: exists and is not a folder")
+    base = p
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise UserError(f"{what} {path}: {base} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as e:
+        raise UserError(f"{what} {path}: cannot write in {base} ({e.strerror or e})") from None
+    return p

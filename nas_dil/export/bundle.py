@@ -36,7 +36,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas_dil.errors import UserError
+from nas_dil.errors import UserError, writable_folder
 from nas_dil.export.pick import Pick, parse_pick, select_trial
 from nas_dil.report.data import feasible
 from nas_dil.report.source import StudySource, open_study
@@ -155,6 +155,10 @@ def _check_out(out: Path, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ExportError(f"--out {out}: folder is not empty (nothing overwritten; "
                           "use --force to replace an earlier export)")
+    try:  # the export is written beside ``out`` first, then moved in
+        writable_folder(out.absolute().parent, f"--out {out}: folder")
+    except UserError as e:
+        raise ExportError(str(e)) from None
 
 
 def check_export_dir(out: str | os.PathLike[str], force: bool = False) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nas_dil.errors import UserError
+from nas_dil.errors import UserError, writable_folder
 from nas_dil.report.data import ReportData, build_report
 from nas_dil.report.render import render_html, render_pngs
 from nas_dil.report.source import StudySource, open_study
@@ -50,8 +50,7 @@ def write_report(
             raise UserError(f"{src.location}: no local output folder known; give --out DIR")
         out = src.out_dir / REPORT_DIR
     out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a folder")
+    writable_folder(out_dir, "--out")  # one line, before any file is written
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = render_pngs(data, out_dir)
     html = render_html(data, out_dir / "report.html", pngs)

@@ -62,20 +62,25 @@ class StudySource:
         return self.study.study_name
 
     def resolve(self, relative: str) -> Path | None:
-        """A file the search recorded relative to its output folder, if it exists.
+        """A file the search recorded relative to its output folder, if it exists there.
 
         Tries the storage's own folder first (the output folder may have been moved), then
-        the ``out_dir`` the search recorded.
+        the ``out_dir`` the search recorded. A stored path is data, not a place to go: an
+        absolute one, or one that leads out of the folder (``..``, a link), gives None.
         """
         p = Path(relative)
-        if p.is_absolute():
-            return p if p.is_file() else None
+        if not relative or p.is_absolute():
+            return None
         roots = [self.out_dir]
         if self.meta.out_dir:
             roots.append(Path(self.meta.out_dir))
         for root in roots:
-            if root is not None and (root / p).is_file():
-                return root / p
+            if root is None:
+                continue
+            base = root.resolve()
+            found = (base / p).resolve()
+            if found.is_relative_to(base) and found.is_file():
+                return found
         return None
 
 
@@ -142,11 +147,15 @@ def open_storage(source: str | os.PathLike[str]) -> tuple[BaseStorage, str, Path
     """(read-only storage, URL, local folder, location) of an output folder, file or URL."""
     import optuna
     import sqlalchemy.exc
+    from sqlalchemy.pool import NullPool
 
     url, folder, location = _resolve(source)
     try:
+        # SQLite: no pooled connection kept between reads (each read is one short
+        # transaction), so a reader never keeps a search's WAL from being folded back
+        kwargs = {"poolclass": NullPool} if url.startswith("sqlite") else {}
         storage = optuna.storages.RDBStorage(
-            url, skip_table_creation=True, skip_compatibility_check=True
+            url, engine_kwargs=kwargs, skip_table_creation=True, skip_compatibility_check=True
         )
         storage.get_all_studies()  # fails here when the file is SQLite but not Optuna's
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
@@ -180,8 +189,8 @@ def _from_study(study: optuna.Study, location: str, url: str | None,
         meta = StudyMeta.from_dict(raw)
     except ValueError as e:
         raise StudySourceError(f"{where}: the nas_dil study attribute: {e}") from None
-    if folder is None and meta.out_dir and Path(meta.out_dir).is_dir():
-        folder = Path(meta.out_dir).resolve()
+    # the stored out_dir is never taken as the folder to write into (a report of a study
+    # opened from elsewhere needs an explicit --out); `resolve` still reads weights below it
     return StudySource(study, location, url, folder, meta, _objectives(study, meta, where))
 
 

@@ -316,6 +316,16 @@ def _space_path(rd: _Reader, space: str) -> Path:
     return found.resolve()
 
 
+def _study_name(rd: _Reader, name: str) -> str:
+    """A name, not a path: it names the study in its storage and the default runs/<name>."""
+    bad = [c for c in name if c in "/\\" or ord(c) < 32 or ord(c) == 127]
+    if bad or name in (".", "..") or len(name) > 200 or name != name.strip():
+        raise rd.err("name", f"{name!r}: expected a name (no '/', '\\', control characters, "
+                             "leading or trailing spaces; not '.' or '..'; at most 200 "
+                             "characters)")
+    return name
+
+
 def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig:
     """Validate a parsed TOML table (``path`` names the file in messages)."""
     path = Path(path)
@@ -325,7 +335,7 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
     rd.keys(data, _TOP, "")
     if "space" not in data:
         raise rd.err("space", "missing (a shipped space name such as hdc, or a space file)")
-    name = rd.string(data.get("name", path.stem), "name", nonempty=True)
+    name = _study_name(rd, rd.string(data.get("name", path.stem), "name", nonempty=True))
     space = rd.string(data["space"], "space", nonempty=True)
     storage = data.get("storage")
     if storage is not None:

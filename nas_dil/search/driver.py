@@ -47,8 +47,16 @@ from nas_dil.search.baselines import baseline_candidate
 from nas_dil.search.cluster import Lost, TaskError, TrialTasks
 from nas_dil.search.config import StudyConfig, load_study_config
 from nas_dil.search.ledger import Ledger, Run, State, snapshot_maker
+from nas_dil.search.lock import DriverLock, StudyLocked
 from nas_dil.search.objectives import objective_ranges
-from nas_dil.search.preflight import check_baselines, check_sampler, check_study, study_meta
+from nas_dil.search.preflight import (
+    check_baselines,
+    check_feasible,
+    check_paths,
+    check_sampler,
+    check_study,
+    study_meta,
+)
 from nas_dil.search.progress import Progress, SearchSummary
 from nas_dil.search.recorder import Recorder
 from nas_dil.search.records import RESULT_KEYS, TrialRecord
@@ -84,6 +92,7 @@ class _Search:
         self.objectives = cfg.objectives
         self.warnings: list[str] = []
         self.recorder = Recorder(self.url, self.out)
+        self.lock = DriverLock(self.url, cfg.name)
         self.stop_asking = False
         self.stop_requested = False
         self.t0 = time.perf_counter()
@@ -106,6 +115,7 @@ class _Search:
 
     def prepare(self) -> None:
         cfg = self.cfg
+        check_paths(self.out, self.url)
         check_sampler(cfg, self.space)
         self.baselines = [(b.name, baseline_candidate(b, self.space)) for b in cfg.baselines]
         check_baselines(cfg, self.space, self.baselines)
@@ -115,6 +125,7 @@ class _Search:
             self.tasks = TrialTasks(cfg.parallel)
             self.data_info = self._data_info()
             self.num_classes = int(self.data_info.get("num_classes") or 5)
+            check_feasible(cfg, self.space, self.num_classes)
             self.ranges = objective_ranges(
                 self.objectives, self.space, cfg.arch, cfg.data.image_size, self.num_classes,
                 cfg.seed, [c for _, c in self.baselines])
@@ -124,6 +135,10 @@ class _Search:
                               early_stop=self.early_stop, n_evals=self.n_evals,
                               warnings=self.warnings)
             sampler = make_sampler(cfg, self.space, self.num_classes)
+            # one driver per study: taken after every check, before the first write to the study
+            taken = self.lock.acquire()
+            if taken:
+                self.progress.message(f"took over the driver lock of a stopped driver ({taken})")
             study = self.recorder.open(cfg.name, sampler, existing.exists, cfg.objectives, meta)
             have = {str(t.user_attrs["baseline"]) for t in study.get_trials(deepcopy=False)
                     if "baseline" in t.user_attrs}
@@ -132,6 +147,7 @@ class _Search:
                     self.recorder.enqueue(self.space.params_for(cand) or {},
                                           {"baseline": name, "candidate": cand.to_dict()})
         except BaseException:
+            self.lock.release()
             cluster.disconnect(self.connected)
             raise
 
@@ -172,6 +188,9 @@ class _Search:
             while True:
                 if self.stop_requested:
                     raise KeyboardInterrupt
+                if self.lock.lost:
+                    raise StudyLocked(f"study {self.cfg.name!r}: another driver took over its "
+                                      "lock (this driver's heartbeat had stopped); stopping")
                 t = time.perf_counter()
                 self._fill()
                 self.driver_s["ask"] += time.perf_counter() - t
@@ -418,6 +437,7 @@ def run_search(config: StudyConfig | str | Path, *, n_trials: int | None = None,
                 interrupted = True
                 search.interrupt()
     finally:
+        search.lock.release()  # first: its connection would keep the WAL from folding back
         search.recorder.close()
         cluster.disconnect(search.connected)
     summary = search.summary(interrupted)

@@ -27,7 +27,8 @@ from nas_dil.search.records import StudyMeta
 from nas_dil.search.storage import StorageError, check_storage, read_meta, safe_url
 from nas_dil.spaces import Candidate, Space
 
-__all__ = ["Existing", "check_baselines", "check_sampler", "check_study", "study_meta"]
+__all__ = ["Existing", "check_baselines", "check_feasible", "check_paths", "check_sampler",
+           "check_study", "study_meta"]
 
 _INSIDE_ONLY_OK = ("hvi", "tpe", "random")  # samplers that take trials outside the space
 
@@ -123,3 +124,90 @@ def study_meta(cfg: StudyConfig, space: Space, *, n_trials: int, url: str, out: 
         early_stop={"enabled": early_stop, "n_evals": n_evals, **asdict(cfg.early_stop)},
         warnings=tuple(warnings),
     )
+
+
+# -- constraints the space can meet (issue 11, item 9) ----------------------------------------
+
+FEASIBLE_ENUMERATE = 2_000  # spaces up to this size are checked candidate by candidate
+FEASIBLE_SAMPLES = 2_000  # otherwise this many seeded draws
+
+
+def check_feasible(cfg: StudyConfig, space: Space, num_classes: int) -> None:
+    """Refuse a study whose constraints no candidate of the space meets: one line naming the
+    constraint and the best value the space achieves (the whole space when it has at most
+    `FEASIBLE_ENUMERATE` candidates, else `FEASIBLE_SAMPLES` seeded draws, said so)."""
+    if not cfg.constraints and not cfg.gridding_free:
+        return
+    import numpy as np
+
+    from nas_dil.models.analytic import analytic_batch
+    from nas_dil.spaces import sample_candidates
+
+    try:
+        count: int | None = space.count()
+    except Exception:  # too large to count exactly
+        count = None
+    exact = count is not None and count <= FEASIBLE_ENUMERATE
+    cands = (list(space.enumerate()) if exact
+             else list(dict.fromkeys(sample_candidates(space, FEASIBLE_SAMPLES, cfg.seed))))
+    if not cands:
+        return
+    cols = analytic_batch(cands, {**cfg.arch, "num_classes": num_classes},
+                          cfg.data.image_size)
+    of = (f"of the {len(cands)} candidates" if exact
+          else f"of {FEASIBLE_SAMPLES} sampled candidates")
+    ok = np.ones(len(cands), dtype=bool)
+    for c in cfg.constraints:
+        v = np.asarray(cols[c.metric], dtype=float)
+        met = np.array([c.violation(float(x)) <= 0 for x in v])
+        if not met.any():
+            best = float(v.min() if c.kind == "max" else v.max())
+            raise UserError(
+                f"{cfg.path}: constraints.{c.name} = {c.bound:g}: no candidate of space "
+                f"{space.name} meets it; the best {c.metric} {of} is {best:g}")
+        ok &= met
+    if cfg.gridding_free:
+        free = np.asarray(cols["holes"]) == 0
+        if not free.any():
+            raise UserError(
+                f"{cfg.path}: constraints.gridding_free: no candidate of space {space.name} is "
+                f"hole-free; the fewest holes {of} is {int(np.min(cols['holes']))}")
+        ok &= free
+    if not ok.any():
+        names = [f"{c.name} = {c.bound:g}" for c in cfg.constraints]
+        names += ["gridding_free"] if cfg.gridding_free else []
+        raise UserError(f"{cfg.path}: constraints {', '.join(names)}: each is met by some "
+                        f"candidate of space {space.name} but none {of} meets them all")
+
+
+# -- paths the search will write (issue 11, item 6) --------------------------------------------
+
+def check_paths(out: Path, url: str) -> None:
+    """The output folder and an SQLite storage can be written, before anything is: one line
+    naming the path otherwise (an existing file as --out, a folder under a file or /proc, a
+    read-only study.db)."""
+    import os
+
+    from nas_dil.errors import writable_folder
+    from nas_dil.search.storage import _sqlite_file
+
+    writable_folder(out, "--out")
+    db = _sqlite_file(url)
+    if db is None:
+        return
+    where = f"storage {safe_url(url)}"
+    if db.is_dir():
+        raise StorageError(f"{where}: is a folder, not a file")
+    try:
+        writable_folder(db.parent, where + ": folder")
+    except UserError as e:
+        raise StorageError(str(e)) from None
+    if db.exists():
+        try:  # opened for writing, nothing written: the study must take new trials
+            with db.open("r+b"):
+                pass
+        except OSError as e:
+            raise StorageError(f"{where}: cannot write the study file ({e.strerror or e}); "
+                               "a search needs it writable") from None
+        if not os.access(db, os.W_OK):  # pragma: no cover - open() would have failed
+            raise StorageError(f"{where}: the study file is read-only")

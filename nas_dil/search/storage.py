@@ -132,10 +132,17 @@ def open_storage(url: str, create: bool = True) -> Any:
     return storage
 
 
+CHECKPOINT_S = 30.0  # how long close_storage waits for readers to let the WAL be folded back
+
+
 def close_storage(storage: Any) -> None:
-    """Close the driver's storage. SQLite: fold the WAL into the file and return it to the
-    rollback journal, so ``study.db`` is one file again. Where a reader still has it open
-    the mode cannot change: it stays WAL (any SQLite ≥ 3.7 opens it) and nothing fails."""
+    """Close the driver's storage. SQLite: fold the WAL into the file (a TRUNCATE checkpoint,
+    retried while a reader is mid-read, up to `CHECKPOINT_S`), so ``study.db`` alone holds
+    every trial whatever readers do, then return it to the rollback journal. Where a reader
+    still has the file open the mode cannot change: it stays WAL (any SQLite ≥ 3.7 opens it,
+    and the ``-wal`` file is empty) and nothing fails."""
+    import time
+
     backend = getattr(storage, "_backend", storage)
     engine = getattr(backend, "engine", None)
     if engine is None:
@@ -145,10 +152,20 @@ def close_storage(storage: Any) -> None:
             from sqlalchemy import text
 
             backend.remove_session()
+            engine.dispose()  # the pool's other connections would keep the mode from changing
             with engine.connect() as conn:
                 conn.execute(text("PRAGMA busy_timeout=2000"))  # not the 30 s of the writes
-                conn.execute(text("PRAGMA journal_mode=DELETE"))
-    except Exception:  # a reader holds it: WAL stays, the data is committed either way
+                end = time.monotonic() + CHECKPOINT_S
+                while True:
+                    busy = conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)")).fetchone()
+                    if not busy or not busy[0] or time.monotonic() > end:
+                        break
+                    time.sleep(0.1)  # a reader is mid-read: it ends in milliseconds
+                try:
+                    conn.execute(text("PRAGMA journal_mode=DELETE"))
+                except Exception:  # a reader has the file open: WAL stays (folded, empty)
+                    pass
+    except Exception:  # the data is committed either way
         pass
     finally:
         engine.dispose()
@@ -161,6 +178,7 @@ def read_meta(url: str, name: str) -> tuple[bool, dict[str, Any] | None, list[st
         return False, None, []
     import optuna
 
+    storage = None
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url),
                                              skip_table_creation=True,
@@ -168,6 +186,9 @@ def read_meta(url: str, name: str) -> tuple[bool, dict[str, Any] | None, list[st
         studies = storage.get_all_studies()
     except Exception:  # an empty database (no tables yet): no study
         return False, None, []
+    finally:
+        if storage is not None:  # no connection kept open: it would pin the WAL at close
+            storage.engine.dispose()
     for s in studies:
         if s.study_name == name:
             meta = s.user_attrs.get(META_KEY)
