@@ -74,6 +74,61 @@ def test_a_reader_keeps_reading_and_closing_never_fails(tmp_path: Path) -> None:
     assert len(optuna.load_study(study_name="s", storage=f"sqlite:///{db}").trials) == 2
 
 
+_READERS = {
+    # a plain sqlite3 connection kept open, reading now and then (a notebook, a script)
+    "sqlite3": """
+import sqlite3, sys, time
+con = sqlite3.connect(f"file:{sys.argv[1]}/study.db?mode=ro", uri=True, timeout=30)
+while True:
+    n = con.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    print(n, flush=True)
+    time.sleep(0.05)
+""",
+    # what `nas-dil report` and the dashboard do: open_study, then read the trials again
+    "open_study": """
+import sys, time
+from nas_dil.report.source import open_study
+src = open_study(sys.argv[1])
+while True:
+    print(len(src.study.get_trials(deepcopy=False)), flush=True)
+    time.sleep(0.05)
+""",
+}
+
+
+@pytest.mark.parametrize("reader", sorted(_READERS))
+def test_study_db_alone_holds_every_trial_when_a_reader_has_it_open(tmp_path: Path,
+                                                                    reader: str) -> None:
+    """A real reader process holds the file open while the search's storage closes: the WAL
+    is folded back anyway, so study.db copied alone has every trial (issue 11, item 2)."""
+    import shutil
+    import subprocess
+    import sys
+
+    db = tmp_path / "study.db"
+    storage = open_storage(default_url(tmp_path))
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.set_user_attr("nas_dil", {"out_dir": str(tmp_path), "objectives": []})
+    study.tell(study.ask(), 0.0)
+    proc = subprocess.Popen([sys.executable, "-c", _READERS[reader], str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "1", proc.stderr.read()  # it reads
+        for i in range(20):
+            study.tell(study.ask(), float(i))
+        close_storage(storage)  # the search ends while the reader keeps the file open
+        assert proc.poll() is None  # still reading
+        alone = tmp_path / "copy"
+        alone.mkdir()
+        shutil.copy(db, alone / "study.db")  # without study.db-wal
+        copied = optuna.load_study(study_name="s", storage=f"sqlite:///{alone / 'study.db'}")
+        assert len(copied.trials) == 21
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_pragmas_only_for_sqlite_files(tmp_path: Path) -> None:
     memory = open_storage("sqlite:///:memory:")
     assert not event.contains(memory.engine, "connect", _writer_pragmas)
@@ -105,6 +160,7 @@ def test_ask_time_attrs_are_written_with_the_result(ray_cluster: RayCluster,
         assert set(TRIAL_ATTRS) <= set(run.record.to_attrs())
         search._complete(run, execute(run.payload))
     finally:
+        search.lock.release()
         search.recorder.close()
     done = optuna.load_study(study_name="s",
                              storage=default_url(tmp_path / "out")).trials[0]
