@@ -10,7 +10,7 @@ import pytest
 
 from nas_dil.report.files import write_report
 from nas_dil.report.source import open_study
-from tests.report.studies import STUDY, hand_made_study
+from tests.report.studies import STUDY, Trained, hand_made_study
 
 
 def test_resolve_stays_inside_the_study_folder(tmp_path: Path) -> None:
@@ -42,3 +42,45 @@ def test_report_of_a_study_without_a_folder_needs_out(tmp_path: Path) -> None:
     assert list(victim.iterdir()) == []  # the stored out_dir is never written into
     files = write_report(copied, tmp_path / "mine")
     assert files.html.is_file() and list(victim.iterdir()) == []
+
+
+def test_export_refuses_stored_weights_outside_the_folder(trained: Trained, tmp_path: Path) -> None:
+    import json
+    import shutil
+    import sqlite3
+
+    from nas_dil.export.bundle import export_trial
+
+    out = tmp_path / "copy"
+    shutil.copytree(trained.out_dir, out)
+    outside = tmp_path / "outside.pt"  # a loadable state_dict, but not the study's
+    shutil.copy(out / "weights" / "trial_0.pt", outside)
+    con = sqlite3.connect(out / "study.db")
+    for stored in (str(outside), "../outside.pt"):
+        with con:
+            con.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'weights' "
+                        "AND trial_id = (SELECT trial_id FROM trials WHERE number = 0)",
+                        (json.dumps(stored),))
+        r = export_trial(out, "trial=0", tmp_path / f"x{len(stored)}")
+        assert r.weights is None and r.weights_source is None
+        assert "not under" in r.document["weights_note"]
+    con.close()
+
+
+@pytest.mark.parametrize("command", ["report", "export"])
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_out_that_cannot_be_written_is_one_line(hand_made_ro: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                command: str, where: str) -> None:
+    from nas_dil.cli import main
+
+    f = tmp_path / "afile"
+    f.write_text("keep")
+    out = f / "sub" if where == "file" else Path("/proc/nas-dil-test/out")
+    args = [command, str(hand_made_ro), "--out", str(out)]
+    code = main([*args, "--pick", "knee"] if command == "export" else args)
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"nas-dil {command}: error: --out "), err
+    assert f.read_text() == "keep" and not [p for p in tmp_path.iterdir() if p != f]
