@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from nas_dil.search.config import ParallelConfig
     from nas_dil.search.records import TrialPayload
 
-__all__ = ["Lost", "RayAddressError", "TaskError", "TrialTasks", "connect", "disconnect",
-           "loopback_only"]
+__all__ = ["Lost", "RayAddressError", "TaskError", "TrialTasks", "check_resources", "connect",
+           "disconnect", "loopback_only"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PROBE_TIMEOUT_S = 3.0
@@ -95,6 +95,40 @@ def disconnect(connected_here: bool) -> None:
 
     if connected_here and ray.is_initialized():
         ray.shutdown()
+
+
+def trial_request(parallel: ParallelConfig) -> dict[str, float]:
+    """What one trial asks of a node, in Ray's resource names (memory in bytes); zeros left
+    out."""
+    need = {"CPU": float(parallel.cpus), "GPU": float(parallel.gpus),
+            "memory": float(parallel.memory_gb or 0) * 2**30, **{
+                k: float(v) for k, v in parallel.resources.items()}}
+    return {k: v for k, v in need.items() if v > 0}
+
+
+def check_resources(parallel: ParallelConfig, where: str) -> None:
+    """Refuse a trial request no live node of the cluster can ever fit (a GPU on a CPU-only
+    cluster, more CPUs than any node has): it would wait forever. One line naming what was
+    asked and the most any node offers."""
+    import ray
+
+    need = trial_request(parallel)
+    if not need:
+        return
+    nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
+    if any(all(float(r.get(k, 0)) >= v for k, v in need.items()) for r in nodes):
+        return
+
+    def fmt(k: str, v: float) -> str:  # in the study file's words
+        if k == "memory":
+            return f"memory_gb {v / 2**30:g}"
+        return f"{ {'CPU': 'cpus', 'GPU': 'gpus'}.get(k, k)} {v:g}"
+
+    asked = ", ".join(fmt(k, v) for k, v in need.items())
+    most = ", ".join(fmt(k, max((float(r.get(k, 0)) for r in nodes), default=0.0))
+                     for k in need)
+    raise UserError(f"{where}: [parallel] asks {asked} per trial, which no node of the Ray "
+                    f"cluster ({len(nodes)} node(s)) can fit; the most a node has: {most}")
 
 
 class TaskError(Exception):

@@ -122,6 +122,7 @@ class _Search:
         existing = check_study(cfg, self.space, self.url, self.resume)
         self.connected = cluster.connect(self.address, num_cpus=self.num_cpus)
         try:
+            cluster.check_resources(cfg.parallel, str(cfg.path))
             self.tasks = TrialTasks(cfg.parallel)
             self.data_info = self._data_info()
             self.num_classes = int(self.data_info.get("num_classes") or 5)

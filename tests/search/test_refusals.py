@@ -139,3 +139,23 @@ def test_name_must_be_a_name(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     cfg = sleep_study(tmp_path / "s.toml", name=name)
     line = refused(capsys, str(cfg))
     assert f"name: {name!r}: expected a name" in line
+
+
+@pytest.mark.parametrize(("parallel", "fragment"), [
+    ("gpus = 1", "[parallel] asks cpus 1, gpus 1 per trial, which no node of the Ray cluster "
+                 "(3 node(s)) can fit; the most a node has: cpus 2, gpus 0"),
+    ("cpus = 64", "[parallel] asks cpus 64 per trial, which no node"),
+    ("resources = { tpu = 1 }", "the most a node has: cpus 2, tpu 0"),
+])
+def test_resources_no_node_can_fit(capsys: pytest.CaptureFixture[str],
+                                   ray_cluster: RayCluster, tmp_path: Path, parallel: str,
+                                   fragment: str) -> None:
+    text = sleep_study(tmp_path / "s.toml").read_text()
+    text = text.replace("[parallel]\n", f"[parallel]\n{parallel}\n").replace(
+        "cpus = 1\n", "" if parallel.startswith("cpus") else "cpus = 1\n")
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    line = refused(capsys, str(cfg), "--out", str(out), "--address", ray_cluster.address)
+    assert fragment in line, line
+    assert not (out / "study.db").exists()
