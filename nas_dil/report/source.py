@@ -80,7 +80,7 @@ class StudySource:
             base = root.resolve()
             found = (base / p).resolve()
             if found.is_relative_to(base) and found.is_file():
-                return found
+                return root / p
         return None
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nas_dil._toml import TomlReader
+from nas_dil.errors import UserError
 from nas_dil.spaces import Candidate, Space
 
-__all__ = ["BASELINES", "BaselineConfig", "baseline_candidate", "parse_baselines"]
+__all__ = ["BASELINES", "BaselineConfig", "baseline_candidate", "baseline_candidates",
+           "parse_baselines"]
 
 # Named seed schedules (kernel 3 unless a baseline entry says otherwise)
 BASELINES: dict[str, tuple[int, ...]] = {
@@ -53,6 +55,20 @@ def parse_baselines(rd: TomlReader, raw: object) -> tuple[BaselineConfig, ...]:
                if k in t}
         out.append(BaselineConfig(name, rates_t, **opt))
     return tuple(out)
+
+
+def baseline_candidates(baselines: tuple[BaselineConfig, ...], space: Space,
+                        where: str) -> list[tuple[str, Candidate]]:
+    """(name, candidate) of every baseline; a bad one is one line naming the study file
+    (``where``) and its key (``baselines[i]``)."""
+    out = []
+    for i, b in enumerate(baselines):
+        try:
+            out.append((b.name, baseline_candidate(b, space)))
+        except UserError as e:
+            raise UserError(f"{where}: baselines[{i}] ({b.name}): "
+                            f"{str(e).removeprefix('candidate: ')}") from None
+    return out
 
 
 def baseline_candidate(b: BaselineConfig, space: Space) -> Candidate:

@@ -2,7 +2,8 @@
 
 A study file names everything a search needs; every key is optional except ``space``:
 
-    name = "quickstart"          # study name in the storage (default: the file's stem)
+    name = "quickstart"          # study name in the storage (default: the file's stem); a
+                                 #   name, not a path: no '/', '\\', not '.' or '..'
     description = "…"            # one line for reports
     space = "hdc"                # shipped space name, or a space file (relative to this file)
     n_trials = 24                # trials to finish; infeasible candidates do not count
@@ -22,7 +23,8 @@ A study file names everything a search needs; every key is optional except ``spa
                                  #   "tabular" (mIoU read from table = "tabular_dilation.csv":
                                  #   a shipped name under benchmarks/ or a path relative to
                                  #   this file; table_seed = the rows' seed, default `seed`)
-    [arch] [data] [train]        # ArchConfig / DataConfig / TrainConfig fields
+    [arch] [data] [train]        # ArchConfig / DataConfig / TrainConfig fields (a relative
+                                 #   data.source is relative to this file, as space and table)
     [early_stop]                 # enabled, min_completed, min_evals, margin (see early_stop.py)
     [[baselines]]                # name = yu_koltun | constant2 | hdc | multigrid, or name +
     name = "hdc"                 #   rates; kernel / output_stride / width optional
@@ -356,6 +358,10 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         data_cfg.validate()
     except UserError as e:
         raise rd.err("data", str(e)) from None
+    if data_cfg.source != "synthetic":  # like space and table: relative to the study file
+        src = Path(data_cfg.source).expanduser()
+        data_cfg = replace(data_cfg, source=str(src if src.is_absolute()
+                                                else (path.parent / src).resolve()))
     try:
         train = TrainConfig(**_train_kwargs(rd, rd.table(data.get("train", {}), "train")))
     except UserError as e:

@@ -43,7 +43,7 @@ from typing import Any
 from nas_dil.errors import UserError
 from nas_dil.pareto import normalised_hypervolume
 from nas_dil.search import cluster
-from nas_dil.search.baselines import baseline_candidate
+from nas_dil.search.baselines import baseline_candidates
 from nas_dil.search.cluster import Lost, TaskError, TrialTasks
 from nas_dil.search.config import StudyConfig, load_study_config
 from nas_dil.search.ledger import Ledger, Run, State, snapshot_maker
@@ -117,7 +117,7 @@ class _Search:
         cfg = self.cfg
         check_paths(self.out, self.url)
         check_sampler(cfg, self.space)
-        self.baselines = [(b.name, baseline_candidate(b, self.space)) for b in cfg.baselines]
+        self.baselines = baseline_candidates(cfg.baselines, self.space, str(cfg.path))
         check_baselines(cfg, self.space, self.baselines)
         existing = check_study(cfg, self.space, self.url, self.resume)
         self.connected = cluster.connect(self.address, num_cpus=self.num_cpus)

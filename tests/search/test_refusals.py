@@ -159,3 +159,26 @@ def test_resources_no_node_can_fit(capsys: pytest.CaptureFixture[str],
     line = refused(capsys, str(cfg), "--out", str(out), "--address", ray_cluster.address)
     assert fragment in line, line
     assert not (out / "study.db").exists()
+
+
+def test_bad_baseline_kernel_names_the_file_and_key(capsys: pytest.CaptureFixture[str],
+                                                    tmp_path: Path) -> None:
+    cfg = sleep_study(tmp_path / "s.toml", extra='[[baselines]]\nname = "constant2"\n'
+                                                 '[[baselines]]\nname = "hdc"\nkernel = 4\n')
+    line = refused(capsys, str(cfg), "--out", str(tmp_path / "out"))
+    assert f"{cfg}: baselines[1] (hdc): kernel: expected an odd integer >= 1, got 4" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_relative_data_source_resolves_against_the_study_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nas_dil.search.config import load_study_config
+
+    (tmp_path / "studies").mkdir()
+    cfg = sleep_study(tmp_path / "studies" / "s.toml", extra='[data]\nsource = "../mydata"\n')
+    monkeypatch.chdir(REPO)  # anywhere but the study's folder
+    assert load_study_config(cfg).data.source == str((tmp_path / "mydata").resolve())
+    absolute = sleep_study(tmp_path / "a.toml", extra=f'[data]\nsource = "{tmp_path}/d"\n')
+    assert load_study_config(absolute).data.source == f"{tmp_path}/d"
+    synthetic = sleep_study(tmp_path / "y.toml", extra='[data]\nsource = "synthetic"\n')
+    assert load_study_config(synthetic).data.source == "synthetic"
