@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from nas_dil.search.records import TrialPayload
 
 __all__ = ["Lost", "RayAddressError", "TaskError", "TrialTasks", "check_resources", "connect",
-           "disconnect", "loopback_only"]
+           "disconnect", "loopback_only", "trial_request", "unfit"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PROBE_TIMEOUT_S = 3.0
@@ -106,20 +106,19 @@ def trial_request(parallel: ParallelConfig) -> dict[str, float]:
     return {k: v for k, v in need.items() if v > 0}
 
 
-def check_resources(parallel: ParallelConfig, where: str) -> None:
-    """Refuse a trial request no live node of the cluster can ever fit (a GPU on a CPU-only
-    cluster, more CPUs than any node has): it would wait forever. One line naming what was
-    asked and the most any node offers."""
+def unfit(parallel: ParallelConfig) -> str | None:
+    """Why no live node of the cluster can fit one trial's request (None: some node can),
+    in the study file's words."""
     import ray
 
     need = trial_request(parallel)
     if not need:
-        return
+        return None
     nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
     if any(all(float(r.get(k, 0)) >= v for k, v in need.items()) for r in nodes):
-        return
+        return None
 
-    def fmt(k: str, v: float) -> str:  # in the study file's words
+    def fmt(k: str, v: float) -> str:
         if k == "memory":
             return f"memory_gb {v / 2**30:g}"
         return f"{ {'CPU': 'cpus', 'GPU': 'gpus'}.get(k, k)} {v:g}"
@@ -127,8 +126,16 @@ def check_resources(parallel: ParallelConfig, where: str) -> None:
     asked = ", ".join(fmt(k, v) for k, v in need.items())
     most = ", ".join(fmt(k, max((float(r.get(k, 0)) for r in nodes), default=0.0))
                      for k in need)
-    raise UserError(f"{where}: [parallel] asks {asked} per trial, which no node of the Ray "
-                    f"cluster ({len(nodes)} node(s)) can fit; the most a node has: {most}")
+    return (f"[parallel] asks {asked} per trial, which no node of the Ray cluster "
+            f"({len(nodes)} node(s)) can fit; the most a node has: {most}")
+
+
+def check_resources(parallel: ParallelConfig, where: str) -> None:
+    """Refuse a trial request no live node of the cluster can ever fit (a GPU on a CPU-only
+    cluster, more CPUs than any node has): it would wait forever. One line (`unfit`)."""
+    why = unfit(parallel)
+    if why is not None:
+        raise UserError(f"{where}: {why}")
 
 
 class TaskError(Exception):

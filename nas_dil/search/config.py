@@ -18,7 +18,8 @@ A study file names everything a search needs; every key is optional except ``spa
     name = "hvi"                 #   brute, and any keyword of that sampler class (hvi: beta,
                                  #   n_startup, pool_size, seed; tpe: n_startup_trials, …)
     [parallel]                   # max_in_flight, cpus, gpus (fractional packs trials per GPU),
-    max_in_flight = 2            #   memory_gb, resources = { … } (Ray custom), max_retries
+    max_in_flight = 2            #   memory_gb, resources = { … } (Ray custom), max_retries,
+                                 #   pending_timeout_s (trials no node can fit: FAIL after it)
     [trial]                      # kind = "train" (run_trial), "sleep" (orchestration tests) or
                                  #   "tabular" (mIoU read from table = "tabular_dilation.csv":
                                  #   a shipped name under benchmarks/ or a path relative to
@@ -110,6 +111,7 @@ class ParallelConfig:
     memory_gb: float | None = None  # Ray memory per trial (None: no reservation)
     resources: Mapping[str, float] = field(default_factory=dict)  # Ray custom resources
     max_retries: int = 2  # reruns of a trial whose worker or node died, then FAIL
+    pending_timeout_s: float = 600.0  # trials no live node can fit for this long: FAIL (0: wait)
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,8 @@ def _parallel(rd: _Reader, raw: object) -> ParallelConfig:
         memory_gb=None if mem is None else rd.number(mem, "parallel.memory_gb", 0),
         resources=resources,
         max_retries=rd.integer(t.get("max_retries", d.max_retries), "parallel.max_retries", 0),
+        pending_timeout_s=rd.number(t.get("pending_timeout_s", d.pending_timeout_s),
+                                    "parallel.pending_timeout_s", 0),
     )
 
 

@@ -68,6 +68,7 @@ from nas_dil.spaces import Candidate, load_space
 __all__ = ["SearchSummary", "make_sampler", "run_search", "trial_arch", "trial_key"]
 
 POLL_S = 0.25  # how often the driver looks at finished tasks, the status line and Ctrl-C
+FIT_CHECK_S = 2.0  # how often, while trials run, it checks that some node can still fit one
 
 
 class _Search:
@@ -110,6 +111,8 @@ class _Search:
                              snapshot if self.early_stop else None)
         self.status = self.ledger.status
         self._front: tuple[int, list[int], float] = (-1, [], 0.0)  # version, numbers, hv
+        self._fit_checked = 0.0  # monotonic time of the last `_check_unschedulable` look
+        self._unfit_since: float | None = None  # since when no node can fit a trial
 
     # -- set-up: everything that can fail runs before the first write ------------------------
 
@@ -219,8 +222,45 @@ class _Search:
         t = time.perf_counter()
         for ref in ready:
             self._collect(ref)
+        self._check_unschedulable()
         self._show()
         self.driver_s["collect"] += time.perf_counter() - t
+
+    def _check_unschedulable(self) -> None:
+        """Trials that no live node can fit (the nodes that could left the cluster) FAIL after
+        ``parallel.pending_timeout_s`` instead of waiting forever; no new trial is asked."""
+        limit = self.cfg.parallel.pending_timeout_s
+        now = time.monotonic()
+        if not limit or not self.ledger.running:
+            self._unfit_since = None
+            return
+        if now - self._fit_checked < FIT_CHECK_S:
+            return
+        self._fit_checked = now
+        why = cluster.unfit(self.cfg.parallel)
+        if why is None:
+            self._unfit_since = None
+            return
+        if self._unfit_since is None:
+            self._unfit_since = now
+            self.progress.message(f"warning: {why}; trials wait up to {limit:g} s "
+                                  "([parallel] pending_timeout_s)")
+            return
+        if now - self._unfit_since < limit:
+            return
+        reason = (f"unschedulable: {why}, for {now - self._unfit_since:.0f} s "
+                  "([parallel] pending_timeout_s)")
+        if not self.stop_asking:
+            self.stop_asking = True
+            self.warnings.append(reason)
+            self.progress.message("warning: " + reason + "; no new trial is asked")
+        refs = list(self.ledger.running)
+        self.tasks.cancel(refs)
+        for ref in refs:
+            run = self.ledger.collected(ref)
+            self._fail(run, reason)
+            for action, twin in self.ledger.release(run.key):
+                self._route(twin, action)
 
     def _ask(self) -> None:
         asked = self.recorder.ask()

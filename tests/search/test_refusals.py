@@ -182,3 +182,38 @@ def test_relative_data_source_resolves_against_the_study_file(
     assert load_study_config(absolute).data.source == f"{tmp_path}/d"
     synthetic = sleep_study(tmp_path / "y.toml", extra='[data]\nsource = "synthetic"\n')
     assert load_study_config(synthetic).data.source == "synthetic"
+
+
+def test_trials_no_node_can_fit_any_more_fail_after_the_pending_timeout(tmp_path: Path) -> None:
+    """The only node that fits a trial leaves: its trials FAIL as unschedulable after
+    [parallel] pending_timeout_s, and the search ends instead of waiting forever."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from tests.search.conftest import start_cli, trial_workers, wait_for
+
+    cluster = RayCluster(nodes=1, cpus=1)
+    try:
+        cfg = sleep_study(tmp_path / "s.toml", n_trials=4, sleep_s=60.0, evals=2, in_flight=1,
+                          extra="")
+        cfg.write_text(cfg.read_text().replace("[parallel]\n",
+                                               "[parallel]\npending_timeout_s = 3\n"))
+        out = tmp_path / "out"
+        proc = start_cli(str(cfg), "--out", str(out), "--address", cluster.address,
+                         "--no-report")
+        try:
+            wait_for(trial_workers, 120)
+            cluster.cluster.remove_node(cluster.nodes[0])
+            _, err = proc.communicate(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err
+        assert "unschedulable" in err and "Traceback" not in err
+        study = optuna.load_study(study_name="s", storage=f"sqlite:///{out / 'study.db'}")
+        failed = [t for t in study.trials if t.state == TrialState.FAIL]
+        assert failed and all(t.user_attrs["fail_reason"].startswith(
+            "unschedulable: [parallel] asks cpus 1 per trial, which no node") for t in failed)
+        assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    finally:
+        cluster.shutdown()
