@@ -16,6 +16,10 @@ Faults:
 - the driver killed: the same command (or ``--resume``) finds the trials left RUNNING,
   marks them FAIL (``fail_reason`` "orphaned…", ``requeue``) and enqueues each again with the
   same parameters; completed trials are kept and never trained again (their keys dedupe).
+- a second driver on the same study: refused before it writes anything (`nas_dil.search.lock`:
+  a lock row with a heartbeat; a crashed driver's lock is taken over, at once on this host).
+- trials no live node can fit any more (the nodes that could left): FAIL as ``unschedulable``
+  after ``parallel.pending_timeout_s``, and no new trial is asked.
 - Ctrl-C / SIGTERM: running trials are cancelled, marked the same way and enqueued again, the
   storage stays consistent, and the search returns with ``interrupted = true``. A second
   Ctrl-C aborts at once.
