@@ -194,6 +194,9 @@ def check_paths(out: Path, url: str) -> None:
     writable_folder(out, "--out")
     db = _sqlite_file(url)
     if db is None:
+        if url.startswith("sqlite:"):
+            raise StorageError(f"storage {safe_url(url)}: an in-memory SQLite database keeps "
+                               "nothing after the search; give a file (sqlite:///PATH)")
         return
     where = f"storage {safe_url(url)}"
     if db.is_dir():

@@ -78,6 +78,14 @@ def test_out_is_an_existing_file(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert f.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite:///:memory:"])
+def test_in_memory_storage_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                      url: str) -> None:
+    cfg = sleep_study(tmp_path / "s.toml")
+    line = refused(capsys, str(cfg), "--out", str(tmp_path / "out"), "--storage", url)
+    assert "an in-memory SQLite database keeps nothing" in line
+
+
 @pytest.mark.parametrize("where", ["proc", "file"])
 def test_storage_that_cannot_be_created(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                         where: str) -> None:
