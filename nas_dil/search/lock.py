@@ -117,16 +117,29 @@ class DriverLock:
             self._engine = sqlalchemy.create_engine(self.url, **_engine_kwargs(self.url))
             md = sqlalchemy.MetaData()
             self._table = _table(md)
-            try:
-                md.create_all(self._engine, checkfirst=True)
-            except sqlalchemy.exc.IntegrityError:  # PostgreSQL: created meanwhile by another
-                pass
-            except sqlalchemy.exc.ProgrammingError:
-                pass
+            self._create_table()
         except Exception as e:
             self._dispose()
             raise StorageError(f"storage {safe_url(self.url)}: cannot take the driver lock: "
                                f"{_reason(e)}") from None
+
+    def _create_table(self) -> None:
+        """CREATE TABLE IF NOT EXISTS; drivers starting together may still collide on it
+        (PostgreSQL's catalog, SQLite's check-then-create): then it exists, look again."""
+        import sqlalchemy
+        from sqlalchemy.schema import CreateTable
+
+        for attempt in range(5):
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(CreateTable(self._table, if_not_exists=True))
+                return
+            except sqlalchemy.exc.SQLAlchemyError:
+                if sqlalchemy.inspect(self._engine).has_table(TABLE):
+                    return
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _dispose(self) -> None:
         if self._engine is not None:

@@ -162,3 +162,33 @@ def test_second_driver_on_a_running_study_is_refused(ray_cluster: RayCluster,
         assert con.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()[0] == 0  # released
     finally:
         con.close()
+
+
+def test_drivers_starting_together_one_wins(url: str, sleeper: int) -> None:
+    """Several drivers on a fresh database at once (the table is created concurrently too)."""
+    import threading
+
+    locks = [other(url, pid=sleeper) for _ in range(4)]
+    results: list[str] = []
+    barrier = threading.Barrier(len(locks))
+
+    def go(lock: DriverLock) -> None:
+        barrier.wait()
+        try:
+            lock.acquire()
+            results.append("won")
+        except StudyLocked:
+            results.append("refused")
+        except Exception as e:  # anything else is the bug this test looks for
+            results.append(f"error: {e}")
+
+    threads = [threading.Thread(target=go, args=(lk,)) for lk in locks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert sorted(results) == ["refused"] * 3 + ["won"], results
+    finally:
+        for lk in locks:
+            lk.release()
