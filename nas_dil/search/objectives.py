@@ -37,7 +37,8 @@ __all__ = [
 
 ENUMERATE_LIMIT = 2_000  # spaces up to this size are enumerated for the objective ranges
 RANGE_SAMPLES = 400  # otherwise this many seeded samples estimate them
-CONSTRAINT_METRICS = ("rf", "rf_nominal", "rf_stack", "gflops", "params")  # analytic: checked at ask time
+# analytic: checked at ask time
+CONSTRAINT_METRICS = ("rf", "rf_nominal", "rf_stack", "gflops", "params")
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,8 @@ def test_running_trials_are_not_proposed_again() -> None:
 
 
 def test_infeasible_candidates_are_never_proposed() -> None:
-    cfg = dataclasses.replace(_cfg(n_startup=3), constraints=(Constraint("rf_nominal", "min", 150.0),))
+    cfg = dataclasses.replace(_cfg(n_startup=3),
+                              constraints=(Constraint("rf_nominal", "min", 150.0),))
     asked, _ = _run(cfg, 30)
     rf = {k: v[1] for k, v in _points().items()}
     assert asked and all(rf[k] >= 150 for k in asked)
