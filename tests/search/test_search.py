@@ -287,3 +287,29 @@ def test_warns_when_an_objective_cannot_vary(ray_cluster: RayCluster, tmp_path: 
     assert any(w.startswith("objective gflops cannot vary in space fixed") for w in s.warnings)
     assert not any("objective rf " in w for w in s.warnings)
     assert load(tmp_path / "out").user_attrs[META_KEY]["warnings"] == s.warnings
+
+
+def test_a_non_square_crop_is_searched_per_axis(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    """`[data] image_size = [h, w]`: the analytic objectives are computed on the h×w crop,
+    each axis on its own (a 64×32 crop at output stride 8: maps 8×4, so rate 4 is dead along
+    the width only), and every trial gets the CPUs Ray gives it."""
+    (tmp_path / "sp.toml").write_text('kernel = [3]\noutput_stride = [8]\nwidth = [16]\n'
+                                      'depth = 2\n[rates]\nrule = "free"\nchoices = [1, 4]\n')
+    from tests.data._builders import make_folder
+
+    data = make_folder(tmp_path / "data", n=4, sizes=[(80, 96)] * 4)  # (synthetic: square)
+    cfg = sleep_study(tmp_path / "s.toml", space="sp.toml", n_trials=1, sleep_s=0.01,
+                      extra=f'[data]\nsource = "{data}"\nimage_size = [64, 32]\n'
+                            '[sampler]\nname = "brute"\n')
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    study = load(tmp_path / "out")
+    refused = [t for t in study.trials if t.user_attrs.get("infeasible")]
+    assert s.infeasible == len(refused)
+    assert all(4 in t.user_attrs["candidate"]["rates"] and "dead taps at 64×32" in
+               t.user_attrs["pruned_reason"] and "on a 8×4 map" in t.user_attrs["pruned_reason"]
+               for t in refused)
+    (ok,) = trained(study)  # the only candidate without a 4
+    a = ok.user_attrs
+    assert a["candidate"]["rates"] == [1, 1] and a["dead_taps"] == 0
+    assert a["rf_usable_h"] <= 64 and a["rf_usable_w"] <= 32 and a["rf"] == a["rf_usable_w"]
+    assert a["trial_config"]["train"]["cpus"] == 1
