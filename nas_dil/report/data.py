@@ -124,6 +124,7 @@ class ScatterData:
     baseline: list[str | None]
     knee: list[bool]
     dead: list[bool]  # dead taps at the training crop (never trained)
+    x_mark: tuple[float, str] | None = None  # a vertical line: (x, label), e.g. the crop side
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ class ReportData:
     curves: list[CurveData]
     heatmaps: list[HeatMap]
     baselines: dict[str, int] = field(default_factory=dict)  # name -> trial number
+    dead_taps: dict[int, int] = field(default_factory=dict)  # COMPLETE trial -> its dead taps
 
 
 KNEE_RULE = ("knee: each objective normalised to [0, 1] over the Pareto trials without dead "
@@ -497,6 +499,16 @@ def _scatter(name: str, title: str, x_key: str, x_label: str, color_key: str | N
     )
 
 
+def _crop_mark(trials: Sequence[FrozenTrial], fallback: Any) -> tuple[float, str] | None:
+    """The crop's smaller side when every trial trained on the same crop (no RF can use
+    more), as an x mark for the RF scatter."""
+    crops = {rf_facts(t.user_attrs, fallback).crop for t in trials}
+    if len(crops) != 1 or None in crops:
+        return None
+    (h, w), = crops
+    return float(min(h, w)), f"training crop {h}×{w} px (the usable RF's limit)"
+
+
 def _curve(t: FrozenTrial, front: set[int]) -> CurveData | None:
     curve = t.user_attrs.get("miou_curve")
     if not isinstance(curve, list) or not curve:
@@ -601,14 +613,15 @@ def build_report(
                   key=lambda r: (first.sign * r.values[first.name], r.number))
     front_ids = {t.number for t in front}
     # the x axis says which RF it is: usable at the crop, or (older studies) nominal
-    rf_name = ("usable RF at the training crop" if any("rf_nominal" in t.user_attrs
-                                                       for t in complete) else "nominal RF")
+    usable = any("rf_nominal" in t.user_attrs for t in complete)
+    rf_name = "usable RF at the training crop" if usable else "nominal RF"
     scatters = [
         _scatter("miou_vs_gflops", f"mIoU vs GFLOPs (colour: {rf_name})", "gflops",
                  "GFLOPs per image", "rf", complete, objectives, front_ids, knee,
                  f"{rf_name} (image px)"),
-        _scatter("miou_vs_rf", f"mIoU vs {rf_name}", "rf", f"{rf_name} (image px)", None,
-                 complete, objectives, front_ids, knee),
+        replace(_scatter("miou_vs_rf", f"mIoU vs {rf_name}", "rf", f"{rf_name} (image px)",
+                         None, complete, objectives, front_ids, knee),
+                x_mark=_crop_mark(complete, crop) if usable else None),
     ]
     from optuna.trial import TrialState
 
@@ -634,4 +647,5 @@ def build_report(
         curves=curves,
         heatmaps=heatmaps,
         baselines=baselines,
+        dead_taps={t.number: dead_taps(t) for t in complete if dead_taps(t)},
     )

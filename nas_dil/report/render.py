@@ -73,9 +73,11 @@ def _draw_scatter(ax: Axes, s: ScatterData) -> Any:
                         color=_BASELINE_COLOR)
     dead = np.array(s.dead, dtype=bool)
     if dead.any():
-        ax.scatter(x[dead], y[dead], marker="s", s=140, facecolors="none",
+        ax.scatter(x[dead], y[dead], marker="s", s=300, facecolors="none",
                    edgecolors=_DEAD_COLOR, linewidths=1.5, label="dead taps (never trained)",
                    zorder=3)
+    if s.x_mark is not None:
+        ax.axvline(s.x_mark[0], color="#555555", ls="--", lw=1, label=s.x_mark[1], zorder=0)
     knee = np.array(s.knee, dtype=bool)
     if knee.any():
         ax.scatter(x[knee], y[knee], s=320, facecolors="none", edgecolors=_KNEE_COLOR,
@@ -209,7 +211,7 @@ def _scatter_figure(s: ScatterData) -> go.Figure:
         fig.add_trace(go.Scatter(x=pick(dead, s.x), y=pick(dead, s.y), mode="markers",
                                  name="dead taps (never trained)", hovertext=pick(dead, text),
                                  hoverinfo="text",
-                                 marker={"symbol": "square-open", "size": 16,
+                                 marker={"symbol": "square-open", "size": 28,
                                          "color": _DEAD_COLOR, "line": {"width": 2}}))
     knee = np.array(s.knee, dtype=bool)
     if knee.any():
@@ -217,6 +219,9 @@ def _scatter_figure(s: ScatterData) -> go.Figure:
                                  name="knee", hovertext=pick(knee, text), hoverinfo="text",
                                  marker={"symbol": "circle-open", "size": 24, "color": _KNEE_COLOR,
                                          "line": {"width": 3}}))
+    if s.x_mark is not None:
+        fig.add_vline(x=s.x_mark[0], line={"dash": "dash", "color": "#555555", "width": 1},
+                      annotation_text=s.x_mark[1], annotation_position="bottom left")
     fig.update_layout(title=s.title, xaxis_title=s.x_label, yaxis_title=s.y_label,
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 50})
     return fig
@@ -274,9 +279,13 @@ def plotly_figures(data: ReportData, heatmaps: bool = True) -> dict[str, go.Figu
             customdata=hv.values, name="hypervolume",
             hovertemplate="trial %{x}<br>share %{y:.4f}<br>hypervolume %{customdata:.4g}"
                           "<extra></extra>"))
-        fig.update_layout(title=_hv_title(data).replace("\n", "<br>"), xaxis_title="trial number",
+        import textwrap
+
+        title = "<br>".join(textwrap.fill(line, 120).replace("\n", "<br>")
+                            for line in _hv_title(data).split("\n"))
+        fig.update_layout(title=title, xaxis_title="trial number",
                           yaxis_title="hypervolume share", yaxis_range=[0, 1.02],
-                          margin={"t": 70})
+                          margin={"t": 100})
         figs["hypervolume"] = fig
     fig = go.Figure()
     for c in data.curves:
@@ -304,7 +313,7 @@ def plotly_figures(data: ReportData, heatmaps: bool = True) -> dict[str, go.Figu
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;
-text-align:right}th{background:#f3f3f3}td.l{text-align:left}tr.knee{background:#fff1e0}
+text-align:right}td{white-space:nowrap}th{background:#f3f3f3}td.l{text-align:left}tr.knee{background:#fff1e0}
 tr.dead{background:#fbeaea}.obj{color:#1f77b4;font-weight:bold}.warn{color:#8a4b00}
 .ok{color:#2a7a2a}.no{color:#b22}.grid{display:flex;flex-wrap:wrap;gap:12px}
 figure{margin:0}figcaption{font-size:12px;color:#555}.note{color:#555;font-size:13px}
@@ -391,6 +400,9 @@ def render_html(data: ReportData, path: str | os.PathLike[str],
     data_desc = html.escape(str(meta.get("data", "")))[:400]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     baselines = ", ".join(f"{html.escape(k)} (#{v})" for k, v in data.baselines.items()) or "none"
+    dead = ("" if not data.dead_taps else
+            "<br>Trained with dead taps at the training crop (those taps never trained; never "
+            "the knee): " + ", ".join(f"#{n} ({d})" for n, d in data.dead_taps.items()) + ".")
     hv_note = (html.escape(_hv_title(data).replace("\n", "; ")) if data.hypervolume
                else "no feasible COMPLETE trial, no hypervolume")
     doc = f"""<!DOCTYPE html>
@@ -399,7 +411,7 @@ def render_html(data: ReportData, path: str | os.PathLike[str],
 <body>
 <h1>nas-dil report: {html.escape(data.study_name)}</h1>
 <p>Objectives: {html.escape(objs)}. Trials: {data.n_trials} ({html.escape(states)});
-feasible COMPLETE: {data.n_feasible}. Seed baselines: {baselines}.<br>
+feasible COMPLETE: {data.n_feasible}. Seed baselines: {baselines}.{dead}<br>
 <span class="note">nas-dil {html.escape(str(meta.get("version", "?")))}; data: {data_desc};
 written {when}.</span></p>
 <h2>Pareto front ({len(data.pareto)} schedules)</h2>

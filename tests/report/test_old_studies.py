@@ -81,7 +81,8 @@ def test_an_old_study_says_its_rf_is_nominal(old_study: Path, tmp_path: Path) ->
     assert t.notes == ["this study did not record the usable RF nor dead taps (written by an "
                        "older nas-dil): their rf is the nominal RF, '?' is unknown"]
     assert data.knee is not None and data.knee_note is None  # unknown dead taps count as 0
-    assert "nominal RF" in data.scatters[1].x_label
+    assert "nominal RF" in data.scatters[1].x_label and data.scatters[1].x_mark is None
+    assert data.dead_taps == {}
     df = trials_dataframe(open_study(old_study)).set_index("number")
     assert (df["rf_nominal"] == df["rf"]).all() and df["dead_taps"].isna().all()
     assert export_trial(old_study, "knee", tmp_path / "k").trial == data.knee

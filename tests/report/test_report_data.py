@@ -258,6 +258,8 @@ def test_table_shows_each_objective_once_and_rf_against_the_crop(tmp_path: Path)
     assert d.knee == 0 and t.knee == [False, True] and t.dead == [True, False]
     assert {s.x_label for s in d.scatters} == {"GFLOPs per image",
                                                "usable RF at the training crop (image px)"}
+    assert d.scatters[1].x_mark == (48.0, "training crop 48×48 px (the usable RF's limit)")
+    assert d.dead_taps == {1: 16}  # every COMPLETE trial trained with dead taps
 
 
 def test_a_foreign_objective_gets_its_own_column(tmp_path: Path) -> None:
