@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
                "pngs": {k: str(v) for k, v in files.pngs.items()}}
     if args.json:
         print_json({"study": d.study_name, "states": d.states, "knee": d.knee,
+                    "knee_note": d.knee_note, "dead_taps": d.dead_taps,
                     "pareto": [asdict(r) for r in d.pareto],
                     "hypervolume": None if d.hypervolume is None else {
                         "value": d.hypervolume.values[-1],
