@@ -312,7 +312,7 @@ def plotly_figures(data: ReportData, heatmaps: bool = True) -> dict[str, go.Figu
 # -- HTML -------------------------------------------------------------------------------------
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;
+table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 5px;
 text-align:right}td{white-space:nowrap}th{background:#f3f3f3}td.l{text-align:left}tr.knee{background:#fff1e0}
 tr.dead{background:#fbeaea}.obj{color:#1f77b4;font-weight:bold}.warn{color:#8a4b00}
 .ok{color:#2a7a2a}.no{color:#b22}.grid{display:flex;flex-wrap:wrap;gap:12px}
