@@ -16,6 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="print the Pareto front and the files written as one JSON object")
 
 
+# the report table's columns printed here (every objective is printed too)
+_KEYS = ("number", "schedule", "output_stride", "width", "rf", "rf_crop", "dead_taps", "holes",
+         "params", "hdc", "baseline")
+_ARROW = {"maximize": " ↑", "minimize": " ↓"}
+
+
 def _f(v: Any, fmt: str = "{:.4g}") -> str:
     if v is None:
         return "-"
@@ -36,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
                "pngs": {k: str(v) for k, v in files.pngs.items()}}
     if args.json:
         print_json({"study": d.study_name, "states": d.states, "knee": d.knee,
+                    "knee_note": d.knee_note, "dead_taps": d.dead_taps,
                     "pareto": [asdict(r) for r in d.pareto],
                     "hypervolume": None if d.hypervolume is None else {
                         "value": d.hypervolume.values[-1],
@@ -46,17 +53,18 @@ def run(args: argparse.Namespace) -> int:
     states = ", ".join(f"{n} {s}" for s, n in sorted(d.states.items()))
     print(f"study {d.study_name}: {d.n_trials} trials ({states}); "
           f"objectives {', '.join(f'{o.name} ({o.direction})' for o in d.objectives)}")
-    objs = [o.name for o in d.objectives]
-    rows = [(f"#{r.number}{'*' if r.knee else ''}", r.schedule, _f(r.output_stride),
-             _f(r.width), *(_f(r.values[n]) for n in objs), _f(r.holes), _f(r.params),
-             _f(r.hdc), r.baseline or "")
-            for r in d.pareto]
-    print(f"Pareto front ({len(d.pareto)}; * knee):")
+    t = d.table
+    keep = [i for i, c in enumerate(t.columns) if c.direction or c.key in _KEYS]
+    rows = [[f"#{n}{'*' if knee else ''}" if t.columns[i].key == "number" else _f(cells[i])
+             for i in keep] for cells, n, knee in zip(t.rows, t.numbers, t.knee, strict=True)]
+    print(f"Pareto front ({len(d.pareto)}; * knee), ↑/↓ the objectives:")
     if rows:
-        print(format_table(["trial", "schedule", "OS", "width", *objs, "holes", "params", "HDC",
-                            "baseline"], rows))
+        print(format_table([t.columns[i].label + _ARROW.get(t.columns[i].direction or "", "")
+                            for i in keep], rows))
     else:
         print("  no feasible COMPLETE trial")
+    for note in t.notes:
+        print(f"note: {note}")
     if d.hypervolume is not None:
         hv = d.hypervolume
         ref = ", ".join(f"{n} {v:.4g}" for n, v in zip(hv.objectives, hv.reference_point,

@@ -38,10 +38,13 @@ NOISE_GAP = 8
 _SCAN_VERSION = 1
 
 
-class _Pair(Protocol):
-    stem: str
-    image_path: Path
-    mask_path: Path
+class _Pair(Protocol):  # read-only members, so a frozen dataclass (loader.Item) fits
+    @property
+    def stem(self) -> str: ...
+    @property
+    def image_path(self) -> Path: ...
+    @property
+    def mask_path(self) -> Path: ...
 
 
 def cache_dir() -> Path:

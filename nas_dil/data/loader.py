@@ -86,7 +86,8 @@ class SegDataset(torch.utils.data.Dataset):
             check_labels(mask, self.num_classes, self.ignore_index, mask_path)
             if key[0] == "t":
                 return self._train_crop(img, mask, mixed_rng(key[2], key[3], key[1], 13))
-            h, w = val_shape(*mask.shape, self.aug.val_size)
+            mh, mw = mask.shape  # 2-D: mask_array / the cache give (h, w)
+            h, w = val_shape(mh, mw, self.aug.val_size)
             if (h, w) != mask.shape:
                 img, mask = _resize(img, mask, h, w)
             return np.asarray(img, dtype=np.uint8), mask.astype(np.int32, copy=False)

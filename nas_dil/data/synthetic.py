@@ -279,9 +279,12 @@ class SyntheticData(SegData):
         self.ignore_index = cfg.ignore_index
         self.class_names = list(CLASS_NAMES)
         self.n_train, self.n_val = cfg.n_train, cfg.n_val
-        x, self.train_y = render(cfg.n_train, cfg.image_size, cfg.seed, "train", self.device)
+        size = cfg.image_size
+        if not isinstance(size, int):  # DataConfig.validate refuses this before we get here
+            raise DataError(f"config: image_size {size!r}: synthetic images are square (an int)")
+        x, self.train_y = render(cfg.n_train, size, cfg.seed, "train", self.device)
         self.train_x = normalise(x)
-        x, self.val_y = render(cfg.n_val, cfg.image_size, cfg.seed, "val", self.device)
+        x, self.val_y = render(cfg.n_val, size, cfg.seed, "val", self.device)
         self.val_x = normalise(x)
 
     def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[Batch]:

@@ -2,14 +2,18 @@
 then `select_trial(study_source, pick)`.
 
 - ``knee``: the knee of the Pareto front (feasible COMPLETE trials, the study's objectives):
-  each objective normalised to [0, 1] over the front, the point closest to the utopia point
-  (see ``nas_dil.pareto``).
+  each objective normalised to [0, 1] over the front trials without dead taps, the point
+  closest to the utopia point (``nas_dil.report.data.knee_trial``, as the report).
 - ``best-miou``: the highest mIoU among feasible COMPLETE trials.
-- ``trial=N``: that trial; it must be COMPLETE (an infeasible one is allowed: you asked for it).
+- ``trial=N``: that trial; it must be COMPLETE (an infeasible one, or one with dead taps, is
+  allowed: you asked for it, and the reason says so).
 - ``max-NAME=X`` / ``min-NAME=Y``, comma-separated (``max-gflops=2.5,min-rf=100``): the highest
   mIoU among feasible COMPLETE trials within every limit. NAME is one of ``LIMIT_ATTRS``.
 
-Ties go to fewer GFLOPs, then to the lower trial number.
+``knee`` and the ``best-*``/limit picks never choose a trial whose taps were dead in training
+(``dead_taps`` > 0: taps that read only padding at the training crop, still at their initial
+values); when those are all there is, the pick fails naming them. Ties go to fewer GFLOPs,
+then to the lower trial number.
 """
 
 from __future__ import annotations
@@ -20,8 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nas_dil.errors import UserError
-from nas_dil.pareto import knee_index, to_losses
-from nas_dil.report.data import feasible, pareto_trials
+from nas_dil.report.data import dead_taps, feasible, knee_trial, pareto_trials
 from nas_dil.report.source import StudySource
 
 if TYPE_CHECKING:
@@ -29,7 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LIMIT_ATTRS", "Pick", "PickError", "parse_pick", "select_trial"]
 
-LIMIT_ATTRS = ("gflops", "flops", "macs", "params", "rf", "rf_stack", "holes", "miou")
+LIMIT_ATTRS = ("gflops", "flops", "macs", "params", "rf", "rf_nominal", "rf_stack", "holes",
+               "miou")
 _USAGE = "use knee, best-miou, trial=N or max-gflops=X[,min-rf=Y]"
 
 
@@ -98,6 +102,19 @@ def _span(trials: Sequence[FrozenTrial], attr: str) -> str:
     return f"{attr} {min(vals):g}–{max(vals):g}" if vals else f"no {attr} recorded"
 
 
+def _trained(trials: Sequence[FrozenTrial], where: str,
+             what: str) -> tuple[list[FrozenTrial], str]:
+    """(``trials`` without dead taps, a note naming those left out). PickError if none is left."""
+    dead = [t for t in trials if dead_taps(t) > 0]
+    named = ", ".join(f"#{t.number} ({dead_taps(t)})" for t in dead)
+    if dead and len(dead) == len(trials):
+        raise PickError(f"{where}: every {what} had dead taps at its training crop (taps that "
+                        f"read only padding never trained): {named}; export one with trial=N "
+                        "if you must")
+    return [t for t in trials if dead_taps(t) == 0], (
+        f"; left out for dead taps at the training crop: {named}" if dead else "")
+
+
 def select_trial(src: StudySource, pick: Pick | str) -> tuple[FrozenTrial, str]:
     """(trial, one line saying why it was picked). Raises PickError / UserError."""
     from optuna.trial import TrialState
@@ -118,7 +135,10 @@ def select_trial(src: StudySource, pick: Pick | str) -> tuple[FrozenTrial, str]:
         if t.state != TrialState.COMPLETE:
             raise PickError(f"{where}: trial {p.trial} is {t.state.name}; only COMPLETE trials "
                             "can be exported")
-        return t, f"trial {t.number}, as asked" + ("" if feasible(t) else " (infeasible)")
+        flags = [*([] if feasible(t) else ["infeasible"]),
+                 *([f"{dead_taps(t)} dead taps at its training crop, never trained"]
+                   if dead_taps(t) else [])]
+        return t, f"trial {t.number}, as asked" + (f" ({'; '.join(flags)})" if flags else "")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         raise NoCompleteTrialError(f"{where} has no COMPLETE trial yet")
@@ -127,15 +147,20 @@ def select_trial(src: StudySource, pick: Pick | str) -> tuple[FrozenTrial, str]:
         raise PickError(f"{where}: none of its {len(complete)} COMPLETE trials is feasible")
     if p.kind == "knee":
         front = pareto_trials(complete, src.objectives)
-        dirs = [o.direction for o in src.objectives]
-        t = front[knee_index(to_losses([f.values for f in front], dirs))]
-        return t, (f"knee of the {len(front)}-trial Pareto front (objectives normalised over "
-                   "the front, closest to the utopia point)")
+        knee, note = knee_trial(front, src.objectives)
+        if knee is None:
+            raise PickError(f"{where}: {note}; export one with trial=N if you must")
+        live = sum(dead_taps(t) == 0 for t in front)
+        over = "the front" if live == len(front) else f"its {live} trials without dead taps"
+        return knee, (f"knee of the {len(front)}-trial Pareto front (objectives normalised over "
+                      f"{over}, closest to the utopia point)" + (f"; {note}" if note else ""))
     if p.kind == "best-miou":
         with_miou = [t for t in feas if _val(t, "miou") is not None]
         if not with_miou:
             raise PickError(f"{where}: no feasible COMPLETE trial recorded an mIoU")
-        return _best_miou(with_miou), f"highest mIoU of {len(with_miou)} feasible COMPLETE trials"
+        with_miou, left = _trained(with_miou, where, "feasible COMPLETE trial")
+        return _best_miou(with_miou), (f"highest mIoU of {len(with_miou)} feasible COMPLETE "
+                                       f"trials{left}")
     ok = []
     for t in feas:
         vals = [(_val(t, a), op, b) for a, op, b in p.limits]
@@ -147,4 +172,6 @@ def select_trial(src: StudySource, pick: Pick | str) -> tuple[FrozenTrial, str]:
         spans = "; ".join(dict.fromkeys(_span(feas, a) for a, _, _ in p.limits))
         raise PickError(f"{where}: no feasible COMPLETE trial has {text} "
                         f"(the {len(feas)} feasible ones span {spans})")
-    return _best_miou(ok), f"highest mIoU of the {len(ok)} feasible COMPLETE trials with {text}"
+    ok, left = _trained(ok, where, f"feasible COMPLETE trial with {text}")
+    return _best_miou(ok), (f"highest mIoU of the {len(ok)} feasible COMPLETE trials with "
+                            f"{text}{left}")

@@ -170,15 +170,15 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: Mapping[str, Any],
                                                                  strict=True)], dtype=np.int64)
                          + (kernel - 1) * rate_sum * os_)
     # the crop facts per net around the stack (its backbone stride follows the output stride)
-    for k in ("rf", *_CROP_SCALAR):
-        out[k] = np.zeros(n, dtype=np.int64)
+    for col in ("rf", *_CROP_SCALAR):
+        out[col] = np.zeros(n, dtype=np.int64)
     by_net: dict[tuple[int, int], list[int]] = {}
     for i, c in enumerate(cands):
         by_net.setdefault((c.output_stride, c.width), []).append(i)
     for key, rows in by_net.items():
         crop = batch_candidate_crop([cands[i] for i in rows], h, w, **_crop_arch(nets[key]))
-        for k in _CROP_SCALAR:
-            out[k][rows] = crop[k]
+        for col in _CROP_SCALAR:
+            out[col][rows] = crop[col]
         out["rf"][rows] = crop["rf_usable"]
     cost = batch_net_cost(h, w, os_, width, depth, kernel,
                           stem_width=base.stem_width, in_channels=base.in_channels,

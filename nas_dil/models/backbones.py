@@ -28,7 +28,7 @@ from torch import fx, nn
 
 from nas_dil.errors import UserError
 from nas_dil.models.config import TV_BACKBONES, ArchConfig
-from nas_dil.models.net import ConvNormAct, DilatedStack, Head
+from nas_dil.models.layers import ConvNormAct, DilatedStack, Head
 from nas_dil.schedule import Schedule, ScheduleError, coverage
 from nas_dil.schedule.layertable import (
     IMAGE,
@@ -231,10 +231,12 @@ def apply_table(trunk: nn.Module, table: LayerTable) -> None:
         elif isinstance(m, nn.Conv2d):
             m.stride, m.dilation, m.padding = (op.stride,) * 2, (op.dilation,) * 2, (
                 op.padding,) * 2
-        else:
+        elif isinstance(m, nn.MaxPool2d | nn.AvgPool2d):  # the pool kinds' modules (_module_op)
             m.stride, m.padding = op.stride, op.padding
             if isinstance(m, nn.MaxPool2d):
                 m.dilation = op.dilation
+        else:  # a table not extracted from this trunk
+            raise BackboneError(f"{op.name}: table says {op.kind}, module is {type(m).__name__}")
 
 
 # -- weights ---------------------------------------------------------------------------------
@@ -375,6 +377,7 @@ class BackboneSegNet(nn.Module):
     def forward_lowres(self, x: torch.Tensor) -> torch.Tensor:
         x = self.backbone(x)
         if self.stack is not None:
+            assert self.reduce is not None  # set together with stack in __init__
             x = self.stack(self.reduce(x))
         return self.head(x)
 

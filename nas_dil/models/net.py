@@ -7,10 +7,8 @@ hold the two to ``FlopCounterMode`` and the parameter count.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
-from math import gcd
 from typing import Any
 
 import torch
@@ -18,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas_dil.models.config import ArchConfig, ArchError
+from nas_dil.models.layers import ContextModule, ConvNormAct, DilatedStack, Head, SharedSmoothing
 from nas_dil.schedule import (
     Schedule,
     ScheduleError,
@@ -41,126 +40,6 @@ __all__ = [
     "model_config",
     "model_from_config",
 ]
-
-
-def _norm(norm: str, c: int, gn_groups: int) -> nn.Module:
-    if norm == "bn":
-        return nn.BatchNorm2d(c)
-    return nn.GroupNorm(gcd(gn_groups, c), c)  # gcd: any width works with any group count
-
-
-class SharedSmoothing(nn.Module):
-    """Wang & Ji's smoothing before a dilated conv with rates (r_h, r_w): one
-    (2r_h-1)×(2r_w-1) filter shared by every channel (a depthwise conv with one kernel), 'same'
-    padding. Identity-initialised (centre 1), so training starts from the plain dilated conv.
-    """
-
-    def __init__(self, channels: int, rate_h: int, rate_w: int) -> None:
-        super().__init__()
-        self.channels = channels
-        self.weight = nn.Parameter(torch.zeros(1, 1, 2 * rate_h - 1, 2 * rate_w - 1))
-        with torch.no_grad():
-            self.weight[0, 0, rate_h - 1, rate_w - 1] = 1.0
-        self.padding = (rate_h - 1, rate_w - 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.expand(self.channels, 1, *self.weight.shape[-2:])
-        return F.conv2d(x, w, padding=self.padding, groups=self.channels)
-
-
-class ConvNormAct(nn.Sequential):
-    """K×K conv with 'same' padding for stride 1, then norm (or a conv bias) and activation.
-
-    ``dilation`` may be (r_h, r_w); ``smooth`` puts a `SharedSmoothing` first."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
-                 dilation: int | tuple[int, int] = 1, norm: str = "bn", act: str = "relu",
-                 gn_groups: int = 8, smooth: bool = False) -> None:
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-        d = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
-        if smooth:
-            layers["smooth"] = SharedSmoothing(c_in, d[0], d[1])
-        layers["conv"] = nn.Conv2d(c_in, c_out, kernel, stride=stride, dilation=d,
-                                   padding=(d[0] * (kernel - 1) // 2, d[1] * (kernel - 1) // 2),
-                                   bias=norm == "none")
-        if norm != "none":
-            layers["norm"] = _norm(norm, c_out, gn_groups)
-        if act == "relu":
-            layers["act"] = nn.ReLU(inplace=True)  # in place: acts on the conv/norm output only
-        super().__init__(layers)
-
-
-class DilatedStack(nn.Module):
-    """The searched part: one ConvNormAct width→width per rate, resolution kept.
-
-    Per-axis rates, smoothing and the degridding tail come from the Schedule; ``residual``
-    makes every layer but the tail compute x + f(x).
-    """
-
-    def __init__(self, schedule: Schedule, width: int, norm: str = "bn", act: str = "relu",
-                 residual: bool = False, gn_groups: int = 8) -> None:
-        super().__init__()
-        if not schedule.stride_free:
-            raise ScheduleError(
-                f"strides={list(schedule.strides)}: the dilated stack keeps resolution"
-            )
-        self.residual = residual
-        rates_w = schedule.rates_w or schedule.rates
-        self.layers = nn.ModuleList(
-            ConvNormAct(width, width, k, 1, (r, rw), norm, act, gn_groups, schedule.smoothed(i))
-            for i, (r, rw, k) in enumerate(zip(schedule.rates, rates_w, schedule.kernels,
-                                                strict=True))
-        )
-        n = len(schedule)
-        self.residual_layers = tuple(residual and i < n - schedule.tail for i in range(n))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer, res in zip(self.layers, self.residual_layers, strict=True):
-            x = x + layer(x) if res else layer(x)
-        return x
-
-
-class ContextModule(nn.Sequential):
-    """Yu & Koltun's context module: 3×3 C→C convs at ``rates`` (each + act), then 1×1 C→C.
-
-    Identity-initialised, so at init it passes its (non-negative, with ReLU) input through
-    unchanged and training starts from the classifier's own prediction.
-    """
-
-    def __init__(self, channels: int, rates: Sequence[int], act: str = "relu") -> None:
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-        for i, r in enumerate(rates):
-            layers[f"conv{i}"] = nn.Conv2d(channels, channels, 3, dilation=r, padding=r)
-            if act == "relu":
-                layers[f"act{i}"] = nn.ReLU(inplace=True)
-        layers["out"] = nn.Conv2d(channels, channels, 1)
-        super().__init__(layers)
-        self.reset_identity()
-
-    @torch.no_grad()
-    def reset_identity(self) -> None:
-        eye = torch.arange(next(self.parameters()).shape[0])
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.zero_()
-                c = m.kernel_size[0] // 2
-                m.weight[eye, eye, c, c] = 1.0  # centre tap of channel c → c
-                if m.bias is not None:
-                    m.bias.zero_()
-
-
-class Head(nn.Module):
-    """1×1 classifier width→num_classes, then the optional context module."""
-
-    def __init__(self, width: int, num_classes: int, context: bool = False,
-                 context_rates: Sequence[int] = (), act: str = "relu") -> None:
-        super().__init__()
-        self.classifier = nn.Conv2d(width, num_classes, 1)
-        self.context = ContextModule(num_classes, context_rates, act) if context else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.classifier(x)
-        return x if self.context is None else self.context(x)
 
 
 class DilatedSegNet(nn.Module):

@@ -219,6 +219,30 @@ def _num(v: float | int | None, fmt: str = "{:.4g}") -> str:
     return "–" if v is None else fmt.format(v)
 
 
+# the report table's columns the study note shows (every objective is shown too)
+_NOTE_KEYS = ("number", "schedule", "output_stride", "width", "rf", "rf_crop", "dead_taps",
+              "params", "holes", "hdc", "baseline")
+_ARROW = {"maximize": " ↑", "minimize": " ↓"}
+
+
+def _md(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return _yes(v) if isinstance(v, bool) else "–"
+    return _num(v) if isinstance(v, float) else str(v).replace("|", "\\|")
+
+
+def _note_table(data: ReportData) -> list[str]:
+    t = data.table
+    keep = [i for i, c in enumerate(t.columns) if c.direction or c.key in _NOTE_KEYS]
+    head = [t.columns[i].label + _ARROW.get(t.columns[i].direction or "", "") for i in keep]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(keep)]
+    for cells, number, knee in zip(t.rows, t.numbers, t.knee, strict=True):
+        out = [f"#{number}" + (" **knee**" if knee else "") if t.columns[i].key == "number"
+               else _md(cells[i]) for i in keep]
+        lines.append("| " + " | ".join(out) + " |")
+    return lines
+
+
 def _study_note(data: ReportData | None, waiting: str | None) -> str:
     if data is None:
         return f"## nas-dil\n\n{waiting}\n"
@@ -232,16 +256,10 @@ def _study_note(data: ReportData | None, waiting: str | None) -> str:
         "",
         f"### Pareto front ({len(data.pareto)}), {data.knee_rule}",
         "",
-        "| trial | schedule | OS | width | mIoU | RF px | GFLOPs | params | holes | HDC | base |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *(f"- {n}" for n in data.table.notes),
+        "",
+        *_note_table(data),
     ]
-    for r in data.pareto:
-        knee = " **knee**" if r.knee else ""
-        lines.append(
-            f"| #{r.number}{knee} | {r.schedule} | {_num(r.output_stride, '{}')} | "
-            f"{_num(r.width, '{}')} | {_num(r.miou)} | {_num(r.rf)} | {_num(r.gflops)} | "
-            f"{_num(r.params, '{}')} | {_num(r.holes, '{}')} | {_yes(r.hdc)} | "
-            f"{r.baseline or ''} |")
     if data.hypervolume is not None:
         hv = data.hypervolume
         ref = ", ".join(f"{n} {v:.4g}" for n, v in zip(hv.objectives, hv.reference_point,
@@ -252,8 +270,15 @@ def _study_note(data: ReportData | None, waiting: str | None) -> str:
 
 
 def _trial_note(r: Any) -> str:
+    crop = "" if r.crop is None else f" at its {r.crop[0]}×{r.crop[1]} training crop"
+    if r.rf_usable is None:  # an older study: its rf is the nominal one
+        rf = f"RF {_num(r.rf_nominal)} px (nominal; usable not recorded)"
+    else:
+        rf = f"RF usable {_num(r.rf_usable)} / nominal {_num(r.rf_nominal)} px{crop}"
+    dead = ("" if not r.dead_taps else f"; **{r.dead_taps} dead taps** (never trained: "
+            f"{', '.join(r.dead_layers) or 'see dead_layers'})")
     return (f"**nas-dil**: schedule `{r.schedule}` (K{r.kernel}, OS{r.output_stride}, "
-            f"width {r.width}); RF {_num(r.rf)} px, stack RF {_num(r.rf_stack)}; "
+            f"width {r.width}); {rf}, stack RF {_num(r.rf_stack)}{dead}; "
             f"holes {_num(r.holes, '{}')}; HDC rules 1/2/3: {_yes(r.hdc_rule1)} "
             f"{_yes(r.hdc_rule2)} {_yes(r.hdc_rule3)} (rule 1 per sawtooth group: "
             f"{_yes(r.hdc_rule1_groups)}); on the Pareto front"

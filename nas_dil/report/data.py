@@ -6,7 +6,11 @@ read through the storage contract of ``nas_dil.search`` (user attrs ``candidate`
 constraint system attrs, values ≤ 0 feasible).
 
 - Pareto front: non-dominated COMPLETE trials over the study's objectives, among the feasible
-  ones only (see ``nas_dil.pareto``); the knee is marked on it.
+  ones only (see ``nas_dil.pareto``); the knee is marked on it. The knee is never a trial
+  with dead taps at its training crop (taps that read only padding: they never trained;
+  ``knee_trial``); when every front trial has some there is no knee, and a note says why.
+- The Pareto table (``ParetoTable``): each objective once (marked with its direction), the
+  RF as usable / nominal px and both over the crop, the crop, the dead taps.
 - Scatters: every COMPLETE trial, mIoU vs GFLOPs coloured by RF, and mIoU vs RF; each point
   flagged Pareto / baseline / feasible.
 - Hypervolume after each trial (feasible COMPLETE trials so far) with its reference point.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,16 +47,23 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 __all__ = [
+    "Column",
     "CurveData",
     "HeatMap",
     "HypervolumeData",
     "NoCompleteTrialError",
     "ParetoRow",
+    "ParetoTable",
+    "RFFacts",
     "ReportData",
     "ScatterData",
     "build_report",
+    "dead_taps",
     "feasible",
+    "knee_trial",
+    "pareto_table",
     "pareto_trials",
+    "rf_facts",
     "trial_schedule",
 ]
 
@@ -71,7 +82,12 @@ class ParetoRow:
     output_stride: int | None
     width: int | None
     values: dict[str, float]  # objective name -> value
-    rf: float | None  # image px, whole net
+    rf: float | None  # the stored ``rf`` (usable RF; nominal in older studies), image px
+    rf_usable: float | None  # whole net, image px, smaller axis (None: not recorded)
+    rf_nominal: float | None  # the formula's RF, image px (older studies: their ``rf``)
+    crop: tuple[int, int] | None  # the training crop (h, w)
+    dead_taps: int | None  # the stack's taps dead at the crop (None: not recorded)
+    dead_layers: tuple[str, ...]  # the stack's layers with dead taps, "stack.3 r9: 8 dead"
     rf_stack: float | None  # the stack's own RF (its input px)
     holes: int | None  # 2-D holes of the stack's coverage
     coverage: float | None
@@ -107,6 +123,8 @@ class ScatterData:
     feasible: list[bool]
     baseline: list[str | None]
     knee: list[bool]
+    dead: list[bool]  # dead taps at the training crop (never trained)
+    x_mark: tuple[float, str] | None = None  # a vertical line: (x, label), e.g. the crop side
 
 
 @dataclass(frozen=True)
@@ -149,15 +167,18 @@ class ReportData:
     pareto: list[ParetoRow]  # sorted by the first objective, best first
     knee: int | None  # trial number of the knee
     knee_rule: str
+    knee_note: str | None  # front trials left out of the knee (dead taps), or why none
+    table: ParetoTable  # the Pareto table as shown (rows parallel to ``pareto``)
     scatters: list[ScatterData]
     hypervolume: HypervolumeData | None  # None when no trial is feasible
     curves: list[CurveData]
     heatmaps: list[HeatMap]
     baselines: dict[str, int] = field(default_factory=dict)  # name -> trial number
+    dead_taps: dict[int, int] = field(default_factory=dict)  # COMPLETE trial -> its dead taps
 
 
-KNEE_RULE = ("knee: each objective normalised to [0, 1] over the Pareto front (1 = best), the "
-             "point closest to the utopia point (1, …, 1)")
+KNEE_RULE = ("knee: each objective normalised to [0, 1] over the Pareto trials without dead "
+             "taps (1 = best), the point closest to the utopia point (1, …, 1)")
 
 
 def feasible(t: FrozenTrial) -> bool:
@@ -188,6 +209,93 @@ def _bool(v: Any) -> bool | None:
     return bool(v) if isinstance(v, bool | np.bool_) else None
 
 
+@dataclass(frozen=True)
+class RFFacts:
+    """A trial's RF against its training crop (its analytic attrs, `nas_dil.models.analytic`).
+
+    Studies written before the usable RF was recorded (no ``rf_nominal`` attr) stored the
+    nominal RF as ``rf``: there ``usable`` and ``dead_taps`` are None (unknown), and every rule
+    that avoids dead taps counts them as 0.
+    """
+
+    usable: float | None  # image px, smaller axis: the ``rf`` objective (None: not recorded)
+    nominal: float | None  # every tap, the formula's RF, image px
+    crop: tuple[int, int] | None  # (h, w) of the training crop
+    dead_taps: int | None  # the stack's taps that read only padding at the crop
+    dead_layers: tuple[str, ...]  # the stack's layers with dead taps
+
+    def per_crop(self, rf: float | None) -> float | None:
+        """``rf`` over the crop's smaller side (the usable RF's axis): at most 1 for usable."""
+        return None if rf is None or self.crop is None else rf / min(self.crop)
+
+
+def _crop(v: Any) -> tuple[int, int] | None:
+    """(h, w) of a data config's ``image_size`` (a side or [h, w]); None if neither."""
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        return v, v
+    if isinstance(v, list | tuple) and len(v) == 2 and all(_int(x) for x in v):
+        return int(v[0]), int(v[1])
+    return None
+
+
+def _dead_layer(d: Any) -> str | None:
+    if not isinstance(d, dict) or not str(d.get("name", "")).startswith("stack."):
+        return None
+    dil = d.get("dilation") or []
+    rate = (f"r{dil[0]}" if len(dil) == 2 and dil[0] == dil[1] else
+            f"r({','.join(map(str, dil))})")
+    return f"{d['name']} {rate}: {d.get('dead', '?')} dead"
+
+
+def rf_facts(attrs: Any, fallback_crop: Any = None) -> RFFacts:
+    """The RF facts of a trial's attributes (``FrozenTrial.user_attrs`` or
+    ``TrialRecord.to_attrs()``); ``fallback_crop``: the study's ``image_size`` for trials
+    that carry no ``trial_config``."""
+    tc = attrs.get("trial_config")
+    data = tc.get("data") if isinstance(tc, dict) else None
+    crop = _crop(data.get("image_size") if isinstance(data, dict) else None) or _crop(
+        fallback_crop)
+    rf = attrs.get("rf")
+    rf = float(rf) if isinstance(rf, int | float) and not isinstance(rf, bool) else None
+    if "rf_nominal" not in attrs:  # written before the usable RF: ``rf`` is the nominal one
+        return RFFacts(None, rf, crop, None, ())
+    nominal = attrs.get("rf_nominal")
+    layers = attrs.get("dead_layers")
+    return RFFacts(
+        usable=rf,
+        nominal=float(nominal) if isinstance(nominal, int | float) else None,
+        crop=crop, dead_taps=_int(attrs.get("dead_taps")),
+        dead_layers=tuple(x for d in (layers if isinstance(layers, list) else ())
+                          if (x := _dead_layer(d)) is not None))
+
+
+def dead_taps(t: FrozenTrial) -> int:
+    """The stack's taps that were dead in ``t``'s training (not recorded: 0)."""
+    return _int(t.user_attrs.get("dead_taps")) or 0
+
+
+def _with_dead(trials: Sequence[FrozenTrial]) -> str:
+    return ", ".join(f"#{t.number} ({dead_taps(t)})" for t in trials)
+
+
+def knee_trial(front: Sequence[FrozenTrial],
+               objectives: Sequence[Objective]) -> tuple[FrozenTrial | None, str | None]:
+    """(the knee, a note) of a Pareto front: `knee_index` over the front trials whose taps all
+    trained (no dead taps at the crop), normalised over those. The note names the front
+    trials left out; with none left the knee is None and the note says so in one line."""
+    if not front:
+        return None, None
+    live = [t for t in front if dead_taps(t) == 0]
+    dead = [t for t in front if dead_taps(t) > 0]
+    if not live:
+        return None, (f"no knee: every Pareto trial had dead taps at its training crop (taps "
+                      f"that read only padding never trained): {_with_dead(dead)}")
+    k = live[knee_index(to_losses([t.values for t in live], [o.direction for o in objectives]))]
+    note = None if not dead else (
+        f"not the knee, dead taps at the training crop (they never trained): {_with_dead(dead)}")
+    return k, note
+
+
 def trial_schedule(t: FrozenTrial) -> tuple[str, int | None, int | None, int | None]:
     """(rates "1,2,5", kernel, output_stride, width) from the trial's ``candidate`` attr."""
     c = t.user_attrs.get("candidate")
@@ -202,7 +310,8 @@ def _label(t: FrozenTrial) -> str:
     rates, k, os_, w = trial_schedule(t)
     base = t.user_attrs.get("baseline")
     tail = f" ({base})" if base else ""
-    return f"#{t.number} [{rates}] K{k} OS{os_} w{w}{tail}"
+    dead = f", {dead_taps(t)} dead taps" if dead_taps(t) else ""
+    return f"#{t.number} [{rates}] K{k} OS{os_} w{w}{tail}{dead}"
 
 
 def _complete(study: optuna.Study) -> list[FrozenTrial]:
@@ -231,14 +340,18 @@ def _heatmap(t: FrozenTrial) -> HeatMap | None:
     return HeatMap(t.number, ",".join(map(str, cand.rates)), coverage_map_data(cand.schedule))
 
 
-def _pareto_row(t: FrozenTrial, objectives: Sequence[Objective], knee: bool) -> ParetoRow:
+def _pareto_row(t: FrozenTrial, objectives: Sequence[Objective], knee: bool,
+                fallback_crop: Any = None) -> ParetoRow:
     rec = TrialRecord.from_frozen(t)  # older attribute names read as today's
     a = rec.to_attrs()
     rates, k, os_, w = trial_schedule(t)
+    rf = rf_facts(a, fallback_crop)
     return ParetoRow(
         number=t.number, schedule=rates, kernel=k, output_stride=os_, width=w,
         values={o.name: float(v) for o, v in zip(objectives, t.values or (), strict=True)},
-        rf=_num(t, "rf", objectives), rf_stack=_num(t, "rf_stack"),
+        rf=_num(t, "rf", objectives), rf_usable=rf.usable, rf_nominal=rf.nominal,
+        crop=rf.crop, dead_taps=rf.dead_taps, dead_layers=rf.dead_layers,
+        rf_stack=_num(t, "rf_stack"),
         holes=_int(a.get("holes")), coverage=_num(t, "coverage"),
         gridding_free=_bool(a.get("gridding_free")),
         gflops=_num(t, "gflops", objectives), params=_int(a.get("params")),
@@ -251,9 +364,119 @@ def _pareto_row(t: FrozenTrial, objectives: Sequence[Objective], knee: bool) -> 
     )
 
 
+# -- the Pareto table ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    key: str  # a ParetoRow field ("rf_crop": derived), or "values.<name>" for a foreign objective
+    label: str
+    direction: str | None = None  # "maximize"/"minimize": this column is that objective
+    doc: str = ""  # what it shows, one line (the table's legend)
+
+
+@dataclass(frozen=True)
+class ParetoTable:
+    """The Pareto table as shown: each objective once, then what explains it."""
+
+    columns: list[Column]
+    rows: list[list[Any]]  # parallel to ``columns``: str, int, float, bool or None (unknown)
+    numbers: list[int]  # the trial of each row
+    knee: list[bool]
+    dead: list[bool]  # the row's trial had dead taps at its training crop
+    notes: list[str]  # one line each, shown with the table
+
+
+_IDENTITY = [Column("number", "trial"), Column("schedule", "schedule", doc="dilation rates"),
+             Column("kernel", "K"), Column("output_stride", "OS"), Column("width", "width")]
+# every quantity a row shows, in the order shown after the objectives; an objective's column
+# moves up to the objectives' place
+_QUANTITIES = [
+    Column("miou", "mIoU", doc="mean IoU on the val split after training"),
+    Column("rf", "RF px usable / nominal", doc=(
+        "whole net, image px: usable = what the trained net can use at its training crop "
+        "(smaller axis; the rf objective), nominal = every tap, by the formula")),
+    Column("gflops", "GFLOPs", doc="per image at the training crop"),
+    Column("rf_crop", "× crop usable / nominal",
+           doc="each RF over the training crop's smaller side (usable is at most 1)"),
+    Column("crop", "crop px", doc="the training crop, h×w"),
+    Column("dead_taps", "dead taps", doc=(
+        "the stack's taps that read only padding at the training crop: they never trained")),
+    Column("params", "params", doc="trainable parameters"),
+    Column("rf_stack", "RF stack", doc="the dilated stack's own RF (its input px)"),
+    Column("holes", "holes", doc="2-D holes of the stack's coverage (gridding)"),
+    Column("coverage", "coverage"),
+    Column("hdc_rule1", "HDC r1"), Column("hdc_rule1_groups", "HDC r1 groups"),
+    Column("hdc_rule2", "HDC r2"), Column("hdc_rule3", "HDC r3"), Column("hdc", "HDC"),
+    Column("gridding_free", "gridding-free"), Column("baseline", "baseline"),
+]
+
+
+def _g(v: float | None, fmt: str = "{:.4g}") -> str:
+    return "?" if v is None else fmt.format(v)
+
+
+def _cell(r: ParetoRow, key: str, nominal_only: bool) -> Any:
+    if key.startswith("values."):
+        return r.values.get(key.split(".", 1)[1])
+    if key == "rf":
+        if nominal_only:
+            return r.rf_nominal
+        return f"{_g(r.rf_usable)} / {_g(r.rf_nominal)}"
+    if key == "rf_crop":
+        facts = RFFacts(r.rf_usable, r.rf_nominal, r.crop, r.dead_taps, r.dead_layers)
+        nominal = facts.per_crop(r.rf_nominal)
+        if nominal_only:
+            return nominal
+        return f"{_g(facts.per_crop(r.rf_usable), '{:.2f}')} / {_g(nominal, '{:.2f}')}"
+    if key == "crop":
+        return None if r.crop is None else (
+            str(r.crop[0]) if r.crop[0] == r.crop[1] else f"{r.crop[0]}×{r.crop[1]}")
+    if key == "coverage":
+        return None if r.coverage is None else f"{100 * r.coverage:.1f} %"
+    return getattr(r, key)
+
+
+def pareto_table(rows: Sequence[ParetoRow], objectives: Sequence[Objective],
+                 knee_note: str | None = None) -> ParetoTable:
+    """The table of ``rows``: identity, the objectives (each once, in the study's order), then
+    every other quantity. A study that never recorded the usable RF shows its (nominal) RF
+    as such."""
+    nominal_only = bool(rows) and all(r.rf_usable is None for r in rows)
+    by_key = {c.key: c for c in _QUANTITIES}
+    if nominal_only:
+        by_key["rf"] = Column("rf", "RF px (nominal)", doc=(
+            "whole net, image px, every tap by the formula (this study did not record the "
+            "usable RF: its rf objective is the nominal RF)"))
+        by_key["rf_crop"] = Column("rf_crop", "nominal × crop",
+                                   doc="the nominal RF over the training crop's smaller side")
+    obj_cols = [replace(by_key[o.name], direction=o.direction) if o.name in by_key else
+                Column(f"values.{o.name}", o.name, o.direction) for o in objectives]
+    taken = {c.key for c in obj_cols}
+    columns = [*_IDENTITY, *obj_cols, *(c for c in by_key.values() if c.key not in taken)]
+    notes = []
+    dead = [r for r in rows if (r.dead_taps or 0) > 0]
+    if dead:
+        notes.append("dead taps at the training crop (they read only padding, never trained, "
+                     "and wake up untrained at a larger input), never the knee: " + "; ".join(
+                         f"#{r.number} ({', '.join(r.dead_layers) or f'{r.dead_taps} taps'})"
+                         for r in dead))
+    if knee_note and not any(r.knee for r in rows):  # the one line saying why there is none
+        notes.append(knee_note)
+    unknown = [r.number for r in rows if r.rf_usable is None]
+    if unknown:
+        which = "this study" if len(unknown) == len(rows) else "trials " + ", ".join(
+            f"#{n}" for n in unknown)
+        notes.append(f"{which} did not record the usable RF nor dead taps (written by an "
+                     "older nas-dil): their rf is the nominal RF, '?' is unknown")
+    return ParetoTable(
+        columns=columns,
+        rows=[[_cell(r, c.key, nominal_only) for c in columns] for r in rows],
+        numbers=[r.number for r in rows], knee=[r.knee for r in rows],
+        dead=[(r.dead_taps or 0) > 0 for r in rows], notes=notes)
+
+
 def _scatter(name: str, title: str, x_key: str, x_label: str, color_key: str | None,
              trials: Sequence[FrozenTrial], objectives: Sequence[Objective],
-             front: set[int], knee: int | None) -> ScatterData:
+             front: set[int], knee: int | None, color_label: str | None = None) -> ScatterData:
     rows = []
     for t in trials:
         x, y = _num(t, x_key, objectives), _num(t, "miou", objectives)
@@ -264,7 +487,7 @@ def _scatter(name: str, title: str, x_key: str, x_label: str, color_key: str | N
     colors = [c for *_, c in rows]
     return ScatterData(
         name=name, title=title, x_label=x_label, y_label="mIoU",
-        color_label="RF (image px)" if color_key else None,
+        color_label=color_label if color_key else None,
         x=[x for _, x, _, _ in rows], y=[y for _, _, y, _ in rows],
         color=[float("nan") if c is None else c for c in colors] if color_key else None,
         numbers=[t.number for t, *_ in rows], labels=[_label(t) for t, *_ in rows],
@@ -272,7 +495,18 @@ def _scatter(name: str, title: str, x_key: str, x_label: str, color_key: str | N
         feasible=[feasible(t) for t, *_ in rows],
         baseline=[t.user_attrs.get("baseline") or None for t, *_ in rows],
         knee=[t.number == knee for t, *_ in rows],
+        dead=[dead_taps(t) > 0 for t, *_ in rows],
     )
+
+
+def _crop_mark(trials: Sequence[FrozenTrial], fallback: Any) -> tuple[float, str] | None:
+    """The crop's smaller side when every trial trained on the same crop (no RF can use
+    more), as an x mark for the RF scatter."""
+    crops = {rf_facts(t.user_attrs, fallback).crop for t in trials}
+    if len(crops) != 1 or None in crops:
+        return None
+    (h, w), = crops
+    return float(min(h, w)), f"training crop {h}×{w} px (the usable RF's limit)"
 
 
 def _curve(t: FrozenTrial, front: set[int]) -> CurveData | None:
@@ -371,19 +605,23 @@ def build_report(
             f"{src.location}: study {src.name!r} has no COMPLETE trial yet ({seen})"
         )
     front = pareto_trials(complete, objectives)
-    knee: int | None = None
-    if front:
-        knee = front[knee_index(to_losses([t.values for t in front],
-                                          [o.direction for o in objectives]))].number
+    knee_t, knee_note = knee_trial(front, objectives)
+    knee = None if knee_t is None else knee_t.number
     first = objectives[0]
-    rows = sorted((_pareto_row(t, objectives, t.number == knee) for t in front),
+    crop = src.meta.data.get("image_size") if isinstance(src.meta.data, dict) else None
+    rows = sorted((_pareto_row(t, objectives, t.number == knee, crop) for t in front),
                   key=lambda r: (first.sign * r.values[first.name], r.number))
     front_ids = {t.number for t in front}
+    # the x axis says which RF it is: usable at the crop, or (older studies) nominal
+    usable = any("rf_nominal" in t.user_attrs for t in complete)
+    rf_name = "usable RF at the training crop" if usable else "nominal RF"
     scatters = [
-        _scatter("miou_vs_gflops", "mIoU vs GFLOPs (colour: RF)", "gflops", "GFLOPs per image",
-                 "rf", complete, objectives, front_ids, knee),
-        _scatter("miou_vs_rf", "mIoU vs receptive field", "rf", "RF (image px)", None,
-                 complete, objectives, front_ids, knee),
+        _scatter("miou_vs_gflops", f"mIoU vs GFLOPs (colour: {rf_name})", "gflops",
+                 "GFLOPs per image", "rf", complete, objectives, front_ids, knee,
+                 f"{rf_name} (image px)"),
+        replace(_scatter("miou_vs_rf", f"mIoU vs {rf_name}", "rf", f"{rf_name} (image px)",
+                         None, complete, objectives, front_ids, knee),
+                x_mark=_crop_mark(complete, crop) if usable else None),
     ]
     from optuna.trial import TrialState
 
@@ -402,9 +640,12 @@ def build_report(
         pareto=rows,
         knee=knee,
         knee_rule=KNEE_RULE,
+        knee_note=knee_note,
+        table=pareto_table(rows, objectives, knee_note),
         scatters=scatters,
         hypervolume=_hypervolume(complete, objectives, ref_point, src.meta),
         curves=curves,
         heatmaps=heatmaps,
         baselines=baselines,
+        dead_taps={t.number: dead_taps(t) for t in complete if dead_taps(t)},
     )

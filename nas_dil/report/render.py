@@ -35,6 +35,7 @@ __all__ = [
 HEATMAP_MAX_RF = 97  # plotly heat maps up to this RF (larger ones: the PNG only)
 _BASELINE_COLOR = "#d62728"
 _KNEE_COLOR = "#ff7f0e"
+_DEAD_COLOR = "#8c564b"
 
 
 # -- matplotlib -------------------------------------------------------------------------------
@@ -70,6 +71,13 @@ def _draw_scatter(ax: Axes, s: ScatterData) -> Any:
         for xi, yi, name in zip(x[base], y[base], [b for b in s.baseline if b], strict=True):
             ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8,
                         color=_BASELINE_COLOR)
+    dead = np.array(s.dead, dtype=bool)
+    if dead.any():
+        ax.scatter(x[dead], y[dead], marker="s", s=300, facecolors="none",
+                   edgecolors=_DEAD_COLOR, linewidths=1.5, label="dead taps (never trained)",
+                   zorder=3)
+    if s.x_mark is not None:
+        ax.axvline(s.x_mark[0], color="#555555", ls="--", lw=1, label=s.x_mark[1], zorder=0)
     knee = np.array(s.knee, dtype=bool)
     if knee.any():
         ax.scatter(x[knee], y[knee], s=320, facecolors="none", edgecolors=_KNEE_COLOR,
@@ -198,12 +206,22 @@ def _scatter_figure(s: ScatterData) -> go.Figure:
             hovertext=pick(base, text), hoverinfo="text",
             marker={"symbol": "star-open", "size": 18, "color": _BASELINE_COLOR,
                     "line": {"width": 2}}))
+    dead = np.array(s.dead, dtype=bool)
+    if dead.any():
+        fig.add_trace(go.Scatter(x=pick(dead, s.x), y=pick(dead, s.y), mode="markers",
+                                 name="dead taps (never trained)", hovertext=pick(dead, text),
+                                 hoverinfo="text",
+                                 marker={"symbol": "square-open", "size": 28,
+                                         "color": _DEAD_COLOR, "line": {"width": 2}}))
     knee = np.array(s.knee, dtype=bool)
     if knee.any():
         fig.add_trace(go.Scatter(x=pick(knee, s.x), y=pick(knee, s.y), mode="markers",
                                  name="knee", hovertext=pick(knee, text), hoverinfo="text",
                                  marker={"symbol": "circle-open", "size": 24, "color": _KNEE_COLOR,
                                          "line": {"width": 3}}))
+    if s.x_mark is not None:
+        fig.add_vline(x=s.x_mark[0], line={"dash": "dash", "color": "#555555", "width": 1},
+                      annotation_text=s.x_mark[1], annotation_position="bottom left")
     fig.update_layout(title=s.title, xaxis_title=s.x_label, yaxis_title=s.y_label,
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 50})
     return fig
@@ -261,9 +279,13 @@ def plotly_figures(data: ReportData, heatmaps: bool = True) -> dict[str, go.Figu
             customdata=hv.values, name="hypervolume",
             hovertemplate="trial %{x}<br>share %{y:.4f}<br>hypervolume %{customdata:.4g}"
                           "<extra></extra>"))
-        fig.update_layout(title=_hv_title(data).replace("\n", "<br>"), xaxis_title="trial number",
+        import textwrap
+
+        title = "<br>".join(textwrap.fill(line, 120).replace("\n", "<br>")
+                            for line in _hv_title(data).split("\n"))
+        fig.update_layout(title=title, xaxis_title="trial number",
                           yaxis_title="hypervolume share", yaxis_range=[0, 1.02],
-                          margin={"t": 70})
+                          margin={"t": 100})
         figs["hypervolume"] = fig
     fig = go.Figure()
     for c in data.curves:
@@ -290,8 +312,9 @@ def plotly_figures(data: ReportData, heatmaps: bool = True) -> dict[str, go.Figu
 # -- HTML -------------------------------------------------------------------------------------
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;
-text-align:right}th{background:#f3f3f3}td.l{text-align:left}tr.knee{background:#fff1e0}
+table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 5px;
+text-align:right}td{white-space:nowrap}th{background:#f3f3f3}td.l{text-align:left}tr.knee{background:#fff1e0}
+tr.dead{background:#fbeaea}.obj{color:#1f77b4;font-weight:bold}.warn{color:#8a4b00}
 .ok{color:#2a7a2a}.no{color:#b22}.grid{display:flex;flex-wrap:wrap;gap:12px}
 figure{margin:0}figcaption{font-size:12px;color:#555}.note{color:#555;font-size:13px}
 """
@@ -307,27 +330,37 @@ def _v(x: Any, fmt: str = "{:.4g}") -> str:
     return html.escape(str(x))
 
 
+_ARROW = {"maximize": "↑", "minimize": "↓"}
+
+
 def _pareto_table(data: ReportData) -> str:
-    objs = [o.name for o in data.objectives]
-    head = ["trial", "schedule", "K", "OS", "width", *(f"{n} ({d.direction[:3]})"
-            for n, d in zip(objs, data.objectives, strict=True)),
-            "RF px", "RF stack", "holes", "coverage", "GFLOPs", "params", "mIoU",
-            "HDC r1", "HDC r1 groups", "HDC r2", "HDC r3", "HDC", "gridding-free", "baseline"]
+    t = data.table
+    head = "".join(
+        f'<th title="{html.escape(c.doc)}">{html.escape(c.label)}'
+        + (f' <span class="obj">{_ARROW.get(c.direction, "")}</span>' if c.direction else "")
+        + "</th>" for c in t.columns)
     rows = []
-    for r in data.pareto:
-        cells = [
-            f"#{r.number}" + (" ★knee" if r.knee else ""), r.schedule, r.kernel,
-            r.output_stride, r.width, *(r.values[n] for n in objs), r.rf, r.rf_stack, r.holes,
-            None if r.coverage is None else f"{100 * r.coverage:.1f} %", r.gflops, r.params,
-            r.miou, r.hdc_rule1, r.hdc_rule1_groups, r.hdc_rule2, r.hdc_rule3, r.hdc,
-            r.gridding_free, r.baseline,
-        ]
-        tds = "".join(f'<td class="l">{_v(c)}</td>' if i in (0, 1) else f"<td>{_v(c)}</td>"
-                      for i, c in enumerate(cells))
-        rows.append(f'<tr class="{"knee" if r.knee else ""}">{tds}</tr>')
-    ths = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "\n".join(rows) or f'<tr><td colspan="{len(head)}">no feasible COMPLETE trial</td></tr>'
-    return f"<table><thead><tr>{ths}</tr></thead><tbody>{body}</tbody></table>"
+    for cells, number, knee, dead in zip(t.rows, t.numbers, t.knee, t.dead, strict=True):
+        tds = []
+        for c, v in zip(t.columns, cells, strict=True):
+            if c.key == "number":
+                text = f"#{number}" + (" ★knee" if knee else "")
+                tds.append(f'<td class="l">{html.escape(text)}</td>')
+            elif c.key == "dead_taps" and isinstance(v, int) and v > 0:
+                tds.append(f'<td class="no">⚠ {v}</td>')
+            else:
+                tds.append(f'<td class="l">{_v(v)}</td>' if c.key == "schedule"
+                           else f"<td>{_v(v)}</td>")
+        cls = " ".join(n for n, on in (("knee", knee), ("dead", dead)) if on)
+        rows.append(f'<tr class="{cls}">{"".join(tds)}</tr>')
+    body = "\n".join(rows) or (f'<tr><td colspan="{len(t.columns)}">no feasible COMPLETE '
+                               "trial</td></tr>")
+    legend = "; ".join(f"<b>{html.escape(c.label)}</b>: {html.escape(c.doc)}"
+                       for c in t.columns if c.doc and c.key in ("rf", "rf_crop", "dead_taps"))
+    notes = "".join(f'<p class="note warn">{html.escape(n)}</p>' for n in t.notes)
+    return (f'<p class="note">↑/↓: an objective of the study (maximised / minimised). '
+            f"{legend}.</p>{notes}"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def _img(path: Path, alt: str) -> str:
@@ -367,6 +400,9 @@ def render_html(data: ReportData, path: str | os.PathLike[str],
     data_desc = html.escape(str(meta.get("data", "")))[:400]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     baselines = ", ".join(f"{html.escape(k)} (#{v})" for k, v in data.baselines.items()) or "none"
+    dead = ("" if not data.dead_taps else
+            "<br>Trained with dead taps at the training crop (those taps never trained; never "
+            "the knee): " + ", ".join(f"#{n} ({d})" for n, d in data.dead_taps.items()) + ".")
     hv_note = (html.escape(_hv_title(data).replace("\n", "; ")) if data.hypervolume
                else "no feasible COMPLETE trial, no hypervolume")
     doc = f"""<!DOCTYPE html>
@@ -375,7 +411,7 @@ def render_html(data: ReportData, path: str | os.PathLike[str],
 <body>
 <h1>nas-dil report: {html.escape(data.study_name)}</h1>
 <p>Objectives: {html.escape(objs)}. Trials: {data.n_trials} ({html.escape(states)});
-feasible COMPLETE: {data.n_feasible}. Seed baselines: {baselines}.<br>
+feasible COMPLETE: {data.n_feasible}. Seed baselines: {baselines}.{dead}<br>
 <span class="note">nas-dil {html.escape(str(meta.get("version", "?")))}; data: {data_desc};
 written {when}.</span></p>
 <h2>Pareto front ({len(data.pareto)} schedules)</h2>

@@ -5,6 +5,12 @@ per objective, ``feasible``, ``pareto``, ``constraints`` (name -> value), ``date
 ``datetime_complete``, ``duration_s``, ``params_<name>`` for Optuna parameters, then every
 user attr; nested dicts are flattened with dots (``candidate.rates``, ``arch.width``,
 ``trial_config.train.steps``), lists stay lists (JSON text in the CSV files).
+
+``rf`` is the usable RF at the training crop and ``rf_nominal`` the formula's; ``dead_taps``
+counts the stack's taps that read only padding at the crop (never trained). A trial written
+before these were recorded has its (nominal) ``rf`` copied into ``rf_nominal`` and an empty
+``dead_taps`` (unknown). The Pareto table (``pareto_dataframe``) has the same facts per row
+(``rf_usable``, empty when not recorded, ``rf_nominal``, ``crop``, ``dead_taps``).
 """
 
 from __future__ import annotations
@@ -71,8 +77,12 @@ def trials_dataframe(
         flat: dict[str, Any] = {}
         for k, v in TrialRecord.from_frozen(t).to_attrs().items():  # today's names
             _flatten(k, v, flat)
+        if "rf_nominal" not in flat and "rf" in flat:  # older study: its rf is the nominal one
+            flat["rf_nominal"] = flat["rf"]
         for k, v in flat.items():
             row.setdefault(k, v)
+        if "rf" in row:
+            row.setdefault("dead_taps", None)
         rows.append(row)
     df = pd.DataFrame(rows)
     extra = [c for c in df.columns if c not in fixed]

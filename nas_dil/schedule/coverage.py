@@ -122,7 +122,7 @@ def _dense(s: Schedule, residual: Residual, dtype: type) -> np.ndarray:
     """Per-axis path counts over -R … +R (length RF), composed layer by layer: one shifted
     add per tap (O(RF·K)); a smoothing box as a moving sum; the identity path as one more add.
     ``dtype`` bool gives the support (adds of bools are ORs)."""
-    out = np.ones(1, dtype=dtype)
+    out: np.ndarray = np.ones(1, dtype=dtype)
     res = _res_flags(s, residual) if residual is not False else [False] * len(s)
     jump = 1
     for i, (r, k, st) in enumerate(zip(s.rates, s.kernels, s.strides, strict=True)):
@@ -131,7 +131,7 @@ def _dense(s: Schedule, residual: Residual, dtype: type) -> np.ndarray:
             out = _box(out, 2 * r - 1, jump, dtype)
         e = r * jump
         n = out.size
-        nxt = np.zeros(n + (k - 1) * e, dtype=dtype)
+        nxt: np.ndarray = np.zeros(n + (k - 1) * e, dtype=dtype)
         for j in range(k):
             nxt[j * e:j * e + n] += out
         if res[i]:  # x + f(x): the input itself, centred
@@ -145,13 +145,13 @@ def _dense(s: Schedule, residual: Residual, dtype: type) -> np.ndarray:
 def _box(x: np.ndarray, width: int, step: int, dtype: type) -> np.ndarray:
     """x convolved with ``width`` ones ``step`` apart (a moving sum when step is 1)."""
     n = x.size
-    out = np.zeros(n + (width - 1) * step, dtype=dtype)
+    out: np.ndarray = np.zeros(n + (width - 1) * step, dtype=dtype)
     if step != 1:
         for t in range(width):
             out[t * step:t * step + n] += x
         return out
     acc = np.int64 if dtype is bool else dtype
-    cs = np.concatenate((np.zeros(1, dtype=acc), np.cumsum(x, dtype=acc)))
+    cs: np.ndarray = np.concatenate((np.zeros(1, dtype=acc), np.cumsum(x, dtype=acc)))
     idx = np.arange(out.size)
     seg = cs[np.minimum(idx + 1, n)] - cs[np.maximum(idx + 1 - width, 0)]
     return seg > 0 if dtype is bool else seg.astype(dtype, copy=False)
@@ -159,7 +159,7 @@ def _box(x: np.ndarray, width: int, step: int, dtype: type) -> np.ndarray:
 
 def _sparse(s: Schedule, residual: Residual, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     offs = np.zeros(1, dtype=np.int64)
-    cnt = np.ones(1, dtype=dtype)
+    cnt: np.ndarray = np.ones(1, dtype=dtype)
     for lo, lc in _layer_vectors(s, residual):
         offs, cnt = _sum_sets(offs, cnt, lo, lc.astype(dtype))
     return offs, cnt
@@ -226,14 +226,14 @@ def count_map_2d(s: Schedule, residual: Residual = False) -> np.ndarray:
         return np.outer(ch, cw)
     dtype = np.int64 if (_count_dtype(sh, res, 2) is np.int64
                          and _count_dtype(sw, res, 2) is np.int64) else np.float64
-    m = np.ones((1, 1), dtype=dtype)
+    m: np.ndarray = np.ones((1, 1), dtype=dtype)
     for i, ((oh, chh), (ow, cww)) in enumerate(zip(
             _layer_vectors(sh, False), _layer_vectors(sw, False), strict=True)):
         lo_h, lo_w = int(oh[0]), int(ow[0])
-        rows = np.zeros((m.shape[0] + int(oh[-1]) - lo_h, m.shape[1]), dtype=dtype)
+        rows: np.ndarray = np.zeros((m.shape[0] + int(oh[-1]) - lo_h, m.shape[1]), dtype=dtype)
         for o, c in zip(oh.tolist(), chh.tolist(), strict=True):
             rows[o - lo_h:o - lo_h + m.shape[0]] += m * dtype(c)
-        nxt = np.zeros((rows.shape[0], m.shape[1] + int(ow[-1]) - lo_w), dtype=dtype)
+        nxt: np.ndarray = np.zeros((rows.shape[0], m.shape[1] + int(ow[-1]) - lo_w), dtype=dtype)
         for o, c in zip(ow.tolist(), cww.tolist(), strict=True):
             nxt[:, o - lo_w:o - lo_w + m.shape[1]] += rows * dtype(c)
         if res[i]:  # the identity path: m itself, at offset (0, 0)

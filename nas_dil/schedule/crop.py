@@ -240,9 +240,13 @@ def net_crop_report(h: int, w: int, stack: Schedule, *, output_stride: int = 8,
     Extra keywords (an ``ArchConfig.cost_kwargs()``'s width, norm, …) are accepted and
     ignored: taps and RFs do not depend on them.
     """
-    kw = {"output_stride": output_stride, "backbone_stride": backbone_stride,
-          "context": context, "context_rates": tuple(context_rates)}
-    return _report(net_ops(stack, "h", **kw), net_ops(stack, "w", **kw), h, w)
+    rates = tuple(context_rates)
+
+    def ops(axis: str) -> list[ConvOp]:
+        return net_ops(stack, axis, output_stride=output_stride,
+                       backbone_stride=backbone_stride, context=context, context_rates=rates)
+
+    return _report(ops("h"), ops("w"), h, w)
 
 
 def crop_fields(stack: Schedule, h: int, w: int, **arch: Any) -> dict[str, Any]:

@@ -13,7 +13,10 @@ A study file names everything a search needs; every key is optional except ``spa
     keep_weights = true          # save the state_dict of Pareto-front trials and baselines
     objectives = [{ name = "miou", direction = "maximize" }, …]   # default: miou↑ rf↑ gflops↓
     [constraints]                # min_<metric> / max_<metric> for rf, rf_stack, gflops, params;
-    max_gflops = 0.05            #   gridding_free = true keeps only hole-free stacks
+    max_gflops = 0.05            #   gridding_free = true keeps only hole-free stacks;
+                                 #   allow_dead_taps = true trains candidates whose taps read
+                                 #   only padding at the crop (refused by default: they never
+                                 #   train, see docs/theory.md)
     [sampler]                    # name = hvi (default) | tpe | nsga2 | nsga3 | gp | random |
     name = "hvi"                 #   brute, and any keyword of that sampler class (hvi: beta,
                                  #   n_startup, pool_size, seed; tpe: n_startup_trials, …)
@@ -148,6 +151,7 @@ class StudyConfig:
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...]
     gridding_free: bool  # constraint: only hole-free stacks
+    allow_dead_taps: bool  # train candidates with taps that read only padding at the crop
     sampler: SamplerConfig
     parallel: ParallelConfig
     trial: TrialKindConfig
@@ -172,7 +176,8 @@ class StudyConfig:
             "keep_weights": self.keep_weights,
             "objectives": [o.to_dict() for o in self.objectives],
             "constraints": {c.name: c.bound for c in self.constraints}
-            | ({"gridding_free": True} if self.gridding_free else {}),
+            | ({"gridding_free": True} if self.gridding_free else {})
+            | ({"allow_dead_taps": True} if self.allow_dead_taps else {}),
             "sampler": {"name": self.sampler.name, **dict(self.sampler.options)},
             "parallel": {**asdict(self.parallel), "resources": dict(self.parallel.resources)},
             "trial": asdict(self.trial),
@@ -221,13 +226,13 @@ def _objectives(rd: _Reader, raw: object) -> tuple[Objective, ...]:
     return tuple(out)
 
 
-def _constraints(rd: _Reader, raw: object) -> tuple[tuple[Constraint, ...], bool]:
+def _constraints(rd: _Reader, raw: object) -> tuple[tuple[Constraint, ...], bool, bool]:
     t = rd.table(raw if raw is not None else {}, "constraints")
     allowed = tuple(f"{k}_{m}" for m in CONSTRAINT_METRICS for k in ("min", "max"))
-    rd.keys(t, (*allowed, "gridding_free"), "constraints.")
+    rd.keys(t, (*allowed, "gridding_free", "allow_dead_taps"), "constraints.")
     out = []
     for k, v in t.items():
-        if k == "gridding_free":
+        if k in ("gridding_free", "allow_dead_taps"):
             continue
         kind, metric = k.split("_", 1)
         out.append(Constraint(metric, kind, rd.number(v, f"constraints.{k}")))
@@ -236,7 +241,8 @@ def _constraints(rd: _Reader, raw: object) -> tuple[tuple[Constraint, ...], bool
         hi = next((c.bound for c in out if c.metric == m and c.kind == "max"), None)
         if lo is not None and hi is not None and lo > hi:
             raise rd.err(f"constraints.min_{m}", f"{lo} > max_{m} {hi}: nothing is feasible")
-    return tuple(out), rd.boolean(t.get("gridding_free", False), "constraints.gridding_free")
+    return (tuple(out), rd.boolean(t.get("gridding_free", False), "constraints.gridding_free"),
+            rd.boolean(t.get("allow_dead_taps", False), "constraints.allow_dead_taps"))
 
 
 def _sampler(rd: _Reader, raw: object) -> SamplerConfig:
@@ -370,7 +376,7 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         train = TrainConfig(**_train_kwargs(rd, rd.table(data.get("train", {}), "train")))
     except UserError as e:
         raise rd.err("train", str(e)) from None
-    constraints, gridding_free = _constraints(rd, data.get("constraints"))
+    constraints, gridding_free, allow_dead_taps = _constraints(rd, data.get("constraints"))
     cfg = StudyConfig(
         path=path,
         name=name,
@@ -385,6 +391,7 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         objectives=_objectives(rd, data.get("objectives")),
         constraints=constraints,
         gridding_free=gridding_free,
+        allow_dead_taps=allow_dead_taps,
         sampler=_sampler(rd, data.get("sampler")),
         parallel=_parallel(rd, data.get("parallel")),
         trial=_trial(rd, data.get("trial")),

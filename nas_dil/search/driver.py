@@ -52,7 +52,7 @@ from nas_dil.search.cluster import Lost, TaskError, TrialTasks
 from nas_dil.search.config import StudyConfig, load_study_config
 from nas_dil.search.ledger import Ledger, Run, State, snapshot_maker
 from nas_dil.search.lock import DriverLock, StudyLocked
-from nas_dil.search.objectives import objective_ranges
+from nas_dil.search.objectives import dead_tap_share, objective_ranges
 from nas_dil.search.preflight import (
     check_baselines,
     check_feasible,
@@ -135,9 +135,10 @@ class _Search:
             self.num_classes = int(self.data_info.get("num_classes") or 5)
             check_feasible(cfg, self.space, self.num_classes)
             self.ranges = objective_ranges(
-                self.objectives, self.space, cfg.arch, cfg.data.image_size, self.num_classes,
+                self.objectives, self.space, cfg.arch, cfg.data.crop_hw, self.num_classes,
                 cfg.seed, [c for _, c in self.baselines])
             self._warn_constant()
+            self._warn_dead_taps()
             meta = study_meta(cfg, self.space, n_trials=self.n_trials, url=self.url,
                               out=self.out, data=self.data_info["describe"], ranges=self.ranges,
                               early_stop=self.early_stop, n_evals=self.n_evals,
@@ -176,6 +177,22 @@ class _Search:
                 self.warnings.append(
                     f"objective {o.name} cannot vary in space {self.space.name}: every "
                     f"candidate{' sampled' if not r.exact else ''} has {o.name} = {r.best:g}")
+
+    def _warn_dead_taps(self) -> None:
+        """Most of the space dead at the crop (rates far larger than the feature map): the
+        search would refuse most asks; say so before it starts."""
+        cfg = self.cfg
+        share, exact = dead_tap_share(self.space, cfg.arch, cfg.data.crop_hw,
+                                      self.num_classes, cfg.seed)
+        if share > 0.5:
+            h, w = cfg.data.crop_hw
+            what = "of the candidates" if exact else "of sampled candidates"
+            then = ("they train anyway (allow_dead_taps)" if cfg.allow_dead_taps
+                    else "they are refused as infeasible, never trained")
+            self.warnings.append(
+                f"{share:.0%} {what} of space {self.space.name} have dead taps at the "
+                f"{h}×{w} crop (rates larger than the feature map: taps that read only "
+                f"padding); {then} — use smaller rates or a larger crop")
 
     # -- state from the storage (resume) ----------------------------------------------------
 

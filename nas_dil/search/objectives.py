@@ -30,12 +30,15 @@ __all__ = [
     "Metric",
     "Objective",
     "ObjectiveRange",
+    "dead_tap_share",
     "objective_ranges",
+    "range_candidates",
 ]
 
 ENUMERATE_LIMIT = 2_000  # spaces up to this size are enumerated for the objective ranges
 RANGE_SAMPLES = 400  # otherwise this many seeded samples estimate them
-CONSTRAINT_METRICS = ("rf", "rf_stack", "gflops", "params")  # analytic: checked at ask time
+# analytic: checked at ask time
+CONSTRAINT_METRICS = ("rf", "rf_nominal", "rf_stack", "gflops", "params")
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,30 @@ class ObjectiveRange:
     exact: bool  # True: over the whole space (or by definition, for mIoU)
 
 
+def range_candidates(space: Space, seed: int) -> tuple[list[Candidate], bool]:
+    """The candidates objective ranges are taken over, and whether that is the whole space:
+    all of it up to `ENUMERATE_LIMIT`, else `RANGE_SAMPLES` seeded samples."""
+    try:
+        count: int | None = space.count()
+    except Exception:  # too large to count exactly
+        count = None
+    exact = count is not None and count <= ENUMERATE_LIMIT
+    return (list(space.enumerate()) if exact
+            else sample_candidates(space, RANGE_SAMPLES, seed)), exact
+
+
+def dead_tap_share(space: Space, arch: Mapping[str, Any], image_size: int | Sequence[int],
+                   num_classes: int, seed: int) -> tuple[float, bool]:
+    """(share of the space whose stack has dead taps at the crop, exact): the candidates of
+    `range_candidates`."""
+    cands, exact = range_candidates(space, seed)
+    cols = analytic_batch(list(dict.fromkeys(cands)), {**arch, "num_classes": num_classes},
+                          image_size)
+    return (float((cols["dead_taps"] > 0).mean()) if len(cols["dead_taps"]) else 0.0), exact
+
+
 def objective_ranges(objectives: Sequence[Objective], space: Space, arch: Mapping[str, Any],
-                     image_size: int, num_classes: int, seed: int,
+                     image_size: int | Sequence[int], num_classes: int, seed: int,
                      extra: Iterable[Candidate] = ()) -> dict[str, ObjectiveRange]:
     """Best and worst value of every objective (see the module docstring)."""
     out: dict[str, ObjectiveRange] = {}
@@ -57,12 +82,7 @@ def objective_ranges(objectives: Sequence[Objective], space: Space, arch: Mappin
             out[o.name] = ObjectiveRange(best, worst, True)
     if not analytic:
         return out
-    try:
-        count: int | None = space.count()
-    except Exception:  # too large to count exactly
-        count = None
-    exact = count is not None and count <= ENUMERATE_LIMIT
-    cands = list(space.enumerate()) if exact else sample_candidates(space, RANGE_SAMPLES, seed)
+    cands, exact = range_candidates(space, seed)
     cands += list(extra)
     cols = analytic_batch(list(dict.fromkeys(cands)), {**arch, "num_classes": num_classes},
                           image_size)

@@ -57,7 +57,10 @@ class Metric:
 
 METRICS: dict[str, Metric] = {
     "miou": Metric("miou", "maximize", True, "mean IoU on the val split after training"),
-    "rf": Metric("rf", "maximize", False, "receptive field of the whole net, image px per axis"),
+    "rf": Metric("rf", "maximize", False, "usable receptive field of the whole net at the "
+                 "training crop (image px, smaller axis; never more than the crop)"),
+    "rf_nominal": Metric("rf_nominal", "maximize", False, "RF of the whole net by the formula "
+                         "(image px), whatever the crop can supply: nas-dil <= 0.1's rf"),
     "rf_stack": Metric("rf_stack", "maximize", False, "RF of the dilated stack alone"),
     "gflops": Metric("gflops", "minimize", False, "GFLOPs per image at the training size"),
     "params": Metric("params", "minimize", False, "trainable parameters"),
@@ -124,9 +127,12 @@ class StudyMeta:
 # -- a trial ---------------------------------------------------------------------------------
 
 # analytic metrics of a candidate (known at ask time; `objectives.analytic_attrs`)
-ANALYTIC_KEYS = ("rf", "rf_stack", "holes", "coverage", "gridding_free", "hdc_rule1",
-                 "hdc_rule1_groups", "hdc_rule2", "hdc_rule3", "hdc", "m", "macs", "flops",
-                 "gflops", "params")
+# (``rf`` is the usable RF at the crop from 0.2 on; studies of <= 0.1 stored the nominal one
+# there and have no rf_nominal / dead_taps)
+ANALYTIC_KEYS = ("rf", "rf_nominal", "rf_nominal_h", "rf_nominal_w", "rf_usable_h",
+                 "rf_usable_w", "dead_taps", "dead_taps_net", "dead_layers", "rf_stack", "holes",
+                 "coverage", "gridding_free", "hdc_rule1", "hdc_rule1_groups", "hdc_rule2",
+                 "hdc_rule3", "hdc", "m", "macs", "flops", "gflops", "params")
 # what a worker measured (`worker.execute`'s result)
 RESULT_KEYS = ("miou", "per_class_iou", "pixel_acc", "miou_curve", "loss_curve",
                "wall_time_s", "train_time_s", "images_per_s", "peak_mem_bytes",

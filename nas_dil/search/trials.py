@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from nas_dil.models.analytic import analytic_attrs, analytic_batch
@@ -17,7 +17,7 @@ from nas_dil.search.config import StudyConfig
 from nas_dil.search.hvi import SamplerContext
 from nas_dil.search.records import TrialPayload, TrialRecord
 from nas_dil.search.samplers import build_sampler
-from nas_dil.spaces import Candidate, Space
+from nas_dil.spaces import Candidate, Space, dead_tap_reason
 
 __all__ = ["Plan", "feasible", "make_sampler", "plan_trial", "trial_arch", "trial_key"]
 
@@ -37,9 +37,11 @@ def trial_arch(cfg: StudyConfig, cand: Candidate, num_classes: int) -> ArchConfi
 
 
 def feasible(cfg: StudyConfig, attrs: Mapping[str, Any]) -> bool:
-    """Whether a trial's analytic ``attrs`` meet the study's constraints."""
-    return all(c.violation(float(attrs[c.metric])) <= 0 for c in cfg.constraints
-               if c.metric in attrs) and not (cfg.gridding_free and attrs.get("holes"))
+    """Whether a trial's analytic ``attrs`` meet the study's constraints (dead taps at the
+    crop included, unless the study allows them; attrs of older studies have none)."""
+    return (all(c.violation(float(attrs[c.metric])) <= 0 for c in cfg.constraints
+                if c.metric in attrs) and not (cfg.gridding_free and attrs.get("holes"))
+            and (cfg.allow_dead_taps or not attrs.get("dead_taps")))
 
 
 def losses(cfg: StudyConfig, analytic: Mapping[str, Any]) -> tuple[float, ...]:
@@ -68,8 +70,12 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
     from nas_dil.train.config import TrialConfig
 
     arch = trial_arch(cfg, cand, num_classes)
-    tc = TrialConfig(arch, cfg.data, cfg.train).to_dict()
-    analytic = analytic_attrs(cand.schedule, arch, cfg.data.image_size)
+    train = cfg.train
+    if train.cpus is None and cfg.parallel.cpus >= 1:  # the CPUs Ray gives each trial
+        train = replace(train, cpus=int(cfg.parallel.cpus))
+    tc = TrialConfig(arch, cfg.data, train).to_dict()
+    crop = cfg.data.crop_hw
+    analytic = analytic_attrs(cand.schedule, arch, crop)
     options = asdict(cfg.trial)
     kind = {"kind": cfg.trial.kind, **(options if cfg.trial.kind == "sleep" else {})}
     key = trial_key(cand, tc, cfg.seed, kind)
@@ -87,6 +93,10 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
         constraints["gridding_free"] = float(analytic["holes"])
         if analytic["holes"]:
             violated.append(f"{analytic['holes']} holes (gridding_free)")
+    if not cfg.allow_dead_taps:
+        constraints["dead_taps"] = float(analytic["dead_taps"])
+        if analytic["dead_taps"]:
+            violated.append(dead_tap_reason({**analytic, "crop": list(crop)}))
     payload = TrialPayload(kind=cfg.trial.kind, trial_config=tc,
                            schedule=cand.schedule.to_dict(), seed=cfg.seed, key=key,
                            number=number, analytic=analytic, losses=losses(cfg, analytic),
@@ -97,7 +107,7 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
 def make_sampler(cfg: StudyConfig, space: Space, num_classes: int) -> Any:
     """The study's sampler (seeded with the study's seed unless [sampler] sets one); the hvi
     sampler also gets what is known before training: analytic objectives, constraints."""
-    image_size = cfg.data.image_size
+    image_size = cfg.data.crop_hw
     context = SamplerContext(
         space, tuple(cfg.objectives),
         lambda cs: analytic_batch(cs, {**cfg.arch, "num_classes": num_classes}, image_size),

@@ -15,7 +15,8 @@ import numpy as np
 
 from benchmarks._common import REPO, TABLE, TABULAR_SPACE, TABULAR_STUDY, met, rel
 
-OBJECTIVES = (("miou", "maximize"), ("rf", "maximize"), ("gflops", "minimize"))
+# the nominal RF, as the table was made (studies/tabular.toml: kept for history)
+OBJECTIVES = (("miou", "maximize"), ("rf_nominal", "maximize"), ("gflops", "minimize"))
 # benchmark labels that are a sampler with options (as `[sampler]` keys of a study would set)
 SAMPLER_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe_mv": ("tpe", {"multivariate": True, "group": True}),

@@ -21,6 +21,7 @@ from tests.report.studies import (
     Trained,
     add_trial,
     new_study,
+    with_dead_taps,
 )
 
 
@@ -114,6 +115,25 @@ def test_bad_input_one_line_exit_2_nothing_overwritten(
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before  # nothing created, nothing changed
     assert not paths["out"].exists()
+
+
+def test_dead_taps_in_report_and_export(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with_dead_taps(tmp_path / "d", {0: 8})
+    assert main(["report", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    head = next(line for line in out.splitlines() if line.startswith("trial"))
+    # each objective once, marked; RF usable / nominal and over the crop; dead taps
+    assert head.count("mIoU") == 1 and "RF px usable / nominal ↑" in head and "GFLOPs ↓" in head
+    assert "dead taps" in head and re.search(r"#6\*\s+1,3,5", out)
+    assert "note: dead taps at the training crop" in out and "#0 (stack.2 r9: 8 dead)" in out
+    with_dead_taps(tmp_path / "all", {0: 8, 1: 8, 6: 4})
+    assert main(["export", str(tmp_path / "all"), "--pick", "knee", "--out",
+                 str(tmp_path / "x")]) == 2
+    _one_error_line(capsys.readouterr().err, "no knee: every Pareto trial had dead taps at its "
+                    "training crop (taps that read only padding never trained): #0 (8), #1 (8), "
+                    "#6 (4)")
+    assert not (tmp_path / "x").exists()
 
 
 def test_real_process_exit_code(tmp_path: Path) -> None:

@@ -14,7 +14,15 @@ from nas_dil.export import ExportError, PickError, export_trial, load_exported, 
 from nas_dil.export.pick import Pick, select_trial
 from nas_dil.report.data import NoCompleteTrialError
 from nas_dil.report.source import StudySourceError, open_study
-from tests.report.studies import Spec, Trained, add_trial, fixed_input, new_study
+from tests.report.studies import (
+    Spec,
+    Trained,
+    add_trial,
+    crop_study,
+    fixed_input,
+    new_study,
+    with_dead_taps,
+)
 
 
 # -- picks ------------------------------------------------------------------------------------
@@ -62,6 +70,58 @@ def test_select_trial(hand_made_ro: Path, pick: str, number: int, reason: str) -
 def test_select_trial_refuses(hand_made_ro: Path, pick: str, msg: str) -> None:
     with pytest.raises(PickError, match=msg.replace("(", r"\(").replace(")", r"\)")):
         select_trial(open_study(hand_made_ro), pick)
+
+
+@pytest.mark.parametrize(
+    ("pick", "number", "reason"),
+    [
+        # #0 is the knee and trained with dead taps; normalised over #1 and #6, #6 is closest
+        ("knee", 6, "normalised over its 2 trials without dead taps, closest to the utopia "
+                    "point); not the knee, dead taps at the training crop (they never "
+                    "trained): #0 (8)"),
+        # #6 has the best mIoU of the feasible ones, with dead taps: #0 is next
+        ("best-miou", 0, "highest mIoU of 3 feasible COMPLETE trials; left out for dead taps "
+                         "at the training crop: #6 (4)"),
+        ("min-rf=85", 0, "the 1 feasible COMPLETE trials with rf ≥ 85; left out for dead taps"),
+        ("trial=6", 6, "trial 6, as asked (4 dead taps at its training crop, never trained)"),
+    ],
+)
+def test_picks_never_choose_dead_taps(tmp_path: Path, pick: str, number: int,
+                                      reason: str) -> None:
+    with_dead_taps(tmp_path / "d", {0: 8} if pick == "knee" else {6: 4})
+    t, why = select_trial(open_study(tmp_path / "d"), pick)
+    assert t.number == number and reason in why, why
+
+
+@pytest.mark.parametrize(
+    ("dead", "pick", "msg"),
+    [
+        ({0: 8, 1: 8, 6: 4}, "knee", "no knee: every Pareto trial had dead taps at its "
+                                     "training crop (taps that read only padding never "
+                                     "trained): #0 (8), #1 (8), #6 (4); export one with "
+                                     "trial=N if you must"),
+        ({0: 8, 1: 8, 2: 1, 6: 4}, "best-miou", "every feasible COMPLETE trial had dead taps "
+                                                "at its training crop"),
+        ({0: 8, 6: 4}, "min-rf=85", "every feasible COMPLETE trial with rf ≥ 85 had dead taps "
+                                    "at its training crop (taps that read only padding never "
+                                    "trained): #0 (8), #6 (4)"),
+    ],
+)
+def test_picks_refuse_when_only_dead_taps_remain(tmp_path: Path, dead: dict[int, int],
+                                                 pick: str, msg: str) -> None:
+    with_dead_taps(tmp_path / "d", dead)
+    with pytest.raises(PickError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+        select_trial(open_study(tmp_path / "d"), pick)
+
+
+def test_knee_of_a_real_crop_study_is_live(tmp_path: Path) -> None:
+    # 1,3,9,1,3,9 (best mIoU, dead rate-9 taps on a 48-px crop) vs 1,2,3: export takes 1,2,3
+    crop_study(tmp_path / "c")
+    for pick in ("knee", "best-miou"):
+        t, why = select_trial(open_study(tmp_path / "c"), pick)
+        assert t.number == 0 and t.user_attrs["dead_taps"] == 0, why
+    r = export_trial(tmp_path / "c", "best-miou", tmp_path / "x")
+    assert r.trial == 0 and "#1 (16)" in r.document["pick"]["reason"]
 
 
 def test_empty_and_incomplete_studies_refuse(tmp_path: Path) -> None:

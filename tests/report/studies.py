@@ -1,14 +1,17 @@
 """Real Optuna studies that follow the search's storage contract, for report/export tests.
 
 ``hand_made_study``: values chosen by hand (Pareto set, knee and hypervolume known), every
-trial state, both constraint formats. ``trained_study``: real tiny ``run_trial`` trainings with
-weights kept as the search keeps them (``OUT/weights/trial_<N>.pt``).
+trial state, both constraint formats; ``with_dead_taps`` marks some of its trials as trained
+with dead taps. ``crop_study``: trials whose analytic attrs (usable and nominal RF, dead taps)
+come from the real code at a training crop, as the search stores them today.
+``trained_study``: real tiny ``run_trial`` trainings with weights kept as the search keeps
+them (``OUT/weights/trial_<N>.pt``).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +136,47 @@ def hand_made_study(out_dir: Path) -> optuna.Study:
     study = new_study(out_dir)
     for s in HAND_MADE:
         add_trial(study, s)
+    return study
+
+
+def with_dead_taps(out_dir: Path, dead: dict[int, int]) -> optuna.Study:
+    """The hand-made study where trial N of ``dead`` trained with that many dead taps (its
+    nominal RF four times its usable one); the other trials record 0 dead taps."""
+    study = new_study(out_dir)
+    for i, s in enumerate(HAND_MADE):
+        n = dead.get(i, 0)
+        layers = [{"name": "stack.2", "kernel": [3, 3], "dilation": [9, 9], "stride": 1,
+                   "size_in": [6, 6], "dead_h": [-9, 9], "dead_w": [-9, 9], "dead": n}] if n else []
+        add_trial(study, replace(s, extra={**s.extra, "rf_nominal": s.rf * (4 if n else 1),
+                                            "dead_taps": n, "dead_layers": layers}))
+    return study
+
+
+CROP = 48  # the crop_study's training crop (the quickstart's)
+# (rates, mIoU, baseline); at 48 px and OS 8 the stack's input is 6×6, so rate 9 is dead
+CROP_TRIALS = [((1, 2, 3), 0.50, None), ((1, 3, 9, 1, 3, 9), 0.62, "gridded-139"),
+               ((2, 2, 2), 0.45, None)]
+
+
+def crop_study(out_dir: Path, crop: int | tuple[int, int] = CROP) -> optuna.Study:
+    """COMPLETE trials of CROP_TRIALS (OS 8, width 16) with their real analytic attrs and
+    training config at ``crop``; values (mIoU, usable RF, GFLOPs)."""
+    from nas_dil.data import DataConfig
+    from nas_dil.models.analytic import analytic_attrs
+    from nas_dil.train import TrainConfig, TrialConfig
+
+    study = new_study(out_dir)
+    for rates, miou, base in CROP_TRIALS:
+        cand = Candidate(rates, 3, 8, 16)
+        arch = ArchConfig(output_stride=8, width=16, num_classes=5)
+        cfg = TrialConfig(arch=arch, data=DataConfig(image_size=crop),
+                          train=TrainConfig(epochs=None, steps=2, device="cpu"))
+        attrs = {**schedule_attrs(cand, arch), **analytic_attrs(cand.schedule, arch, crop),
+                 "trial_config": cfg.to_dict(), "miou": miou, "node": "test", "retries": 0}
+        if base:
+            attrs["baseline"] = base
+        study.add_trial(optuna.trial.create_trial(
+            values=[miou, attrs["rf"], attrs["gflops"]], user_attrs=attrs))
     return study
 
 

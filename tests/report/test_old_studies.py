@@ -63,3 +63,26 @@ def test_export_reads_an_old_study(old_study: Path, tmp_path: Path) -> None:
     assert doc["provenance"]["search_git_commit"] is None  # 0.1 did not record it
     assert doc["hdc_certificate"]["hdc_rule1"] is False  # whole schedule, as analyze() says
     assert doc["hdc_certificate"]["hdc_rule1_groups"] is True
+
+
+def test_an_old_study_says_its_rf_is_nominal(old_study: Path, tmp_path: Path) -> None:
+    raw = _raw(old_study)
+    data = build_report(old_study)
+    t = data.table
+    rf = next(c for c in t.columns if c.key == "rf")
+    assert rf.label == "RF px (nominal)" and rf.direction == "maximize"
+    cells = {n: dict(zip([c.key for c in t.columns], row, strict=True))
+             for n, row in zip(t.numbers, t.rows, strict=True)}
+    for r in data.pareto:
+        assert r.rf_usable is None and r.dead_taps is None and r.rf_nominal == raw[r.number]["rf"]
+        assert r.crop == (64, 64)  # from the trial's training config
+        assert cells[r.number]["rf"] == raw[r.number]["rf"]
+        assert cells[r.number]["dead_taps"] is None  # unknown, not 0
+    assert t.notes == ["this study did not record the usable RF nor dead taps (written by an "
+                       "older nas-dil): their rf is the nominal RF, '?' is unknown"]
+    assert data.knee is not None and data.knee_note is None  # unknown dead taps count as 0
+    assert "nominal RF" in data.scatters[1].x_label and data.scatters[1].x_mark is None
+    assert data.dead_taps == {}
+    df = trials_dataframe(open_study(old_study)).set_index("number")
+    assert (df["rf_nominal"] == df["rf"]).all() and df["dead_taps"].isna().all()
+    assert export_trial(old_study, "knee", tmp_path / "k").trial == data.knee

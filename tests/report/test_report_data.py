@@ -11,10 +11,17 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_dil.report import build_report
-from nas_dil.report.data import NoCompleteTrialError
+from nas_dil.report.data import NoCompleteTrialError, RFFacts, rf_facts
 from nas_dil.report.source import StudySourceError, open_study
 from nas_dil.schedule import Schedule, count_map_2d
-from tests.report.studies import HAND_MADE, Spec, add_trial, new_study
+from tests.report.studies import (
+    HAND_MADE,
+    Spec,
+    add_trial,
+    crop_study,
+    new_study,
+    with_dead_taps,
+)
 
 # the hand-made study (tests/report/studies.py), costs to minimise (−mIoU, −RF, GFLOPs)
 FEASIBLE = {0: (0.60, 100, 2.0), 1: (0.55, 80, 1.0), 2: (0.50, 70, 2.5), 6: (0.65, 90, 3.0)}
@@ -192,3 +199,110 @@ def test_open_study_accepts_a_study_object(hand_made_ro: Path) -> None:
     assert src.out_dir == hand_made_ro.resolve()
     assert [o.name for o in src.objectives] == ["miou", "rf", "gflops"]
     assert sorted(r.number for r in build_report(study).pareto) == [0, 1, 6]
+
+
+# -- dead taps, usable / nominal RF, the table ---------------------------------------------------
+def test_knee_skips_a_trial_trained_with_dead_taps(tmp_path: Path) -> None:
+    # the hand-made knee #0 trained with dead taps: among #1 (−0.55, −80, 1) and #6 (−0.65,
+    # −90, 3), normalised over those two, #1 is (1, 1, 0) (distance √2), #6 (0, 0, 1) (1)
+    with_dead_taps(tmp_path / "d", {0: 8})
+    d = build_report(tmp_path / "d")
+    assert sorted(r.number for r in d.pareto) == [0, 1, 6]  # still on the front, flagged
+    assert d.knee == 6 and [r.number for r in d.pareto if r.knee] == [6]
+    assert d.knee_note == ("not the knee, dead taps at the training crop (they never trained): "
+                           "#0 (8)")
+    row = next(r for r in d.pareto if r.number == 0)
+    assert row.dead_taps == 8 and row.dead_layers == ("stack.2 r9: 8 dead",)
+    assert row.rf_usable == 100 and row.rf_nominal == 400
+    assert d.table.dead == [False, True, False]  # rows: #6, #0, #1
+    assert d.table.notes == ["dead taps at the training crop (they read only padding, never "
+                             "trained, and wake up untrained at a larger input), never the knee: "
+                             "#0 (stack.2 r9: 8 dead)"]
+    g = next(s for s in d.scatters if s.name == "miou_vs_gflops")
+    assert g.dead == [True, False, False, False, False] and g.knee[-1]  # trials 0, 1, 2, 3, 6
+    assert "8 dead taps" in g.labels[0]
+
+
+def test_no_knee_when_every_front_trial_has_dead_taps(tmp_path: Path) -> None:
+    with_dead_taps(tmp_path / "d", {0: 8, 1: 8, 6: 4, 2: 0})
+    d = build_report(tmp_path / "d")
+    assert d.knee is None and not any(r.knee for r in d.pareto)
+    assert d.knee_note == ("no knee: every Pareto trial had dead taps at its training crop (taps "
+                           "that read only padding never trained): #0 (8), #1 (8), #6 (4)")
+    assert d.table.notes[-1] == d.knee_note
+    assert not any(any(s.knee) for s in d.scatters)
+
+
+def test_table_shows_each_objective_once_and_rf_against_the_crop(tmp_path: Path) -> None:
+    crop_study(tmp_path / "c")
+    d = build_report(tmp_path / "c")
+    t = d.table
+    objectives = [(c.key, c.direction) for c in t.columns if c.direction]
+    assert objectives == [("miou", "maximize"), ("rf", "maximize"), ("gflops", "minimize")]
+    keys = [c.key for c in t.columns]
+    assert len(keys) == len(set(keys)) and not any(k.startswith("values.") for k in keys)
+    labels = {c.key: c.label for c in t.columns}
+    assert labels["rf"] == "RF px usable / nominal"
+    assert labels["rf_crop"] == "× crop usable / nominal"
+    rows = {n: dict(zip(keys, cells, strict=True)) for n, cells in zip(t.numbers, t.rows,
+                                                                       strict=True)}
+    assert sorted(rows) == [0, 1]  # (2, 2, 2) is dominated by (1, 2, 3)
+    # 1,3,9,1,3,9 at OS 8 on a 48-px crop: a 6×6 map, each rate-9 layer has 8 dead taps;
+    # nominal RF 431 (docs/theory.md), the usable one the whole crop
+    assert rows[1]["rf"] == "48 / 431" and rows[1]["rf_crop"] == "1.00 / 8.98"
+    assert rows[1]["crop"] == "48" and rows[1]["dead_taps"] == 16
+    assert rows[0]["rf"] == "48 / 111" and rows[0]["dead_taps"] == 0
+    r1 = next(r for r in d.pareto if r.number == 1)
+    assert r1.dead_layers == ("stack.2 r9: 8 dead", "stack.5 r9: 8 dead") and r1.crop == (48, 48)
+    # the higher mIoU is the dead one: the knee is the other
+    assert d.knee == 0 and t.knee == [False, True] and t.dead == [True, False]
+    assert {s.x_label for s in d.scatters} == {"GFLOPs per image",
+                                               "usable RF at the training crop (image px)"}
+    assert d.scatters[1].x_mark == (48.0, "training crop 48×48 px (the usable RF's limit)")
+    assert d.dead_taps == {1: 16}  # every COMPLETE trial trained with dead taps
+
+
+def test_a_foreign_objective_gets_its_own_column(tmp_path: Path) -> None:
+    objs = [{"name": "miou", "direction": "maximize"}, {"name": "latency", "direction": "minimize"}]
+    study = new_study(tmp_path / "f", objs)
+    from nas_dil.spaces import Candidate
+    from tests.report.studies import schedule_attrs
+
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 3.0], user_attrs={
+        **schedule_attrs(Candidate((1, 2, 3), 3, 8, 16)), "miou": 0.5, "rf": 50}))
+    t = build_report(tmp_path / "f").table
+    assert [(c.key, c.label, c.direction) for c in t.columns if c.direction] == [
+        ("miou", "mIoU", "maximize"), ("values.latency", "latency", "minimize")]
+    assert t.rows[0][[c.key for c in t.columns].index("values.latency")] == 3.0
+    assert "rf" in [c.key for c in t.columns]  # shown, not an objective
+
+
+def test_non_square_crop(tmp_path: Path) -> None:
+    crop_study(tmp_path / "c", crop=(48, 64))
+    d = build_report(tmp_path / "c")
+    row = next(r for r in d.pareto if r.number == 1)
+    assert row.crop == (48, 64) and row.rf_usable == 48  # the smaller axis
+    keys = [c.key for c in d.table.columns]
+    cells = dict(zip(keys, d.table.rows[d.table.numbers.index(1)], strict=True))
+    assert cells["crop"] == "48×64" and cells["rf_crop"].startswith("1.00 / ")
+
+
+@pytest.mark.parametrize(
+    ("attrs", "fallback", "facts"),
+    [
+        # today's trial: rf is the usable RF, the crop from its training config
+        ({"rf": 48, "rf_nominal": 431, "dead_taps": 16,
+          "trial_config": {"data": {"image_size": 48}}}, None,
+         RFFacts(48.0, 431.0, (48, 48), 16, ())),
+        ({"rf": 40, "rf_nominal": 143, "dead_taps": 0,
+          "trial_config": {"data": {"image_size": [40, 64]}}}, 99,
+         RFFacts(40.0, 143.0, (40, 64), 0, ())),
+        # an older study: its rf is the nominal one, dead taps unknown; the study's crop
+        ({"rf": 135}, 64, RFFacts(None, 135.0, (64, 64), None, ())),
+        ({"rf": 135}, None, RFFacts(None, 135.0, None, None, ())),
+    ],
+)
+def test_rf_facts(attrs: dict[str, object], fallback: object, facts: RFFacts) -> None:
+    assert rf_facts(attrs, fallback) == facts
+    assert facts.per_crop(facts.usable) == (None if facts.usable is None or facts.crop is None
+                                            else facts.usable / min(facts.crop))

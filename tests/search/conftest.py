@@ -105,8 +105,26 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
 
 
+def _descends_from_us(pid: int) -> bool:
+    """Whether ``pid`` is a descendant of this test process (so its Ray cluster's): a test
+    never signals another session's trial workers."""
+    me = os.getpid()
+    for _ in range(64):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == me:
+            return True
+        if pid <= 1:
+            return False
+    return False
+
+
 def trial_workers() -> list[int]:
-    """Pids of Ray workers running a trial right now (process title ray::nas_dil_trial)."""
+    """Pids of Ray workers running a trial right now (process title ray::nas_dil_trial),
+    started by this test process's own Ray cluster."""
     pids = []
     for proc in glob.glob("/proc/[0-9]*/cmdline"):
         try:
@@ -114,8 +132,9 @@ def trial_workers() -> list[int]:
                 cmd = f.read()
         except OSError:
             continue
-        if cmd.startswith(b"ray::nas_dil_trial"):
-            pids.append(int(proc.split("/")[2]))
+        pid = int(proc.split("/")[2])
+        if cmd.startswith(b"ray::nas_dil_trial") and _descends_from_us(pid):
+            pids.append(pid)
     return pids
 
 

@@ -109,7 +109,8 @@ def test_running_trials_are_not_proposed_again() -> None:
 
 
 def test_infeasible_candidates_are_never_proposed() -> None:
-    cfg = dataclasses.replace(_cfg(n_startup=3), constraints=(Constraint("rf", "min", 150.0),))
+    cfg = dataclasses.replace(_cfg(n_startup=3),
+                              constraints=(Constraint("rf_nominal", "min", 150.0),))
     asked, _ = _run(cfg, 30)
     rf = {k: v[1] for k, v in _points().items()}
     assert asked and all(rf[k] >= 150 for k in asked)
@@ -120,7 +121,7 @@ def test_analytic_objectives_only_pick_the_largest_exact_improvement() -> None:
     reference point is largest — 8-8-8 (RF 199 at the lower GFLOPs), by hand."""
     from nas_dil.search.objectives import Objective
 
-    cfg = dataclasses.replace(_cfg(), objectives=(Objective("rf", "maximize"),
+    cfg = dataclasses.replace(_cfg(), objectives=(Objective("rf_nominal", "maximize"),
                                                   Objective("gflops", "minimize")))
     asked, _ = _run(cfg, 1, points={k: v[1:] for k, v in _points().items()})
     assert asked == ["8-8-8"]

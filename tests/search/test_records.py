@@ -87,4 +87,4 @@ def test_analytic_keys_are_what_the_search_stores() -> None:
 
     cand = Candidate((1, 2, 5), 3, 8, 16)
     attrs = analytic_attrs(cand.schedule, ArchConfig(output_stride=8, width=16), 32)
-    assert set(attrs) == set(ANALYTIC_KEYS) == {*BATCH_KEYS, "m"}
+    assert set(attrs) == set(ANALYTIC_KEYS) == {*BATCH_KEYS, "m", "dead_layers"}

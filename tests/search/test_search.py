@@ -18,7 +18,8 @@ from tests.search.conftest import REPO, RayCluster, sleep_study
 
 pytestmark = pytest.mark.slow
 
-TRIAL_ATTRS = ("candidate", "arch", "trial_config", "seed", "key", "rf", "rf_stack", "holes",
+TRIAL_ATTRS = ("candidate", "arch", "trial_config", "seed", "key", "rf", "rf_nominal",
+               "rf_usable_h", "rf_usable_w", "dead_taps", "dead_layers", "rf_stack", "holes",
                "coverage", "gridding_free", "hdc_rule1", "hdc_rule1_groups", "hdc_rule2",
                "hdc_rule3", "hdc", "m", "macs", "flops", "gflops", "params")
 TRAINED_ATTRS = ("miou", "per_class_iou", "pixel_acc", "miou_curve", "loss_curve",
@@ -99,7 +100,7 @@ def test_constraints_keep_infeasible_candidates_untrained(ray_cluster: RayCluste
                                                           tmp_path: Path, sampler: str) -> None:
     """A sampler blind to the constraints (random) gets its infeasible asks pruned untrained;
     hvi checks the constraints before it proposes, so it asks for none."""
-    extra = f"[constraints]\nmin_rf = 200\n[sampler]\nname = \"{sampler}\"\n"
+    extra = f"[constraints]\nmin_rf_nominal = 200\n[sampler]\nname = \"{sampler}\"\n"
     cfg = sleep_study(tmp_path / "s.toml", n_trials=4, sleep_s=0.05, extra=extra)
     s = search(ray_cluster, cfg, tmp_path / "out")
     study = load(tmp_path / "out")
@@ -107,7 +108,45 @@ def test_constraints_keep_infeasible_candidates_untrained(ray_cluster: RayCluste
     assert s.done == 4 and s.infeasible == n_infeasible
     assert n_infeasible > 0 if sampler == "random" else n_infeasible == 0
     for t in trained(study):
-        assert t.user_attrs["rf"] >= 200
+        assert t.user_attrs["rf_nominal"] >= 200
+
+
+DEAD_SPACE = ('kernel = [3]\noutput_stride = [8]\nwidth = [16]\ndepth = 2\n'
+              '[rates]\nrule = "free"\nchoices = [1, 2, 9]\n')  # 64 px at OS 8: 8×8 maps
+
+
+@pytest.mark.parametrize("sampler", ["random", "hvi"])
+def test_dead_taps_are_refused_untrained(ray_cluster: RayCluster, tmp_path: Path,
+                                         sampler: str) -> None:
+    """At a 64-px crop and output stride 8 a rate-9 layer's off-centre taps read only padding:
+    such candidates are infeasible with that reason and never trained (hvi never asks for
+    one); the search warns that most of this space is dead; the rf objective is the usable RF,
+    never more than the crop."""
+    (tmp_path / "dead.toml").write_text(DEAD_SPACE)
+    cfg = sleep_study(tmp_path / "s.toml", space="dead.toml", n_trials=3, sleep_s=0.01,
+                      extra=f'[sampler]\nname = "{sampler}"\n')
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    study = load(tmp_path / "out")
+    refused = [t for t in study.trials if t.user_attrs.get("infeasible")]
+    assert all("dead taps at 64×64" in t.user_attrs["pruned_reason"] and
+               "dilation 9 on a 8×8 map" in t.user_attrs["pruned_reason"] for t in refused)
+    assert refused if sampler == "random" else not refused
+    assert s.infeasible == len(refused)
+    for t in trained(study):
+        assert 9 not in t.user_attrs["candidate"]["rates"] and t.user_attrs["dead_taps"] == 0
+        assert t.user_attrs["rf"] <= 64 and t.user_attrs["rf"] <= t.user_attrs["rf_nominal"]
+    assert any("have dead taps at the 64×64 crop" in w for w in s.warnings)  # 5 of 9 dead
+
+
+def test_allow_dead_taps_trains_them(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    (tmp_path / "dead.toml").write_text(DEAD_SPACE)
+    cfg = sleep_study(tmp_path / "s.toml", space="dead.toml", n_trials=9, sleep_s=0.01,
+                      extra='[constraints]\nallow_dead_taps = true\n[sampler]\nname = "brute"\n')
+    search(ray_cluster, cfg, tmp_path / "out")
+    study = load(tmp_path / "out")
+    assert not [t for t in study.trials if t.user_attrs.get("infeasible")]
+    dead = [t for t in trained(study) if t.user_attrs["dead_taps"] > 0]
+    assert len(dead) == 5 and all(9 in t.user_attrs["candidate"]["rates"] for t in dead)
 
 
 def test_duplicates_are_reused_not_retrained(ray_cluster: RayCluster, tmp_path: Path) -> None:
@@ -248,3 +287,29 @@ def test_warns_when_an_objective_cannot_vary(ray_cluster: RayCluster, tmp_path: 
     assert any(w.startswith("objective gflops cannot vary in space fixed") for w in s.warnings)
     assert not any("objective rf " in w for w in s.warnings)
     assert load(tmp_path / "out").user_attrs[META_KEY]["warnings"] == s.warnings
+
+
+def test_a_non_square_crop_is_searched_per_axis(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    """`[data] image_size = [h, w]`: the analytic objectives are computed on the h×w crop,
+    each axis on its own (a 64×32 crop at output stride 8: maps 8×4, so rate 4 is dead along
+    the width only), and every trial gets the CPUs Ray gives it."""
+    (tmp_path / "sp.toml").write_text('kernel = [3]\noutput_stride = [8]\nwidth = [16]\n'
+                                      'depth = 2\n[rates]\nrule = "free"\nchoices = [1, 4]\n')
+    from tests.data._builders import make_folder
+
+    data = make_folder(tmp_path / "data", n=4, sizes=[(80, 96)] * 4)  # (synthetic: square)
+    cfg = sleep_study(tmp_path / "s.toml", space="sp.toml", n_trials=1, sleep_s=0.01,
+                      extra=f'[data]\nsource = "{data}"\nimage_size = [64, 32]\n'
+                            '[sampler]\nname = "brute"\n')
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    study = load(tmp_path / "out")
+    refused = [t for t in study.trials if t.user_attrs.get("infeasible")]
+    assert s.infeasible == len(refused)
+    assert all(4 in t.user_attrs["candidate"]["rates"] and "dead taps at 64×32" in
+               t.user_attrs["pruned_reason"] and "on a 8×4 map" in t.user_attrs["pruned_reason"]
+               for t in refused)
+    (ok,) = trained(study)  # the only candidate without a 4
+    a = ok.user_attrs
+    assert a["candidate"]["rates"] == [1, 1] and a["dead_taps"] == 0
+    assert a["rf_usable_h"] <= 64 and a["rf_usable_w"] <= 32 and a["rf"] == a["rf_usable_w"]
+    assert a["trial_config"]["train"]["cpus"] == 1
