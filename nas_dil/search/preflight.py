@@ -129,7 +129,7 @@ def study_meta(cfg: StudyConfig, space: Space, *, n_trials: int, url: str, out: 
 # -- constraints the space can meet (issue 11, item 9) ----------------------------------------
 
 FEASIBLE_ENUMERATE = 2_000  # spaces up to this size are checked candidate by candidate
-FEASIBLE_SAMPLES = 2_000  # otherwise this many seeded draws
+FEASIBLE_SAMPLES = 400  # otherwise this many seeded draws (as the objective ranges)
 
 
 def check_feasible(cfg: StudyConfig, space: Space, num_classes: int) -> None:
