@@ -226,13 +226,3 @@ def test_trials_no_node_can_fit_any_more_fail_after_the_pending_timeout(tmp_path
     finally:
         cluster.shutdown()
 
-
-def test_every_candidate_dead_at_the_crop_is_refused(capsys: pytest.CaptureFixture[str],
-                                                     ray_cluster: RayCluster,
-                                                     tmp_path: Path) -> None:
-    cfg = sleep_study(tmp_path / "s.toml", extra="[data]\nimage_size = 8\n")
-    out = tmp_path / "out"
-    line = refused(capsys, str(cfg), "--out", str(out), "--address", ray_cluster.address)
-    assert "no candidate of space hdc is free of dead taps at the 8×8 crop; the fewest dead " \
-           "taps of the 96 candidates is " in line and "allow_dead_taps = true" in line
-    assert not (out / "study.db").exists()
