@@ -562,8 +562,7 @@ class HVISampler(BaseSampler):
                 running.append(c)
         outside = list(dict.fromkeys(c for c in obs_c + running if c not in pool.index))
         pool.add(outside, dom.params(outside))  # baselines, enqueued or user-set trials
-        if not self._exhaustive and obs_c and measured:
-            self._add_neighbours(pool, obs_c, np.array(obs_y))
+        near = self._near_front(pool, obs_c, np.array(obs_y)) if obs_c and measured else []
         losses, feats, _, proposable = pool.arrays()
         free = proposable.copy()
         free[[pool.index[k] for k in taken if k in pool.index]] = False
@@ -579,6 +578,10 @@ class HVISampler(BaseSampler):
             i = int(self._rng.choice(idx))
             self.last_choice = {"how": "startup", "n_observed": n_obs}
             return dict(pool.params[i] or {})
+        if len(idx) > MAX_SCORED:  # bound the cost per ask on huge pools: a random subset,
+            near_free = np.intersect1d(np.array(near, dtype=int), idx)  # and the front's
+            # neighbours
+            idx = np.union1d(self._rng.choice(idx, MAX_SCORED, replace=False), near_free)
         return self._by_improvement(pool, losses, feats, idx, obs_c, np.array(obs_y), running)
 
     def _read(self, t: FrozenTrial) -> tuple[Hashable | None, list[float] | None]:
@@ -594,16 +597,19 @@ class HVISampler(BaseSampler):
             self._seen[t._trial_id] = (c, y)
         return c, y
 
-    def _add_neighbours(self, pool: _Pool, obs_c: list[Hashable], obs_y: np.ndarray) -> None:
-        """Perturbations of the observed front into a sampled pool (generic spaces only)."""
-        if len(pool.keys) >= GROW_MAX * self.pool_size:
-            return
+    def _near_front(self, pool: _Pool, obs_c: list[Hashable], obs_y: np.ndarray) -> list[int]:
+        """Pool indices of perturbations of the observed front (generic spaces only; added
+        to a sampled pool), scored at every ask besides the random subset."""
+        if not isinstance(self.domain, _DistDomain):
+            return []
         losses = pool.arrays()[0]
         pts = np.hstack([obs_y * self.domain.measured_signs,
                          losses[[pool.index[c] for c in obs_c]]])
         front = [obs_c[i] for i in np.flatnonzero(nondominated(pts))]
         near = self.domain.neighbours(front, self._rng)
-        pool.add(near, self.domain.params(near))
+        if len(pool.keys) < GROW_MAX * self.pool_size:
+            pool.add(near, self.domain.params(near))
+        return sorted({pool.index[k] for k in near if k in pool.index})
 
     def _normalise_known(self, losses: np.ndarray, front: np.ndarray,
                          idx: np.ndarray) -> np.ndarray:
@@ -633,8 +639,6 @@ class HVISampler(BaseSampler):
     def _by_improvement(self, pool: _Pool, losses: np.ndarray, feats: np.ndarray,
                         idx: np.ndarray, obs_c: list[Hashable], obs_y: np.ndarray,
                         running: list[Hashable]) -> Params:
-        if len(idx) > MAX_SCORED:  # bound the cost per ask on huge pools
-            idx = np.sort(self._rng.choice(idx, MAX_SCORED, replace=False))
         obs_i = np.array([pool.index[c] for c in obs_c])
         run_i = np.array([pool.index[c] for c in running], dtype=int)
         if len(obs_i) > MAX_OBSERVED:
