@@ -87,6 +87,7 @@ class SamplerContext:
 
 
 Params = dict[str, Any]
+_Dist = CategoricalDistribution | IntDistribution | FloatDistribution  # what search_space takes
 
 
 # -- the two adapters -------------------------------------------------------------------------
@@ -98,7 +99,7 @@ class _Domain(ABC):
     measured: list[int]  # indices of the measured objectives (set by `bind`)
     measured_signs: np.ndarray  # +1 minimise, -1 maximise, for those
 
-    def bind(self, study: Study) -> None:
+    def bind(self, study: Study) -> None:  # noqa: B027 - most domains need nothing here
         """Learn what the study says (its directions); called at every ask, cheap."""
 
     @abstractmethod
@@ -220,14 +221,14 @@ class _DistDomain(_Domain):
         if not search_space:
             raise ValueError("search_space is empty: name at least one parameter")
         for name, d in search_space.items():
-            if not isinstance(d, CategoricalDistribution | IntDistribution | FloatDistribution):
+            if not isinstance(d, _Dist):
                 raise ValueError(f"search_space[{name!r}] = {d!r}: expected a Categorical, Int "
                                  "or FloatDistribution")
         if known is not None and not callable(known):
             raise ValueError(f"known_objectives = {known!r}: must be a callable params -> "
                              "values")
         self.names = list(search_space)
-        self.dists = [search_space[n] for n in self.names]
+        self.dists: list[_Dist] = [search_space[n] for n in self.names]  # type: ignore[misc]
         self.known = known
         self.known_index = None if known_index is None else [int(i) for i in known_index]
         self.measured, self.measured_signs = [], np.zeros(0)
@@ -276,7 +277,7 @@ class _DistDomain(_Domain):
         if isinstance(d, IntDistribution):
             return list(range(d.low, d.high + 1, d.step))
         if isinstance(d, FloatDistribution) and d.step is not None:
-            n = int(round((d.high - d.low) / d.step)) + 1
+            n = round((d.high - d.low) / d.step) + 1
             return [float(d.low + i * d.step) for i in range(n)]
         return None
 
@@ -373,8 +374,8 @@ class _DistDomain(_Domain):
             f = math.log if d.log else float
             lo, hi = f(d.low), f(d.high)
             x = np.array([f(row[j]) for row in out]) + rng.normal(0.0, STEP * (hi - lo), m)
-            for r, v in enumerate(self._snap(d, np.exp(x) if d.log else x)):
-                out[r][j] = v
+            for row, v in zip(out, self._snap(d, np.exp(x) if d.log else x), strict=True):
+                row[j] = v
         return [tuple(r) for r in out]
 
 
@@ -627,7 +628,7 @@ class HVISampler(BaseSampler):
     def _gp(self, j: int, x: np.ndarray, y: np.ndarray) -> GP:
         """The GP of measured objective ``j`` on (x, y): refitted only when they changed (a
         trial finished, or the pool's feature scaling moved), not at every ask."""
-        key = (x.tobytes(), y.tobytes(), bytes(x.shape))
+        key = (x.tobytes(), y.tobytes(), repr(x.shape).encode())
         hit = self._gp_cache.get(j)
         if hit is not None and hit[0] == key:
             return hit[1]

