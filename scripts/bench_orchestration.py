@@ -20,6 +20,13 @@ in for training, so every second not spent sleeping is orchestration.
    ceil(trained / N) · S (the shortest possible wall time of the trials that ran) / loop wall
    time. The two are equal when there is no duplicate.
 
+3. ask latency: the study's sampler alone (no Ray, in-memory storage) over the same space,
+   48 finished trials, then 16 in flight: each step one trial finishes and one is asked (the
+   steady state of 16 workers), median and 90th percentile of the ask (`study.ask` plus
+   `Space.sample`, which makes the sampler's choice); and a burst of 8 asks with no finish
+   between. Target: <= 10 ms, so 1-second trials scale at 16 workers. The scaling runs also
+   give the driver's ask phase per trial (ask, plan, storage writes) at each N.
+
 Each measurement runs after a warm-up search on the same Ray connection (worker processes
 started), as a long search is after its first trials. Ray stays on 127.0.0.1; every cluster
 started here is shut down here.
@@ -101,12 +108,62 @@ def bench_scaling(tmp: Path, address: str, sleep: float, workers: list[int],
         ideal = n_workers / sleep
         shortest = -(-r["trained"] // n_workers) * sleep  # full rounds of the trials that ran
         rows.append({"workers": n_workers, "trials": r["trials"], "trained": r["trained"],
+                     "ask_per_trial_s": r["driver_s"].get("ask", 0.0) / r["trials"],
                      "reused": r["reused"],
                      "loop_s": r["loop_s"], "throughput_per_s": throughput,
                      "ideal_per_s": ideal, "speedup": throughput * sleep,
                      "efficiency": throughput / ideal,
                      "makespan_efficiency": shortest / r["loop_s"]})
     return rows
+
+
+def bench_ask(inflight: int = 16, done: int = 48, steps: int = 40,
+              seed: int = 0) -> dict[str, Any]:
+    """The sampler's ask latency with ``inflight`` trials running (module docstring, 3.)."""
+    import dataclasses
+
+    import numpy as np
+    import optuna
+
+    from nas_dil.data.synthetic import NUM_CLASSES
+    from nas_dil.search.config import SamplerConfig, load_study_config
+    from nas_dil.search.driver import make_sampler
+    from nas_dil.spaces import load_space
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    repo = Path(__file__).resolve().parents[1]
+    cfg = dataclasses.replace(load_study_config(repo / "studies" / "quickstart.toml"),
+                              space_path=repo / "search_spaces" / "free.toml", seed=seed,
+                              sampler=SamplerConfig(SAMPLER, {}), constraints=())
+    space = load_space(cfg.space_path)
+    study = optuna.create_study(directions=[o.direction for o in cfg.objectives],
+                                sampler=make_sampler(cfg, space, NUM_CLASSES))
+    rng = np.random.default_rng(seed)
+
+    def ask() -> tuple[Any, float]:
+        t0 = time.perf_counter()
+        trial = study.ask()
+        space.sample(trial)
+        return trial, time.perf_counter() - t0
+
+    def tell(trial: Any) -> None:
+        study.tell(trial, [float(rng.random()) for _ in cfg.objectives])
+
+    for _ in range(done):
+        tell(ask()[0])
+    running = [ask()[0] for _ in range(inflight)]
+    steady, burst = [], []
+    for _ in range(steps):
+        tell(running.pop(0))
+        trial, dt = ask()
+        running.append(trial)
+        steady.append(dt)
+    for _ in range(8):
+        burst.append(ask()[1])
+    med = float(np.median(steady))
+    return {"inflight": inflight, "finished_before": done, "steps": steps,
+            "steady_median_s": med, "steady_p90_s": float(np.percentile(steady, 90)),
+            "burst_median_s": float(np.median(burst)), "target_met": med <= 0.010}
 
 
 def main() -> int:
@@ -128,6 +185,7 @@ def main() -> int:
     per_worker = 2 if args.quick else 3
     workers = [1, 2, 4, 8, 16]
 
+    ask = bench_ask()  # before Ray starts: the sampler alone
     import ray
     from ray.cluster_utils import Cluster
 
@@ -150,7 +208,7 @@ def main() -> int:
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                          f"python {platform.python_version()}, ray {ray.__version__}",
               "cluster": "4 nodes x 4 CPUs on 127.0.0.1 (ray.cluster_utils.Cluster)",
-              "storage": "SQLite", "sampler": SAMPLER, "overhead": overhead,
+              "storage": "SQLite", "sampler": SAMPLER, "ask": ask, "overhead": overhead,
               "scaling": scaling}
     if args.json:
         json.dump(result, sys.stdout, indent=1)
@@ -162,13 +220,19 @@ def main() -> int:
           f"(driver busy {o['driver_busy_per_trial_s'] * 1000:.0f} ms) = "
           f"{o['share_of_30s_trial'] * 100:.2f} % of a 30 s trial "
           f"({'met' if o['target_met'] else 'NOT met'}: <= 1 %)")
+    a = ask
+    print(f"ask ({SAMPLER}, {a['inflight']} in flight): median "
+          f"{a['steady_median_s'] * 1000:.1f} ms, p90 {a['steady_p90_s'] * 1000:.1f} ms, burst "
+          f"{a['burst_median_s'] * 1000:.1f} ms ({'met' if a['target_met'] else 'NOT met'}: "
+          f"<= 10 ms)")
     print(f"scaling ({scaling_sleep:g} s sleep trials, {per_worker} per worker):")
-    print("  workers  trained  reused  loop_s  trials/s  ideal/s  speed-up  efficiency  makespan")
+    print("  workers  trained  reused  loop_s  trials/s  ideal/s  speed-up  efficiency  makespan"
+          "  ask ms/trial")
     for r in scaling:
         print(f"  {r['workers']:>7}  {r['trained']:>7}  {r['reused']:>6}  {r['loop_s']:>6.1f}  "
               f"{r['throughput_per_s']:>8.2f}  {r['ideal_per_s']:>7.2f}  "
               f"{r['speedup']:>7.2f}×  {r['efficiency'] * 100:>9.0f} %  "
-              f"{r['makespan_efficiency'] * 100:>6.0f} %")
+              f"{r['makespan_efficiency'] * 100:>6.0f} %  {r['ask_per_trial_s'] * 1000:>12.1f}")
     return 0
 
 

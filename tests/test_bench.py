@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench.py"
-ALL = {"scoring", "pool", "trial", "orchestration", "search", "proxy", "gpu"}
+ALL = {"scoring", "pool", "trial", "orchestration", "search", "proxy", "gpu", "nb201"}
 
 
 def _bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -113,3 +113,18 @@ def test_search_efficiency_builds_hvi_as_the_driver_does(benchmarks: ModuleType)
                                                     budgets=(10,), max_trials=20, caps={})
     s = r["samplers"]["hvi"]
     assert s["trials_run"] == 20 and 0 < s["hv_fraction_at"][10]["median"] <= 1 + 1e-9
+
+
+def test_nb201_regret_per_size_budget_by_hand(benchmarks: ModuleType) -> None:
+    """Three cells (sizes 1, 1, 2; true accuracy 50, 60, 70): budgets 1 and 2 have best 60
+    and 70; trying cell 0 leaves regrets 10 and 20 (mean 15), then cell 2 fixes budget 2 (5),
+    then cell 1 leaves none (0). Truth-HV reaches 1 once the front (cells 1, 2) is tried."""
+    nb = benchmarks.load("nb201")
+    t = object.__new__(nb.Table)
+    t.with_latency = False
+    t.truth = np.array([50.0, 60.0, 70.0])
+    t.size = np.array([1.0, 1.0, 2.0])
+    t.latency = np.zeros(3)
+    hv, regret = nb.scores([0, 2, 1], t)
+    np.testing.assert_allclose(regret, [15.0, 5.0, 0.0])
+    assert hv[-1] == pytest.approx(1.0) and hv[0] < hv[1] < hv[2]

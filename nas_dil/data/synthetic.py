@@ -1,9 +1,10 @@
-"""Procedural segmentation data whose labels need context at several scales.
+"""Procedural segmentation data whose labels can only be read from a mark far away.
 
-Every object is painted from one colour, shading and texture distribution, so a pixel's own
-value says little: what tells the classes apart is the size or shape of the structure around
-it, and one class is marked only by a thin (1-2 px) outline. docs/synthetic_data.md explains
-the design and records its calibration against receptive field and gridding.
+Every image holds one big near-grey object on a textured near-grey background. The object's
+class is written nowhere but in a small saturated mark (1-2 px) at its middle: most of its
+pixels are 15-30 px from the mark, beyond a small receptive field, and a gridded stack, which
+combines only every g-th feature, often misses a mark that small. docs/synthetic_data.md
+explains the design and records its calibration against receptive field and gridding.
 
 Random draws come from a CPU torch generator (the same numbers on every device); rendering
 runs on the requested device, so a GPU build can differ from a CPU one only by float rounding
@@ -25,25 +26,25 @@ from nas_dil.data.base import Batch, SegData, check_batch_size, mixed_rng, norma
 from nas_dil.data.config import DataConfig
 from nas_dil.data.errors import DataError
 
-CLASS_NAMES = ["background", "small", "large", "frame"]
+CLASS_NAMES = ["background", "red_mark", "green_mark", "blue_mark"]
 NUM_CLASSES = len(CLASS_NAMES)
-SMALL, LARGE, FRAME = 1, 2, 3  # label values
 
-# Sizes are sides in px for a 64 px image and scale with the image side.
-SMALL_SIDE = (8.0, 14.0)  # solid blobs seen whole by any receptive field
-LARGE_SIDE = (32.0, 52.0)  # solid blobs: from the middle, the edge is 10-26 px away
-FRAME_SIDE = (28.0, 48.0)  # thin outlines around background, 8-24 px from the middle
-N_SMALL = 3  # small-blob slots per image (each filled with p=0.8)
-P_BIG = 0.9  # chance a chosen big shape (large blob, frame) is drawn
-P_BOTH = 0.6  # chance an image gets both big shapes rather than one of them
-P_STUFF = 0.5  # chance of a textured background region reaching the image border
-N_STROKES = 2  # open thin strokes in the background (p=0.8 each)
-ARC_SPAN = (0.8, 2.5)  # radians of an open arc: never closes into a frame
-NOISE = (0.01, 0.04)  # per-pixel Gaussian noise std, drawn per image
-SHADE_RAMP = 0.15  # brightness ramp across a region
-SHADE_BLOTCH = 0.06  # low-frequency colour blotches in a region
-TEX_PERIOD = (2.5, 4.5)  # px, fine stripes on objects and on background stuff
-TEX_AMP = (0.08, 0.16)  # stripe amplitude
+# Sizes are in px for a 64 px image and scale with the image side.
+OBJ_SIDE = (40.0, 60.0)  # one big object per image: from its middle the edge is 15-30 px away
+OBJ_ASPECT = (0.75, 1.0)  # short side / long side
+MARK_OFF = 0.5  # the mark's distance from the middle, in short half sides
+MARK_HALF = 4.0  # half side of the class mark: 6-7 px at 48, big enough to learn in 384 steps
+# The mark's colour names the class; fills and background are near-grey, so the mark is the
+# only saturated thing in an image and the only place the class can be read.
+MARK_COLOURS = ((0.95, 0.1, 0.1), (0.1, 0.85, 0.1), (0.15, 0.2, 0.95))
+GREY = (0.25, 0.75)  # background grey level
+TINT = 0.04  # per-channel tint of a grey region
+CONTRAST = (0.2, 0.35)  # |object fill grey level - background's|
+SHADE_RAMP = 0.08  # brightness ramp across a region
+SHADE_BLOTCH = 0.03  # low-frequency blotches in a region
+TEX_PERIOD = (2.5, 4.0)  # px; fine stripes on the background only: it is textured and
+TEX_AMP = (0.08, 0.14)  # objects are flat, so inside/outside is a local question
+NOISE = (0.01, 0.03)  # per-pixel Gaussian noise std, drawn per image
 _REF = 64.0  # the image side the sizes above are given for
 _SPLIT_KEYS = {"train": 1, "val": 2}
 
@@ -55,9 +56,9 @@ def chunk_size(size: int) -> int:
 
 
 class _Canvas:
-    """The first n images of a chunk and their labels, painted back to front (the last paint
-    wins). Every draw is made for the whole chunk and then cut to n, so an image does not
-    depend on how many of its chunk are rendered."""
+    """Random draws and pixel grids for the first n images of a chunk. Every draw is made for
+    the whole chunk and then cut to n, so an image does not depend on how many of its chunk
+    are rendered."""
 
     def __init__(self, n: int, chunk: int, size: int, g: torch.Generator,
                  device: torch.device) -> None:
@@ -66,12 +67,7 @@ class _Canvas:
         ax = torch.arange(size, device=device, dtype=torch.float32) + 0.5
         self.yy = ax.view(1, size, 1).expand(1, size, size)
         self.xx = ax.view(1, 1, size).expand(1, size, size)
-        self.base = self.uniform(0.2, 0.8, 3)  # (n,3) background colour
-        self.bg = self.base.view(-1, 3, 1, 1) + self.shading()
-        self.img = self.bg
-        self.lab = torch.zeros(n, size, size, dtype=torch.int64, device=device)
 
-    # --- random draws (CPU generator, then moved) ---------------------------------------
     def uniform(self, lo: float, hi: float, *shape: int) -> Tensor:
         u = torch.rand(self.chunk, *shape, generator=self.g)[: self.n]
         return (lo + (hi - lo) * u).to(self.device)
@@ -87,10 +83,13 @@ class _Canvas:
         """(n,) -> (n,1,1), to broadcast against (n,H,W) fields."""
         return t.view(-1, 1, 1)
 
-    # --- appearance -----------------------------------------------------------------------
+    def grey(self, level: Tensor) -> Tensor:
+        """(n,3,H,W): a near-grey region of the given (n,) level with shading."""
+        tint = self.uniform(-TINT, TINT, 3)
+        return (level.view(-1, 1) + tint).view(-1, 3, 1, 1) + self.shading()
+
     def shading(self) -> Tensor:
-        """(n,3,H,W) brightness ramp plus low-frequency blotches, for every region alike, so
-        that no class is flatter than another."""
+        """(n,3,H,W) brightness ramp plus low-frequency blotches, for every region alike."""
         s = self.size
         ramp_dir = self.uniform(0.0, 2 * math.pi)
         ramp = self.uniform(-SHADE_RAMP, SHADE_RAMP)
@@ -99,27 +98,6 @@ class _Canvas:
         low = self.normal(3, 4, 4) * SHADE_BLOTCH
         low = F.interpolate(low, size=(s, s), mode="bicubic", align_corners=False)
         return (self.col(ramp) * t).unsqueeze(1) + low
-
-    def under(self, mask: Tensor | None) -> Tensor:
-        """(n,3) mean colour of the picture under mask so far (the background colour where
-        mask is None or empty)."""
-        if mask is None:
-            return self.base
-        m = mask.unsqueeze(1).float()
-        area = m.sum((2, 3))
-        mean = (self.img * m).sum((2, 3)) / area.clamp_min(1)
-        return torch.where(area > 0, mean, self.base)
-
-    def object_colour(self, mask: Tensor | None = None) -> Tensor:
-        """(n,3): the colour under mask moved by 0.35-0.65 in a random direction, so that an
-        object stands out from whatever it covers, by the same margin for every class."""
-        d = self.normal(3)
-        d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-6)
-        c = self.under(mask) + d * self.uniform(0.35, 0.65).view(-1, 1)
-        # reflect channels pushed out of range back inside, so the contrast survives
-        c = torch.where(c > 1, 2 - c, c)
-        c = torch.where(c < 0, -c, c)
-        return c.clamp(0, 1)
 
     def texture(self) -> Tensor:
         """(n,1,H,W) fine stripes of random period, angle and phase."""
@@ -131,103 +109,49 @@ class _Canvas:
         wave = torch.sin(2 * math.pi * w / self.col(period) + self.col(phase))
         return (self.col(amp) * wave).unsqueeze(1)
 
-    def fill(self, mask: Tensor | None = None) -> Tensor:
-        """(n,3,H,W) object fill: contrasting colour, shading and the shared texture."""
-        colour = self.object_colour(mask).view(-1, 3, 1, 1)
-        return colour + self.shading() + self.texture()
-
-    def paint(self, mask: Tensor, cls: int, src: Tensor) -> None:
-        """Paint src ((n,3) colour or (n,3,H,W) image) where mask, and label it cls."""
-        if src.dim() == 2:
-            src = src.view(-1, 3, 1, 1).expand_as(self.img)
-        self.img = torch.where(mask.unsqueeze(1), src, self.img)
-        self.lab = torch.where(mask, torch.full_like(self.lab, cls), self.lab)
-
-    # --- geometry -------------------------------------------------------------------------
-    def centre(self, margin: Tensor) -> tuple[Tensor, Tensor]:
+    def shape(self) -> tuple[Tensor, Tensor, Tensor]:
+        """A rotated ellipse or rectangle inside the image: (area mask, mark x, mark y)."""
+        a = self.uniform(*OBJ_SIDE) * self.scale / 2
+        b = a * self.uniform(*OBJ_ASPECT)
         s = self.size
-        cx = self.uniform(0.0, 1.0) * (s - 2 * margin) + margin
-        cy = self.uniform(0.0, 1.0) * (s - 2 * margin) + margin
-        return cx, cy
-
-    def rotated(self, cx: Tensor, cy: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
-        c, s = self.col(torch.cos(theta)), self.col(torch.sin(theta))
+        # the centre keeps the object (nearly) inside, so the mark is far from most of it
+        lo, room = a.clamp_max(s / 2), (s - 2 * a).clamp_min(0)
+        cx = lo + self.uniform(0.0, 1.0) * room
+        cy = lo + self.uniform(0.0, 1.0) * room
+        th = self.uniform(0, math.pi)
+        c, sn = self.col(torch.cos(th)), self.col(torch.sin(th))
         dx, dy = self.xx - self.col(cx), self.yy - self.col(cy)
-        return c * dx + s * dy, -s * dx + c * dy
-
-    def shape(self, side: tuple[float, float], active: Tensor) -> tuple[Tensor, Tensor]:
-        """Ellipse or rectangle (aspect 0.6-1) with its long side in `side`.
-
-        Returns (area, outline): the filled area and its 1-2 px thick inner border.
-        """
-        a = self.uniform(*side) * self.scale / 2
-        b = a * self.uniform(0.6, 1.0)
-        cx, cy = self.centre(a * 0.7)
-        # half are axis-aligned: a thin side along a row or column can fall wholly into a
-        # gridded net's holes, where a rotated one would still cross some sampled pixels
-        theta = torch.where(self.coin(0.5), 0.0, self.uniform(0, math.pi))
-        u, v = self.rotated(cx, cy, theta)
-        t = self.col(torch.where(self.coin(0.5), 1.0, 2.0))
+        u, v = c * dx + sn * dy, -sn * dx + c * dy
         a, b = self.col(a), self.col(b)
-        is_rect = self.col(self.coin(0.5))
-        ra, rb = a * 0.89, b * 0.89  # a rectangle of about the ellipse's area
-        rect = (u.abs() <= ra) & (v.abs() <= rb)
-        rect_in = (u.abs() <= ra - t) & (v.abs() <= rb - t)
+        rect = (u.abs() <= a * 0.89) & (v.abs() <= b * 0.89)  # about the ellipse's area
         ell = (u / a) ** 2 + (v / b) ** 2 <= 1
-        ell_in = (u / (a - t)) ** 2 + (v / (b - t)) ** 2 <= 1
-        area = torch.where(is_rect, rect, ell) & self.col(active)
-        return area, area & ~torch.where(is_rect, rect_in, ell_in)
-
-    def stroke(self, active: Tensor) -> Tensor:
-        """Thin (1-2 px) straight segment or open circular arc."""
-        k = self.scale
-        half = self.col(torch.where(self.coin(0.5), 1.0, 2.0) * 0.5 + 0.1)
-        length = self.uniform(16, 44) * k
-        cx, cy = self.centre(torch.full((self.n,), 4.0 * k, device=self.device))
-        th = self.uniform(0, 2 * math.pi)
-        vx, vy = self.col(length * torch.cos(th)), self.col(length * torch.sin(th))
-        px, py = self.xx - self.col(cx), self.yy - self.col(cy)
-        t = ((px * vx + py * vy) / (vx * vx + vy * vy)).clamp(0, 1)
-        seg = (px - t * vx) ** 2 + (py - t * vy) ** 2 <= half**2
-        r = self.col(self.uniform(8, 20) * k)
-        dist = torch.sqrt(px * px + py * py)
-        ang = torch.remainder(torch.atan2(py, px) - self.col(th), 2 * math.pi)
-        arc = ((dist - r).abs() <= half) & (ang <= self.col(self.uniform(*ARC_SPAN)))
-        return torch.where(self.col(self.coin(0.5)), arc, seg) & self.col(active)
+        area = torch.where(self.col(self.coin(0.5)), rect, ell)
+        # the mark sits off the middle, along the short axis, on a random side: the far
+        # edge is then 1 + MARK_OFF half sides away
+        off = b.flatten() * MARK_OFF * torch.where(self.coin(0.5), 1.0, -1.0)
+        return area, cx - off * torch.sin(th), cy + off * torch.cos(th)
 
 
 def _render_chunk(n: int, chunk: int, size: int, g: torch.Generator, device: torch.device
                   ) -> tuple[Tensor, Tensor]:
     cv = _Canvas(n, chunk, size, g, device)
-    k = cv.scale
-    # Background "stuff": a textured region reaching the image border, so that texture
-    # alone does not mean "object"; only a closed boundary around it does.
-    th = cv.uniform(0, 2 * math.pi)
-    off = cv.uniform(0.15, 0.45) * size
-    wave = cv.col(2.0 * k * torch.sin(cv.uniform(0, 6.3))) * torch.sin((cv.xx / 5 + cv.yy / 7) / k)
-    d = cv.col(torch.cos(th)) * (cv.xx - size / 2) + cv.col(torch.sin(th)) * (cv.yy - size / 2)
-    stuff = (d + wave > cv.col(off)) & cv.col(cv.coin(P_STUFF))
-    cv.bg = torch.where(stuff.unsqueeze(1), cv.fill(), cv.bg)
-    for _ in range(N_STROKES):
-        # Open strokes are background (seen through a frame's inside too): up close they
-        # look like a frame's outline, so only an outline that closes marks a frame.
-        m = cv.stroke(cv.coin(0.8)).unsqueeze(1)
-        cv.bg = torch.where(m, cv.object_colour().view(-1, 3, 1, 1), cv.bg)
-    cv.img = cv.bg
-    # big shapes first, small blobs on top; the last paint wins, labels included
-    frame_only = cv.coin(0.5)
-    both = cv.coin(P_BOTH)
-    area, outline = cv.shape(FRAME_SIDE, (frame_only | both) & cv.coin(P_BIG))
-    cv.paint(area, FRAME, cv.bg)  # a frame's inside looks like background ...
-    cv.paint(outline, FRAME, cv.object_colour(outline))  # ... only its thin outline marks it
-    area, _ = cv.shape(LARGE_SIDE, (~frame_only | both) & cv.coin(P_BIG))
-    cv.paint(area, LARGE, cv.fill(area))
-    for _ in range(N_SMALL):
-        area, _ = cv.shape(SMALL_SIDE, cv.coin(0.8))
-        cv.paint(area, SMALL, cv.fill(area))
+    level = cv.uniform(*GREY)
+    img = cv.grey(level) + cv.texture()
+    area, mx, my = cv.shape()
+    # the fill's grey level differs from the background's by CONTRAST, reflected into range
+    d = cv.uniform(*CONTRAST) * torch.where(cv.coin(0.5), 1.0, -1.0)
+    fill = level + d
+    fill = torch.where((fill > 0.9) | (fill < 0.1), level - d, fill)
+    img = torch.where(area.unsqueeze(1), cv.grey(fill), img)
+    cls = torch.randint(1, NUM_CLASSES, (chunk,), generator=g)[:n].to(device)
+    lab = torch.where(area, cv.col(cls), torch.zeros_like(area, dtype=torch.int64))
+    half = max(0.5, MARK_HALF * cv.scale)
+    mark = ((cv.xx - cv.col(mx)).abs() <= half) & ((cv.yy - cv.col(my)).abs() <= half)
+    colours = torch.tensor(MARK_COLOURS, device=device)[cls - 1]  # (n,3)
+    img = torch.where(mark.unsqueeze(1), colours.view(-1, 3, 1, 1), img)
     noise = cv.normal(3, size, size)
-    img = cv.img + noise * cv.uniform(*NOISE).view(-1, 1, 1, 1)
-    return img.clamp(0, 1), cv.lab
+    img = img + noise * cv.uniform(*NOISE).view(-1, 1, 1, 1)
+    return img.clamp(0, 1), lab
 
 
 @contextmanager

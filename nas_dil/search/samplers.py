@@ -34,7 +34,9 @@ SAMPLERS: dict[str, str] = {
     # re-proposes a tried candidate (nas_dil.search.hvi)
     "hvi": "HVISampler",
 }
-_DRIVER_ARGS = ("self", "constraints_func", "context")  # set by the driver, not study files
+# set by the driver, or Python-only (hvi in a plain Optuna study): not study-file options
+_DRIVER_ARGS = ("self", "constraints_func", "context", "search_space", "known_objectives",
+                "known_index")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def run(quick: bool) -> dict[str, Any]:
     cfg = dataclasses.replace(cfg, sampler=SamplerConfig("hvi", {"pool_size": pool_size}))
     space = load_space("free")
     t_build = best_of(lambda: make_sampler(cfg, space, NUM_CLASSES), repeats)
-    cands = make_sampler(cfg, space, NUM_CLASSES)._pool.cands
+    cands = make_sampler(cfg, space, NUM_CLASSES)._pool.keys  # the pool's Candidates
     size = cfg.data.image_size
     arch = {**cfg.arch, "num_classes": NUM_CLASSES}
     t_batch = best_of(lambda: analytic_batch(cands, arch, size), repeats)

@@ -153,14 +153,14 @@ def test_large_space_is_sampled_not_enumerated() -> None:
     study = optuna.create_study(directions=["maximize", "maximize", "minimize"],
                                 sampler=sampler)
     keys = []
-    for i in range(8):
+    for i in range(17):  # fresh candidates join the pool every REFRESH_EVERY = 16 asks
         trial = study.ask()
         cand = space.sample(trial)
         keys.append((cand.rates, cand.width, cand.output_stride, cand.kernel))
         study.tell(trial, [0.5 - 0.01 * i, 10.0 + i, 1.0])
-    assert len(set(keys)) == 8
+    assert len(set(keys)) == 17
     assert sampler.last_choice["how"] in ("improvement", "uncertainty")
-    assert not sampler._exhaustive and len(sampler._pool.cands) > 64  # grew past pool_size
+    assert not sampler._exhaustive and len(sampler._pool.keys) > 64  # grew past pool_size
 
 
 def test_beats_random_search_on_the_tabular_benchmark() -> None:
