@@ -136,8 +136,9 @@ def check_feasible(cfg: StudyConfig, space: Space, num_classes: int) -> None:
     """Refuse a study whose constraints no candidate of the space meets: one line naming the
     constraint and the best value the space achieves (the whole space when it has at most
     `FEASIBLE_ENUMERATE` candidates, else `FEASIBLE_SAMPLES` seeded draws, said so). Dead
-    taps at the crop are left to the dead-tap warning (`_warn_dead_taps` in the driver)."""
-    if not cfg.constraints and not cfg.gridding_free:
+    taps at the crop count as a constraint unless the study allows them; a space mostly dead
+    there gets the driver's warning (`_warn_dead_taps`), one wholly dead this refusal."""
+    if not cfg.constraints and not cfg.gridding_free and cfg.allow_dead_taps:
         return
     import numpy as np
 
@@ -173,9 +174,20 @@ def check_feasible(cfg: StudyConfig, space: Space, num_classes: int) -> None:
                 f"{cfg.path}: constraints.gridding_free: no candidate of space {space.name} is "
                 f"hole-free; the fewest holes {of} is {int(np.min(cols['holes']))}")
         ok &= free
+    if not cfg.allow_dead_taps:
+        live = np.asarray(cols["dead_taps"]) == 0
+        if not live.any():
+            h, w = cfg.data.crop_hw
+            raise UserError(
+                f"{cfg.path}: every candidate {of} of space {space.name} has dead taps at the "
+                f"{h}×{w} crop (taps that read only padding; the fewest is "
+                f"{int(np.min(cols['dead_taps']))}): use smaller rates, a smaller output stride "
+                "or a larger crop, or set constraints.allow_dead_taps = true")
+        ok &= live
     if not ok.any():
         names = [f"{c.name} = {c.bound:g}" for c in cfg.constraints]
         names += ["gridding_free"] if cfg.gridding_free else []
+        names += [] if cfg.allow_dead_taps else ["no dead taps"]
         raise UserError(f"{cfg.path}: constraints {', '.join(names)}: each is met by some "
                         f"candidate of space {space.name} but none {of} meets them all")
 

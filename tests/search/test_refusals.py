@@ -226,3 +226,17 @@ def test_trials_no_node_can_fit_any_more_fail_after_the_pending_timeout(tmp_path
     finally:
         cluster.shutdown()
 
+
+
+def test_every_candidate_dead_at_the_crop_is_refused(capsys: pytest.CaptureFixture[str],
+                                                     ray_cluster: RayCluster,
+                                                     tmp_path: Path) -> None:
+    """An 8-px crop: every hdc candidate's stack has taps that read only padding. Refused in
+    one line before anything is written (a rerun adds nothing), unless the study allows them."""
+    cfg = sleep_study(tmp_path / "s.toml", extra="[data]\nimage_size = 8\n")
+    out = tmp_path / "out"
+    for _ in range(2):
+        line = refused(capsys, str(cfg), "--out", str(out), "--address", ray_cluster.address)
+        assert ("every candidate of the 96 candidates of space hdc has dead taps at the 8×8 "
+                "crop" in line and "allow_dead_taps = true" in line), line
+        assert not (out / "study.db").exists()
