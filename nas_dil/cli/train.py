@@ -144,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
     ))
     print(f"\nmIoU {d['miou']:.4f}  pixel acc {d['pixel_acc']:.4f}  per class "
           + " ".join("-" if v is None else f"{v:.3f}" for v in d["per_class_iou"]))
-    print(f"RF {d['rf']} image px (stack {d['rf_stack']}), holes {d['holes']}, params "
+    dead = f", {d['dead_taps']} dead taps at the crop" if d.get("dead_taps") else ""
+    print(f"RF {d['rf']} usable / {d['rf_nominal']} nominal image px (stack "
+          f"{d['rf_stack']}){dead}, holes {d['holes']}, params "
           f"{d['params']:,}, {d['flops'] / 1e9:.4f} GFLOPs/image")
     print(f"{d['steps']} steps, {d['images_per_s']:.1f} images/s, wall {d['wall_time_s']:.1f} s "
           f"on {d['device']}, peak memory {d['peak_mem_bytes'] / 2**20:.0f} MiB "

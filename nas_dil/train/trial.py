@@ -84,7 +84,9 @@ class TrialResult:
     params: int
     macs: int  # per image at the training resolution (multiply-accumulates)
     flops: int  # 2 × macs
-    rf: int  # image pixels per axis, whole net
+    rf: int  # whole net's usable RF at the training crop (image px, smaller axis)
+    rf_nominal: int  # whole net's RF by the formula (image px), whatever the crop supplies
+    dead_taps: int  # the stack's taps that read only padding at the crop (never trained)
     rf_stack: int  # the dilated stack's own RF (its input pixels)
     holes: int  # 2-D holes of the stack's coverage
     gridding_free: bool
@@ -352,6 +354,8 @@ def run_trial(
         macs=known["macs"],
         flops=known["flops"],
         rf=known["rf"],
+        rf_nominal=known["rf_nominal"],
+        dead_taps=known["dead_taps"],
         rf_stack=known["rf_stack"],
         holes=known["holes"],
         gridding_free=known["gridding_free"],

@@ -44,7 +44,9 @@ def test_result_fields_are_analytic_and_json() -> None:
     s = Schedule((1, 2, 5))
     arch = ArchConfig(output_stride=4, stem_width=8, width=8, num_classes=len(r.per_class_iou))
     cost = net_cost(24, 24, s.rates, **arch.cost_kwargs())
-    assert (r.flops, r.macs, r.rf) == (cost.flops, cost.macs, cost.rf_image)
+    assert (r.flops, r.macs, r.rf_nominal) == (cost.flops, cost.macs, cost.rf_image) == (
+        230400, 115200, 71)
+    assert r.rf == 24 and r.dead_taps == 0  # usable: never more than the 24-px crop
     assert r.rf_stack == 17 and r.holes == 0 and r.gridding_free and r.hdc
     d = json.loads(json.dumps(r.to_dict()))
     assert d["steps"] == 3 and d["train_images"] == 24 and 0 <= d["miou"] <= 1
