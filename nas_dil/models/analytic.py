@@ -29,8 +29,6 @@ import numpy as np
 from nas_dil.models.config import ArchConfig
 from nas_dil.schedule import Schedule, analyze, batch_hdc, batch_net_cost, net_cost, score_batch
 from nas_dil.schedule.crop import crop_fields
-from nas_dil.schedule.netcost import image_schedule
-from nas_dil.schedule.rf import receptive_field
 from nas_dil.spaces import Candidate, batch_candidate_crop
 
 __all__ = ["BATCH_KEYS", "analytic_attrs", "analytic_batch", "image_hw"]
@@ -52,9 +50,6 @@ def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-_hw = image_hw
-
-
 def _crop_arch(arch: ArchConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The arch fields that move taps (nas_dil.schedule.crop.crop_fields' ``arch``)."""
     get = arch.get if isinstance(arch, Mapping) else lambda k: getattr(arch, k)
@@ -67,7 +62,7 @@ def analytic_attrs(schedule: Schedule, arch: ArchConfig,
                    image_size: int | tuple[int, int]) -> dict[str, Any]:
     """Everything known before training the net (``schedule`` stack in ``arch``) on
     ``image_size`` (a side, or (h, w)) images, as plain JSON (keys: module docstring)."""
-    h, w = _hw(image_size)
+    h, w = image_hw(image_size)
     a = analyze(schedule)
     cost = net_cost(h, w, schedule, **arch.cost_kwargs())  # the Schedule: smoothing counts
     crop = crop_fields(schedule, h, w, **_crop_arch(arch))
@@ -141,13 +136,12 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: Mapping[str, Any],
     width = np.array([c.width for c in cands], dtype=np.int64)
     depth = np.array([c.depth for c in cands], dtype=np.int64)
     kernel = np.array([c.kernel for c in cands], dtype=np.int64)
-    rate_sum = np.array([sum(c.rates) for c in cands], dtype=np.int64)
     # the net around the stack, per (output_stride, width): validated like a trial's arch
-    nets = {(o, w): ArchConfig(**arch, output_stride=o, width=w)
-            for o, w in dict.fromkeys(zip(os_.tolist(), width.tolist(), strict=True))}
+    nets = {(o, wd): ArchConfig(**arch, output_stride=o, width=wd)
+            for o, wd in dict.fromkeys(zip(os_.tolist(), width.tolist(), strict=True))}
     base = next(iter(nets.values()))
-    bs = np.array([nets[o, w].backbone_stride for o, w in zip(os_.tolist(), width.tolist(),
-                                                               strict=True)], dtype=np.int64)
+    bs = np.array([nets[o, wd].backbone_stride for o, wd in zip(os_.tolist(), width.tolist(),
+                                                                 strict=True)], dtype=np.int64)
     # the schedule facts, per (depth, kernel) group (the vectorised code wants equal rows)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, c in enumerate(cands):
@@ -161,16 +155,9 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: Mapping[str, Any],
         out["hdc_rule1"][idx], out["hdc_rule1_groups"][idx] = hdc.rule1, hdc.rule1_groups
         out["hdc_rule2"][idx], out["hdc_rule3"][idx] = hdc.rule2, hdc.rule3
         out["hdc"][idx] = hdc.passed
-    # whole-net RF: the net with a 1-layer, 1×1 stack (stem, classifier, context) plus what
-    # each stack layer adds at the stack's jump (the output stride): (K - 1)·r·OS
-    around = {(o, b): receptive_field(image_schedule(
-        [1], 1, o, b, base.context, base.context_rates)) for o, b in
-        dict.fromkeys(zip(os_.tolist(), bs.tolist(), strict=True))}
-    out["rf_nominal"] = (np.array([around[o, b] for o, b in zip(os_.tolist(), bs.tolist(),
-                                                                 strict=True)], dtype=np.int64)
-                         + (kernel - 1) * rate_sum * os_)
     # the crop facts per net around the stack (its backbone stride follows the output stride)
-    for col in ("rf", *_CROP_SCALAR):
+    # (crop_fields' nominal RF is the formula's: the whole net's RF as net_cost has it)
+    for col in ("rf", "rf_nominal", *_CROP_SCALAR):
         out[col] = np.zeros(n, dtype=np.int64)
     by_net: dict[tuple[int, int], list[int]] = {}
     for i, c in enumerate(cands):
@@ -180,6 +167,7 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: Mapping[str, Any],
         for col in _CROP_SCALAR:
             out[col][rows] = crop[col]
         out["rf"][rows] = crop["rf_usable"]
+        out["rf_nominal"][rows] = crop["rf_nominal"]
     cost = batch_net_cost(h, w, os_, width, depth, kernel,
                           stem_width=base.stem_width, in_channels=base.in_channels,
                           num_classes=base.num_classes, backbone_stride=bs, norm=base.norm,
