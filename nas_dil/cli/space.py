@@ -1,4 +1,4 @@
-"""`nas-dil space SPACE [--count] [--sample N --seed S] [--list] [--json]`."""
+"""`nas-dil space SPACE [--count] [--sample N --seed S] [--list] [--crop H[xW]] [--json]`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
     p.add_argument("--list", action="store_true", help="enumerate every candidate")
     p.add_argument("--limit", type=int, default=LIST_LIMIT, help="most candidates to --list")
+    p.add_argument("--crop", metavar="H[xW]",
+                   help="keep only candidates whose stack taps all land on the image at this "
+                        "training crop, behind nas-dil's stem (what avoid_dead_taps does)")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def parse_crop(text: str) -> tuple[int, int]:
+    """``48`` or ``64x48`` (h×w) -> (h, w); one line otherwise."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        hw = [int(p) for p in parts]
+    except ValueError:
+        hw = []
+    if len(hw) not in (1, 2) or min(hw) < 1:
+        raise UserError(f"--crop {text!r}: expected a size like 48 or 64x48")
+    return (hw[0], hw[-1])
 
 
 def _row(c: Any) -> dict[str, Any]:
@@ -47,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     if args.sample is not None and not 1 <= args.sample <= SAMPLE_MAX:
         raise UserError(f"--sample {args.sample}: must be in [1, {SAMPLE_MAX}]")
     space = load_space(args.space)
+    if args.crop is not None:
+        from nas_dil.models.analytic import stack_maps
+
+        crop = parse_crop(args.crop)
+        space = space.live(stack_maps({}, space.config.output_stride, crop))
     out: dict[str, Any] = {"space": space.name, "path": str(space.path)}
     if args.count:
         out["count"] = space.count()

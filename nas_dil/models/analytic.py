@@ -29,9 +29,9 @@ import numpy as np
 from nas_dil.models.config import ArchConfig
 from nas_dil.schedule import Schedule, analyze, batch_hdc, batch_net_cost, net_cost, score_batch
 from nas_dil.schedule.crop import crop_fields
-from nas_dil.spaces import Candidate, batch_candidate_crop
+from nas_dil.spaces import Candidate, batch_candidate_crop, stem_map
 
-__all__ = ["BATCH_KEYS", "analytic_attrs", "analytic_batch", "image_hw"]
+__all__ = ["BATCH_KEYS", "analytic_attrs", "analytic_batch", "image_hw", "stack_maps"]
 
 # the crop facts (nas_dil.schedule.crop) stored as they are; "rf" is their rf_usable
 _CROP_SCALAR = ("rf_nominal_h", "rf_nominal_w", "rf_usable_h", "rf_usable_w", "dead_taps",
@@ -48,6 +48,17 @@ def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
         return image_size, image_size
     h, w = image_size
     return int(h), int(w)
+
+
+def stack_maps(arch: Mapping[str, Any], output_strides: Sequence[int],
+               image_size: int | Sequence[int]) -> dict[int, tuple[int, int]]:
+    """(h, w) of the searched stack's feature map at the crop, per output stride: what
+    `nas_dil.spaces.Space.live` needs to keep only candidates whose taps land on the image.
+    ``arch``: a study's ``[arch]`` table (output_stride and width come from the space)."""
+    h, w = image_hw(image_size)
+    if arch.get("backbone", "stem") != "stem":
+        raise ValueError(f"backbone={arch.get('backbone')!r}: stack_maps knows the stem only")
+    return {int(o): stem_map(int(o), h, w, arch.get("backbone_stride")) for o in output_strides}
 
 
 def _crop_arch(arch: ArchConfig | Mapping[str, Any]) -> dict[str, Any]:

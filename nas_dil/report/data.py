@@ -503,9 +503,10 @@ def _crop_mark(trials: Sequence[FrozenTrial], fallback: Any) -> tuple[float, str
     """The crop's smaller side when every trial trained on the same crop (no RF can use
     more), as an x mark for the RF scatter."""
     crops = {rf_facts(t.user_attrs, fallback).crop for t in trials}
-    if len(crops) != 1 or None in crops:
+    crop = crops.pop() if len(crops) == 1 else None
+    if crop is None:
         return None
-    (h, w), = crops
+    h, w = crop
     return float(min(h, w)), f"training crop {h}×{w} px (the usable RF's limit)"
 
 

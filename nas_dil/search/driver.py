@@ -60,6 +60,7 @@ from nas_dil.search.preflight import (
     check_sampler,
     check_study,
     study_meta,
+    study_space,
 )
 from nas_dil.search.progress import Progress, SearchSummary
 from nas_dil.search.recorder import Recorder
@@ -67,7 +68,7 @@ from nas_dil.search.records import RESULT_KEYS, TrialRecord
 from nas_dil.search.storage import default_url, safe_url
 from nas_dil.search.trials import feasible, make_sampler, plan_trial, trial_arch, trial_key
 from nas_dil.search.worker import n_evals
-from nas_dil.spaces import Candidate, load_space
+from nas_dil.spaces import Candidate
 
 __all__ = ["SearchSummary", "make_sampler", "run_search", "trial_arch", "trial_key"]
 
@@ -93,7 +94,7 @@ class _Search:
         self.resume = resume
         self.progress = progress
         self.num_cpus = num_cpus
-        self.space = load_space(cfg.space_path)
+        self.space = study_space(cfg)
         self.objectives = cfg.objectives
         self.warnings: list[str] = []
         self.recorder = Recorder(self.url, self.out)

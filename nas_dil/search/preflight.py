@@ -25,12 +25,30 @@ from nas_dil.search.config import StudyConfig
 from nas_dil.search.objectives import ObjectiveRange
 from nas_dil.search.records import StudyMeta
 from nas_dil.search.storage import StorageError, check_storage, read_meta, safe_url
-from nas_dil.spaces import Candidate, Space
+from nas_dil.spaces import Candidate, Space, load_space
 
 __all__ = ["Existing", "check_baselines", "check_feasible", "check_paths", "check_sampler",
-           "check_study", "study_meta"]
+           "check_study", "study_meta", "study_space"]
 
 _INSIDE_ONLY_OK = ("hvi", "tpe", "random")  # samplers that take trials outside the space
+
+
+def study_space(cfg: StudyConfig) -> Space:
+    """The study's space; one whose file sets ``avoid_dead_taps = true`` is bound to the
+    study's crop (`Space.live`): it proposes only stacks whose taps all land on the image."""
+    space = load_space(cfg.space_path)
+    if not space.config.avoid_dead_taps:
+        return space
+    if cfg.allow_dead_taps:
+        raise UserError(f"{cfg.path}: constraints.allow_dead_taps = true, but space "
+                        f"{space.name} sets avoid_dead_taps = true: choose one")
+    from nas_dil.models.analytic import stack_maps
+
+    try:
+        sides = stack_maps(cfg.arch, space.config.output_stride, cfg.data.crop_hw)
+    except ValueError as e:
+        raise UserError(f"{cfg.path}: space {space.name}: avoid_dead_taps: {e}") from None
+    return space.live(sides)
 
 
 def check_sampler(cfg: StudyConfig, space: Space) -> None:

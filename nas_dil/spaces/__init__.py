@@ -21,6 +21,7 @@ from nas_dil.spaces.crop import (
     dead_fraction,
     dead_tap_reason,
     live_rate_cap,
+    stem_map,
 )
 from nas_dil.spaces.errors import SpaceError
 from nas_dil.spaces.rules import (
@@ -55,4 +56,5 @@ __all__ = [
     "repair_gapfree",
     "sample_candidates",
     "space_from_dict",
+    "stem_map",
 ]

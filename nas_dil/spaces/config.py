@@ -16,6 +16,8 @@ A space is data. Its keys (every shipped file documents each one with a comment)
                                         #   of rates, [] = none); default [[]]
     per_axis = false                    # optional: true draws a width rate per layer too
                                         #   (same rule, same depth): (r_h, r_w)
+    avoid_dead_taps = false             # optional: true proposes only stacks whose taps all
+                                        #   land on the image at the study's training crop
     [rates]
     rule = "free" | "gapfree" | "hdc" | "exponential" | "multigrid"
     …                                   # the rule's own options (see the *Rates classes)
@@ -56,7 +58,7 @@ MAX_RATE = 1024  # larger rates are almost surely a typo (and coverage costs O(R
 RULES = ("free", "gapfree", "hdc", "exponential", "multigrid")
 
 _TOP_KEYS = ("name", "description", "depth", "kernel", "output_stride", "width",
-             "require_gridding_free", "smooth", "tail", "per_axis", "rates")
+             "require_gridding_free", "smooth", "tail", "per_axis", "avoid_dead_taps", "rates")
 MAX_TAIL = 8  # layers in one degridding tail (DRN uses 2)
 
 
@@ -169,6 +171,7 @@ class SpaceConfig:
     smooth: tuple[bool, ...] = (False,)  # smoothing choices (Wang & Ji pre-filter)
     tail: tuple[tuple[int, ...], ...] = ((),)  # degridding-tail choices; () = none
     per_axis: bool = False  # each layer draws (r_h, r_w) by the same rule
+    avoid_dead_taps: bool = False  # a study binds the space to its crop (`Space.live`)
 
     @property
     def rule(self) -> str:
@@ -194,6 +197,7 @@ class SpaceConfig:
             **({"smooth": list(self.smooth)} if self.smooth != (False,) else {}),
             **({"tail": [list(t) for t in self.tail]} if self.tail != ((),) else {}),
             **({"per_axis": True} if self.per_axis else {}),
+            **({"avoid_dead_taps": True} if self.avoid_dead_taps else {}),
         }
 
 
@@ -276,8 +280,9 @@ def parse_config(data: Mapping[str, Any], path: str | Path) -> SpaceConfig:
     smooth = _smooth_choices(rd, data.get("smooth", [False]))
     tail = _tail_choices(rd, data.get("tail", [[]]))
     per_axis = rd.boolean(data.get("per_axis", False), "per_axis")
+    avoid = rd.boolean(data.get("avoid_dead_taps", False), "avoid_dead_taps")
     return SpaceConfig(Path(path), name, description, depth, kernel, output_stride, width, rgf,
-                       rates, smooth, tail, per_axis)
+                       rates, smooth, tail, per_axis, avoid)
 
 
 def _smooth_choices(rd: _Reader, v: object) -> tuple[bool, ...]:

@@ -19,7 +19,7 @@ from nas_dil.schedule.netcost import stem_plan
 from nas_dil.spaces.candidate import Candidate
 
 __all__ = ["CROP_FIELDS", "batch_candidate_crop", "candidate_crop_fields", "dead_fraction",
-           "dead_tap_reason", "live_rate_cap"]
+           "dead_tap_reason", "live_rate_cap", "stem_map"]
 
 # the per-candidate numbers `batch_candidate_crop` returns (one array each)
 CROP_FIELDS = ("dead_taps", "dead_taps_net", "rf_nominal", "rf_nominal_h", "rf_nominal_w",
@@ -86,14 +86,22 @@ def dead_fraction(cands: Iterable[Candidate], h: int, w: int, **arch: Any) -> fl
     return float((batch_candidate_crop(cs, h, w, **arch)["dead_taps"] > 0).mean())
 
 
+def stem_map(output_stride: int, h: int, w: int,
+             backbone_stride: int | None = None) -> tuple[int, int]:
+    """(h, w) of the stack's feature map behind nas-dil's stem on an h×w crop."""
+    sides = []
+    for side in (h, w):
+        for st in stem_plan(output_stride, backbone_stride):
+            side = conv_out_size(side, 3, st.stride, st.dilation)
+        sides.append(side)
+    return sides[0], sides[1]
+
+
 def live_rate_cap(kernel: int, output_stride: int, h: int, w: int,
                   backbone_stride: int | None = None) -> tuple[int | None, int | None]:
     """(cap_h, cap_w): a stack at this output stride on an h×w crop has no dead tap iff every
     rate along the height is <= cap_h and along the width <= cap_w (None: no cap, K = 1).
-    What a space needs to avoid dead taps: keep only rates (tails included) under the cap."""
-    caps = []
-    for side in (h, w):
-        for st in stem_plan(output_stride, backbone_stride):
-            side = conv_out_size(side, 3, st.stride, st.dilation)
-        caps.append(max_live_rate(kernel, side))
-    return caps[0], caps[1]
+    What a space needs to avoid dead taps: keep only rates (tails included) under the cap
+    (`nas_dil.spaces.Space.live` does)."""
+    fh, fw = stem_map(output_stride, h, w, backbone_stride)
+    return max_live_rate(kernel, fh), max_live_rate(kernel, fw)

@@ -174,26 +174,34 @@ def _fmt(rates: Sequence[int]) -> str:
 # -- rules -----------------------------------------------------------------------------------
 
 class Rule(ABC):
-    """The rate part of a space: per kernel size, which rate lists are valid."""
+    """The rate part of a space: per kernel size, which rate lists are valid.
+
+    ``cap`` (every method's optional last argument): the largest rate a list may hold, so
+    a space bound to a training crop proposes only stacks whose taps all land on the image
+    (`nas_dil.spaces.Space.live`). A cap that removes choices renames the parameters it
+    touches (suffix ``_le<m>``, m the largest rate kept), so one name still carries one
+    distribution; None (the default) changes nothing.
+    """
 
     def __init__(self, config: SpaceConfig) -> None:
         self.config = config
         self.gridding_free = config.require_gridding_free
 
     @abstractmethod
-    def count_rates(self, kernel: int) -> int:
+    def count_rates(self, kernel: int, cap: int | None = None) -> int:
         """Number of distinct valid rate lists with this kernel size."""
 
     @abstractmethod
-    def iter_rates(self, kernel: int) -> Iterator[Rates]:
+    def iter_rates(self, kernel: int, cap: int | None = None) -> Iterator[Rates]:
         """Every valid rate list with this kernel size, in a deterministic order."""
 
     @abstractmethod
-    def contains_rates(self, rates: Rates, kernel: int) -> bool:
+    def contains_rates(self, rates: Rates, kernel: int, cap: int | None = None) -> bool:
         """Whether ``rates`` is valid with this kernel size."""
 
     @abstractmethod
-    def suggest_rates(self, trial: BaseTrial, kernel: int) -> tuple[Rates, bool]:
+    def suggest_rates(self, trial: BaseTrial, kernel: int,
+                      cap: int | None = None) -> tuple[Rates, bool]:
         """A valid rate list from fixed-distribution suggestions, and whether it was repaired."""
 
     @abstractmethod
@@ -201,20 +209,23 @@ class Rule(ABC):
         """The Optuna parameters this rule suggests, JSON-able."""
 
     @abstractmethod
-    def params_for(self, rates: Rates, kernel: int) -> dict[str, Any]:
+    def params_for(self, rates: Rates, kernel: int,
+                   cap: int | None = None) -> dict[str, Any]:
         """The inverse of `suggest_rates`: the parameters that suggest ``rates`` (which
         `contains_rates` accepts) with this kernel size."""
 
     # -- per-axis rates (``per_axis = true``): the width's rates, same rule, same depth --------
     @abstractmethod
-    def count_by_depth(self, kernel: int) -> dict[int, int]:
+    def count_by_depth(self, kernel: int, cap: int | None = None) -> dict[int, int]:
         """Valid rate lists with this kernel size, per depth."""
 
-    def iter_rates_of_depth(self, kernel: int, depth: int) -> Iterator[Rates]:
-        return (r for r in self.iter_rates(kernel) if len(r) == depth)
+    def iter_rates_of_depth(self, kernel: int, depth: int,
+                            cap: int | None = None) -> Iterator[Rates]:
+        return (r for r in self.iter_rates(kernel, cap) if len(r) == depth)
 
     @abstractmethod
-    def suggest_rates_w(self, trial: BaseTrial, kernel: int, depth: int) -> tuple[Rates, bool]:
+    def suggest_rates_w(self, trial: BaseTrial, kernel: int, depth: int,
+                        cap: int | None = None) -> tuple[Rates, bool]:
         """The width's rates for a stack of ``depth`` layers, and whether they were repaired."""
 
     @abstractmethod
@@ -222,7 +233,8 @@ class Rule(ABC):
         """The extra Optuna parameters of ``per_axis``."""
 
     @abstractmethod
-    def params_w_for(self, rates_w: Rates, kernel: int) -> dict[str, Any]:
+    def params_w_for(self, rates_w: Rates, kernel: int,
+                     cap: int | None = None) -> dict[str, Any]:
         """The inverse of `suggest_rates_w` (a valid list of the same depth as the rates)."""
 
 
@@ -238,73 +250,86 @@ class PerLayerRule(Rule):
         # gridding-free per-layer spaces are never empty: config validation ensures 1 is a
         # choice, and [1] * depth is hole-free for every K and depth
 
-    def count_rates(self, kernel: int) -> int:
-        if not self.gridding_free:
-            return sum(len(self.choices) ** d for d in self.depth.values())
-        worst = n_multisets(len(self._sorted), self.depth.max)
-        if worst > MAX_MULTISETS:
-            raise space_error(self.config.path, "depth",
-                              f"counting exactly needs {worst} hole-free tests at depth "
-                              f"{self.depth.max} (limit {MAX_MULTISETS}); sampling still works")
-        return sum(count_hole_free(self._sorted, d, kernel) for d in self.depth.values())
+    def kept(self, cap: int | None) -> tuple[int, ...]:
+        """The choices under ``cap``, in file order (all of them when None)."""
+        return self.choices if cap is None else tuple(c for c in self.choices if c <= cap)
 
-    def iter_rates(self, kernel: int) -> Iterator[Rates]:
+    def _suffix(self, cap: int | None) -> str:
+        kept = self.kept(cap)
+        return "" if len(kept) == len(self.choices) or not kept else f"_le{max(kept)}"
+
+    def count_rates(self, kernel: int, cap: int | None = None) -> int:
+        return sum(self.count_by_depth(kernel, cap).values())
+
+    def iter_rates(self, kernel: int, cap: int | None = None) -> Iterator[Rates]:
         for d in self.depth.values():
-            if not self.gridding_free:  # choices in file order, last layer fastest
-                yield from itertools.product(self.choices, repeat=d)
-                continue
-            for multiset in hole_free_multisets(self._sorted, d, kernel):
-                yield from distinct_permutations(multiset)
+            yield from self.iter_rates_of_depth(kernel, d, cap)
 
-    def contains_rates(self, rates: Rates, kernel: int) -> bool:
-        if len(rates) not in self.depth or any(r not in self.choices for r in rates):
+    def contains_rates(self, rates: Rates, kernel: int, cap: int | None = None) -> bool:
+        kept = self.kept(cap)
+        if len(rates) not in self.depth or any(r not in kept for r in rates):
             return False
         return not self.gridding_free or is_hole_free(rates, kernel)
 
-    def suggest_rates(self, trial: BaseTrial, kernel: int) -> tuple[Rates, bool]:
-        depth = trial.suggest_int("depth", self.depth.min, self.depth.max)
-        raw = tuple(int(trial.suggest_categorical(f"r{i}", self.choices))
+    def _suggest(self, trial: BaseTrial, prefix: str, depth: int, kernel: int,
+                 cap: int | None) -> tuple[Rates, bool]:
+        kept, sfx = self.kept(cap), self._suffix(cap)
+        raw = tuple(int(trial.suggest_categorical(f"{prefix}{i}{sfx}", kept))
                     for i in range(1, depth + 1))
         if not self.gridding_free:
             return raw, False
-        fixed = repair_gapfree(raw, self.choices, kernel)
+        fixed = repair_gapfree(raw, kept, kernel)
         return fixed, fixed != raw
 
-    def params_for(self, rates: Rates, kernel: int) -> dict[str, Any]:
+    def suggest_rates(self, trial: BaseTrial, kernel: int,
+                      cap: int | None = None) -> tuple[Rates, bool]:
+        depth = trial.suggest_int("depth", self.depth.min, self.depth.max)
+        return self._suggest(trial, "r", depth, kernel, cap)
+
+    def params_for(self, rates: Rates, kernel: int,
+                   cap: int | None = None) -> dict[str, Any]:
         # a valid gapfree list is its own repair, so the raw suggestion is the list itself
-        return {"depth": len(rates), **{f"r{i}": r for i, r in enumerate(rates, 1)}}
+        sfx = self._suffix(cap)
+        return {"depth": len(rates), **{f"r{i}{sfx}": r for i, r in enumerate(rates, 1)}}
 
     def params(self) -> dict[str, Any]:
         return {"depth": self.depth.to_json(),
                 f"r1..r{self.depth.max}": list(self.choices),
                 "repair": "gapfree" if self.gridding_free else None}
 
-    def count_by_depth(self, kernel: int) -> dict[int, int]:
-        self.count_rates(kernel)  # the same refusal when exact counting is out of reach
+    def count_by_depth(self, kernel: int, cap: int | None = None) -> dict[int, int]:
+        kept = tuple(sorted(self.kept(cap)))
         if not self.gridding_free:
-            return {d: len(self.choices) ** d for d in self.depth.values()}
-        return {d: count_hole_free(self._sorted, d, kernel) for d in self.depth.values()}
+            return {d: len(kept) ** d for d in self.depth.values()}
+        worst = n_multisets(len(kept), self.depth.max)
+        if worst > MAX_MULTISETS:  # the same refusal however it is asked
+            raise space_error(self.config.path, "depth",
+                              f"counting exactly needs {worst} hole-free tests at depth "
+                              f"{self.depth.max} (limit {MAX_MULTISETS}); sampling still works")
+        return {d: count_hole_free(kept, d, kernel) if kept else 0 for d in self.depth.values()}
 
-    def iter_rates_of_depth(self, kernel: int, depth: int) -> Iterator[Rates]:
-        if not self.gridding_free:
-            yield from itertools.product(self.choices, repeat=depth)
+    def iter_rates_of_depth(self, kernel: int, depth: int,
+                            cap: int | None = None) -> Iterator[Rates]:
+        kept = self.kept(cap)
+        if not kept:
             return
-        for multiset in hole_free_multisets(self._sorted, depth, kernel):
+        if not self.gridding_free:  # choices in file order, last layer fastest
+            yield from itertools.product(kept, repeat=depth)
+            return
+        for multiset in hole_free_multisets(tuple(sorted(kept)), depth, kernel):
             yield from distinct_permutations(multiset)
 
-    def suggest_rates_w(self, trial: BaseTrial, kernel: int, depth: int) -> tuple[Rates, bool]:
-        raw = tuple(int(trial.suggest_categorical(f"w{i}", self.choices))
-                    for i in range(1, depth + 1))
-        if not self.gridding_free:
-            return raw, False
-        fixed = repair_gapfree(raw, self.choices, kernel)
-        return fixed, fixed != raw
+    def suggest_rates_w(self, trial: BaseTrial, kernel: int, depth: int,
+                        cap: int | None = None) -> tuple[Rates, bool]:
+        return self._suggest(trial, "w", depth, kernel, cap)
 
     def params_w(self) -> dict[str, Any]:
         return {f"w1..w{self.depth.max}": list(self.choices)}
 
-    def params_w_for(self, rates_w: Rates, kernel: int) -> dict[str, Any]:
-        return {f"w{i}": r for i, r in enumerate(rates_w, 1)}
+    def params_w_for(self, rates_w: Rates, kernel: int,
+                     cap: int | None = None) -> dict[str, Any]:
+        sfx = self._suffix(cap)
+        return {f"w{i}{sfx}": r for i, r in enumerate(rates_w, 1)}
 
 
 class TableRule(Rule):
@@ -373,25 +398,44 @@ class TableRule(Rule):
                 mask[i] = holes == 0
         return mask
 
-    def param_name(self, kernel: int) -> str:
-        return "rates" if self.shared else f"rates_k{kernel}"
+    def kept(self, kernel: int, cap: int | None, depth: int | None = None) -> dict[str, Rates]:
+        """label -> rates of the lists with every rate <= ``cap`` (and of ``depth`` layers)."""
+        return {lab: r for lab, r in self.tables[kernel].items()
+                if (cap is None or max(r) <= cap) and (depth is None or len(r) == depth)}
 
-    def count_rates(self, kernel: int) -> int:
-        return len(self.tables[kernel])
+    def _named(self, base: str, kernel: int, cap: int | None,
+               depth: int | None = None) -> tuple[str, dict[str, Rates]]:
+        """(parameter name, its label -> rates) under ``cap``: renamed when the cap drops a
+        list, by the largest rate kept (which fixes the kept set)."""
+        kept = self.kept(kernel, cap, depth)
+        total = len(self.kept(kernel, None, depth))
+        if len(kept) == total or not kept:
+            return base, kept
+        return f"{base}_le{max(max(r) for r in kept.values())}", kept
 
-    def iter_rates(self, kernel: int) -> Iterator[Rates]:
-        return iter(self.tables[kernel].values())
+    def param_name(self, kernel: int, cap: int | None = None) -> str:
+        return self._named("rates" if self.shared else f"rates_k{kernel}", kernel, cap)[0]
 
-    def contains_rates(self, rates: Rates, kernel: int) -> bool:
-        return tuple(rates) in self._sets.get(kernel, ())
+    def count_rates(self, kernel: int, cap: int | None = None) -> int:
+        return len(self.kept(kernel, cap))
 
-    def suggest_rates(self, trial: BaseTrial, kernel: int) -> tuple[Rates, bool]:
-        label = trial.suggest_categorical(self.param_name(kernel), self.labels[kernel])
-        return self.tables[kernel][str(label)], False
+    def iter_rates(self, kernel: int, cap: int | None = None) -> Iterator[Rates]:
+        return iter(self.kept(kernel, cap).values())
 
-    def params_for(self, rates: Rates, kernel: int) -> dict[str, Any]:
+    def contains_rates(self, rates: Rates, kernel: int, cap: int | None = None) -> bool:
+        return (tuple(rates) in self._sets.get(kernel, ())
+                and (cap is None or max(rates) <= cap))
+
+    def suggest_rates(self, trial: BaseTrial, kernel: int,
+                      cap: int | None = None) -> tuple[Rates, bool]:
+        name, kept = self._named("rates" if self.shared else f"rates_k{kernel}", kernel, cap)
+        label = trial.suggest_categorical(name, tuple(kept))
+        return kept[str(label)], False
+
+    def params_for(self, rates: Rates, kernel: int,
+                   cap: int | None = None) -> dict[str, Any]:
         label = next(lab for lab, r in self.tables[kernel].items() if r == tuple(rates))
-        return {self.param_name(kernel): label}
+        return {self.param_name(kernel, cap): label}
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -399,24 +443,25 @@ class TableRule(Rule):
             out.setdefault(self.param_name(k), {"categorical": len(labels)})
         return out
 
-    def count_by_depth(self, kernel: int) -> dict[int, int]:
-        return dict(Counter(len(r) for r in self.tables[kernel].values()))
+    def count_by_depth(self, kernel: int, cap: int | None = None) -> dict[int, int]:
+        return dict(Counter(len(r) for r in self.kept(kernel, cap).values()))
 
-    def _labels_of_depth(self, kernel: int, depth: int) -> list[str]:
-        return [lab for lab, r in self.tables[kernel].items() if len(r) == depth]
-
-    def param_name_w(self, kernel: int, depth: int) -> str:
+    def param_name_w(self, kernel: int, depth: int, cap: int | None = None) -> str:
         # one name per (depth[, kernel]): one distribution per name, as Optuna needs
-        return f"rates_w_d{depth}" if self.shared else f"rates_w_d{depth}_k{kernel}"
+        base = f"rates_w_d{depth}" if self.shared else f"rates_w_d{depth}_k{kernel}"
+        return self._named(base, kernel, cap, depth)[0]
 
-    def params_w_for(self, rates_w: Rates, kernel: int) -> dict[str, Any]:
+    def params_w_for(self, rates_w: Rates, kernel: int,
+                     cap: int | None = None) -> dict[str, Any]:
         label = next(lab for lab, r in self.tables[kernel].items() if r == tuple(rates_w))
-        return {self.param_name_w(kernel, len(rates_w)): label}
+        return {self.param_name_w(kernel, len(rates_w), cap): label}
 
-    def suggest_rates_w(self, trial: BaseTrial, kernel: int, depth: int) -> tuple[Rates, bool]:
-        label = trial.suggest_categorical(self.param_name_w(kernel, depth),
-                                          self._labels_of_depth(kernel, depth))
-        return self.tables[kernel][str(label)], False
+    def suggest_rates_w(self, trial: BaseTrial, kernel: int, depth: int,
+                        cap: int | None = None) -> tuple[Rates, bool]:
+        base = f"rates_w_d{depth}" if self.shared else f"rates_w_d{depth}_k{kernel}"
+        name, kept = self._named(base, kernel, cap, depth)
+        label = trial.suggest_categorical(name, tuple(kept))
+        return kept[str(label)], False
 
     def params_w(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

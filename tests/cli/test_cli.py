@@ -45,6 +45,8 @@ def test_analyze_text_and_plot(tmp_path: Path) -> None:
         (["analyze", "1,2", "--plot", "/nonexistent-dir/a.png"], "does not exist"),
         (["space", "no-such-space"], "no-such-space"),
         (["space", "hdc", "--sample", "0"], "--sample 0"),
+        (["space", "hdc", "--crop", "4x"], "--crop '4x'"),
+        (["space", "hdc", "--crop", "8"], "no candidate of space hdc has every tap on the image"),
         (["model", "--schedule", "1,2", "--arch", "output_stride=5"], "output_stride=5"),
         (["train", "--schedule", "1,2", "--arch", "foo=1", "--steps", "1"], "unknown keys"),
         (["train", "--schedule", "1,2", "--data", "/nonexistent-data", "--steps", "1"],
@@ -69,6 +71,16 @@ def test_bad_space_file(tmp_path: Path) -> None:
     bad.write_text("this is = = not toml")
     out = nas_dil("space", str(bad))
     assert out.returncode == 2 and str(bad) in out.stderr
+
+
+def test_space_at_a_crop_counts_the_live_candidates() -> None:
+    # 48 px: stack maps 12 (os 4) and 6 (os 8) px, largest live rates 11 and 5 (K=3); the hdc
+    # lists with a 7 or 9 are left out at os 8 (9 lists × 2 widths)
+    out = json.loads(nas_dil("space", "hdc", "--count", "--crop", "48", "--json").stdout)
+    assert out["count"] == 78
+    d = json.loads(nas_dil("space", "hdc", "--crop", "48", "--json").stdout)
+    assert d["live"] == {"feature_maps": {"4": [12, 12], "8": [6, 6]},
+                         "max_rate": {"k3_os4": 11, "k3_os8": 5}}
 
 
 def test_space_count_and_seeded_samples() -> None:

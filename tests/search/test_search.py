@@ -316,3 +316,39 @@ def test_a_non_square_crop_is_searched_per_axis(ray_cluster: RayCluster, tmp_pat
     assert a["candidate"]["rates"] == [1, 1] and a["dead_taps"] == 0
     assert a["rf_usable_h"] <= 64 and a["rf_usable_w"] <= 32 and a["rf"] == a["rf_usable_w"]
     assert a["trial_config"]["train"]["cpus"] == 1
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "brute"])
+def test_avoid_dead_taps_space_proposes_only_live_candidates(
+        ray_cluster: RayCluster, tmp_path: Path, sampler: str) -> None:
+    """The space file's ``avoid_dead_taps = true``: bound to the study's 64-px crop, the space
+    proposes no rate 9 at output stride 8 (8×8 maps), so no ask is refused and no warning is
+    needed; brute force walks exactly the 4 live candidates."""
+    (tmp_path / "dead.toml").write_text("avoid_dead_taps = true\n" + DEAD_SPACE)
+    cfg = sleep_study(tmp_path / "s.toml", space="dead.toml", n_trials=4, sleep_s=0.01,
+                      extra=f'[sampler]\nname = "{sampler}"\n')
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    study = load(tmp_path / "out")
+    assert s.infeasible == 0 and not [t for t in study.trials if t.user_attrs.get("infeasible")]
+    runs = trained(study)
+    assert runs and all(9 not in t.user_attrs["candidate"]["rates"] for t in runs)
+    assert all(t.user_attrs["dead_taps"] == 0 for t in runs)
+    assert {k for t in runs for k in t.params} <= {"kernel", "output_stride", "width", "depth",
+                                                   "r1_le2", "r2_le2"}
+    assert not any("dead taps" in w for w in s.warnings)
+    if sampler == "brute":
+        assert sorted(tuple(t.user_attrs["candidate"]["rates"]) for t in runs) == [
+            (1, 1), (1, 2), (2, 1), (2, 2)]
+
+
+def test_avoid_dead_taps_contradicting_allow_is_refused(capsys: pytest.CaptureFixture[str],
+                                                        tmp_path: Path) -> None:
+    from nas_dil.cli import main
+
+    (tmp_path / "dead.toml").write_text("avoid_dead_taps = true\n" + DEAD_SPACE)
+    cfg = sleep_study(tmp_path / "s.toml", space="dead.toml",
+                      extra="[constraints]\nallow_dead_taps = true\n")
+    assert main(["search", str(cfg), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "avoid_dead_taps = true: choose one" in err[0]
+    assert not (tmp_path / "out" / "study.db").exists()
