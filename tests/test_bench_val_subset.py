@@ -66,7 +66,10 @@ def test_top_k_and_agreement(vs: ModuleType) -> None:
     assert vs.top_k(full, 1) == {1} and vs.top_k(full, 3) == {0, 1, 2}
     swapped = np.array([0.5, 0.7, 0.9, 0.1])  # best two swapped: one discordant pair of 6
     a = vs.agreement(full, swapped)
-    assert a == {"tau": pytest.approx(4 / 6), "top1": 0.0, "top3": 1.0}
+    # the better half by full mIoU is candidates 1 and 2, in reverse order: tau -1; keeping
+    # candidate 2 (0.7) instead of 1 (0.9) loses 0.2 of full-validation mIoU
+    assert a == {"tau": pytest.approx(4 / 6), "tau_top_half": -1.0, "top1": 0.0, "top3": 1.0,
+                 "regret": pytest.approx(0.2)}
 
 
 def test_quick_through_the_cli() -> None:
