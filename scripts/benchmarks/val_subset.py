@@ -218,7 +218,7 @@ def measure(plan: Plan, root: Path) -> dict[str, Any]:
               file=sys.stderr, flush=True)  # progress: the full run takes minutes
     train_s = time.perf_counter() - t0 - write_s
 
-    # full validation, once per image, and one real pass each for its time
+    # full validation, once per image, and real passes (best of 2) for its time
     confs = [per_image_confusion(m, full) for m in models]
     full_miou = np.array([_miou(c.sum(0)) for c in confs])
     full_eval = [_timed_eval(m, full) for m in models]
