@@ -184,3 +184,19 @@ def test_torchvision_missing_is_one_line(capsys: pytest.CaptureFixture[str], tmp
     monkeypatch.setattr(builtins, "__import__", no_torchvision)
     line = _refused(capsys, _study(tmp_path, weights="none"), tmp_path / "out")
     assert "torchvision backbones need a torchvision" in line and "nas-dil[vision]" in line
+
+
+def test_the_shipped_multigrid_study_passes_preflight() -> None:
+    from nas_dil.models.analytic import analytic_batch
+    from nas_dil.search.config import load_study_config
+    from nas_dil.search.preflight import check_arch
+    from nas_dil.spaces import load_space
+
+    cfg = load_study_config("resnet50_multigrid")
+    space = load_space(cfg.space_path)
+    check_arch(cfg, space)  # torchvision here, weights "none", depth 3 = layer4's blocks
+    cands = list(space.enumerate())
+    cols = analytic_batch(cands, {**cfg.arch, "num_classes": 5}, cfg.data.crop_hw)
+    live = [c.rates for c, d in zip(cands, cols["dead_taps"], strict=True) if d == 0]
+    assert sorted(live) == sorted(c.rates for c in cands if max(c.rates) <= 3)  # 4×4 maps
+    assert len(set(cols["rf_stack"].tolist())) > 1  # the objective varies
