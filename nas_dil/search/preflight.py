@@ -102,10 +102,14 @@ def check_arch(cfg: StudyConfig, space: Space) -> None:
         raise UserError(f"{where}: target='backbone' has no head stack, so kernel "
                         f"{list(sc.kernel)} and width {list(sc.width)} would train one net "
                         "under several names; give one value each")
+    weights = str(cfg.arch.get("weights", "none"))
+    if weights not in ("none", "imagenet") and not Path(weights).expanduser().is_absolute():
+        raise UserError(f"{cfg.path}: [arch] weights={weights!r}: give the state_dict's "
+                        "absolute path (trials run in Ray workers, in other folders)")
     if cfg.trial.kind == "train":
         from nas_dil.models.backbones import check_backbone
 
-        check_backbone(name, str(cfg.arch.get("weights", "none")))
+        check_backbone(name, weights)
 
 
 @dataclass(frozen=True)

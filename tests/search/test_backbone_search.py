@@ -147,6 +147,7 @@ def _refused(capsys: pytest.CaptureFixture[str], cfg: Path, out: Path) -> str:
     ({"kernel": "[3, 5]"}, "target='backbone' has no head stack, so kernel [3, 5]"),
     ({"os_": 4}, "output_stride=4: backbone='resnet18' runs at 8, 16, 32"),
     ({"weights": "/nonexistent/r18.pt"}, "weights='/nonexistent/r18.pt': no such file"),
+    ({"weights": "r18.pt"}, "weights='r18.pt': give the state_dict's absolute path"),
 ])
 def test_backbone_refusals(capsys: pytest.CaptureFixture[str], tmp_path: Path, kw: dict,
                            fragment: str) -> None:
