@@ -156,6 +156,16 @@ def test_backbone_refusals(capsys: pytest.CaptureFixture[str], tmp_path: Path, k
     assert fragment in line, line
 
 
+def test_a_baseline_that_does_not_fit_is_refused(capsys: pytest.CaptureFixture[str],
+                                                 tmp_path: Path) -> None:
+    cfg = _study(tmp_path, weights="none")
+    cfg.write_text(cfg.read_text().replace('name = "brute"', 'name = "random"')
+                   + '[[baselines]]\nname = "three"\nrates = [1, 2, 4]\n')
+    line = _refused(capsys, cfg, tmp_path / "out")
+    assert "baselines 'three': rates=[1, 2, 4]: target='backbone' on resnet18 at " \
+           "output_stride=16 needs 2 rates (blocks layer4.0, layer4.1)" in line, line
+
+
 def test_imagenet_offline_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import urllib.error
