@@ -17,21 +17,47 @@ stack's 2-D coverage, ``hdc_rule1`` rule 1 on the whole schedule, ``hdc_rule1_gr
 within every sawtooth group, ``hdc_rule2``, ``hdc_rule3``, ``hdc`` (rules 1 per group, 2, 3),
 ``m`` (M_1 … M_n; not in the batch form: rows differ in length), ``macs`` / ``flops`` (2·macs) /
 ``gflops`` (flops / 1e9) per image at the crop, ``params``. Pure numpy (no torch).
+
+On a torchvision backbone (``arch.backbone != "stem"``) the same keys come from the net's
+stored layer table (`_backbone_attrs`; ``nas_dil.models.tables``): the "stack" is then the
+*searched part* (the targeted blocks and/or the head stack) and ``dead_taps`` its convs'.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from nas_dil.models.config import ArchConfig
-from nas_dil.schedule import Schedule, analyze, batch_hdc, batch_net_cost, net_cost, score_batch
+from nas_dil.models.tables import backbone_table, candidate_schedule, net_table, searched_rows
+from nas_dil.schedule import (
+    Schedule,
+    ScheduleError,
+    analyze,
+    batch_hdc,
+    batch_net_cost,
+    hdc_report,
+    net_cost,
+    score_batch,
+)
 from nas_dil.schedule.crop import crop_fields
+from nas_dil.schedule.layertable import (
+    IMAGE,
+    dead_taps,
+    op_sizes,
+    sub_table,
+    table_cost,
+    table_coverage,
+    table_rf,
+    usable_rf,
+)
 from nas_dil.spaces import Candidate, batch_candidate_crop, stem_map
 
-__all__ = ["BATCH_KEYS", "analytic_attrs", "analytic_batch", "image_hw", "stack_maps"]
+__all__ = ["BATCH_KEYS", "analytic_attrs", "analytic_batch", "image_hw", "stack_maps",
+           "trial_schedule"]
 
 # the crop facts (nas_dil.schedule.crop) stored as they are; "rf" is their rf_usable
 _CROP_SCALAR = ("rf_nominal_h", "rf_nominal_w", "rf_usable_h", "rf_usable_w", "dead_taps",
@@ -50,15 +76,33 @@ def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def trial_schedule(cand: Candidate, arch: ArchConfig) -> Schedule:
+    """The schedule a trial of ``cand`` builds in ``arch``: the candidate's stack for the stem
+    net; on a torchvision backbone its rates as ``arch.target`` reads them, the targeted
+    blocks with their own kernels and the head's layers with ``cand.kernel``."""
+    if arch.backbone == "stem":
+        return cand.schedule
+    if not cand.plain:
+        raise ScheduleError(f"candidate {cand.key()}: per-axis rates, smoothing and tails are "
+                            "for the stem net, not a torchvision backbone")
+    return candidate_schedule(cand.rates, cand.kernel, arch)
+
+
 def stack_maps(arch: Mapping[str, Any], output_strides: Sequence[int],
                image_size: int | Sequence[int]) -> dict[int, tuple[int, int]]:
     """(h, w) of the searched stack's feature map at the crop, per output stride: what
     `nas_dil.spaces.Space.live` needs to keep only candidates whose taps land on the image.
     ``arch``: a study's ``[arch]`` table (output_stride and width come from the space)."""
     h, w = image_hw(image_size)
-    if arch.get("backbone", "stem") != "stem":
-        raise ValueError(f"backbone={arch.get('backbone')!r}: stack_maps knows the stem only")
-    return {int(o): stem_map(int(o), h, w, arch.get("backbone_stride")) for o in output_strides}
+    backbone = arch.get("backbone", "stem")
+    if backbone == "stem":
+        return {int(o): stem_map(int(o), h, w, arch.get("backbone_stride"))
+                for o in output_strides}
+    if arch.get("target", "head") != "head":  # the blocks keep their own kernels: per net
+        raise ValueError(f"target={arch.get('target')!r}: a space avoids dead taps of a head "
+                         "stack only; dead block taps are refused at ask time instead")
+    return {int(o): op_sizes(backbone_table(backbone, int(o)), h, w)[-1]
+            for o in output_strides}
 
 
 def _crop_arch(arch: ArchConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -72,8 +116,14 @@ def _crop_arch(arch: ArchConfig | Mapping[str, Any]) -> dict[str, Any]:
 def analytic_attrs(schedule: Schedule, arch: ArchConfig,
                    image_size: int | tuple[int, int]) -> dict[str, Any]:
     """Everything known before training the net (``schedule`` stack in ``arch``) on
-    ``image_size`` (a side, or (h, w)) images, as plain JSON (keys: module docstring)."""
+    ``image_size`` (a side, or (h, w)) images, as plain JSON (keys: module docstring).
+
+    On a torchvision backbone ``schedule`` is the full rate list ``arch.target`` reads
+    (``tables.split_schedule``: a Schedule with the targeted blocks' kernels first, or a
+    rate list) and every number comes from the net's layer table (`_backbone_attrs`)."""
     h, w = image_hw(image_size)
+    if arch.backbone != "stem":
+        return _backbone_attrs(schedule, arch, h, w)
     a = analyze(schedule)
     cost = net_cost(h, w, schedule, **arch.cost_kwargs())  # the Schedule: smoothing counts
     crop = crop_fields(schedule, h, w, **_crop_arch(arch))
@@ -99,6 +149,72 @@ def analytic_attrs(schedule: Schedule, arch: ArchConfig,
     }
 
 
+def _backbone_attrs(schedule: Schedule | Sequence[int], arch: ArchConfig, h: int,
+                    w: int) -> dict[str, Any]:
+    """`analytic_attrs` of a net on a torchvision backbone, from its stored layer table.
+
+    The *searched part* is the rows from the first targeted block (target "backbone" or
+    "both") or the 1×1 reduce (target "head") to the last stack layer or targeted block;
+    its coverage (``rf_stack``, ``holes``, …) is nominal, in its own input pixels, with the
+    residual identity paths the net has. ``dead_taps`` counts the searched convs' dead 2-D
+    taps (the stack's and the targeted blocks' K>1 convs), ``dead_taps_net`` every conv's;
+    ``dead_layers`` lists every conv with a dead tap (``searched`` says which). HDC fields
+    are those of the full rate list.
+    """
+    table, s = net_table(schedule, arch)
+    cost = table_cost(table, h, w)
+    nominal = table_rf(table)  # square kernels, strides, dilations: the same on both axes
+    use_h = usable_rf(table, h)
+    use_w = use_h if w == h else usable_rf(table, w)
+    dead_h = dead_taps(table, h)
+    dead_w = dead_h if w == h else dead_taps(table, w)
+    sizes = op_sizes(table, h, w)
+    rows, searched = searched_rows(table, arch)
+    layers: list[dict[str, Any]] = []
+    dead_all = dead_searched = 0
+    for op in table.convs():
+        dh, dw = dead_h.get(op.name, ()), dead_w.get(op.name, ())
+        if not (dh or dw):
+            continue
+        k = op.kernel
+        dead = k * k - (k - len(dh)) * (k - len(dw))
+        j = op.inputs[0]
+        size_in = (h, w) if j == IMAGE else sizes[j]
+        layers.append({
+            "name": op.name, "kernel": [k, k], "dilation": [op.dilation] * 2,
+            "stride": op.stride, "size_in": list(size_in),
+            # offsets in the conv's input px, as nas_dil.schedule.crop.TapReport has them
+            "dead_h": [i * op.dilation - op.padding for i in dh],
+            "dead_w": [i * op.dilation - op.padding for i in dw],
+            "dead": dead, "searched": op.name in searched})
+        dead_all += dead
+        dead_searched += dead if op.name in searched else 0
+    cov = table_coverage(sub_table(table, rows))
+    hdc = hdc_report(list(s.rates), kernel=s.kernels[0])  # as `analyze` has it
+    return {
+        "rf": min(use_h, use_w),
+        "rf_nominal": nominal,
+        "rf_nominal_h": nominal, "rf_nominal_w": nominal,
+        "rf_usable_h": use_h, "rf_usable_w": use_w,
+        "dead_taps": dead_searched, "dead_taps_net": dead_all,
+        "dead_layers": layers,
+        "rf_stack": cov.rf,
+        "holes": cov.holes,
+        "coverage": cov.coverage,
+        "gridding_free": cov.gridding_free,
+        "hdc_rule1": bool(hdc.rule1.passed),
+        "hdc_rule1_groups": bool(hdc.rule1_groups.passed),
+        "hdc_rule2": bool(hdc.rule2.passed),
+        "hdc_rule3": bool(hdc.rule3.passed),
+        "hdc": bool(hdc.passed),
+        "m": [int(x) for x in hdc.m],
+        "macs": cost.macs,
+        "flops": cost.flops,
+        "gflops": cost.flops / 1e9,
+        "params": cost.params,
+    }
+
+
 def analytic_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
                    image_size: int | Sequence[int]) -> dict[str, np.ndarray]:
     """`analytic_attrs` of every candidate as columns (`BATCH_KEYS`, one row per candidate,
@@ -109,6 +225,8 @@ def analytic_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
     plus ``num_classes``); each (output_stride, width) pair is validated as `ArchConfig`.
     """
     h, w = image_hw(image_size)
+    if arch.get("backbone", "stem") != "stem":
+        return _backbone_batch(cands, arch, (h, w))
     plain = [i for i, c in enumerate(cands) if c.plain]
     if len(plain) < len(cands):
         # degridding candidates (per-axis rates, smoothing, tails) are scored one by one; the
@@ -186,3 +304,29 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: Mapping[str, Any],
     out["macs"], out["params"], out["flops"] = cost.macs, cost.params, cost.flops
     out["gflops"] = cost.flops / 1e9
     return {k: out[k] for k in BATCH_KEYS}
+
+
+def _backbone_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
+                    hw: tuple[int, int]) -> dict[str, np.ndarray]:
+    """`analytic_batch` on a torchvision backbone: one `analytic_attrs` per distinct net.
+
+    Not vectorised: a layer table's support is a walk over a DAG of 60-350 rows whose
+    dilations each candidate changes (10-50 ms per net, docs/theory.md); rows are cached
+    across calls (`_backbone_row`), so a sampler re-scoring its pool pays once."""
+    types = {"coverage": float, "gflops": float, "gridding_free": bool, "hdc_rule1": bool,
+             "hdc_rule1_groups": bool, "hdc_rule2": bool, "hdc_rule3": bool, "hdc": bool}
+    out = {k: np.zeros(len(cands), dtype=types.get(k, np.int64)) for k in BATCH_KEYS}
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in arch.items()))
+    for i, c in enumerate(cands):
+        row = _backbone_row(c, frozen, hw)
+        for k, v in zip(BATCH_KEYS, row, strict=True):
+            out[k][i] = v
+    return out
+
+
+@lru_cache(maxsize=8192)
+def _backbone_row(c: Candidate, arch: tuple[tuple[str, Any], ...],
+                  hw: tuple[int, int]) -> tuple[Any, ...]:
+    a = ArchConfig(**dict(arch), output_stride=c.output_stride, width=c.width)
+    one = analytic_attrs(trial_schedule(c, a), a, hw)
+    return tuple(one[k] for k in BATCH_KEYS)

@@ -83,3 +83,28 @@ def test_batch_of_nothing_and_bad_arch() -> None:
     assert all(len(b[k]) == 0 for k in BATCH_KEYS)
     with pytest.raises(ValueError, match="backbone_stride"):
         analytic_batch([Candidate((1, 2), 3, 16, 8)], {"backbone_stride": 8}, 32)
+
+
+@pytest.mark.parametrize("backbone", ["stem", "resnet18", "mobilenet_v3_large"])
+def test_stack_maps_make_live_spaces_free_of_dead_taps(backbone: str) -> None:
+    """`Space.live(stack_maps(...))` keeps exactly the candidates whose analytic dead_taps are
+    0 at the crop, behind the stem and behind a torchvision trunk (target head)."""
+    from nas_dil.models.analytic import stack_maps
+    from nas_dil.spaces import space_from_dict
+
+    arch = {} if backbone == "stem" else {"backbone": backbone, "target": "head"}
+    strides = [4, 8] if backbone == "stem" else [8, 16]
+    space = space_from_dict({"kernel": [3, 5], "output_stride": strides, "width": [16],
+                             "depth": 2, "rates": {"rule": "free", "choices": [1, 2, 4, 8]}})
+    cands = list(space.enumerate())
+    cols = analytic_batch(cands, {**arch, "num_classes": 5}, (64, 48))
+    want = [c for c, d in zip(cands, cols["dead_taps"].tolist(), strict=True) if d == 0]
+    assert 0 < len(want) < len(cands)
+    assert list(space.live(stack_maps(arch, strides, (64, 48))).enumerate()) == want
+
+
+def test_stack_maps_refuse_block_targets() -> None:
+    from nas_dil.models.analytic import stack_maps
+
+    with pytest.raises(ValueError, match="target='backbone'"):
+        stack_maps({"backbone": "resnet18", "target": "backbone"}, [16], 64)
