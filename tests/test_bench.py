@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench.py"
-ALL = {"scoring", "pool", "trial", "orchestration", "search", "proxy", "gpu", "nb201"}
+ALL = {"scoring", "pool", "trial", "orchestration", "search", "proxy", "gpu", "nb201", "frozen"}
 
 
 def _bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:

@@ -159,7 +159,7 @@ def _is_oom(e: BaseException) -> bool:
 def evaluate(model: nn.Module, data: SegData, batch_size: int, device: torch.device,
              autocast: bool) -> dict[str, Any]:
     """Confusion-matrix metrics over the whole val split."""
-    return _evaluate(model, model, data.val_batches(batch_size), data.num_classes,
+    return _evaluate(model, lambda x, _: model(x), data.val_batches(batch_size), data.num_classes,
                      data.ignore_index, device, autocast)
 
 
