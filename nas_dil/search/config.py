@@ -190,7 +190,7 @@ class StudyConfig:
             "trial": asdict(self.trial),
             "arch": dict(self.arch),
             "data": asdict(self.data),
-            "train": asdict(self.train),
+            "train": self.train.to_dict(),
             "early_stop": asdict(self.early_stop),
             "baselines": [{**asdict(b), "rates": list(b.rates)} for b in self.baselines],
         }

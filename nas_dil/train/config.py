@@ -81,6 +81,14 @@ class TrainConfig:
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise TrialConfigError(f"train: device={self.device!r}: use auto, cpu or cuda[:N]")
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON. The freeze fields only when freezing: the configs (and so the trial
+        keys and study identities) of studies from before freezing existed stay equal."""
+        d = asdict(self)
+        if self.freeze == "none":
+            del d["freeze"], d["freeze_views"]
+        return d
+
 
 def check_freeze(freeze: str, backbone: str, target: str) -> None:
     """Freezing the backbone needs one (a torchvision trunk) and a searched head on top of it:
@@ -123,7 +131,8 @@ class TrialConfig:
         check_freeze(self.train.freeze, self.arch.backbone, self.arch.target)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch.to_dict(), "data": asdict(self.data), "train": asdict(self.train)}
+        return {"arch": self.arch.to_dict(), "data": asdict(self.data),
+                "train": self.train.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialConfig:

@@ -66,6 +66,9 @@ def test_config_round_trip_keeps_freeze(tmp_path: Path) -> None:
     assert TrialConfig.from_dict(cfg.to_dict()) == cfg
     assert TrialConfig.from_dict({**cfg.to_dict(), "train": {"epochs": 1}}).train.freeze == (
         "none")  # a config stored before freezing existed: the whole net trains
+    # and unfrozen configs are written as before, so older studies' trial keys stay equal
+    assert "freeze" not in TrialConfig().to_dict()["train"]
+    assert TrialConfig.from_dict(TrialConfig().to_dict()) == TrialConfig()
 
 
 def test_frozen_trial(tmp_path: Path, data, monkeypatch: pytest.MonkeyPatch) -> None:
