@@ -27,11 +27,31 @@ from typing import Any
 import numpy as np
 
 from nas_dil.models.config import ArchConfig
-from nas_dil.schedule import Schedule, analyze, batch_hdc, batch_net_cost, net_cost, score_batch
+from nas_dil.models.tables import candidate_schedule, net_table, searched_rows
+from nas_dil.schedule import (
+    Schedule,
+    ScheduleError,
+    analyze,
+    batch_hdc,
+    batch_net_cost,
+    hdc_report,
+    net_cost,
+    score_batch,
+)
 from nas_dil.schedule.crop import crop_fields
+from nas_dil.schedule.layertable import (
+    IMAGE,
+    dead_taps,
+    op_sizes,
+    sub_table,
+    table_cost,
+    table_coverage,
+    table_rf,
+    usable_rf,
+)
 from nas_dil.spaces import Candidate, batch_candidate_crop
 
-__all__ = ["BATCH_KEYS", "analytic_attrs", "analytic_batch", "image_hw"]
+__all__ = ["BATCH_KEYS", "analytic_attrs", "analytic_batch", "image_hw", "trial_schedule"]
 
 # the crop facts (nas_dil.schedule.crop) stored as they are; "rf" is their rf_usable
 _CROP_SCALAR = ("rf_nominal_h", "rf_nominal_w", "rf_usable_h", "rf_usable_w", "dead_taps",
@@ -50,6 +70,18 @@ def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def trial_schedule(cand: Candidate, arch: ArchConfig) -> Schedule:
+    """The schedule a trial of ``cand`` builds in ``arch``: the candidate's stack for the stem
+    net; on a torchvision backbone its rates as ``arch.target`` reads them, the targeted
+    blocks with their own kernels and the head's layers with ``cand.kernel``."""
+    if arch.backbone == "stem":
+        return cand.schedule
+    if not cand.plain:
+        raise ScheduleError(f"candidate {cand.key()}: per-axis rates, smoothing and tails are "
+                            "for the stem net, not a torchvision backbone")
+    return candidate_schedule(cand.rates, cand.kernel, arch)
+
+
 def _crop_arch(arch: ArchConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The arch fields that move taps (nas_dil.schedule.crop.crop_fields' ``arch``)."""
     get = arch.get if isinstance(arch, Mapping) else lambda k: getattr(arch, k)
@@ -61,8 +93,14 @@ def _crop_arch(arch: ArchConfig | Mapping[str, Any]) -> dict[str, Any]:
 def analytic_attrs(schedule: Schedule, arch: ArchConfig,
                    image_size: int | tuple[int, int]) -> dict[str, Any]:
     """Everything known before training the net (``schedule`` stack in ``arch``) on
-    ``image_size`` (a side, or (h, w)) images, as plain JSON (keys: module docstring)."""
+    ``image_size`` (a side, or (h, w)) images, as plain JSON (keys: module docstring).
+
+    On a torchvision backbone ``schedule`` is the full rate list ``arch.target`` reads
+    (``tables.split_schedule``: a Schedule with the targeted blocks' kernels first, or a
+    rate list) and every number comes from the net's layer table (`_backbone_attrs`)."""
     h, w = image_hw(image_size)
+    if arch.backbone != "stem":
+        return _backbone_attrs(schedule, arch, h, w)
     a = analyze(schedule)
     cost = net_cost(h, w, schedule, **arch.cost_kwargs())  # the Schedule: smoothing counts
     crop = crop_fields(schedule, h, w, **_crop_arch(arch))
@@ -88,6 +126,72 @@ def analytic_attrs(schedule: Schedule, arch: ArchConfig,
     }
 
 
+def _backbone_attrs(schedule: Schedule | Sequence[int], arch: ArchConfig, h: int,
+                    w: int) -> dict[str, Any]:
+    """`analytic_attrs` of a net on a torchvision backbone, from its stored layer table.
+
+    The *searched part* is the rows from the first targeted block (target "backbone" or
+    "both") or the 1×1 reduce (target "head") to the last stack layer or targeted block;
+    its coverage (``rf_stack``, ``holes``, …) is nominal, in its own input pixels, with the
+    residual identity paths the net has. ``dead_taps`` counts the searched convs' dead 2-D
+    taps (the stack's and the targeted blocks' K>1 convs), ``dead_taps_net`` every conv's;
+    ``dead_layers`` lists every conv with a dead tap (``searched`` says which). HDC fields
+    are those of the full rate list.
+    """
+    table, s = net_table(schedule, arch)
+    cost = table_cost(table, h, w)
+    nominal = table_rf(table)  # square kernels, strides, dilations: the same on both axes
+    use_h = usable_rf(table, h)
+    use_w = use_h if w == h else usable_rf(table, w)
+    dead_h = dead_taps(table, h)
+    dead_w = dead_h if w == h else dead_taps(table, w)
+    sizes = op_sizes(table, h, w)
+    rows, searched = searched_rows(table, arch)
+    layers: list[dict[str, Any]] = []
+    dead_all = dead_searched = 0
+    for op in table.convs():
+        dh, dw = dead_h.get(op.name, ()), dead_w.get(op.name, ())
+        if not (dh or dw):
+            continue
+        k = op.kernel
+        dead = k * k - (k - len(dh)) * (k - len(dw))
+        j = op.inputs[0]
+        size_in = (h, w) if j == IMAGE else sizes[j]
+        layers.append({
+            "name": op.name, "kernel": [k, k], "dilation": [op.dilation] * 2,
+            "stride": op.stride, "size_in": list(size_in),
+            # offsets in the conv's input px, as nas_dil.schedule.crop.TapReport has them
+            "dead_h": [i * op.dilation - op.padding for i in dh],
+            "dead_w": [i * op.dilation - op.padding for i in dw],
+            "dead": dead, "searched": op.name in searched})
+        dead_all += dead
+        dead_searched += dead if op.name in searched else 0
+    cov = table_coverage(sub_table(table, rows))
+    hdc = hdc_report(list(s.rates), kernel=s.kernels[0])  # as `analyze` has it
+    return {
+        "rf": min(use_h, use_w),
+        "rf_nominal": nominal,
+        "rf_nominal_h": nominal, "rf_nominal_w": nominal,
+        "rf_usable_h": use_h, "rf_usable_w": use_w,
+        "dead_taps": dead_searched, "dead_taps_net": dead_all,
+        "dead_layers": layers,
+        "rf_stack": cov.rf,
+        "holes": cov.holes,
+        "coverage": cov.coverage,
+        "gridding_free": cov.gridding_free,
+        "hdc_rule1": bool(hdc.rule1.passed),
+        "hdc_rule1_groups": bool(hdc.rule1_groups.passed),
+        "hdc_rule2": bool(hdc.rule2.passed),
+        "hdc_rule3": bool(hdc.rule3.passed),
+        "hdc": bool(hdc.passed),
+        "m": [int(x) for x in hdc.m],
+        "macs": cost.macs,
+        "flops": cost.flops,
+        "gflops": cost.flops / 1e9,
+        "params": cost.params,
+    }
+
+
 def analytic_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
                    image_size: int | Sequence[int]) -> dict[str, np.ndarray]:
     """`analytic_attrs` of every candidate as columns (`BATCH_KEYS`, one row per candidate,
@@ -98,6 +202,8 @@ def analytic_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
     plus ``num_classes``); each (output_stride, width) pair is validated as `ArchConfig`.
     """
     h, w = image_hw(image_size)
+    if arch.get("backbone", "stem") != "stem":
+        return _backbone_batch(cands, arch, (h, w))
     plain = [i for i, c in enumerate(cands) if c.plain]
     if len(plain) < len(cands):
         # degridding candidates (per-axis rates, smoothing, tails) are scored one by one; the
@@ -175,3 +281,23 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: Mapping[str, Any],
     out["macs"], out["params"], out["flops"] = cost.macs, cost.params, cost.flops
     out["gflops"] = cost.flops / 1e9
     return {k: out[k] for k in BATCH_KEYS}
+
+
+def _backbone_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
+                    hw: tuple[int, int]) -> dict[str, np.ndarray]:
+    """`analytic_batch` on a torchvision backbone: one `analytic_attrs` per distinct net.
+
+    Not vectorised: a layer table's support is a walk over a DAG of a hundred-odd rows whose
+    dilations each candidate changes; per candidate it costs milliseconds (docs/theory.md)."""
+    types = {"coverage": float, "gflops": float, "gridding_free": bool, "hdc_rule1": bool,
+             "hdc_rule1_groups": bool, "hdc_rule2": bool, "hdc_rule3": bool, "hdc": bool}
+    out = {k: np.zeros(len(cands), dtype=types.get(k, np.int64)) for k in BATCH_KEYS}
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for i, c in enumerate(cands):
+        a = ArchConfig(**arch, output_stride=c.output_stride, width=c.width)
+        key = (c.rates, c.kernel, c.output_stride, c.width, c.plain)
+        if key not in seen:
+            seen[key] = analytic_attrs(trial_schedule(c, a), a, hw)
+        for k in BATCH_KEYS:
+            out[k][i] = seen[key][k]
+    return out

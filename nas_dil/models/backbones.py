@@ -13,6 +13,7 @@ first use, and its absence is one line naming the extra.
 
 from __future__ import annotations
 
+import json
 import operator
 import urllib.error
 from collections import OrderedDict
@@ -26,10 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from nas_dil.errors import UserError
 from nas_dil.models.config import TV_BACKBONES, ArchConfig
 from nas_dil.models.layers import ConvNormAct, DilatedStack, Head
-from nas_dil.schedule import Schedule, ScheduleError, coverage
+from nas_dil.models.tables import (
+    TABLE_DIR,
+    BackboneError,
+    _check_name,
+    backbone_table,
+    seg_table,
+    split_schedule,
+)
+from nas_dil.schedule import Schedule, coverage
 from nas_dil.schedule.layertable import (
     IMAGE,
     LayerTable,
@@ -56,11 +64,8 @@ __all__ = [
     "model_table",
     "seg_table",
     "trunk_of",
+    "write_tables",
 ]
-
-
-class BackboneError(UserError, ValueError):
-    """A backbone name, weights source or model nas-dil cannot use; one line."""
 
 
 def _tvm() -> Any:
@@ -73,11 +78,6 @@ def _tvm() -> Any:
             "`pip install 'nas-dil[vision]'` (README: pairing torch and torchvision)"
         ) from None
     return tvm
-
-
-def _check_name(name: str) -> None:
-    if name not in TV_BACKBONES:
-        raise BackboneError(f"backbone={name!r}: must be one of {', '.join(TV_BACKBONES)}")
 
 
 def trunk_of(model: nn.Module) -> nn.Sequential:
@@ -203,19 +203,25 @@ def _stock(name: str) -> nn.Module:
 
 @cache
 def layer_table(name: str) -> LayerTable:
-    """Layer table of backbone ``name`` as torchvision builds it (output stride 32)."""
+    """Layer table of backbone ``name`` freshly extracted from torchvision (output stride 32);
+    equal to the stored ``tables.trunk_table(name)`` the rest of nas-dil reads (tested)."""
     with torch.device("meta"):
         model = _stock(name)
     return extract_table(trunk_of(model))
 
 
-def backbone_table(name: str, output_stride: int = 32,
-                   rates: Sequence[int] | None = None) -> LayerTable:
-    """The trunk's table at ``output_stride``, with per-block ``rates`` if given."""
-    try:
-        return dilate(layer_table(name), output_stride, rates)
-    except ValueError as e:
-        raise BackboneError(f"backbone={name!r}: {e}") from None
+def write_tables(names: Sequence[str] = TV_BACKBONES, folder: Path = TABLE_DIR) -> list[Path]:
+    """Store every backbone's freshly extracted table as JSON (what ``trunk_table`` reads);
+    run after a torchvision upgrade changes a trunk (tests/models says when)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names:
+        path = folder / f"{name}.json"
+        d = layer_table(name).to_dict()
+        rows = ",\n".join(json.dumps(op, separators=(",", ":")) for op in d["ops"])
+        path.write_text(f'{{"in_channels": {d["in_channels"]}, "ops": [\n{rows}\n]}}\n')
+        out.append(path)
+    return out
 
 
 def apply_table(trunk: nn.Module, table: LayerTable) -> None:
@@ -317,39 +323,6 @@ class Backbone(nn.Module):
 
 # -- the segmentation net on a backbone ------------------------------------------------------
 
-def _split(name: str, schedule: Schedule | str | Sequence[int], arch: ArchConfig,
-           kernel: int | None) -> tuple[Schedule, tuple[int, ...] | None, Schedule | None]:
-    """(full schedule, backbone block rates or None, head schedule or None) for ``target``.
-
-    A rate list (not a Schedule) takes the blocks' own kernels, then ``kernel`` (3) for the
-    head's layers.
-    """
-    t = layer_table(name)
-    blocks = target_blocks(t, arch.output_stride)
-    n_bb = len(blocks) if arch.target in ("backbone", "both") else 0
-    bb_k = tuple(max(op.kernel for op in t.convs() if op.block == b) for b in blocks)[:n_bb]
-    rates = schedule.rates if isinstance(schedule, Schedule) else Schedule.coerce(schedule).rates
-    if (arch.target == "backbone" and len(rates) != n_bb) or (
-            arch.target == "both" and len(rates) <= n_bb):
-        need = f"{n_bb}" if arch.target == "backbone" else f"more than {n_bb}"
-        then = "" if arch.target == "backbone" else ", then the head's layers"
-        raise ScheduleError(f"rates={list(rates)}: target={arch.target!r} on {name} at "
-                            f"output_stride={arch.output_stride} needs {need} rates (blocks "
-                            f"{', '.join(blocks)}{then})")
-    if isinstance(schedule, Schedule):
-        s = schedule
-        if s.kernels[:n_bb] != bb_k:
-            raise ScheduleError(f"kernels={list(s.kernels)}: the targeted blocks of {name} "
-                                f"have kernels {list(bb_k)}")
-    else:
-        s = Schedule(rates, bb_k + (3 if kernel is None else kernel,) * (len(rates) - n_bb))
-    if not s.stride_free:
-        raise ScheduleError(f"strides={list(s.strides)}: searched layers keep resolution")
-    bb = s.rates[:n_bb] if n_bb else None
-    head = Schedule(s.rates[n_bb:], s.kernels[n_bb:]) if arch.target != "backbone" else None
-    return s, bb, head
-
-
 class BackboneSegNet(nn.Module):
     """Backbone → [1×1 reduce to ``width`` → dilated stack] → head → bilinear up-sampling.
 
@@ -362,7 +335,7 @@ class BackboneSegNet(nn.Module):
                  kernel: int | None = None) -> None:
         super().__init__()
         self.arch = a = arch
-        self.schedule, bb_rates, head = _split(a.backbone, schedule, a, kernel)
+        self.schedule, bb_rates, head = split_schedule(schedule, a, kernel)
         self.backbone = Backbone(a.backbone, a.output_stride, bb_rates, a.weights)
         c = self.backbone.out_channels
         self.reduce: nn.Module | None = None
@@ -393,47 +366,10 @@ class BackboneSegNet(nn.Module):
         return f"backbone={self.arch.backbone}, target={self.arch.target}, rates={self.schedule}"
 
 
-def seg_table(trunk: LayerTable, head: Schedule | None, arch: ArchConfig) -> LayerTable:
-    """The whole net's table: the trunk's rows (under ``backbone.trunk.``) then the head's,
-    named as ``BackboneSegNet``'s modules (so a row finds its module by name)."""
-    a = arch
-    ops = [TableOp(f"backbone.trunk.{op.name}", op.kind, op.inputs, op.c_in, op.c_out,
-                   op.kernel, op.stride, op.dilation, op.padding, op.groups, op.bias,
-                   op.ceil_mode, op.block) for op in trunk.ops]
-    has_norm = a.norm != "none"
-
-    def conv(name: str, c_in: int, c_out: int, k: int = 1, d: int = 1,
-             norm: str | None = None) -> None:
-        """A conv row named ``name`` (biased unless a norm row ``norm`` follows)."""
-        ops.append(TableOp(name, "conv", (len(ops) - 1,), c_in, c_out, k, 1, d,
-                           d * (k - 1) // 2, bias=norm is None))
-        if norm is not None:
-            ops.append(TableOp(norm, "norm", (len(ops) - 1,), c_out, c_out, bias=True))
-
-    c = trunk.out_channels
-    if head is not None:  # ConvNormAct modules: "<name>.conv", "<name>.norm" when normed
-        conv("reduce.conv", c, a.width, norm="reduce.norm" if has_norm else None)
-        for i, (r, k) in enumerate(zip(head.rates, head.kernels, strict=True)):
-            x = len(ops) - 1
-            name = f"stack.layers.{i}"
-            conv(f"{name}.conv", a.width, a.width, k, r,
-                 norm=f"{name}.norm" if has_norm else None)
-            if a.residual:
-                ops.append(TableOp(f"stack.add{i}", "add", (x, len(ops) - 1)))
-        c = a.width
-    conv("head.classifier", c, a.num_classes)
-    if a.context:
-        n = a.num_classes
-        for i, r in enumerate(a.context_rates):
-            conv(f"head.context.conv{i}", n, n, 3, r)
-        conv("head.context.out", n, n)
-    return LayerTable(tuple(ops), trunk.in_channels)
-
-
 def model_table(model: BackboneSegNet) -> LayerTable:
     """The analytic table of a built net (from its config alone: no tracing)."""
     a = model.arch
-    _, bb, head = _split(a.backbone, model.schedule, a, None)
+    _, bb, head = split_schedule(model.schedule, a)
     return seg_table(backbone_table(a.backbone, a.output_stride, bb), head, a)
 
 
@@ -444,7 +380,7 @@ def describe_backbone_model(model: BackboneSegNet, h: int, w: int) -> dict[str, 
     target "backbone"), ``rf_image`` the whole net's; all nominal, image pixels per axis.
     """
     a = model.arch
-    _, bb, head = _split(a.backbone, model.schedule, a, None)
+    _, bb, head = split_schedule(model.schedule, a)
     trunk = backbone_table(a.backbone, a.output_stride, bb)
     table = seg_table(trunk, head, a)
     cost = table_cost(table, h, w)

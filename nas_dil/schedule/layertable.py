@@ -46,6 +46,8 @@ __all__ = [
     "dilate",
     "has_global",
     "op_sizes",
+    "sub_table",
+    "support_rows",
     "table_cost",
     "table_coverage",
     "table_rf",
@@ -294,11 +296,54 @@ def table_coverage(t: LayerTable, n: int | None = None, unit: int = 0) -> Covera
                     largest_gap=_largest_run(~sup), gridding_free=rf == seen)
 
 
+def _back_rows(rows: np.ndarray, op: TableOp, n_in: int) -> np.ndarray:
+    """``_back`` for every output unit at once: (units, n_out) -> (units, n_in) bool."""
+    if op.kind not in ("conv", "maxpool", "avgpool"):
+        return rows
+    out = np.zeros((rows.shape[0], n_in), dtype=bool)
+    p = np.arange(rows.shape[1], dtype=np.int64) * op.stride - op.padding
+    for k in range(op.kernel):
+        x = p + k * op.dilation
+        ok = (x >= 0) & (x < n_in)
+        if ok.any():
+            out[:, x[ok]] |= rows[:, ok]  # x is distinct within one tap: no write conflicts
+    return out
+
+
+def support_rows(t: LayerTable, n: int) -> np.ndarray:
+    """(units, n) bool: row u holds the input positions (per axis, input length ``n``) that
+    reach output unit u along local paths; zero padding ends paths (``table_support`` of
+    every unit at once)."""
+    sizes = _lengths(t, n)
+    g = _is_global(t)
+    need: dict[int, np.ndarray] = {len(t) - 1: np.eye(sizes[-1], dtype=bool)}
+    image = np.zeros((sizes[-1], n), dtype=bool)
+    for i in range(len(t) - 1, -1, -1):
+        rows = need.pop(i, None)
+        if rows is None:
+            continue
+        for j in t.ops[i].inputs:
+            if j != IMAGE and g[j]:
+                continue  # a broadcast value (as in table_support)
+            p = _back_rows(rows, t.ops[i], n if j == IMAGE else sizes[j])
+            if j == IMAGE:
+                image |= p
+            else:
+                need[j] = need[j] | p if j in need else p
+    return image
+
+
 def usable_rf(t: LayerTable, n: int) -> int:
-    """RF per axis that an input of length ``n`` can supply to its centre output unit:
-    the extent of that unit's support once zero padding ends paths (<= n and <= nominal)."""
-    n_out = _lengths(t, n)[-1]
-    return int(table_support(t, n, (n_out - 1) // 2)[1].size)
+    """RF per axis that an input of length ``n`` can supply: the widest extent (first to
+    last pixel) of any output unit's support once zero padding ends paths (<= n and <=
+    nominal); ``nas_dil.schedule.crop``'s ``rf_usable`` for a layer table."""
+    rows = support_rows(t, n)
+    seen = rows.any(axis=1)
+    if not seen.any():
+        return 0
+    first = rows.argmax(axis=1)
+    last = n - 1 - rows[:, ::-1].argmax(axis=1)
+    return int((last - first + 1)[seen].max())
 
 
 def dead_taps(t: LayerTable, n: int) -> dict[str, tuple[int, ...]]:
@@ -319,6 +364,19 @@ def dead_taps(t: LayerTable, n: int) -> dict[str, tuple[int, ...]]:
         if dead:
             out[op.name] = dead
     return out
+
+
+def sub_table(t: LayerTable, rows: range) -> LayerTable:
+    """Rows ``rows`` (contiguous) of ``t`` as a net of their own: inputs from before the
+    range become the sub-net's input (IMAGE). For the coverage of a part of a net, in the
+    part's own input pixels."""
+    if not rows or rows.step != 1 or rows.start < 0 or rows.stop > len(t):
+        raise ValueError(f"rows={rows}: need a non-empty contiguous range of {len(t)} rows")
+    c_in = t.in_channels if rows.start == 0 else _channels(t)[rows.start - 1]
+    ops = tuple(replace(op, inputs=tuple(dict.fromkeys(
+        IMAGE if j < rows.start else j - rows.start for j in op.inputs)))
+        for op in t.ops[rows.start:rows.stop])
+    return LayerTable(ops, c_in)
 
 
 def _levels(t: LayerTable) -> list[int]:

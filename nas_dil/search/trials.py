@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from nas_dil.models.analytic import analytic_attrs, analytic_batch
+from nas_dil.models.analytic import analytic_attrs, analytic_batch, trial_schedule
 from nas_dil.models.config import ArchConfig
 from nas_dil.search.config import StudyConfig
 from nas_dil.search.hvi import SamplerContext
@@ -75,7 +75,8 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
         train = replace(train, cpus=int(cfg.parallel.cpus))
     tc = TrialConfig(arch, cfg.data, train).to_dict()
     crop = cfg.data.crop_hw
-    analytic = analytic_attrs(cand.schedule, arch, crop)
+    schedule = trial_schedule(cand, arch)  # on a backbone the blocks keep their kernels
+    analytic = analytic_attrs(schedule, arch, crop)
     options = asdict(cfg.trial)
     kind = {"kind": cfg.trial.kind, **(options if cfg.trial.kind == "sleep" else {})}
     key = trial_key(cand, tc, cfg.seed, kind)
@@ -98,7 +99,7 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
         if analytic["dead_taps"]:
             violated.append(dead_tap_reason({**analytic, "crop": list(crop)}))
     payload = TrialPayload(kind=cfg.trial.kind, trial_config=tc,
-                           schedule=cand.schedule.to_dict(), seed=cfg.seed, key=key,
+                           schedule=schedule.to_dict(), seed=cfg.seed, key=key,
                            number=number, analytic=analytic, losses=losses(cfg, analytic),
                            keep_weights=cfg.keep_weights,
                            options=({**options, "feature_cache": cfg.feature_cache}

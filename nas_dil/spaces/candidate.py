@@ -12,7 +12,8 @@ from nas_dil.spaces.errors import space_error
 
 __all__ = ["OUTPUT_STRIDES", "Candidate"]
 
-OUTPUT_STRIDES = (4, 8, 16)  # output strides a backbone stem can produce
+OUTPUT_STRIDES = (4, 8, 16, 32)  # the stem net takes 4-16 (32 too), torchvision backbones
+# 8-32: the study's [arch] decides which (nas_dil.models.ArchConfig, checked at preflight)
 _FIELDS = ("rates", "kernel", "output_stride", "width")
 _OPTIONAL = ("rates_w", "smooth", "tail")  # degridding dimensions: absent when off
 
@@ -38,7 +39,7 @@ class Candidate:
 
     rates: tuple[int, ...]  # dilation per layer (along the height), each >= 1
     kernel: int  # K×K for every stack layer (odd, >= 1)
-    output_stride: int  # resolution of the stack's input: 4, 8 or 16
+    output_stride: int  # resolution of the stack's input: 4, 8, 16 or 32
     width: int  # channels of the dilated stack, >= 1
     rates_w: tuple[int, ...] = ()  # per-axis rates: dilation along the width (empty: square)
     smooth: bool = False  # Wang & Ji shared pre-filter before every layer with a rate > 1

@@ -7,7 +7,7 @@ A space is data. Its keys (every shipped file documents each one with a comment)
     depth = 6 | { min = 3, max = 9 }    # layers in the stack (required by free/gapfree;
                                         #   for the other rules an optional filter)
     kernel = [3]                        # K×K choices (odd ints >= 1); an int is a one-item list
-    output_stride = [8, 16]             # subset of 4, 8, 16
+    output_stride = [8, 16]             # subset of 4, 8, 16, 32 (the [arch] decides)
     width = [16, 32]                    # channel choices (ints >= 1)
     require_gridding_free = false       # optional: keep only hole-free stacks
     smooth = [false, true]              # optional: smoothed dilated convs (Wang & Ji) as a
@@ -162,7 +162,7 @@ class SpaceConfig:
     description: str  # one-line summary for reports
     depth: IntRange | None  # layers in the stack; None: whatever the rule makes
     kernel: tuple[int, ...]  # K choices (odd, distinct)
-    output_stride: tuple[int, ...]  # output-stride choices (distinct, from 4/8/16)
+    output_stride: tuple[int, ...]  # output-stride choices (distinct, from 4/8/16/32)
     width: tuple[int, ...]  # channel choices (distinct, >= 1)
     require_gridding_free: bool  # only hole-free stacks (always true for gapfree and hdc)
     rates: RateOptions  # the rate rule and its options

@@ -14,11 +14,14 @@ from nas_dil.schedule.layertable import (
     TableOp,
     _levels,
     dilate,
+    sub_table,
+    support_rows,
     table_cost,
     table_coverage,
     table_rf,
     table_support,
     target_blocks,
+    usable_rf,
 )
 
 
@@ -105,6 +108,34 @@ def test_support_with_residuals_and_borders_matches_brute_force(seed: int) -> No
         lo, mask = table_support(t, n, unit)
         got = {lo + int(i) for i in np.flatnonzero(mask)}
         assert got == _brute_support(t, n, unit)
+    # every unit at once; the usable RF is the widest of them
+    rows = support_rows(t, n)
+    assert rows.shape == (n_out, n)
+    exts = []
+    for unit in range(n_out):
+        want = _brute_support(t, n, unit)
+        assert set(np.flatnonzero(rows[unit]).tolist()) == want
+        exts.append(max(want) - min(want) + 1)
+    assert usable_rf(t, n) == max(exts)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sub_table_is_the_part_on_its_own(seed: int) -> None:
+    rng = random.Random(seed)
+    t = _random_resnet(rng)
+    start = rng.choice([i for i, op in enumerate(t.ops) if op.name.endswith(".a")])
+    sub = sub_table(t, range(start, len(t)))
+    # the rows from a block's first conv on, fed by the block's input: the same support as
+    # the net built from those rows alone (brute force on the sub-table's own rows)
+    assert sub.ops[0].inputs == (IMAGE,) and all(j < i for i, op in enumerate(sub.ops)
+                                                  for j in op.inputs)
+    n = rng.randint(9, 40)
+    n_out = table_cost(sub, n, 1).out_h
+    lo, mask = table_support(sub, n, n_out // 2)
+    assert {lo + int(i) for i in np.flatnonzero(mask)} == _brute_support(sub, n, n_out // 2)
+    assert sub.in_channels == 2 and len(sub) == len(t) - start
+    with pytest.raises(ValueError, match="contiguous range"):
+        sub_table(t, range(3, 3))
 
 
 def _stages_table() -> LayerTable:
