@@ -6,8 +6,10 @@ files of an earlier export):
 - ``schedule.json``: the schedule, the architecture (``model_config``: what
   ``model_from_config`` takes), metrics, RF, holes, FLOPs, params, the HDC certificate (M_i
   trace, sawtooth groups, their M traces and gcds, rule verdicts with reasons, exact
-  coverage), the pick rule, and provenance (study, storage, trial number, seed, data, trial
-  config, package versions, git commit when the code is a git checkout).
+  coverage), ``mmseg`` (an mmsegmentation config fragment where the net is expressible
+  there, and what is not: ``nas_dil.export.mmseg``), the pick rule, and provenance (study,
+  storage, trial number, seed, data, trial config, package versions, git commit when the
+  code is a git checkout).
 - ``weights.pt``: the trial's state_dict, when the search kept it (a search keeps the weights
   of Pareto-front trials and seed baselines, ``OUT/weights/trial_<N>.pt``, recorded in the
   trial's ``weights`` attr). Checked on export: it loads into the rebuilt net (strict) and the
@@ -16,7 +18,9 @@ files of an earlier export):
   traced at the trial's training image size.
 
 ``load_exported(out)`` rebuilds the exact net: same parameter count, the trained weights
-(``torch.load(..., weights_only=True)``), eval mode.
+(``torch.load(..., weights_only=True)``), eval mode. A net on a torchvision backbone is
+rebuilt whole (trunk, head) from the state_dict; its ``weights`` setting (the backbone's
+starting point, perhaps a file on the search's machine) is not read then.
 
 Everything is checked and written into a temporary folder beside ``out`` first; ``out`` only
 changes once all files exist, so bad input overwrites nothing.
@@ -96,9 +100,12 @@ def _model_config(t: FrozenTrial, where: str) -> dict[str, Any]:
     if missing:
         raise ExportError(f"{where}: trial {t.number} lacks the {', '.join(missing)} attribute "
                           "(not written by a nas-dil search)")
+    from nas_dil.models.analytic import trial_schedule
+
     cand = Candidate.from_dict(attrs["candidate"])
     arch = ArchConfig.from_dict(dict(attrs["arch"]))
-    return {"schedule": cand.schedule.to_dict(), "arch": arch.to_dict()}
+    # on a torchvision backbone the targeted blocks keep their own kernels (as the trial built)
+    return {"schedule": trial_schedule(cand, arch).to_dict(), "arch": arch.to_dict()}
 
 
 def _load_state_dict(path: Path) -> dict[str, Any]:
@@ -119,6 +126,11 @@ def _load_state_dict(path: Path) -> dict[str, Any]:
 def _build(config: dict[str, Any], state: dict[str, Any] | None, source: str) -> torch.nn.Module:
     from nas_dil.models import model_from_config
 
+    arch = config["arch"]
+    if state is not None and arch.get("weights", "none") != "none":
+        # the state_dict holds every tensor: the backbone's starting weights (and their file,
+        # perhaps on another machine) are not needed to rebuild the trained net
+        config = {**config, "arch": {**arch, "weights": "none"}}
     model = model_from_config(config)
     if state is not None:
         try:
@@ -147,6 +159,12 @@ def _hdc_certificate(config: dict[str, Any]) -> dict[str, Any]:
             "hdc_rule3_reason", "hdc", "coverage", "holes", "holes_1d", "largest_gap",
             "gridding_free", "counts_1d")
     return {k: a[k] for k in keys}
+
+
+def _mmseg(config: dict[str, Any]) -> dict[str, Any]:
+    from nas_dil.export.mmseg import mmseg_fragment
+
+    return mmseg_fragment(config["schedule"], config["arch"])
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -275,6 +293,7 @@ def export_trial(
         "gflops": attrs.get("gflops"),
         "params": n_params,
         "hdc_certificate": _hdc_certificate(config),
+        "mmseg": _mmseg(config),
         "feasible": feasible(trial),
         "constraints": dict(trial.constraints),
         "pick": {"rule": str(p), "reason": reason},
@@ -340,6 +359,7 @@ def write_bundle(out: str | os.PathLike[str], doc: dict[str, Any], model: torch.
            "arch": config["arch"], **doc}
     doc.setdefault("params", _n_params(model))
     doc.setdefault("hdc_certificate", _hdc_certificate(config))
+    doc.setdefault("mmseg", _mmseg(config))
     doc.setdefault("files", {"weights": WEIGHTS_FILE if weights else None,
                              "onnx": ONNX_FILE if onnx_hw is not None else None})
     prov = doc.setdefault("provenance", {})

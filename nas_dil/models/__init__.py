@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from nas_dil.models.presets import (
         PRESETS,
         context_module,
+        context_module_vgg16,
         deeplab_multigrid,
         hdc_sawtooth,
         yu_koltun_front_end,
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
 
 _NET = ("ContextModule", "ConvNormAct", "DilatedSegNet", "DilatedStack", "Head", "build_model",
         "count_params", "describe_model", "model_config", "model_from_config")
-_PRESETS = ("PRESETS", "context_module", "deeplab_multigrid", "hdc_sawtooth",
-            "yu_koltun_front_end")
+_PRESETS = ("PRESETS", "context_module", "context_module_vgg16", "deeplab_multigrid",
+            "hdc_sawtooth", "yu_koltun_front_end")
 _BACKBONES = ("Backbone", "BackboneSegNet", "apply_schedule", "layer_table")
 _LAZY = {**dict.fromkeys(_NET, "nas_dil.models.net"),
          **dict.fromkeys(_BACKBONES, "nas_dil.models.backbones"),
@@ -60,6 +61,7 @@ __all__ = [
     "apply_schedule",
     "build_model",
     "context_module",
+    "context_module_vgg16",
     "count_params",
     "deeplab_multigrid",
     "describe_model",

@@ -22,6 +22,7 @@ within every sawtooth group, ``hdc_rule2``, ``hdc_rule3``, ``hdc`` (rules 1 per 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -287,17 +288,23 @@ def _backbone_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
                     hw: tuple[int, int]) -> dict[str, np.ndarray]:
     """`analytic_batch` on a torchvision backbone: one `analytic_attrs` per distinct net.
 
-    Not vectorised: a layer table's support is a walk over a DAG of a hundred-odd rows whose
-    dilations each candidate changes; per candidate it costs milliseconds (docs/theory.md)."""
+    Not vectorised: a layer table's support is a walk over a DAG of 60-350 rows whose
+    dilations each candidate changes (10-50 ms per net, docs/theory.md); rows are cached
+    across calls (`_backbone_row`), so a sampler re-scoring its pool pays once."""
     types = {"coverage": float, "gflops": float, "gridding_free": bool, "hdc_rule1": bool,
              "hdc_rule1_groups": bool, "hdc_rule2": bool, "hdc_rule3": bool, "hdc": bool}
     out = {k: np.zeros(len(cands), dtype=types.get(k, np.int64)) for k in BATCH_KEYS}
-    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in arch.items()))
     for i, c in enumerate(cands):
-        a = ArchConfig(**arch, output_stride=c.output_stride, width=c.width)
-        key = (c.rates, c.kernel, c.output_stride, c.width, c.plain)
-        if key not in seen:
-            seen[key] = analytic_attrs(trial_schedule(c, a), a, hw)
-        for k in BATCH_KEYS:
-            out[k][i] = seen[key][k]
+        row = _backbone_row(c, frozen, hw)
+        for k, v in zip(BATCH_KEYS, row, strict=True):
+            out[k][i] = v
     return out
+
+
+@lru_cache(maxsize=8192)
+def _backbone_row(c: Candidate, arch: tuple[tuple[str, Any], ...],
+                  hw: tuple[int, int]) -> tuple[Any, ...]:
+    a = ArchConfig(**dict(arch), output_stride=c.output_stride, width=c.width)
+    one = analytic_attrs(trial_schedule(c, a), a, hw)
+    return tuple(one[k] for k in BATCH_KEYS)

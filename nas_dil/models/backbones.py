@@ -57,6 +57,7 @@ __all__ = [
     "apply_schedule",
     "apply_table",
     "backbone_table",
+    "check_backbone",
     "describe_backbone_model",
     "extract_table",
     "layer_table",
@@ -276,6 +277,20 @@ def _state_dict(name: str, weights: str) -> dict[str, torch.Tensor]:
     return sd
 
 
+def _check_state_dict(own: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], name: str,
+                      weights: str) -> None:
+    """Every trunk tensor in ``sd`` with its shape, else one line."""
+    missing = [k for k in own if k not in sd]
+    if missing:
+        raise BackboneError(f"weights={weights!r}: {len(missing)} tensors of {name} missing, "
+                            f"e.g. {missing[:3]}")
+    bad = [k for k in own if sd[k].shape != own[k].shape]
+    if bad:
+        k = bad[0]
+        raise BackboneError(f"weights={weights!r}: {k} has shape {list(sd[k].shape)}, "
+                            f"{name} needs {list(own[k].shape)}")
+
+
 def load_weights(trunk: nn.Module, name: str, weights: str) -> None:
     """Load ``weights`` ('none', 'imagenet' or a state_dict path) into a trunk.
 
@@ -286,16 +301,20 @@ def load_weights(trunk: nn.Module, name: str, weights: str) -> None:
         return
     sd = _state_dict(name, weights)
     own = trunk.state_dict()
-    missing = [k for k in own if k not in sd]
-    if missing:
-        raise BackboneError(f"weights={weights!r}: {len(missing)} tensors of {name} missing, "
-                            f"e.g. {missing[:3]}")
-    bad = [k for k in own if sd[k].shape != own[k].shape]
-    if bad:
-        k = bad[0]
-        raise BackboneError(f"weights={weights!r}: {k} has shape {list(sd[k].shape)}, "
-                            f"{name} needs {list(own[k].shape)}")
+    _check_state_dict(own, sd, name, weights)
     trunk.load_state_dict({k: sd[k] for k in own})
+
+
+def check_backbone(name: str, weights: str) -> None:
+    """What a trial on backbone ``name`` needs, checked before a search writes anything:
+    torchvision importable, and the weights there ('imagenet': in torch's hub cache, or
+    downloadable now; a path: a state_dict with every trunk tensor at its shape). One
+    `BackboneError` line otherwise."""
+    _check_name(name)
+    with torch.device("meta"):
+        own = trunk_of(_stock(name)).state_dict()  # imports torchvision: its error first
+    if weights != "none":
+        _check_state_dict(own, _state_dict(name, weights), name, weights)
 
 
 class Backbone(nn.Module):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -117,6 +118,16 @@ class LayerTable:
     def __len__(self) -> int:
         return len(self.ops)
 
+    # per-table facts every pass needs, computed once (cached_property writes the instance
+    # __dict__ directly, so the frozen dataclass keeps its fields, equality and hash)
+    @cached_property
+    def _global_rows(self) -> list[bool]:
+        return _is_global_rows(self)
+
+    @cached_property
+    def _length_cache(self) -> dict[int, list[int]]:
+        return {}
+
     @property
     def out_channels(self) -> int:
         return _channels(self)[-1]
@@ -147,6 +158,10 @@ def _channels(t: LayerTable) -> list[int]:
 
 def _is_global(t: LayerTable) -> list[bool]:
     """Rows whose value is one number per channel (a global pool, or computed from one)."""
+    return t._global_rows
+
+
+def _is_global_rows(t: LayerTable) -> list[bool]:
     g: list[bool] = []
     for op in t.ops:
         if op.kind == "global":
@@ -176,6 +191,13 @@ def _out_len(n: int, op: TableOp) -> int:
 
 def _lengths(t: LayerTable, n: int) -> list[int]:
     """Each row's output length along one axis of input length n (sizes are per axis)."""
+    cache = t._length_cache
+    if n not in cache:
+        cache[n] = _lengths_of(t, n)
+    return cache[n]
+
+
+def _lengths_of(t: LayerTable, n: int) -> list[int]:
     out: list[int] = []
     g = _is_global(t)
     for op in t.ops:

@@ -54,6 +54,7 @@ from nas_dil.search.ledger import Ledger, Run, State, snapshot_maker
 from nas_dil.search.lock import DriverLock, StudyLocked
 from nas_dil.search.objectives import dead_tap_share, objective_ranges
 from nas_dil.search.preflight import (
+    check_arch,
     check_baselines,
     check_feasible,
     check_paths,
@@ -125,6 +126,7 @@ class _Search:
         cfg = self.cfg
         check_paths(self.out, self.url)
         check_sampler(cfg, self.space)
+        check_arch(cfg, self.space)
         self.baselines = baseline_candidates(cfg.baselines, self.space, str(cfg.path))
         check_baselines(cfg, self.space, self.baselines)
         existing = check_study(cfg, self.space, self.url, self.resume)

@@ -5,7 +5,10 @@ study's metadata (`StudyMeta`) for a new study.
   and random need every baseline inside the space);
 - the storage can be reached and, when the study exists, it is a nas-dil study with the same
   objectives, trial-defining settings and search space (a resumed study means the same thing);
-- ``--resume`` finds the study.
+- ``--resume`` finds the study;
+- the study's [arch] makes a net of every candidate (`check_arch`): output strides the
+  backbone runs at, on a torchvision backbone depths that fit the targeted blocks, and
+  torchvision and the weights there when trials build nets.
 
 Every refusal is one `UserError` / `StorageError` line and leaves every study as it was.
 """
@@ -27,8 +30,8 @@ from nas_dil.search.records import StudyMeta
 from nas_dil.search.storage import StorageError, check_storage, read_meta, safe_url
 from nas_dil.spaces import Candidate, Space
 
-__all__ = ["Existing", "check_baselines", "check_feasible", "check_paths", "check_sampler",
-           "check_study", "study_meta"]
+__all__ = ["Existing", "check_arch", "check_baselines", "check_feasible", "check_paths",
+           "check_sampler", "check_study", "study_meta"]
 
 _INSIDE_ONLY_OK = ("hvi", "tpe", "random")  # samplers that take trials outside the space
 
@@ -49,6 +52,60 @@ def check_baselines(cfg: StudyConfig, space: Space,
             f"{cfg.path}: baselines {', '.join(outside)} are not in space {space.name}; "
             f"sampler {cfg.sampler.name!r} needs every trial inside the space (use hvi, tpe "
             "or random, or a space that contains them)")
+
+
+def check_arch(cfg: StudyConfig, space: Space) -> None:
+    """The study's [arch] around every candidate of the space, one line per problem:
+
+    - every output stride of the space makes a valid `ArchConfig` (the stem net: 4-32;
+      torchvision backbones 8, 16, 32);
+    - on a torchvision backbone with target "backbone" or "both" the number of block rates
+      follows from the backbone and the output stride (``tables.block_kernels``): each depth
+      the space proposes must equal it ("backbone") or exceed it ("both", the rest is the
+      head's); with no head, kernel and width have one choice each (else twins);
+    - degridding dimensions are the stem net's;
+    - trials that build nets (kind "train") need torchvision and the weights: checked here,
+      loading them once (``backbones.check_backbone``).
+    """
+    from nas_dil.models.config import ArchConfig, ArchError
+
+    sc = space.config
+    where = f"{cfg.path}: [arch] with space {space.name}"
+    for os_ in sc.output_stride:
+        try:
+            ArchConfig(**cfg.arch, output_stride=os_, width=sc.width[0])
+        except ArchError as e:
+            raise UserError(f"{where}: {e}") from None
+    name = str(cfg.arch.get("backbone", "stem"))
+    if name == "stem":
+        return
+    if sc.degridding:
+        raise UserError(f"{where}: smooth, tail and per_axis are the stem net's; "
+                        f"backbone={name!r} takes square, unsmoothed layers")
+    target = str(cfg.arch.get("target", "head"))
+    if target != "head":
+        from nas_dil.models.tables import block_kernels
+
+        depths = space.depths()
+        for os_ in sc.output_stride:
+            blocks = block_kernels(name, os_)[0]
+            n = len(blocks)
+            bad = [d for d in depths if (d != n if target == "backbone" else d <= n)]
+            if bad:
+                need = f"depth = {n}" if target == "backbone" else f"depths > {n}"
+                raise UserError(
+                    f"{where}: depth {bad[0]} cannot fit: target={target!r} on {name} at "
+                    f"output_stride={os_} sets {n} block rates ({blocks[0]} … {blocks[-1]})"
+                    f"{'' if target == 'backbone' else ' before the head'}; the space's "
+                    f"depths are {list(depths)}, it needs {need}")
+    if target == "backbone" and (len(sc.kernel) > 1 or len(sc.width) > 1):
+        raise UserError(f"{where}: target='backbone' has no head stack, so kernel "
+                        f"{list(sc.kernel)} and width {list(sc.width)} would train one net "
+                        "under several names; give one value each")
+    if cfg.trial.kind == "train":
+        from nas_dil.models.backbones import check_backbone
+
+        check_backbone(name, str(cfg.arch.get("weights", "none")))
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,12 @@ def candidate_crop_fields(c: Candidate, h: int, w: int, **arch: Any) -> dict[str
 
 
 def dead_tap_reason(fields: Mapping[str, Any]) -> str:
-    """One line for an infeasible trial: which stack convs have dead taps, and why."""
+    """One line for an infeasible trial: which searched convs have dead taps, and why (the
+    stack's; on a torchvision backbone the layers flagged ``searched``)."""
     h, w = fields["crop"]
     parts = []
     for d in fields["dead_layers"]:
-        if not d["name"].startswith("stack."):
+        if not d.get("searched", d["name"].startswith("stack.")):
             continue
         dil = "×".join(map(str, dict.fromkeys(d["dilation"])))
         parts.append(f"{d['name']} (dilation {dil} on a {d['size_in'][0]}×{d['size_in'][1]} "

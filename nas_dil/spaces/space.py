@@ -76,6 +76,14 @@ class Space:
             out.append(self.sample(trial))  # type: ignore[arg-type]  # duck-typed trial
         return out
 
+    def depths(self) -> tuple[int, ...]:
+        """The stack depths (rate-list lengths, tails not counted) the space proposes."""
+        cfg = self.config
+        if cfg.depth is not None and cfg.rule in ("free", "gapfree"):
+            return tuple(cfg.depth.values())  # [1] * d is valid at every depth of the range
+        return tuple(sorted({d for k in cfg.kernel
+                             for d, n in self.rule.count_by_depth(k).items() if n}))
+
     def count(self) -> int:
         """Exact number of distinct candidates (every Candidate field)."""
         if self._count is None:

@@ -351,3 +351,20 @@ def test_dead_taps_get_no_gradient() -> None:
         live = [i for i in range(g.shape[-1]) if i not in taps]
         assert g[:, :, taps, :].abs().max() == 0 and g[:, :, :, taps].abs().max() == 0
         assert g[:, :, live][:, :, :, live].abs().max() > 0
+
+
+def test_yu_koltun_context_module_on_vgg16() -> None:
+    from nas_dil.models import context_module_vgg16
+
+    with torch.device("meta"):
+        m = context_module_vgg16(num_classes=3)
+    assert m.arch.backbone == "vgg16" and m.arch.output_stride == 8 and m.arch.context
+    trunk = m.backbone.trunk.features
+    pools = [i for i, x in enumerate(trunk) if isinstance(x, nn.MaxPool2d)]
+    assert len(pools) == 3  # pool4 and pool5 removed (identities)
+    convs = [x for x in trunk if isinstance(x, nn.Conv2d)]
+    assert [c.dilation[0] for c in convs[-3:]] == [2, 2, 2]  # conv5 after the removed pool4
+    assert [c.dilation[0] for c in convs[:-3]] == [1] * 10
+    assert m.stack.layers[0].conv.dilation == (4, 4)  # fc6's part
+    assert [c.dilation[0] for c in m.head.context.modules() if isinstance(c, nn.Conv2d)
+            and c.kernel_size[0] == 3] == [1, 1, 2, 4, 8, 16, 1]

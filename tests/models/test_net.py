@@ -25,6 +25,7 @@ from nas_dil.models import (
     model_from_config,
     yu_koltun_front_end,
 )
+from nas_dil.models.presets import ARCH
 from nas_dil.schedule import Schedule, ScheduleError
 
 
@@ -104,8 +105,12 @@ def test_presets() -> None:
     assert deeplab_multigrid().arch.output_stride == 16
     assert hdc_sawtooth().schedule.rates == (1, 2, 5, 1, 2, 5)
     assert hdc_sawtooth(width=8).arch.width == 8  # keyword overrides win
-    assert set(PRESETS) == {"yu_koltun_front_end", "context_module", "deeplab_multigrid",
-                            "hdc_sawtooth"}
+    assert set(PRESETS) == {"yu_koltun_front_end", "context_module", "context_module_vgg16",
+                            "deeplab_multigrid", "hdc_sawtooth"}
+    assert set(ARCH) == set(PRESETS)
+    for name, fields in ARCH.items():  # the data a study's [arch] can copy builds the preset
+        built = PRESETS[name]().arch.to_dict()
+        assert {k: built[k] for k in fields} == {k: v for k, v in fields.items()}, name
     with torch.no_grad():
         assert fe.eval()(torch.randn(1, 3, 70, 50)).shape == (1, 21, 70, 50)
 

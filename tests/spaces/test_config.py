@@ -36,7 +36,7 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("even kernel", {**FREE, "kernel": [3, 4]}, "kernel", "odd"),
     ("kernel string", {**FREE, "kernel": "3"}, "kernel", "got '3'"),
     ("kernel missing", _without(FREE, "kernel"), "kernel", "missing"),
-    ("output stride 32", {**FREE, "output_stride": [8, 32]}, "output_stride", "got 32"),
+    ("output stride 64", {**FREE, "output_stride": [8, 64]}, "output_stride", "got 64"),
     ("output stride empty", {**FREE, "output_stride": []}, "output_stride", "non-empty"),
     ("width zero", {**FREE, "width": [0]}, "width", "got 0"),
     ("width missing", _without(FREE, "width"), "width", "missing"),

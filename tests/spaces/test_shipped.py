@@ -19,7 +19,18 @@ EXPECTED_COUNTS = {
     "hdc": 24 * 2 * 2,
     "exponential": 4 * 2 * 2 * 2,  # levels 3..6 × leading 0/1 × trailing 0/1 × 2 widths
     "multigrid": 4 * 3 * 2 * 2 * 2,  # 4 grids × 3 base rates × 1..2 repeats, all distinct
+    "resnet50_multigrid": 4**3,  # layer4's 3 blocks, rates 1-4; one OS, kernel, width
 }
+
+
+@pytest.mark.parametrize(("name", "depths"), [
+    ("free", (3, 4, 5, 6)), ("resnet50_multigrid", (3,)), ("hdc", (3, 4, 6, 8, 9)),
+    ("multigrid", (3, 6))])
+def test_depths(name: str, depths: tuple[int, ...]) -> None:
+    s = load_space(name)
+    assert s.depths() == depths
+    if s.count() < 2_000:
+        assert {c.depth for c in s.enumerate()} == set(depths)
 
 
 def test_every_rule_is_shipped() -> None:
