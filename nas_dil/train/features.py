@@ -1,6 +1,6 @@
 """Frozen-backbone features cached on disk: computed once per key, memory-mapped by trials.
 
-With ``[trial] freeze = "backbone"`` only the searched head trains, so the backbone's output
+With ``[train] freeze = "backbone"`` only the searched head trains, so the backbone's output
 for each training image is the same in every trial. This module computes it once per
 ``FeatureKey`` (data, backbone, weights, output stride, augmentation views) and stores it
 as float16 ``.npy`` files under ``root/<digest>/`` with a ``manifest.json``; every trial
@@ -9,7 +9,7 @@ memory-maps the files. A cache is used only when its manifest's key equals the a
 sha256 equals the manifest's (a truncated or altered file is rebuilt, never read).
 
 Where: ``root`` is a node-local folder, by default ``default_root()`` (``NAS_DIL_CACHE`` or
-``~/.cache/nas-dil``, then ``features/``; a study's ``[trial] feature_cache`` names another).
+``~/.cache/nas-dil``, then ``features/``; a study's ``feature_cache`` names another).
 Outside any study's output folder on purpose: deleting a study keeps the cache for the next
 study with the same key. The first process on a node to need a key builds it under a lock
 file (``fcntl.flock``, released if that process dies); the others wait, then read it. A
