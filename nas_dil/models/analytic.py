@@ -17,6 +17,10 @@ stack's 2-D coverage, ``hdc_rule1`` rule 1 on the whole schedule, ``hdc_rule1_gr
 within every sawtooth group, ``hdc_rule2``, ``hdc_rule3``, ``hdc`` (rules 1 per group, 2, 3),
 ``m`` (M_1 … M_n; not in the batch form: rows differ in length), ``macs`` / ``flops`` (2·macs) /
 ``gflops`` (flops / 1e9) per image at the crop, ``params``. Pure numpy (no torch).
+
+On a torchvision backbone (``arch.backbone != "stem"``) the same keys come from the net's
+stored layer table (`_backbone_attrs`; ``nas_dil.models.tables``): the "stack" is then the
+*searched part* (the targeted blocks and/or the head stack) and ``dead_taps`` its convs'.
 """
 
 from __future__ import annotations

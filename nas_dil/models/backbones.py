@@ -1,10 +1,12 @@
 """torchvision backbones with searched per-block dilation rates, and ``apply_schedule``.
 
 A backbone is a torchvision classification net cut before its pooling and classifier (its
-*trunk*). Its layer table (``nas_dil.schedule.layertable``) is extracted once per backbone by
-tracing the trunk built on the meta device (no weights, no memory), and cached; output stride
-and rates are applied to the table in pure numpy (``dilate``), and the same table then sets
-each conv's stride, dilation and padding on the torch modules. Weight shapes never change, so
+*trunk*). Its layer table (``nas_dil.schedule.layertable``) is extracted by tracing the trunk
+built on the meta device (no weights, no memory: ``layer_table``) and shipped as package data
+(``nas_dil.models.tables``, written by ``write_tables``, held equal to a fresh extraction by
+the tests); output stride and rates are applied to the stored table in pure numpy
+(``dilate``), and the same table then sets each conv's stride, dilation and padding on the
+torch modules. Weight shapes never change, so
 pretrained weights load at any output stride and any rates.
 
 torchvision is an optional dependency (``pip install 'nas-dil[vision]'``): it is imported on
@@ -32,8 +34,8 @@ from nas_dil.models.layers import ConvNormAct, DilatedStack, Head
 from nas_dil.models.tables import (
     TABLE_DIR,
     BackboneError,
-    _check_name,
     backbone_table,
+    check_name,
     seg_table,
     split_schedule,
 )
@@ -198,7 +200,7 @@ def extract_table(trunk: nn.Module, in_channels: int = 3) -> LayerTable:
 
 
 def _stock(name: str) -> nn.Module:
-    _check_name(name)
+    check_name(name)
     return getattr(_tvm(), name)(weights=None)
 
 
@@ -310,7 +312,7 @@ def check_backbone(name: str, weights: str) -> None:
     torchvision importable, and the weights there ('imagenet': in torch's hub cache, or
     downloadable now; a path: a state_dict with every trunk tensor at its shape). One
     `BackboneError` line otherwise."""
-    _check_name(name)
+    check_name(name)
     with torch.device("meta"):
         own = trunk_of(_stock(name)).state_dict()  # imports torchvision: its error first
     if weights != "none":

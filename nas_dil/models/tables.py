@@ -24,7 +24,7 @@ from nas_dil.schedule import Schedule, ScheduleError
 from nas_dil.schedule.layertable import LayerTable, TableOp, dilate, target_blocks
 
 __all__ = ["TABLE_DIR", "BackboneError", "backbone_table", "block_kernels", "candidate_schedule",
-           "net_table", "searched_rows", "seg_table", "split_schedule", "table_path",
+           "check_name", "net_table", "searched_rows", "seg_table", "split_schedule", "table_path",
            "trunk_table"]
 
 TABLE_DIR = Path(__file__).with_name("tables")  # <backbone>.json: LayerTable.to_dict()
@@ -34,14 +34,14 @@ class BackboneError(UserError, ValueError):
     """A backbone name, weights source or model nas-dil cannot use; one line."""
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if name not in TV_BACKBONES:
         raise BackboneError(f"backbone={name!r}: must be one of {', '.join(TV_BACKBONES)}")
 
 
 def table_path(name: str) -> Path:
     """Where backbone ``name``'s stored table lives."""
-    _check_name(name)
+    check_name(name)
     return TABLE_DIR / f"{name}.json"
 
 

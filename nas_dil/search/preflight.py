@@ -46,6 +46,17 @@ def check_sampler(cfg: StudyConfig, space: Space) -> None:
 
 def check_baselines(cfg: StudyConfig, space: Space,
                     baselines: list[tuple[str, Candidate]]) -> None:
+    if cfg.arch.get("backbone", "stem") != "stem":  # each must be a net of that backbone
+        from nas_dil.models.analytic import trial_schedule
+        from nas_dil.models.config import ArchConfig, ArchError
+        from nas_dil.schedule import ScheduleError
+
+        for name, c in baselines:
+            try:
+                trial_schedule(c, ArchConfig(**cfg.arch, output_stride=c.output_stride,
+                                             width=c.width))
+            except (ArchError, ScheduleError) as e:
+                raise UserError(f"{cfg.path}: baselines {name!r}: {e}") from None
     outside = [n for n, c in baselines if space.params_for(c) is None]
     if outside and cfg.sampler.name not in _INSIDE_ONLY_OK:
         raise UserError(
@@ -102,10 +113,14 @@ def check_arch(cfg: StudyConfig, space: Space) -> None:
         raise UserError(f"{where}: target='backbone' has no head stack, so kernel "
                         f"{list(sc.kernel)} and width {list(sc.width)} would train one net "
                         "under several names; give one value each")
+    weights = str(cfg.arch.get("weights", "none"))
+    if weights not in ("none", "imagenet") and not Path(weights).expanduser().is_absolute():
+        raise UserError(f"{cfg.path}: [arch] weights={weights!r}: give the state_dict's "
+                        "absolute path (trials run in Ray workers, in other folders)")
     if cfg.trial.kind == "train":
         from nas_dil.models.backbones import check_backbone
 
-        check_backbone(name, str(cfg.arch.get("weights", "none")))
+        check_backbone(name, weights)
 
 
 @dataclass(frozen=True)

@@ -147,12 +147,23 @@ def _refused(capsys: pytest.CaptureFixture[str], cfg: Path, out: Path) -> str:
     ({"kernel": "[3, 5]"}, "target='backbone' has no head stack, so kernel [3, 5]"),
     ({"os_": 4}, "output_stride=4: backbone='resnet18' runs at 8, 16, 32"),
     ({"weights": "/nonexistent/r18.pt"}, "weights='/nonexistent/r18.pt': no such file"),
+    ({"weights": "r18.pt"}, "weights='r18.pt': give the state_dict's absolute path"),
 ])
 def test_backbone_refusals(capsys: pytest.CaptureFixture[str], tmp_path: Path, kw: dict,
                            fragment: str) -> None:
     kw.setdefault("weights", "none")
     line = _refused(capsys, _study(tmp_path, **kw), tmp_path / "out")
     assert fragment in line, line
+
+
+def test_a_baseline_that_does_not_fit_is_refused(capsys: pytest.CaptureFixture[str],
+                                                 tmp_path: Path) -> None:
+    cfg = _study(tmp_path, weights="none")
+    cfg.write_text(cfg.read_text().replace('name = "brute"', 'name = "random"')
+                   + '[[baselines]]\nname = "three"\nrates = [1, 2, 4]\n')
+    line = _refused(capsys, cfg, tmp_path / "out")
+    assert "baselines 'three': rates=[1, 2, 4]: target='backbone' on resnet18 at " \
+           "output_stride=16 needs 2 rates (blocks layer4.0, layer4.1)" in line, line
 
 
 def test_imagenet_offline_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
