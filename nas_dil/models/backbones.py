@@ -369,7 +369,11 @@ class BackboneSegNet(nn.Module):
         self.head = Head(c, a.num_classes, a.context, a.context_rates, a.act)
 
     def forward_lowres(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.backbone(x)
+        return self.forward_features(self.backbone(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything after the backbone, on its features (what a frozen-backbone trial
+        trains on cached features; ``nas_dil.train.features``)."""
         if self.stack is not None:
             assert self.reduce is not None  # set together with stack in __init__
             x = self.stack(self.reduce(x))

@@ -11,6 +11,9 @@ A study file names everything a search needs; every key is optional except ``spa
     storage = "postgresql://…"   # SQLAlchemy URL (default: sqlite:///<out>/study.db)
     out = "runs/quickstart"      # output folder (default: runs/<name>, relative to the cwd)
     keep_weights = true          # save the state_dict of Pareto-front trials and baselines
+    feature_cache = "auto"       # [train] freeze = "backbone": folder of the cached backbone
+                                 #   features ("auto": $NAS_DIL_CACHE or ~/.cache/nas-dil, then
+                                 #   features/; node-local, kept when a study is deleted)
     objectives = [{ name = "miou", direction = "maximize" }, …]   # default: miou↑ rf↑ gflops↓
     [constraints]                # min_<metric> / max_<metric> for rf, rf_stack, gflops, params;
     max_gflops = 0.05            #   gridding_free = true keeps only hole-free stacks;
@@ -57,7 +60,7 @@ from nas_dil.search.samplers import (
     parse_sampler,
     sampler_class,
 )
-from nas_dil.train.config import TrainConfig
+from nas_dil.train.config import TrainConfig, check_freeze
 
 __all__ = [
     "BASELINES",
@@ -84,6 +87,7 @@ class StudyConfigError(UserError, ValueError):
 
 
 _TOP = ("name", "description", "space", "n_trials", "seed", "storage", "out", "keep_weights",
+        "feature_cache",
         "objectives", "constraints", "sampler", "parallel", "trial", "arch", "data", "train",
         "early_stop", "baselines")
 _FROM_CANDIDATE = ("output_stride", "width")  # arch fields the search space sets per trial
@@ -148,6 +152,8 @@ class StudyConfig:
     storage: str | None  # None: sqlite:///<out>/study.db
     out: Path
     keep_weights: bool
+    feature_cache: str  # [train] freeze: where cached backbone features live ("auto": see
+    # `_feature_cache`); where, not what: a resumed study may move it
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...]
     gridding_free: bool  # constraint: only hole-free stacks
@@ -174,6 +180,7 @@ class StudyConfig:
             "storage": self.storage,
             "out": str(self.out),
             "keep_weights": self.keep_weights,
+            "feature_cache": self.feature_cache,
             "objectives": [o.to_dict() for o in self.objectives],
             "constraints": {c.name: c.bound for c in self.constraints}
             | ({"gridding_free": True} if self.gridding_free else {})
@@ -183,7 +190,7 @@ class StudyConfig:
             "trial": asdict(self.trial),
             "arch": dict(self.arch),
             "data": asdict(self.data),
-            "train": asdict(self.train),
+            "train": self.train.to_dict(),
             "early_stop": asdict(self.early_stop),
             "baselines": [{**asdict(b), "rates": list(b.rates)} for b in self.baselines],
         }
@@ -277,6 +284,7 @@ def _trial(rd: _Reader, raw: object) -> TrialKindConfig:
         raise rd.err("trial.kind", f"expected train or sleep, or tabular, got {cfg.kind!r}")
     if cfg.kind == "tabular":
         cfg = replace(cfg, table=str(_table_path(rd, cfg.table)))
+
     if cfg.sleep_s < 0 or cfg.evals < 1:
         raise rd.err("trial", "sleep_s must be >= 0 and evals >= 1")
     return cfg
@@ -326,6 +334,18 @@ def _space_path(rd: _Reader, space: str) -> Path:
         raise rd.err("space", f"{space!r}: no such file, and not a shipped space "
                               f"(shipped: {', '.join(shipped_names('search_spaces'))})")
     return found.resolve()
+
+
+def _feature_cache(rd: _Reader, raw: object) -> str:
+    """"auto" (``nas_dil.train.features.default_root()``: ``$NAS_DIL_CACHE`` or
+    ``~/.cache/nas-dil``, then ``features/``; node-local and outside every study's folder, so
+    deleting a study keeps it and the next study with the same features reuses them) or a
+    folder, relative to the study file like ``space``."""
+    v = rd.string(raw, "feature_cache", nonempty=True)
+    if v == "auto":
+        return v
+    folder = Path(v).expanduser()
+    return str(folder if folder.is_absolute() else (rd.path.parent / folder).resolve())
 
 
 def _study_name(rd: _Reader, name: str) -> str:
@@ -388,6 +408,7 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         storage=storage,
         out=out,
         keep_weights=rd.boolean(data.get("keep_weights", True), "keep_weights"),
+        feature_cache=_feature_cache(rd, data.get("feature_cache", "auto")),
         objectives=_objectives(rd, data.get("objectives")),
         constraints=constraints,
         gridding_free=gridding_free,
@@ -403,6 +424,14 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
     )
     if cfg.trial.kind == "tabular":
         _check_table(rd, cfg)
+    if train.freeze != "none":
+        if cfg.trial.kind != "train":
+            raise rd.err("train.freeze", f"{train.freeze!r} trains on cached features: needs "
+                                         f"[trial] kind = \"train\", got {cfg.trial.kind!r}")
+        try:
+            check_freeze(train.freeze, arch.get("backbone", "stem"), arch.get("target", "head"))
+        except UserError as e:
+            raise rd.err("train.freeze", str(e).removeprefix("train: ")) from None
     return cfg
 
 

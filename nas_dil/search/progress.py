@@ -121,6 +121,7 @@ class SearchSummary:
     warnings: list[str] = field(default_factory=list)
     loop_s: float = 0.0  # from the first ask to the last tell (set-up excluded)
     driver_s: dict[str, float] = field(default_factory=dict)  # driver time: ask, collect
+    feature_cache: dict[str, Any] | None = None  # [train] freeze: folders, bytes, built, build_s
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

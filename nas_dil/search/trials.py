@@ -101,7 +101,9 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
     payload = TrialPayload(kind=cfg.trial.kind, trial_config=tc,
                            schedule=schedule.to_dict(), seed=cfg.seed, key=key,
                            number=number, analytic=analytic, losses=losses(cfg, analytic),
-                           keep_weights=cfg.keep_weights, options=options)
+                           keep_weights=cfg.keep_weights,
+                           options=({**options, "feature_cache": cfg.feature_cache}
+                                    if train.freeze != "none" else options))
     return Plan(cand, record, constraints, tuple(violated), payload)
 
 

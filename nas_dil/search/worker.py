@@ -131,7 +131,8 @@ def _train_trial(payload: TrialPayload, callback: Any) -> tuple[dict[str, Any], 
     data = _data(payload.trial_config["data"], cfg.train.device)
     keep: dict[str, Any] | None = {} if payload.keep_weights else None
     r = run_trial(cfg, Schedule.from_dict(dict(payload.schedule)), payload.seed,
-                  callback=callback, data=data, keep_model=keep)
+                  callback=callback, data=data, keep_model=keep,
+                  feature_cache=payload.options.get("feature_cache"))
     weights = None
     if keep and not r.stopped_early:
         model = keep["model"]

@@ -13,7 +13,9 @@ from nas_dil.data.config import DataConfig
 from nas_dil.errors import UserError
 from nas_dil.models.config import ArchConfig
 
-__all__ = ["TrainConfig", "TrialConfig", "TrialConfigError"]
+__all__ = ["FREEZE", "TrainConfig", "TrialConfig", "TrialConfigError", "check_freeze"]
+
+FREEZE = ("none", "backbone")  # TrainConfig.freeze: what stays fixed while a trial trains
 
 
 class TrialConfigError(UserError, ValueError):
@@ -43,6 +45,11 @@ class TrainConfig:
     # may run on (and torch's default thread count)
     max_batch_pixels: int = 16 * 512 * 512  # cap on batch_size × H × W (memory guard)
     check_finite_every: int = 20  # steps between NaN/Inf checks (each check syncs the GPU)
+    freeze: str = "none"  # "backbone": train only the head on the frozen backbone's features,
+    # computed once and cached on disk (nas_dil.train.features); needs a torchvision backbone
+    # and arch.target "head". "none": the whole net trains
+    freeze_views: int = 4  # freeze: augmented views of the training set cached (epoch e reads
+    # view e mod freeze_views; more views: more augmentation, a larger cache)
 
     def __post_init__(self) -> None:
         budgets = [b for b in (self.epochs, self.steps, self.seconds) if b is not None]
@@ -62,10 +69,37 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise TrialConfigError(f"train: {name}={v!r} must be an integer >= 1")
+        if self.freeze not in FREEZE:
+            raise TrialConfigError(f"train: freeze={self.freeze!r}: must be one of "
+                                   f"{', '.join(FREEZE)}")
+        if isinstance(self.freeze_views, bool) or not isinstance(self.freeze_views, int) or (
+                self.freeze_views < 1):
+            raise TrialConfigError(f"train: freeze_views={self.freeze_views!r} must be an "
+                                   "integer >= 1")
         if not self.lr > 0:
             raise TrialConfigError(f"train: lr={self.lr!r} must be > 0")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise TrialConfigError(f"train: device={self.device!r}: use auto, cpu or cuda[:N]")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON. The freeze fields only when freezing: the configs (and so the trial
+        keys and study identities) of studies from before freezing existed stay equal."""
+        d = asdict(self)
+        if self.freeze == "none":
+            del d["freeze"], d["freeze_views"]
+        return d
+
+
+def check_freeze(freeze: str, backbone: str, target: str) -> None:
+    """Freezing the backbone needs one (a torchvision trunk) and a searched head on top of it:
+    with the stem or searched backbone rates the frozen part would change per trial."""
+    if freeze == "none":
+        return
+    if backbone == "stem" or target != "head":
+        raise TrialConfigError(
+            f"train: freeze={freeze!r} needs a torchvision backbone and arch.target='head' "
+            f"(got backbone={backbone!r}, target={target!r}): only a head on a fixed "
+            "backbone trains on cached features")
 
 
 def _from(cls: type, d: dict[str, Any], where: str) -> Any:
@@ -93,8 +127,12 @@ class TrialConfig:
     data: DataConfig = field(default_factory=DataConfig)  # where images come from
     train: TrainConfig = field(default_factory=TrainConfig)  # budget and optimiser
 
+    def __post_init__(self) -> None:
+        check_freeze(self.train.freeze, self.arch.backbone, self.arch.target)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch.to_dict(), "data": asdict(self.data), "train": asdict(self.train)}
+        return {"arch": self.arch.to_dict(), "data": asdict(self.data),
+                "train": self.train.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialConfig:

@@ -1,12 +1,22 @@
 """Frozen-backbone features cached on disk: computed once per key, memory-mapped by trials.
 
-With ``[trial] freeze = "backbone"`` only the searched head trains, so the backbone's output
+With ``[train] freeze = "backbone"`` only the searched head trains, so the backbone's output
 for each training image is the same in every trial. This module computes it once per
 ``FeatureKey`` (data, backbone, weights, output stride, augmentation views) and stores it
 as float16 ``.npy`` files under ``root/<digest>/`` with a ``manifest.json``; every trial
 memory-maps the files. A cache is used only when its manifest's key equals the asked key
 (so a change of data, weights or output stride never reads stale features) and every file's
 sha256 equals the manifest's (a truncated or altered file is rebuilt, never read).
+
+Where: ``root`` is a node-local folder, by default ``default_root()`` (``NAS_DIL_CACHE`` or
+``~/.cache/nas-dil``, then ``features/``; a study's ``feature_cache`` names another).
+Outside any study's output folder on purpose: deleting a study keeps the cache for the next
+study with the same key. The first process on a node to need a key builds it under a lock
+file (``fcntl.flock``, released if that process dies); the others wait, then read it. A
+process re-hashes a cache only when its files' sizes or mtimes changed since it last did.
+
+The weights enter the key by content: ``state_digest`` of the backbone's tensors (so random
+weights, "imagenet" and a file all key what was actually computed), or a weights file's sha256.
 
 Augmentation: ``views`` augmented passes over the training set are cached (view v is
 ``data.train_batches(…, epoch=v, seed=key.seed)``: crops and flips as the trainer makes
@@ -17,11 +27,13 @@ backbone in eval mode (BatchNorm statistics fixed), which is what freezing means
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +43,11 @@ import torch
 from torch import nn
 
 from nas_dil.data.base import Batch, SegData, check_batch_size, mixed_rng
+from nas_dil.data.check import cache_dir
 from nas_dil.errors import UserError
 
-__all__ = ["CacheError", "FeatureCache", "FeatureKey", "cache_bytes", "open_or_build"]
+__all__ = ["CacheError", "FeatureCache", "FeatureKey", "cache_bytes", "check_room",
+           "default_root", "estimate_seconds", "find", "open_or_build", "state_digest"]
 
 FORMAT = 1  # bump when the layout changes: old caches then no longer match any key
 FILES = ("train_x", "train_y", "val_x", "val_y")
@@ -41,6 +55,22 @@ FILES = ("train_x", "train_y", "val_x", "val_y")
 
 class CacheError(UserError, RuntimeError):
     """A feature cache that cannot be built (disk space, unequal image sizes); one line."""
+
+
+def default_root() -> Path:
+    """The node-local cache folder: ``$NAS_DIL_CACHE`` or ``~/.cache/nas-dil``, then features/."""
+    return cache_dir() / "features"
+
+
+def state_digest(module: nn.Module) -> str:
+    """``"state:<sha256>"`` of a module's state_dict (names, shapes, dtypes, bytes): what the
+    features depend on, whether the weights are random, ImageNet's or a file's."""
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{tuple(t.shape)}:{t.dtype}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return "state:" + h.hexdigest()
 
 
 def file_digest(path: str | Path) -> str:
@@ -58,7 +88,7 @@ class FeatureKey:
 
     data: str  # json of SegData.describe(): source, counts, image size, seed
     backbone: str  # backbone name (or any name of the frozen module)
-    weights: str  # "none", "imagenet" or the sha256 of the weights file
+    weights: str  # "none", "imagenet", the sha256 of the weights file, or state_digest
     output_stride: int
     rates: tuple[int, ...] | None  # backbone block rates, None: the default dilations
     views: int  # augmented views of the training set
@@ -73,7 +103,8 @@ class FeatureKey:
     @classmethod
     def of(cls, data: SegData, backbone: str, weights: str, output_stride: int,
            rates: tuple[int, ...] | None = None, views: int = 4, seed: int = 0) -> FeatureKey:
-        w = weights if weights in ("none", "imagenet") else file_digest(weights)
+        w = (weights if weights in ("none", "imagenet") or weights.startswith("state:")
+             else file_digest(weights))
         desc = data.describe()
         cfg = getattr(data, "cfg", None)  # the augmentation switches (flip) live there
         if cfg is not None:
@@ -141,6 +172,18 @@ class FeatureCache:
                    torch.from_numpy(self.arrays["val_y"][sl].astype(np.int64)))
 
 
+def estimate_seconds(backbone: nn.Module, data: SegData, views: int, batch_size: int,
+                     seed: int = 0) -> float:
+    """Seconds a build of ``views`` views would take, from one timed training batch."""
+    x, _ = next(data.train_batches(batch_size, 0, seed))
+    with torch.no_grad():
+        backbone(x[:1])  # warm-up: first-call allocations are not the steady rate
+        t = time.perf_counter()
+        backbone(x)
+        dt = time.perf_counter() - t
+    return dt / x.shape[0] * (data.n_train * views + data.n_val)
+
+
 def _valid(folder: Path, key: FeatureKey) -> bool:
     try:
         m = json.loads((folder / "manifest.json").read_text())
@@ -158,29 +201,104 @@ def _batches(backbone: nn.Module, it: Iterator[Batch]) -> Iterator[tuple[np.ndar
             yield backbone(x).to(torch.float16).cpu().numpy(), y.to(torch.int16).cpu().numpy()
 
 
+_OPENED: dict[Path, tuple[Any, FeatureCache]] = {}  # folder -> (file stats, cache) this process
+
+
+def _stats(folder: Path) -> Any:
+    try:
+        return tuple((st.st_size, st.st_mtime_ns, st.st_ino) for st in (
+            (folder / f).stat() for f in ("manifest.json", *(f"{k}.npy" for k in FILES))))
+    except OSError:
+        return None
+
+
+def find(root: str | Path, key: FeatureKey) -> FeatureCache | None:
+    """The valid cache of ``key`` under ``root``, or None (never a stale or altered one)."""
+    folder = Path(root) / key.digest()[:24]
+    stats = _stats(folder)
+    if stats is None:
+        return None
+    seen = _OPENED.get(folder)
+    if seen is not None and seen[0] == stats:  # hashed by this process, files unchanged
+        return seen[1]
+    if not _valid(folder, key):
+        return None
+    cache = FeatureCache(folder)
+    _OPENED[folder] = (stats, cache)
+    return cache
+
+
+@contextlib.contextmanager
+def _build_lock(root: Path, name: str) -> Iterator[None]:
+    """One builder per key on a node: others wait here, then find its cache."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock (builds stay atomic)
+        yield
+        return
+    with open(root / f".{name}.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: SegData, *,
-                  batch_size: int = 16, progress: bool = False) -> FeatureCache:
+                  batch_size: int = 16, progress: bool | Callable[[int], Any] = False,
+                  ) -> FeatureCache:
     """The cache of ``key`` under ``root``: reused when valid, else built (atomically: in a
-    temporary folder renamed into place once every file and the manifest are written)."""
+    temporary folder renamed into place once every file and the manifest are written).
+
+    ``progress``: True for a tqdm bar, or a callable given the images done after each batch.
+    """
     root = Path(root)
-    folder = root / key.digest()[:24]
-    if _valid(folder, key):
-        return FeatureCache(folder)
+    found = find(root, key)
+    if found is not None:
+        return found
     backbone = backbone.eval()
     shapes = _shapes(backbone, data, key.views)
-    need = sum(int(np.prod(s)) * _dtypes()[k].itemsize for k, s in shapes.items())
-    root.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(root).free
+    check_room(root, sum(int(np.prod(s)) * _dtypes()[k].itemsize for k, s in shapes.items()),
+               key.backbone)  # before anything is written
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CacheError(f"feature cache {root}: cannot create the folder "
+                         f"({e.strerror or e})") from None
+    folder = root / key.digest()[:24]
+    with _build_lock(root, folder.name):
+        found = find(root, key)  # built by another process while this one waited
+        if found is not None:
+            return found
+        _build(root, folder, key, backbone, data, batch_size, progress, shapes)
+    cache = find(root, key)
+    if cache is None:  # pragma: no cover - written and hashed just now
+        raise CacheError(f"feature cache {folder}: invalid right after it was built")
+    return cache
+
+
+def check_room(root: Path, need: int, what: str) -> None:
+    """One line when ``need`` bytes do not fit the disk of ``root`` (or its nearest parent)."""
+    where = Path(root).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
     if need > free:
-        raise CacheError(f"feature cache for {key.backbone} needs {need / 2**30:.2f} GiB; "
+        raise CacheError(f"feature cache for {what} needs {need / 2**30:.2f} GiB; "
                          f"{root} has {free / 2**30:.2f} GiB free (fewer views, a smaller "
                          "image size, or another cache folder)")
-    tmp = root / f".tmp-{folder.name}-{time.time_ns()}"
+
+
+def _build(root: Path, folder: Path, key: FeatureKey, backbone: nn.Module, data: SegData,
+           batch_size: int, progress: bool | Callable[[int], Any],
+           shapes: dict[str, tuple[int, ...]]) -> None:
+    tmp = root / f".tmp-{folder.name}-{os.getpid()}-{time.time_ns()}"
     tmp.mkdir()
     try:
         arrays = {k: np.lib.format.open_memmap(tmp / f"{k}.npy", mode="w+", dtype=_dtypes()[k],
                                                shape=s) for k, s in shapes.items()}
-        bar = _progress(progress, data.n_train * key.views + data.n_val, key.backbone)
+        bar = (progress if callable(progress)
+               else _progress(progress, data.n_train * key.views + data.n_val, key.backbone))
         i = 0
         for v in range(key.views):
             for f, y in _batches(backbone, data.train_batches(batch_size, v, key.seed)):
@@ -200,6 +318,10 @@ def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: 
         for a in arrays.values():
             a.flush()
         del arrays
+        if not all(np.isfinite(np.load(tmp / f"{k}.npy", mmap_mode="r")).all()
+                   for k in ("train_x", "val_x")):
+            raise CacheError(f"feature cache for {key.backbone}: features overflow float16 "
+                             "(the backbone's activations exceed 65504); use other weights")
         manifest: dict[str, Any] = {
             "key": asdict(key), "digest": key.digest(), "shapes": shapes,
             "sha256": {k: file_digest(tmp / f"{k}.npy") for k in FILES},
@@ -207,11 +329,11 @@ def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: 
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if folder.exists():  # an invalid cache of the same key: replaced, never read
             shutil.rmtree(folder)
+        _OPENED.pop(folder, None)
         tmp.rename(folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return FeatureCache(folder)
 
 
 def _progress(on: bool, total: int, what: str) -> Any:

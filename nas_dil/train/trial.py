@@ -11,7 +11,7 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -20,8 +20,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from nas_dil.data import SegData, load_data
+from nas_dil.data.base import Batch
 from nas_dil.models import build_model, count_params
 from nas_dil.models.analytic import analytic_attrs
+from nas_dil.models.config import ArchConfig
 from nas_dil.schedule import Schedule
 from nas_dil.train.config import TrainConfig, TrialConfig, TrialConfigError
 from nas_dil.train.metrics import confusion_update, scores_from_confusion
@@ -34,6 +36,9 @@ __all__ = [
     "TrialResult",
     "cpu_plan",
     "evaluate",
+    "feature_key",
+    "frozen_backbone",
+    "frozen_net",
     "resolve_device",
     "run_trial",
 ]
@@ -154,14 +159,23 @@ def _is_oom(e: BaseException) -> bool:
 def evaluate(model: nn.Module, data: SegData, batch_size: int, device: torch.device,
              autocast: bool) -> dict[str, Any]:
     """Confusion-matrix metrics over the whole val split."""
+    return _evaluate(model, lambda x, _: model(x), data.val_batches(batch_size), data.num_classes,
+                     data.ignore_index, device, autocast)
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int,
+              ignore_index: int, device: torch.device, autocast: bool) -> dict[str, Any]:
+    """Metrics of ``forward(x, masks)`` (logits at the masks' size) over ``batches``."""
     was_training = model.training
     model.eval()
-    c = data.num_classes
+    c = num_classes
     conf = torch.zeros(c, c, dtype=torch.int64, device=device)
-    for images, masks in data.val_batches(batch_size):
+    for images, masks in batches:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(images)
-        confusion_update(conf, logits.argmax(1), masks, data.ignore_index)
+            logits = forward(images, masks)
+        confusion_update(conf, logits.argmax(1), masks, ignore_index)
     model.train(was_training)
     return scores_from_confusion(conf.cpu().numpy())
 
@@ -189,12 +203,18 @@ def run_trial(
     data: SegData | None = None,
     progress: Callable[[int, int | None, dict[str, Any]], None] | None = None,
     keep_model: dict[str, Any] | None = None,
+    feature_cache: str | os.PathLike[str] | bool | None = None,
 ) -> TrialResult:
     """Train `schedule` under `cfg` from `seed`; return its metrics.
 
     `data` may be passed in to reuse a loaded data set (it must match `cfg.data`).
     `progress(step, total_steps, info)` is called after each step (for progress bars).
     `keep_model`, when a dict, receives the trained model under "model" (for export).
+    With ``train.freeze = "backbone"`` only the head trains, on the backbone's features
+    cached under `feature_cache` (None: `features.default_root()`), built there first if no
+    valid cache of their key exists; the kept model is still the whole net (backbone weights
+    as ``arch.weights`` gave them, BatchNorm statistics untouched). ``feature_cache=False``
+    recomputes the frozen backbone at every step instead (the benchmark's reference).
     Raises TrialDiverged / TrialOOM (both TrialFailed); config errors are TrialConfigError.
     """
     t_start = time.perf_counter()
@@ -223,11 +243,54 @@ def run_trial(
     data.configure(workers=workers, pin_memory=is_cuda, max_batch_pixels=tc.max_batch_pixels)
     arch = replace(cfg.arch, num_classes=data.num_classes)
     cfg = replace(cfg, arch=arch)
-    model = build_model(s, arch=arch).to(device)
+    frozen = tc.freeze == "backbone"
+    cached = frozen and feature_cache is not False
+    if frozen:
+        model = frozen_net(s, arch, seed).to(device)
+        if cached:
+            feats = _features(model, cfg, data, seed, feature_cache)
+    else:
+        model = build_model(s, arch=arch).to(device)
     autocast = is_cuda and tc.amp
     if is_cuda and tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    trained = [p for n, p in model.named_parameters()
+               if not (frozen and n.startswith("backbone."))]
+    opt = torch.optim.AdamW(trained, lr=tc.lr, weight_decay=tc.weight_decay)
+
+    def to_dev(it: Iterator[Batch]) -> Iterator[Batch]:
+        for x, y in it:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    if frozen:
+        def forward(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+            if not cached:  # images: the frozen backbone recomputed at every step
+                with torch.no_grad():
+                    x = model.backbone(x)
+            # the head's logits up-sampled to the label size, as BackboneSegNet.forward does
+            return F.interpolate(model.forward_features(x), size=masks.shape[-2:],
+                                 mode="bilinear", align_corners=False)
+    else:
+        def forward(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+            return model(x)
+
+    if cached:
+        def train_batches(epoch: int) -> Iterator[Batch]:
+            return to_dev(feats.train_batches(tc.batch_size, epoch, seed))
+
+        def val_batches() -> Iterator[Batch]:
+            return to_dev(feats.val_batches(val_bs))
+    else:
+        def train_batches(epoch: int) -> Iterator[Batch]:
+            return data.train_batches(tc.batch_size, epoch, seed)
+
+        def val_batches() -> Iterator[Batch]:
+            return data.val_batches(val_bs)
+
+    def set_train() -> None:
+        model.train()
+        if frozen:  # frozen means eval mode too: BatchNorm statistics stay as loaded
+            model.backbone.eval()
 
     known = analytic_attrs(s, arch, (size_h, size_w))  # everything known before training
     steps_per_epoch = max(1, math.ceil(data.n_train / tc.batch_size))
@@ -261,7 +324,9 @@ def run_trial(
         loss_curve.append(float(pending) / max(1, pending_n))
         pending = torch.zeros((), device=device)
         pending_n = 0
-        last = evaluate(model, data, val_bs, device, autocast)
+        last = _evaluate(model, forward, val_batches(), data.num_classes, data.ignore_index,
+                         device, autocast)
+        set_train()
         miou_curve.append(last["miou"])
         if callback is not None:
             partial = {"miou_curve": list(miou_curve), "loss_curve": list(loss_curve),
@@ -269,7 +334,7 @@ def run_trial(
             return bool(callback(len(miou_curve), last["miou"], partial))
         return False
 
-    model.train()
+    set_train()
     epoch = 0
     h, w = size_h, size_w
     val_bs = tc.val_batch_size
@@ -279,14 +344,14 @@ def run_trial(
         done = False
         while not done:
             t0 = time.perf_counter()
-            for images, masks in data.train_batches(tc.batch_size, epoch, seed):
+            for images, masks in train_batches(epoch):
                 h, w = images.shape[-2:]
                 if is_cuda and tc.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(step, total_steps, tc)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = model(images)
+                    logits = forward(images, masks)
                     loss = F.cross_entropy(logits.float(), masks, ignore_index=data.ignore_index)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -369,3 +434,43 @@ def run_trial(
     )
 
 
+
+
+def frozen_net(schedule: Schedule, arch: ArchConfig, seed: int) -> nn.Module:
+    """The net of a frozen-backbone trial, its backbone frozen (no gradients).
+
+    Seeded here, just before it is built, so the backbone (built first, before the head) has
+    the same weights in every trial of a seed, also with ``weights = "none"``: the cache a
+    driver builds ahead (`frozen_backbone`) is the one the trials find.
+    """
+    torch.manual_seed(seed)
+    model = build_model(schedule, arch=arch)
+    model.backbone.requires_grad_(False)
+    model.backbone.eval()
+    return model
+
+
+def frozen_backbone(arch: ArchConfig, seed: int) -> nn.Module:
+    """The frozen backbone every trial of (arch, seed) gets (whatever its head)."""
+    return frozen_net(Schedule.coerce([1]), arch, seed).backbone
+
+
+def feature_key(arch: ArchConfig, data: SegData, backbone: nn.Module, views: int,
+                seed: int) -> Any:
+    """The `features.FeatureKey` of a frozen backbone's features on ``data``."""
+    from nas_dil.train.features import FeatureKey, state_digest
+
+    return FeatureKey.of(data, arch.backbone, state_digest(backbone), arch.output_stride,
+                         None, views, seed)
+
+
+def _features(model: nn.Module, cfg: TrialConfig, data: SegData, seed: int,
+              root: str | os.PathLike[str] | bool | None) -> Any:
+    from nas_dil.train.features import default_root, open_or_build
+
+    if not isinstance(root, str | os.PathLike) or str(root) in ("", "auto"):
+        root = None
+
+    key = feature_key(cfg.arch, data, model.backbone, cfg.train.freeze_views, seed)
+    return open_or_build(default_root() if root is None else root, key, model.backbone, data,
+                         batch_size=cfg.train.batch_size)

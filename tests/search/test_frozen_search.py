@@ -1,0 +1,145 @@
+"""A frozen-backbone search through `nas-dil search` (issue 13 §2): the feature cache is built
+once on the driver before the first trial, every trial reads it, a resumed study reuses it;
+a cache that cannot fit the disk and a freeze the arch cannot take are refused in one line."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from nas_dil.cli import main
+from nas_dil.models.net import model_from_config
+from nas_dil.search import run_search
+from tests.search.conftest import RayCluster
+
+pytestmark = pytest.mark.slow
+
+STUDY = """
+name = "fz"
+space = "head_os8"
+n_trials = {n_trials}
+seed = 0
+feature_cache = "{cache}"
+[sampler]
+name = "random"
+[parallel]
+max_in_flight = 2
+cpus = 1
+[arch]
+backbone = "{backbone}"
+weights = "{weights}"
+[data]
+image_size = 48
+n_train = 16
+n_val = 8
+[train]
+freeze = "backbone"
+freeze_views = 2
+epochs = 2
+batch_size = 8
+threads = 1
+[early_stop]
+enabled = false
+"""
+
+
+def study(tmp_path: Path, *, n_trials: int = 8, backbone: str = "resnet18") -> Path:
+    from nas_dil.models.backbones import Backbone
+
+    weights = tmp_path / "r18.pt"
+    if not weights.exists():  # random weights in a file: no download
+        torch.manual_seed(5)
+        torch.save(Backbone("resnet18").trunk.state_dict(), weights)
+    path = tmp_path / "fz.toml"
+    path.write_text(STUDY.format(n_trials=n_trials, cache=tmp_path / "fc", backbone=backbone,
+                                 weights=weights if backbone != "stem" else "none"))
+    return path
+
+
+def caches(tmp_path: Path) -> list[Path]:
+    return sorted(p for p in (tmp_path / "fc").iterdir() if not p.name.startswith("."))
+
+
+def test_frozen_search_builds_the_cache_once(ray_cluster: RayCluster, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = study(tmp_path)
+    out = tmp_path / "out"
+    code = main(["search", str(cfg), "--out", str(out), "--address", ray_cluster.address,
+                 "--json", "--no-report"])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    s = json.loads(stdout)
+    assert s["done"] == 8 and s["complete"] >= 8 - s["infeasible"] - s["failed"]
+    assert s["failed"] == 0 and s["complete"] >= 6
+    [c] = s["feature_cache"]["caches"]
+    assert c["built"] and c["output_stride"] == 8 and c["bytes"] > 0
+    assert "feature cache: resnet18 at output stride 8" in err and "building at" in err
+    [folder] = caches(tmp_path)
+    assert c["folder"] == str(folder)
+    stamp = (folder / "manifest.json").stat().st_mtime_ns
+
+    st = optuna.load_study(study_name="fz", storage=f"sqlite:///{out / 'study.db'}")
+    done = [t for t in st.trials if t.state.name == "COMPLETE"]
+    assert all(t.user_attrs["trial_config"]["train"]["freeze"] == "backbone" for t in done)
+    kept = [t for t in done if t.user_attrs.get("weights")]
+    assert kept  # a front trial's weights rebuild the whole net, backbone from the file
+    blob = torch.load(out / kept[0].user_attrs["weights"], weights_only=True)
+    net = model_from_config(blob["model_config"])
+    net.load_state_dict(blob["state_dict"])
+    trunk = torch.load(tmp_path / "r18.pt", weights_only=True)
+    assert all(torch.equal(net.backbone.trunk.state_dict()[k], v) for k, v in trunk.items())
+
+    # resumed with more trials: the cache is found valid, nothing rebuilt or added
+    r = run_search(cfg, out=out, n_trials=10, resume=True, address=ray_cluster.address,
+                   progress=False)
+    assert r.done == 10 and not r.feature_cache["caches"][0]["built"]
+    assert caches(tmp_path) == [folder]
+    assert (folder / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    code = main(["search", *args])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nas-dil search: error: "), err
+    return lines[0]
+
+
+def test_a_cache_that_does_not_fit_is_refused(ray_cluster: RayCluster, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from nas_dil.train import features
+
+    class Usage:
+        free = 1000
+
+    monkeypatch.setattr(features.shutil, "disk_usage", lambda _p: Usage)
+    out = tmp_path / "out"
+    line = refused(capsys, str(study(tmp_path)), "--out", str(out),
+                   "--address", ray_cluster.address)
+    assert "feature cache for resnet18 (output stride 8) needs" in line
+    assert "GiB free" in line
+    monkeypatch.setattr(features.shutil, "disk_usage", shutil.disk_usage)
+    assert not (tmp_path / "fc").exists()  # nothing written: no cache, no study
+    db = out / "study.db"
+    if db.exists():
+        with sqlite3.connect(db) as con:
+            tables = {r[0] for r in con.execute("select name from sqlite_master")}
+            assert "studies" not in tables or not con.execute(
+                "select count(*) from studies").fetchone()[0]
+
+
+def test_freeze_needs_a_torchvision_backbone(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    line = refused(capsys, str(study(tmp_path, backbone="stem")), "--out",
+                   str(tmp_path / "out"))
+    assert "train.freeze" in line and "backbone='stem'" in line
+    assert not (tmp_path / "out").exists()
