@@ -110,8 +110,8 @@ V2_SEEDS = (0, 1, 2)
 V2_BUDGET: dict[str, dict[str, Any]] = {
     "arch": {"stem_width": 8},
     "data": {"source": "synthetic", "image_size": 40, "n_train": 512, "n_val": 64},
-    # 128 steps = 4 epochs of 512 images; 4 evaluations (the curve)
-    "train": {"epochs": None, "steps": 128, "eval_every_steps": 32, "batch_size": 16,
+    # 64 steps = 2 epochs of 512 images; 4 evaluations (the curve)
+    "train": {"epochs": None, "steps": 64, "eval_every_steps": 16, "batch_size": 16,
               "lr": 0.01, "threads": 1, "device": "cpu"},
 }
 # the runs file: one row per (candidate, seed), appended as runs finish (resumable)
