@@ -13,6 +13,15 @@ one output stride; FLOPs vary with depth, RF and holes with the rates. Budget: `
 (quickstart-like: 48 px, 512 training images, 8 epochs, lr 0.01), written into the CSV's
 leading `#` comment lines with the git commit of the code and data generator. Resumable: rows
 already in the CSV are skipped, so an interrupted run continues where it stopped.
+
+``--v2`` (issue 15) builds `benchmarks/tabular_v2.csv`: the space `search_spaces/tabular_v2.toml`
+(depth 2–3, rates {1, 2, 3, 5}, width 8 or 16: 160 candidates, 4 GFLOPs levels; the usable
+RF at the crop), every candidate trained with seeds 0, 1, 2 at `V2_BUDGET` (40 px, 64 steps).
+Runs are appended to `benchmarks/tabular_v2_runs.csv` as they finish (resumable, seed-major);
+the table (one row per candidate: every seed's mIoU and curve, their mean and std) is
+rewritten from it at the end, holding only candidates with every seed.
+
+    nice -n 10 .venv/bin/python scripts/make_tabular.py --v2 --workers 2
 """
 
 from __future__ import annotations
