@@ -122,6 +122,9 @@ def _wide_entries(r: dict[str, str]) -> list[tuple[int, dict[str, Any]]]:
     seeds = [int(s) for s in r["seeds"].split()]
     if not seeds:
         raise ValueError(f"no seeds in seeds = {r['seeds']!r}")
+    missing = [c for s in seeds for c in (f"miou_s{s}", f"miou_curve_s{s}") if c not in r]
+    if missing:
+        raise ValueError(f"seeds = {r['seeds']!r} but no column {', '.join(missing)}")
     mean = float(r["miou"])
     return [(s, _entry(r, f"_s{s}") | {"miou_mean": mean}) for s in seeds]
 
