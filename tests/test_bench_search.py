@@ -90,7 +90,8 @@ def test_wide_table_errors_name_the_row(tmp_path: Path) -> None:
     p = tmp_path / "w.csv"
     p.write_text("schedule,kernel,output_stride,width,seeds,miou,miou_s0,miou_curve_s0\n"
                  "1-2,3,4,8,0 1,0.5,0.5,0.4 0.5\n")
-    with pytest.raises(TableError, match="data row 1: seeds = '0 1' but no column miou_s1, miou_curve_s1"):
+    with pytest.raises(TableError,
+                       match="data row 1: seeds = '0 1' but no column miou_s1, miou_curve_s1"):
         load_table(p)
     p.write_text("schedule,kernel,output_stride,width,seeds\n1-2,3,4,8,0\n")
     with pytest.raises(TableError, match="missing columns miou"):
