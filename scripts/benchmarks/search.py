@@ -241,7 +241,7 @@ V2_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "hvi_noise": ("hvi", {"noise": True}),
     "hvi_rep": ("hvi", {"noise": True, "repeats": 1}),
 }
-V2_SAMPLERS = ("hvi", "hvi_noise", "hvi_rep", "random", "tpe_mv", "nsga2")
+V2_SAMPLERS = ("hvi", "hvi_noise", "hvi_rep", "random", "brute", "tpe_mv", "nsga2")
 SHAPES = ("table", "control", "noise2", "mirror", "width_swap")
 
 
