@@ -15,6 +15,16 @@ It never proposes a candidate the study has tried or is running, nor one the con
 reject (those would cost an ask and train nothing), and when every feasible candidate of an
 enumerated space has been tried it stops the study, as brute force does.
 
+Noisy measurements (a trial's mIoU depends on its training seed): with ``noise = true`` the
+GP may fit a noise level as large as the signal, and the front that candidates must improve
+on is the GP's posterior mean at the tried candidates rather than their raw looks (one lucky
+seed does not set the bar, one unlucky seed does not hide the best). With ``repeats = k``
+a tried candidate on that front may be proposed again, up to k more looks (the runner trains
+it with another seed; a repeat counts as a trial): it is chosen when its optimistic gain —
+the hypervolume its upper bound would add beyond what its mean already holds — beats every
+untried candidate's. Repeats are information: the GP sees every look, so a candidate's
+posterior std shrinks with its looks. Both default off (the sampler as before).
+
 The first ``n_startup`` trials are drawn at random from the feasible pool (the GP needs a few
 points before its length scale means anything). Parameters reach Optuna through relative
 sampling: the choice is made once per trial, then the objective suggests exactly its
@@ -56,7 +66,7 @@ from optuna.trial import FixedTrial, FrozenTrial, TrialState
 
 from nas_dil.pareto import REFERENCE, hypervolume_improvement, nondominated, normalise
 from nas_dil.search.records import Objective
-from nas_dil.search.surrogate import GP, fit_gp
+from nas_dil.search.surrogate import GP, NOISES, NOISES_NOISY, fit_gp
 from nas_dil.spaces import Candidate, Space
 from nas_dil.spaces.errors import SpaceError
 
@@ -429,8 +439,12 @@ class _Pool:
 
 
 def check_options(beta: object = 2.0, n_startup: object = 8, pool_size: object = 4_096,
-                  seed: object = None) -> None:
+                  seed: object = None, noise: object = False, repeats: object = 0) -> None:
     """ValueError naming the first bad `[sampler]` option of the hvi sampler."""
+    if not isinstance(noise, bool):
+        raise ValueError(f"noise = {noise!r}: must be true or false")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
+        raise ValueError(f"repeats = {repeats!r}: must be an integer >= 0")
     if not (isinstance(beta, int | float) and not isinstance(beta, bool) and beta >= 0
             and math.isfinite(beta)):
         raise ValueError(f"beta = {beta!r}: must be a finite number >= 0")
@@ -451,17 +465,21 @@ class HVISampler(BaseSampler):
     """
 
     def __init__(self, *, beta: float = 2.0, n_startup: int = 8, pool_size: int = 4_096,
-                 seed: int | None = None, context: SamplerContext | None = None,
+                 seed: int | None = None, noise: bool = False, repeats: int = 0,
+                 context: SamplerContext | None = None,
                  search_space: Mapping[str, BaseDistribution] | None = None,
                  known_objectives: Callable[[Params], Sequence[float]] | None = None,
                  known_index: Sequence[int] | None = None) -> None:
-        check_options(beta=beta, n_startup=n_startup, pool_size=pool_size, seed=seed)
+        check_options(beta=beta, n_startup=n_startup, pool_size=pool_size, seed=seed,
+                      noise=noise, repeats=repeats)
         if (context is None) == (search_space is None):
             raise ValueError("the hvi sampler needs the study's context (the nas-dil driver "
                              "passes it) or a search_space, not both")
         self.beta = float(beta)
         self.n_startup = n_startup
         self.pool_size = pool_size
+        self.noise = noise  # measured objectives are noisy: noise-level grid, mean front
+        self.repeats = repeats  # extra looks a tried front candidate may get
         self.domain: _Domain = (_SpaceDomain(context) if context is not None else
                                 _DistDomain(search_space or {}, known_objectives, known_index))
         self._seed = seed
@@ -568,7 +586,16 @@ class HVISampler(BaseSampler):
         free = proposable.copy()
         free[[pool.index[k] for k in taken if k in pool.index]] = False
         idx = np.flatnonzero(free)
-        if len(idx) == 0:
+        again = np.zeros(0, dtype=int)  # tried candidates that may get another look
+        if self.repeats and obs_c:
+            looks: dict[Hashable, int] = {}
+            for c in obs_c:
+                looks[c] = looks.get(c, 0) + 1
+            busy = set(running)
+            again = np.array(sorted(pool.index[c] for c, k in looks.items()
+                                    if k <= self.repeats and c not in busy
+                                    and proposable[pool.index[c]]), dtype=int)
+        if len(idx) == 0 and len(again) == 0:
             self.last_choice = {"how": "none left"}
             return {}
         n_obs = len(set(obs_c))
@@ -576,14 +603,15 @@ class HVISampler(BaseSampler):
             if not measured:  # every objective is known: the improvement is exact
                 front = losses[[pool.index[c] for c in obs_c + running]]
                 return self._best(pool, idx, self._normalise_known(losses, front, idx))
-            i = int(self._rng.choice(idx))
+            i = int(self._rng.choice(idx if len(idx) else again))
             self.last_choice = {"how": "startup", "n_observed": n_obs}
             return dict(pool.params[i] or {})
         if len(idx) > MAX_SCORED:  # bound the cost per ask on huge pools: a random subset,
             near_free = np.intersect1d(np.array(near, dtype=int), idx)  # and the front's
             # neighbours
             idx = np.union1d(self._rng.choice(idx, MAX_SCORED, replace=False), near_free)
-        return self._by_improvement(pool, losses, feats, idx, obs_c, np.array(obs_y), running)
+        return self._by_improvement(pool, losses, feats, idx, obs_c, np.array(obs_y), running,
+                                    again)
 
     def _read(self, t: FrozenTrial) -> tuple[Hashable | None, list[float] | None]:
         """A trial's candidate and measured values, cached once it has finished (its
@@ -632,27 +660,37 @@ class HVISampler(BaseSampler):
         hit = self._gp_cache.get(j)
         if hit is not None and hit[0] == key:
             return hit[1]
-        gp = fit_gp(x, y)
+        gp = fit_gp(x, y, NOISES_NOISY if self.noise else NOISES)
         self.n_fits += 1
         self._gp_cache[j] = (key, gp)
         return gp
 
     def _by_improvement(self, pool: _Pool, losses: np.ndarray, feats: np.ndarray,
                         idx: np.ndarray, obs_c: list[Hashable], obs_y: np.ndarray,
-                        running: list[Hashable]) -> Params:
+                        running: list[Hashable], again: np.ndarray | None = None) -> Params:
         obs_i = np.array([pool.index[c] for c in obs_c])
         run_i = np.array([pool.index[c] for c in running], dtype=int)
         if len(obs_i) > MAX_OBSERVED:
             obs_i, obs_y = obs_i[-MAX_OBSERVED:], obs_y[-MAX_OBSERVED:]
+        again = np.zeros(0, dtype=int) if again is None else again
         nm = len(self.domain.measured)
         y_loss = obs_y * self.domain.measured_signs  # measured objectives as losses
-        mu_c, sd_c, mu_r = [], [], []
+        # the observed points the front is made of: every look, or (noise) each tried
+        # candidate once, at the GP's posterior mean
+        front_i = np.unique(obs_i) if self.noise else obs_i
+        mu_c, sd_c, mu_r, mu_f, mu_a, sd_a = [], [], [], [], [], []
         for j in range(nm):
             gp = self._gp(j, feats[obs_i], y_loss[:, j])
             m, s = gp.predict(feats[idx])
             mu_c.append(m)
             sd_c.append(s)
             mu_r.append(gp.predict(feats[run_i])[0] if len(run_i) else np.zeros(0))
+            if self.noise:
+                mu_f.append(gp.predict(feats[front_i])[0])
+            if len(again):
+                ma, sa = gp.predict(feats[again])
+                mu_a.append(ma)
+                sd_a.append(sa)
         # normalise: measured by the range seen so far, known by the pool's range
         y_lo, y_hi = y_loss.min(axis=0), y_loss.max(axis=0)
         a_lo, a_hi = losses.min(axis=0), losses.max(axis=0)
@@ -661,14 +699,43 @@ class HVISampler(BaseSampler):
             return np.hstack([normalise(meas, y_lo, y_hi, clip=False),
                               normalise(losses[rows], a_lo, a_hi, clip=False)])
 
-        front = np.vstack([norm(y_loss, obs_i),
-                           norm(np.array(mu_r).T.reshape(len(run_i), nm), run_i)])
-        front = front[nondominated(front)]
-        optimistic = norm(np.array(mu_c).T - self.beta * np.array(sd_c).T, idx)
+        seen = np.array(mu_f).T.reshape(len(front_i), nm) if self.noise else y_loss
+        front_all = np.vstack([norm(seen, front_i),
+                               norm(np.array(mu_r).T.reshape(len(run_i), nm), run_i)])
+        on_front = nondominated(front_all)
+        front = front_all[on_front]
+        optimistic = norm(np.array(mu_c).T.reshape(len(idx), nm)
+                          - self.beta * np.array(sd_c).T.reshape(len(idx), nm), idx)
         ref = np.full(optimistic.shape[1], REFERENCE)
         # an optimistic value beyond the seen range must still count
-        ref[:nm] = np.maximum(REFERENCE, optimistic[:, :nm].max(axis=0) + REFERENCE - 1.0)
-        h = hypervolume_improvement(front, optimistic, ref)
+        if len(optimistic):
+            ref[:nm] = np.maximum(REFERENCE, optimistic[:, :nm].max(axis=0) + REFERENCE - 1.0)
+        h = hypervolume_improvement(front, optimistic, ref) if len(idx) else np.zeros(0)
+        if len(again):
+            # a repeat's optimistic gain: the volume its upper bound adds to the front
+            # without it, beyond what its mean adds (the front already holds the mean)
+            ma = np.array(mu_a).T.reshape(len(again), nm)
+            up = norm(ma - self.beta * np.array(sd_a).T.reshape(len(again), nm), again)
+            mean = norm(ma, again)
+            gain = (hypervolume_improvement(front, up, ref)
+                    - hypervolume_improvement(front, mean, ref))
+            # a candidate on the front: against the front without itself (few, one by one)
+            pos = {int(r): k for k, r in enumerate(front_i)} if self.noise else {}
+            for k, r in enumerate(again):
+                own = pos.get(int(r))
+                if own is None or not on_front[own]:  # off the front: the batch value holds
+                    continue
+                rest = np.delete(front_all, own, axis=0)
+                rest = rest[nondominated(rest)] if len(rest) else rest
+                pair = hypervolume_improvement(rest, np.vstack([up[k], mean[k]]), ref)
+                gain[k] = pair[0] - pair[1]
+            if len(h) == 0 or gain.max() > h.max():
+                k = int(np.argmax(gain))
+                self.last_choice = {"how": "repeat", "improvement": float(gain[k])}
+                return dict(pool.params[int(again[k])] or {})
+        if len(h) == 0:
+            self.last_choice = {"how": "none left"}
+            return {}
         if h.max() <= 1e-12:  # nothing can improve even optimistically: learn the most
             i = int(idx[np.argmax(np.sum(sd_c, axis=0))])
             self.last_choice = {"how": "uncertainty"}

@@ -17,6 +17,9 @@ __all__ = ["GP", "fit_gp"]
 
 LENGTH_SCALES = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # in units of a [0, 1]-scaled feature
 NOISES = (1e-3, 1e-2, 1e-1)  # noise variance, relative to the standardised target variance
+# for noisy measurements (hvi's ``noise`` option): up to as large as the signal, as seed noise
+# can be (on tabular_v2 the seed std is ~0.3-0.5 of the candidates' spread at one cost level)
+NOISES_NOISY = (1e-3, 1e-2, 1e-1, 0.3, 1.0)
 
 
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -45,8 +48,9 @@ class GP:
         return mu * self.y_std + self.y_mean, np.sqrt(var) * self.y_std
 
 
-def fit_gp(x: np.ndarray, y: np.ndarray) -> GP:
-    """The grid point of highest log marginal likelihood; ``x`` (n, f), ``y`` (n,), n >= 1."""
+def fit_gp(x: np.ndarray, y: np.ndarray, noises: tuple[float, ...] = NOISES) -> GP:
+    """The grid point of highest log marginal likelihood; ``x`` (n, f), ``y`` (n,), n >= 1
+    (repeated rows of ``x``, several looks at one candidate, are what pins the noise)."""
     x = np.atleast_2d(np.asarray(x, dtype=float))
     y = np.asarray(y, dtype=float)
     if len(x) != len(y) or len(y) == 0:
@@ -58,7 +62,7 @@ def fit_gp(x: np.ndarray, y: np.ndarray) -> GP:
     best: tuple[float, float, float, np.ndarray, np.ndarray] | None = None
     for ls in LENGTH_SCALES:
         k = np.exp(-d2 / (2.0 * ls**2))
-        for noise in NOISES:
+        for noise in noises:
             try:
                 chol = np.linalg.cholesky(k + noise * np.eye(len(y)))
             except np.linalg.LinAlgError:  # pragma: no cover - noise >= 1e-3 keeps K PD

@@ -1,7 +1,14 @@
 """The tabular dilation benchmark: trained mIoU per (schedule, seed), read from a CSV.
 
 `scripts/make_tabular.py` trains every candidate of a small finite space and writes the table
-(`benchmarks/tabular_dilation.csv`; leading ``#`` lines are comments: provenance, budget).
+(leading ``#`` lines are comments: provenance, budget). Two layouts:
+
+- long (`benchmarks/tabular_dilation.csv`): one row per (candidate, seed), columns ``seed``,
+  ``miou``, ``miou_curve``;
+- wide (`benchmarks/tabular_v2.csv`, ``--v2``): one row per candidate, ``seeds`` (e.g.
+  ``0 1 2``), ``miou`` the seed mean, and per seed *k* ``miou_s<k>``, ``miou_curve_s<k>``
+  (``pixel_acc_s<k>``). It is read as the long layout would be (one entry per seed, ``miou``
+  that seed's), each entry also carrying ``miou_mean``.
 A study with ``[trial] kind = "tabular"`` reads each trial's mIoU curve from it instead of
 training, so sampler comparisons run in seconds and repeat exactly. RF, holes and FLOPs stay
 analytic (the driver computes them as for any trial). A candidate the table lacks is a
@@ -22,6 +29,7 @@ from nas_dil.errors import UserError
 __all__ = ["Table", "TableError", "load_table", "schedule_key"]
 
 REQUIRED = ("schedule", "kernel", "output_stride", "width", "seed", "miou", "miou_curve")
+REQUIRED_WIDE = ("schedule", "kernel", "output_stride", "width", "seeds", "miou")
 
 
 class TableError(UserError, ValueError):
@@ -77,28 +85,48 @@ def _parse(path: Path) -> Table:
         raise TableError(f"{path}: cannot read: {e.strerror or e}") from None
     comments = tuple(ln.lstrip("#").strip() for ln in lines if ln.startswith("#"))
     reader = csv.DictReader(ln for ln in lines if not ln.startswith("#"))
-    missing = [f for f in REQUIRED if f not in (reader.fieldnames or [])]
+    fields = reader.fieldnames or []
+    wide = "seeds" in fields
+    missing = [f for f in (REQUIRED_WIDE if wide else REQUIRED) if f not in fields]
     if missing:
         raise TableError(f"{path}: not a tabular benchmark: missing columns {', '.join(missing)}")
     rows: dict[tuple[str, int, int, int, int], dict[str, Any]] = {}
     for i, r in enumerate(reader, 2):
         try:
-            curve = [float(x) for x in r["miou_curve"].split()]
-            key = (r["schedule"], int(r["kernel"]), int(r["output_stride"]), int(r["width"]),
-                   int(r["seed"]))
-            row: dict[str, Any] = {**r, "miou": float(r["miou"]), "miou_curve": curve}
-            if "pixel_acc" in r and r["pixel_acc"] not in (None, ""):
-                row["pixel_acc"] = float(r["pixel_acc"])
-            if "train_time_s" in r and r["train_time_s"] not in (None, ""):
-                row["train_time_s"] = float(r["train_time_s"])
-        except (TypeError, ValueError) as e:
+            for seed, row in (_wide_entries(r) if wide else [(int(r["seed"]), _entry(r, ""))]):
+                key = (r["schedule"], int(r["kernel"]), int(r["output_stride"]),
+                       int(r["width"]), seed)
+                rows[key] = row
+        except (TypeError, ValueError, KeyError) as e:
             raise TableError(f"{path}: data row {i - 1}: {e}") from None
-        if not curve:
-            raise TableError(f"{path}: data row {i - 1}: empty miou_curve")
-        rows[key] = row
     if not rows:
         raise TableError(f"{path}: no rows")
     return Table(path, rows, comments)
+
+
+def _entry(r: dict[str, str], suffix: str) -> dict[str, Any]:
+    """One (candidate, seed) entry: the seed's columns (``miou<suffix>`` …) as the long
+    layout's ``miou``, ``miou_curve``, ``pixel_acc``."""
+    curve = [float(x) for x in r["miou_curve" + suffix].split()]
+    if not curve:
+        raise ValueError(f"empty miou_curve{suffix}")
+    row: dict[str, Any] = {**r, "miou": float(r["miou" + suffix]), "miou_curve": curve}
+    for col in ("pixel_acc", "train_time_s"):
+        v = r.get(col + suffix) if col == "pixel_acc" else r.get(col)
+        if v not in (None, ""):
+            row[col] = float(v)  # type: ignore[arg-type]
+    return row
+
+
+def _wide_entries(r: dict[str, str]) -> list[tuple[int, dict[str, Any]]]:
+    seeds = [int(s) for s in r["seeds"].split()]
+    if not seeds:
+        raise ValueError(f"no seeds in seeds = {r['seeds']!r}")
+    missing = [c for s in seeds for c in (f"miou_s{s}", f"miou_curve_s{s}") if c not in r]
+    if missing:
+        raise ValueError(f"seeds = {r['seeds']!r} but no column {', '.join(missing)}")
+    mean = float(r["miou"])
+    return [(s, _entry(r, f"_s{s}") | {"miou_mean": mean}) for s in seeds]
 
 
 @lru_cache(maxsize=4)

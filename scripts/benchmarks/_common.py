@@ -32,3 +32,6 @@ def met(ok: object) -> str:
 def rel(path: Path) -> str:
     """``path`` relative to the repository when inside it (for stable JSON)."""
     return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
+TABLE_V2 = REPO / "benchmarks" / "tabular_v2.csv"
+TABULAR_V2_SPACE = REPO / "search_spaces" / "tabular_v2.toml"
+TABULAR_V2_STUDY = REPO / "studies" / "tabular_v2.toml"

@@ -1,19 +1,39 @@
-"""Sampler efficiency on the tabular benchmark (benchmarks/tabular_dilation.csv): each sampler
-drives an in-memory Optuna study over search_spaces/tabular.toml (the search's own
-`Space.sample`), mIoU read from the table, RF and GFLOPs from its analytic columns;
-hypervolume after B trials vs the exhaustive front (one fixed reference point), and trials to
-95 % of it vs random search. Target: >= 2x fewer trials than random for the best sampler."""
+"""Sampler efficiency on the tabular benchmark v2 (benchmarks/tabular_v2.csv: 160 candidates,
+3 training seeds each; FLOPs vary with depth and width; the usable RF). Each sampler drives an
+in-memory Optuna study over search_spaces/tabular_v2.toml (the search's own `Space.sample`);
+a trial sees ONE seed's mIoU (each candidate's looks go through its seeds in a random order per
+run, so a repeat sees another seed), RF and GFLOPs are known. Scored against the seed-mean
+truth: trials to 95 % of the truth front's hypervolume and to mean mIoU regret per GFLOPs
+budget <= 0.01; hvi vs random, TPE (multivariate), NSGA-II, GPSampler, BoTorch; plus a control
+with no structure and reshaped variants of the table. The v1 benchmark (one seed, nominal RF,
+benchmarks/tabular_dilation.csv): `python scripts/benchmarks/search.py --v1`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks._common import REPO, TABLE, TABULAR_SPACE, TABULAR_STUDY, met, rel
+if __name__ == "__main__":  # run as a script: `benchmarks` is the folder above this file
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import (
+    REPO,
+    TABLE,
+    TABLE_V2,
+    TABULAR_SPACE,
+    TABULAR_STUDY,
+    TABULAR_V2_SPACE,
+    TABULAR_V2_STUDY,
+    met,
+    rel,
+)
 
 # the nominal RF, as the table was made (studies/tabular.toml: kept for history)
 OBJECTIVES = (("miou", "maximize"), ("rf_nominal", "maximize"), ("gflops", "minimize"))
@@ -183,7 +203,7 @@ def _plot_hv(curves: dict[str, np.ndarray], res: dict[str, Any], path: Path) -> 
     plt.close(fig)
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run_v1(quick: bool) -> dict[str, Any]:
     if quick:
         return search_efficiency(samplers=("hvi", "tpe_mv", "random"), seeds=range(3),
                                  budgets=(10, 25, 50, 100), max_trials=320)
@@ -193,7 +213,7 @@ def run(quick: bool) -> dict[str, Any]:
                              plot=REPO / "docs" / "benchmarks" / "tabular_hv.png")
 
 
-def show(r: dict[str, Any]) -> None:
+def show_v1(r: dict[str, Any]) -> None:
     print(f"  {r['candidates']} candidates, seeds {r['seeds']}, reference point "
           f"{r['reference_point']}; HV as a share of the exhaustive front's")
     for name, s in r["samplers"].items():
@@ -208,3 +228,347 @@ def show(r: dict[str, Any]) -> None:
               f"({s['reached_95']} seeds reached it), {vs}")
     print(f"  best sampler {r['best_sampler']}: target >= 2x fewer than random "
           f"{met(r['target_met'])}")
+
+
+# -- v2 (issue 15): one seed per look, scored against the seed-mean truth ------------------
+
+OBJECTIVES_V2 = (("miou", "maximize"), ("rf", "maximize"), ("gflops", "minimize"))
+HV_SHARE = 0.95
+REGRET_TARGET = 0.01  # mIoU, mean over GFLOPs budgets (≈ the seed std of one look)
+# labels that are a sampler with options (as `[sampler]` keys of a study would set them)
+V2_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "tpe_mv": ("tpe", {"multivariate": True, "group": True}),
+    "hvi_noise": ("hvi", {"noise": True}),
+    "hvi_rep": ("hvi", {"noise": True, "repeats": 1}),
+}
+V2_SAMPLERS = ("hvi", "hvi_noise", "hvi_rep", "random", "brute", "tpe_mv", "nsga2")
+SHAPES = ("table", "control", "noise2", "mirror", "width_swap")
+
+
+@dataclass(frozen=True)
+class TabV2:
+    """The v2 table as arrays, one row per candidate: every seed's mIoU (``looks``), the
+    seed-mean truth, the known objectives."""
+
+    keys: list[tuple[str, int, int, int]]  # (schedule, kernel, output stride, width)
+    looks: np.ndarray  # (n, seeds) mIoU of each seed
+    rf: np.ndarray  # usable RF (px)
+    gflops: np.ndarray
+    shape: str = "table"  # which variant (`reshape`)
+
+    @property
+    def truth(self) -> np.ndarray:
+        return self.looks.mean(axis=1)
+
+    @property
+    def index(self) -> dict[tuple[str, int, int, int], int]:
+        return {k: i for i, k in enumerate(self.keys)}
+
+
+def load_v2(path: Path = TABLE_V2) -> TabV2:
+    """The wide table through the search's own loader (`nas_dil.search.tabular`)."""
+    from nas_dil.search.tabular import load_table
+
+    t = load_table(path)
+    seeds = t.seeds
+    keys = sorted({k[:4] for k in t.rows})
+    looks = np.array([[t.rows[(*k, s)]["miou"] for s in seeds] for k in keys])
+    first = [t.rows[(*k, seeds[0])] for k in keys]
+    return TabV2(keys, looks, np.array([float(r["rf"]) for r in first]),
+                 np.array([float(r["gflops"]) for r in first]))
+
+
+def reshape(tab: TabV2, shape: str, seed: int = 0) -> TabV2:
+    """Variants of the table, to check a sampler is not tuned to one landscape:
+    - ``control``: whole rows of looks permuted across candidates (no structure left: mIoU
+      has nothing to do with the schedule; same values, same seed noise);
+    - ``noise2``: each look twice as far from its candidate's mean (seed noise doubled);
+    - ``mirror``: each candidate takes the looks of its reversed schedule (1-2-5 ↔ 5-2-1),
+      same width: structured, same values, another landscape;
+    - ``width_swap``: each candidate takes the looks of its other-width twin: the cheap
+      level now holds the best mIoU (another front shape)."""
+    looks = tab.looks
+    idx = tab.index
+    if shape == "table":
+        return tab
+    if shape == "control":
+        looks = looks[np.random.default_rng(seed).permutation(len(looks))]
+    elif shape == "noise2":
+        m = looks.mean(axis=1, keepdims=True)
+        looks = m + 2.0 * (looks - m)
+    elif shape == "mirror":
+        looks = looks[[idx[("-".join(k[0].split("-")[::-1]), *k[1:])] for k in tab.keys]]
+    elif shape == "width_swap":
+        widths = sorted({k[3] for k in tab.keys})
+        other = {w: widths[len(widths) - 1 - i] for i, w in enumerate(widths)}
+        looks = looks[[idx[(*k[:3], other[k[3]])] for k in tab.keys]]
+    else:
+        raise ValueError(f"{shape=}: expected one of {', '.join(SHAPES)}")
+    return TabV2(tab.keys, looks, tab.rf, tab.gflops, shape)
+
+
+def regret_per_cost_level(truth: np.ndarray, cost: np.ndarray,
+                          tried: Sequence[int]) -> np.ndarray:
+    """Mean mIoU regret over cost budgets after each trial: for each distinct cost level L,
+    the best true mIoU in the table among candidates of cost <= L minus the best among the
+    tried ones of cost <= L (none tried: the best in the table counts as the regret, i.e.
+    mIoU 0 reached); the mean over the levels. A free objective cannot lower it: only
+    trying candidates of high true mIoU at each cost does."""
+    levels = np.unique(cost)
+    lvl = np.searchsorted(levels, cost)
+    best_table = np.maximum.accumulate(
+        np.array([truth[lvl == j].max() for j in range(len(levels))]))
+    best = np.full(len(levels), -np.inf)
+    out = np.empty(len(tried))
+    for t, i in enumerate(tried):
+        best[lvl[i]] = max(best[lvl[i]], truth[i])
+        got = np.maximum.accumulate(best)
+        out[t] = float(np.mean(best_table - np.where(np.isfinite(got), got, 0.0)))
+    return out
+
+
+def truth_hv_share(tab: TabV2, tried: Sequence[int]) -> np.ndarray:
+    """Hypervolume of the tried candidates' truth points (seed-mean mIoU, RF, GFLOPs) after
+    each trial, as a share of the whole table's; objectives scaled to [0, 1] over the table,
+    one reference point (`nas_dil.pareto.reference_point` of the table)."""
+    from nas_dil.pareto import hypervolume, hypervolume_series, reference_point, to_losses
+
+    vals = np.stack([tab.truth, tab.rf, tab.gflops], axis=1)
+    losses = to_losses(vals, [d for _, d in OBJECTIVES_V2])
+    span = np.ptp(losses, axis=0)
+    norm = (losses - losses.min(axis=0)) / np.where(span > 0, span, 1.0)
+    ref = reference_point(norm)
+    full = hypervolume(norm, ref)
+    return np.array(hypervolume_series(norm[list(tried)], ref)) / full
+
+
+def make_sampler_v2(label: str, seed: int) -> Any:
+    """The sampler as `nas-dil search studies/tabular_v2.toml` builds it (the driver's
+    make_sampler; hvi gets the analytic context), or Optuna-integration's BoTorch."""
+    import dataclasses
+    import warnings
+
+    import optuna
+
+    from nas_dil.data.synthetic import NUM_CLASSES
+    from nas_dil.search.config import SamplerConfig, load_study_config
+    from nas_dil.search.driver import make_sampler as driver_sampler
+    from nas_dil.spaces import load_space
+
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    if label == "botorch":  # qLogEHVI for 2-3 objectives (its default candidates_func)
+        from optuna_integration import BoTorchSampler
+
+        return BoTorchSampler(seed=seed)
+    name, options = V2_VARIANTS.get(label, (label, {}))
+    cfg = dataclasses.replace(load_study_config(TABULAR_V2_STUDY), seed=seed,
+                              sampler=SamplerConfig(name, options))
+    return driver_sampler(cfg, load_space(TABULAR_V2_SPACE), NUM_CLASSES)
+
+
+def run_v2_one(label: str, seed: int, tab: TabV2, n_trials: int) -> list[int]:
+    """One in-memory study of ``n_trials`` asks; returns the rows tried, in trial order.
+    A look at a candidate sees one seed's mIoU: its k-th look the seed at position k of a
+    per-run random order of the table's seeds (drawn from ``seed``), so every sampler sees
+    the same look for the same (run, candidate, k) and a repeat sees another seed."""
+    import optuna
+
+    from nas_dil.search.tabular import schedule_key
+    from nas_dil.spaces import load_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space(TABULAR_V2_SPACE)
+    order = np.random.default_rng(10_000 + seed).permuted(
+        np.tile(np.arange(tab.looks.shape[1]), (len(tab.keys), 1)), axis=1)
+    count = np.zeros(len(tab.keys), dtype=int)
+    idx = tab.index
+    study = optuna.create_study(directions=[d for _, d in OBJECTIVES_V2],
+                                sampler=make_sampler_v2(label, seed))
+    rows: list[int] = []
+    for _ in range(n_trials):
+        trial = study.ask()
+        c = space.sample(trial)
+        i = idx[(schedule_key(c.rates), c.kernel, c.output_stride, c.width)]
+        y = tab.looks[i, order[i, count[i] % order.shape[1]]]
+        count[i] += 1
+        rows.append(i)
+        try:
+            study.tell(trial, [float(y), float(tab.rf[i]), float(tab.gflops[i])])
+        except RuntimeError:  # hvi calls study.stop() once every candidate has a look
+            break
+    return rows
+
+
+def _first_at(xs: np.ndarray, ok: Any) -> int | None:
+    return next((t + 1 for t, x in enumerate(xs) if ok(x)), None)
+
+
+def evaluate_v2(tab: TabV2, samplers: Sequence[str] = V2_SAMPLERS, seeds: Sequence[int] =
+                range(10), n_trials: int = 120,
+                caps: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+    """Every sampler × seed: trials to 95 % truth-HV and to mean regret <= 0.01, values at
+    the end; medians over seeds (a run that never reaches a target counts as n + 1).
+    ``caps``: label -> (seeds, trials) for the slow samplers."""
+    out: dict[str, Any] = {"shape": tab.shape, "candidates": len(tab.keys),
+                           "seeds_per_candidate": int(tab.looks.shape[1]),
+                           "cost_levels": len(np.unique(tab.gflops)),
+                           "look_std": float(np.mean(tab.looks.std(axis=1))),
+                           "samplers": {}}
+    for label in samplers:
+        ss, nt = list(seeds), n_trials
+        if caps and label in caps:
+            ss, nt = ss[: caps[label][0]], min(nt, caps[label][1])
+        runs = []
+        t0 = time.perf_counter()
+        for seed in ss:
+            rows = run_v2_one(label, seed, tab, nt)
+            hv = truth_hv_share(tab, rows)
+            rg = regret_per_cost_level(tab.truth, tab.gflops, rows)
+            hv = np.concatenate([hv, np.full(nt - len(hv), hv[-1])])  # a stopped study
+            rg = np.concatenate([rg, np.full(nt - len(rg), rg[-1])])
+            runs.append({"seed": seed, "hv": hv, "regret": rg,
+                         "to_hv": _first_at(hv, lambda h: h >= HV_SHARE),
+                         "to_regret": _first_at(rg, lambda r: r <= REGRET_TARGET),
+                         "repeats": len(rows) - len(set(rows))})
+        s: dict[str, Any] = {"n_trials": nt, "seeds": ss,
+                             "s_per_run": round((time.perf_counter() - t0) / len(ss), 2)}
+        for key in ("to_hv", "to_regret"):
+            v = [r[key] if r[key] is not None else nt + 1 for r in runs]
+            s[key] = {"median": float(np.median(v)), "per_seed": [r[key] for r in runs],
+                      "reached": sum(r[key] is not None for r in runs),
+                      "censored": bool(np.median(v) > nt)}
+        for b in (20, 40, 80):
+            if b <= nt:
+                s[f"hv_at_{b}"] = round(float(np.mean([r["hv"][b - 1] for r in runs])), 4)
+                s[f"regret_at_{b}"] = round(float(np.mean([r["regret"][b - 1] for r in runs])),
+                                            4)
+        s["repeats_mean"] = float(np.mean([r["repeats"] for r in runs]))
+        out["samplers"][label] = s
+    rnd = out["samplers"].get("random")
+    for s in out["samplers"].values():
+        for key in ("to_hv", "to_regret"):
+            if rnd is not None:
+                # vs random: random's median / this one's (random censored: a lower bound)
+                s[key]["vs_random"] = round(rnd[key]["median"] / s[key]["median"], 2)
+                s[key]["vs_random_lower_bound"] = rnd[key]["censored"]
+    return out
+
+
+def targets_v2(r: dict[str, Any]) -> dict[str, Any]:
+    """The issue's target on one shape: hvi (the label that does best of hvi*) >= 2x fewer
+    trials than random, and fewer than every Optuna sampler, on both metrics."""
+    ss = r["samplers"]
+    hvis = [k for k in ss if k.startswith("hvi")]
+    others = [k for k in ss if not k.startswith("hvi") and k != "random"]
+    out: dict[str, Any] = {}
+    for h in hvis:
+        for key in ("to_hv", "to_regret"):
+            m = ss[h][key]["median"]
+            out[f"{h} {key} >= 2x random"] = bool(ss[h][key].get("vs_random", 0) >= 2.0)
+            out[f"{h} {key} best of Optuna"] = all(m < ss[o][key]["median"] for o in others)
+    return out
+
+
+def search_v2(quick: bool = False, table: Path = TABLE_V2, shapes: Sequence[str] = SHAPES,
+              samplers: Sequence[str] = V2_SAMPLERS, seeds: Sequence[int] = range(10),
+              n_trials: int = 120, caps: dict[str, tuple[int, int]] | None = None
+              ) -> dict[str, Any]:
+    base = load_v2(table)
+    res: dict[str, Any] = {"table": rel(table), "n_trials": n_trials, "seeds": list(seeds),
+                           "regret_target": REGRET_TARGET, "hv_share": HV_SHARE,
+                           "shapes": {}}
+    for shape in shapes:
+        r = evaluate_v2(reshape(base, shape), samplers, seeds, n_trials, caps)
+        r["targets"] = targets_v2(r)
+        res["shapes"][shape] = r
+    return res
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """--quick: hvi, hvi_noise, TPE (multivariate), random on the table and the control, 3
+    seeds × 40 trials. Full: V2_SAMPLERS on every shape, 10 seeds × 120 trials (GPSampler and
+    BoTorch: `python scripts/benchmarks/search.py --samplers gp,botorch ...`)."""
+    if quick:
+        return search_v2(shapes=("table", "control"),
+                         samplers=("hvi", "hvi_noise", "tpe_mv", "random"), seeds=range(3),
+                         n_trials=40)
+    return search_v2()
+
+
+def _cell(s: dict[str, Any]) -> str:
+    return f"{'>' if s['censored'] else ''}{s['median']:g} ({s['reached']})"
+
+
+def show(r: dict[str, Any]) -> None:
+    if "shapes" not in r:
+        show_v1(r)
+        return
+    print(f"  {r['table']}: seeds {r['seeds']}, {r['n_trials']} trials; median trials over "
+          f"seeds (seeds that reached it); '>' = the median seed did not")
+    for shape, x in r["shapes"].items():
+        print(f"  [{shape}] {x['candidates']} candidates, {x['cost_levels']} GFLOPs levels, "
+              f"mean seed std {x['look_std']:.4f}")
+        print(f"  {'sampler':10s} {'to 95% HV':>11s} {'vs rnd':>6s} {'to regret<=0.01':>15s} "
+              f"{'vs rnd':>6s} {'HV@40':>6s} {'rg@40':>6s} {'rg@80':>6s} {'rep':>5s} "
+              f"{'s/run':>6s}")
+        for label, s in x["samplers"].items():
+            print(f"  {label:10s} {_cell(s['to_hv']):>11s} "
+                  f"{s['to_hv'].get('vs_random', float('nan')):>6.2f} "
+                  f"{_cell(s['to_regret']):>15s} "
+                  f"{s['to_regret'].get('vs_random', float('nan')):>6.2f} "
+                  f"{s.get('hv_at_40', float('nan')):>6.3f} "
+                  f"{s.get('regret_at_40', float('nan')):>6.4f} "
+                  f"{s.get('regret_at_80', float('nan')):>6.4f} {s['repeats_mean']:>5.1f} "
+                  f"{s['s_per_run']:>6.1f}")
+        bad = [k for k, v in x["targets"].items() if not v]
+        print(f"  targets NOT met: {'; '.join(bad) if bad else 'none'}")
+
+
+def _jsonable(r: Any) -> Any:
+    if isinstance(r, dict):
+        return {k: _jsonable(v) for k, v in r.items()}
+    if isinstance(r, list | tuple):
+        return [_jsonable(v) for v in r]
+    if isinstance(r, np.ndarray):
+        return [round(float(v), 5) for v in r]
+    if isinstance(r, np.floating | np.integer):
+        return r.item()
+    return r
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import os
+    import sys
+
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--v1", action="store_true",
+                    help="the v1 benchmark (benchmarks/tabular_dilation.csv, one seed)")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--samplers", default=",".join(V2_SAMPLERS),
+                    help=f"v2 labels: {', '.join(V2_SAMPLERS)}, gp, botorch")
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=120)
+    ap.add_argument("--table", default=str(TABLE_V2))
+    ap.add_argument("--json", default=None, help="also write the result (with every curve) here")
+    a = ap.parse_args(argv)
+    if a.v1:
+        r = run_v1(a.quick)
+    elif a.quick:
+        r = run(True)
+    else:
+        r = search_v2(table=Path(a.table), shapes=a.shapes.split(","),
+                      samplers=a.samplers.split(","), seeds=range(a.seeds), n_trials=a.trials)
+    r["date"] = time.strftime("%Y-%m-%d %H:%M")
+    r["load"] = os.getloadavg()[0]
+    r["command"] = " ".join(["python", *sys.argv])
+    show(r)
+    if a.json:
+        Path(a.json).write_text(json.dumps(_jsonable(r), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -96,6 +96,51 @@ def test_never_repeats_and_stops_when_the_space_is_exhausted() -> None:
     assert sum(t.state.is_finished() for t in study.trials) == 320
 
 
+def test_repeats_look_again_at_tried_candidates_within_the_limit() -> None:
+    """``repeats = 1``: some tried candidates are proposed once more (the runner trains them
+    with another seed; here each look adds seed noise), never a third time."""
+    rng = np.random.default_rng(0)
+    base = _points()
+    space = load_space(_cfg().space_path)
+    cfg = _cfg(n_startup=4, noise=True, repeats=1, seed=1)
+    sampler = make_sampler(cfg, space, NUM_CLASSES)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=[o.direction for o in cfg.objectives],
+                                sampler=sampler)
+    asked: list[str] = []
+    hows: list[str] = []
+    for _ in range(60):
+        trial = study.ask()
+        key = schedule_key(space.sample(trial).rates)
+        asked.append(key)
+        hows.append(sampler.last_choice.get("how", ""))
+        m, rf, g = base[key]
+        study.tell(trial, [m + float(rng.normal(0, 0.02)), rf, g])
+    counts = {k: asked.count(k) for k in set(asked)}
+    assert max(counts.values()) == 2 and "repeat" in hows
+    assert sum(c - 1 for c in counts.values()) == hows.count("repeat")
+
+
+def test_noise_option_keeps_choices_without_noise_alike() -> None:
+    """``noise`` changes the GP's noise grid and the front; without it the sampler is the
+    one the quickstart always ran: same seed, same choices as before the option existed
+    (the default path is the code path of ``noise = false, repeats = 0``)."""
+    a, _ = _run(_cfg(n_startup=4, seed=3), 20)
+    b, _ = _run(_cfg(n_startup=4, seed=3, noise=False, repeats=0), 20)
+    assert a == b
+
+
+def test_gp_fits_seed_noise_from_repeats() -> None:
+    """Repeated inputs whose looks spread more than the signal: the noisy grid picks a
+    noise level of at least 0.3 of the target variance (seed noise this large is real)."""
+    from nas_dil.search.surrogate import NOISES_NOISY
+
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.random((20, 2)), 3, axis=0)
+    y = x[:, 0] * 0.1 + rng.normal(0, 0.05, len(x))
+    assert fit_gp(x, y, NOISES_NOISY).noise >= 0.3
+
+
 def test_same_seed_same_choices() -> None:
     a, _ = _run(_cfg(n_startup=4, seed=3), 20)
     b, _ = _run(_cfg(n_startup=4, seed=3), 20)
@@ -192,6 +237,8 @@ def test_beats_random_search_on_the_tabular_benchmark() -> None:
     ({"n_startup": 0}, "n_startup = 0: must be an integer >= 1", "sampler: n_startup = 0"),
     ({"pool_size": 2.5}, "pool_size = 2.5", "sampler.pool_size: expected int, got 2.5"),
     ({"seed": "x"}, "seed = 'x'", "sampler.seed: expected int | None, got 'x'"),
+    ({"repeats": -1}, "repeats = -1: must be an integer >= 0", "sampler: repeats = -1"),
+    ({"noise": 1}, "noise = 1: must be true or false", "sampler.noise: expected bool, got 1"),
 ])
 def test_bad_options_are_one_line_errors(options: dict[str, Any], match: str,
                                          in_file: str) -> None:

@@ -171,3 +171,17 @@ def test_search_end_to_end(tmp_path: Path, ray_cluster: Any) -> None:
         if t.state.name == "COMPLETE":
             rates = tuple(t.user_attrs["candidate"]["rates"])
             assert t.values[0] == pytest.approx(_miou(rates, 0))
+
+
+def test_shipped_v2_study_reads_every_seed_of_the_wide_table() -> None:
+    """studies/tabular_v2.toml parses (its table covers the space for its seed) and each
+    seed of benchmarks/tabular_v2.csv reads as its own entry: that seed's mIoU and curve,
+    the steps budget's 4 evaluations, the mean of the three beside it."""
+    cfg = load_study_config(REPO / "studies" / "tabular_v2.toml")
+    t = load_table(cfg.trial.table)
+    assert t.seeds == [0, 1, 2] and len(t.rows) == 480
+    looks = [t.lookup((1, 3), 3, 4, 16, s) for s in (0, 1, 2)]
+    assert all(len(r["miou_curve"]) == 4 and r["miou_curve"][-1] == pytest.approx(r["miou"],
+                                                                                  abs=1e-4)
+               for r in looks)
+    assert looks[0]["miou_mean"] == pytest.approx(sum(r["miou"] for r in looks) / 3, abs=1e-6)
