@@ -22,7 +22,8 @@ A study file names everything a search needs; every key is optional except ``spa
                                  #   train, see docs/theory.md)
     [sampler]                    # name = hvi (default) | tpe | nsga2 | nsga3 | gp | random |
     name = "hvi"                 #   brute, and any keyword of that sampler class (hvi: beta,
-                                 #   n_startup, pool_size, seed; tpe: n_startup_trials, …)
+                                 #   n_startup, pool_size, seed, noise = true for noisy mIoU,
+                                 #   repeats = k; tpe: n_startup_trials, …)
     [parallel]                   # max_in_flight, cpus, gpus (fractional packs trials per GPU),
     max_in_flight = 2            #   memory_gb, resources = { … } (Ray custom), max_retries,
                                  #   pending_timeout_s (trials no node can fit: FAIL after it)
