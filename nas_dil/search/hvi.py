@@ -23,7 +23,10 @@ a tried candidate on that front may be proposed again, up to k more looks (the r
 it with another seed; a repeat counts as a trial): it is chosen when its optimistic gain —
 the hypervolume its upper bound would add beyond what its mean already holds — beats every
 untried candidate's. Repeats are information: the GP sees every look, so a candidate's
-posterior std shrinks with its looks. Both default off (the sampler as before).
+posterior std shrinks with its looks. Both default off (the sampler as before). ``repeats``
+needs a runner that trains a repeat with another seed (the tabular benchmark's, or a user's
+own Optuna objective); `nas-dil search` trains every trial with the study's one seed and
+answers a repeated candidate from storage, so there a repeat adds no information.
 
 The first ``n_startup`` trials are drawn at random from the feasible pool (the GP needs a few
 points before its length scale means anything). Parameters reach Optuna through relative
