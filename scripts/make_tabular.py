@@ -91,6 +91,19 @@ def train_row(rates: tuple[int, ...], seed: int, epochs: int | None = None,
     }
 
 
+def write_as_done(futures: list[Any], w: csv.DictWriter, f: Any, what: str,
+                  t0: float) -> None:
+    """Write each finished row as it comes (flushed: an interrupted build resumes from the
+    file), with a progress line every 10."""
+    for i, fut in enumerate(as_completed(futures), 1):
+        w.writerow(fut.result())
+        f.flush()
+        if i % 10 == 0 or i == len(futures):
+            el = time.perf_counter() - t0
+            print(f"{i}/{len(futures)} {what}, {el:.0f} s, "
+                  f"eta {el / i * (len(futures) - i):.0f} s", file=sys.stderr)
+
+
 def provenance() -> str:
     """Git commit (and whether the tree was dirty) of the code that made the table."""
     repo = Path(__file__).resolve().parents[1]
@@ -237,14 +250,7 @@ def main_v2(args: argparse.Namespace) -> int:
             f.write(header("tabular dilation benchmark v2, runs (one per candidate and seed)",
                            V2_BUDGET))
             w.writeheader()
-        futures = [pool.submit(v2_train, j) for j in todo]
-        for i, fut in enumerate(as_completed(futures), 1):
-            w.writerow(fut.result())
-            f.flush()  # resumable: every finished run is on disk
-            if i % 10 == 0 or i == len(futures):
-                el = time.perf_counter() - t0
-                print(f"{i}/{len(futures)} runs, {el:.0f} s, "
-                      f"eta {el / i * (len(futures) - i):.0f} s", file=sys.stderr)
+        write_as_done([pool.submit(v2_train, j) for j in todo], w, f, "runs", t0)
     wall = time.perf_counter() - t0
     extra = [f"this invocation: {len(todo)} runs in {wall:.0f} s wall, {args.workers} "
              f"workers, load average at the end {os.getloadavg()[0]:.1f}"] if todo else []
@@ -292,14 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"by scripts/make_tabular.py at git {provenance()}\n")
             f.write(f"# budget: {BUDGET}\n")
             w.writeheader()
-        futures = [pool.submit(train_row, r, s) for r, s in todo]
-        for i, fut in enumerate(as_completed(futures), 1):
-            w.writerow(fut.result())
-            f.flush()  # resumable: every finished row is on disk
-            if i % 10 == 0 or i == len(futures):
-                el = time.perf_counter() - t0
-                print(f"{i}/{len(futures)} rows, {el:.0f} s, "
-                      f"eta {el / i * (len(futures) - i):.0f} s", file=sys.stderr)
+        write_as_done([pool.submit(train_row, r, s) for r, s in todo], w, f, "rows", t0)
     return 0
 
 
