@@ -13,7 +13,8 @@ import resource
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -27,6 +28,9 @@ from nas_dil.models.config import ArchConfig
 from nas_dil.schedule import Schedule
 from nas_dil.train.config import TrainConfig, TrialConfig, TrialConfigError
 from nas_dil.train.metrics import confusion_update, scores_from_confusion
+
+if TYPE_CHECKING:  # torchvision is an extra: the frozen paths import it when they run
+    from nas_dil.models.backbones import BackboneSegNet
 
 __all__ = [
     "EvalCallback",
@@ -246,9 +250,10 @@ def run_trial(
     frozen = tc.freeze == "backbone"
     cached = frozen and feature_cache is not False
     if frozen:
-        model = frozen_net(s, arch, seed).to(device)
+        net = frozen_net(s, arch, seed).to(device)
+        model: nn.Module = net
         if cached:
-            feats = _features(model, cfg, data, seed, feature_cache)
+            feats = _features(net, cfg, data, seed, feature_cache)
     else:
         model = build_model(s, arch=arch).to(device)
     autocast = is_cuda and tc.amp
@@ -266,9 +271,9 @@ def run_trial(
         def forward(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
             if not cached:  # images: the frozen backbone recomputed at every step
                 with torch.no_grad():
-                    x = model.backbone(x)
+                    x = net.backbone(x)
             # the head's logits up-sampled to the label size, as BackboneSegNet.forward does
-            return F.interpolate(model.forward_features(x), size=masks.shape[-2:],
+            return F.interpolate(net.forward_features(x), size=masks.shape[-2:],
                                  mode="bilinear", align_corners=False)
     else:
         def forward(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -290,7 +295,7 @@ def run_trial(
     def set_train() -> None:
         model.train()
         if frozen:  # frozen means eval mode too: BatchNorm statistics stay as loaded
-            model.backbone.eval()
+            net.backbone.eval()
 
     known = analytic_attrs(s, arch, (size_h, size_w))  # everything known before training
     steps_per_epoch = max(1, math.ceil(data.n_train / tc.batch_size))
@@ -436,7 +441,7 @@ def run_trial(
 
 
 
-def frozen_net(schedule: Schedule, arch: ArchConfig, seed: int) -> nn.Module:
+def frozen_net(schedule: Schedule, arch: ArchConfig, seed: int) -> BackboneSegNet:
     """The net of a frozen-backbone trial, its backbone frozen (no gradients).
 
     Seeded here, just before it is built, so the backbone (built first, before the head) has
@@ -444,7 +449,7 @@ def frozen_net(schedule: Schedule, arch: ArchConfig, seed: int) -> nn.Module:
     driver builds ahead (`frozen_backbone`) is the one the trials find.
     """
     torch.manual_seed(seed)
-    model = build_model(schedule, arch=arch)
+    model = cast("BackboneSegNet", build_model(schedule, arch=arch))
     model.backbone.requires_grad_(False)
     model.backbone.eval()
     return model
@@ -464,7 +469,7 @@ def feature_key(arch: ArchConfig, data: SegData, backbone: nn.Module, views: int
                          None, views, seed)
 
 
-def _features(model: nn.Module, cfg: TrialConfig, data: SegData, seed: int,
+def _features(model: BackboneSegNet, cfg: TrialConfig, data: SegData, seed: int,
               root: str | os.PathLike[str] | bool | None) -> Any:
     from nas_dil.train.features import default_root, open_or_build
 
@@ -472,5 +477,5 @@ def _features(model: nn.Module, cfg: TrialConfig, data: SegData, seed: int,
         root = None
 
     key = feature_key(cfg.arch, data, model.backbone, cfg.train.freeze_views, seed)
-    return open_or_build(default_root() if root is None else root, key, model.backbone, data,
-                         batch_size=cfg.train.batch_size)
+    return open_or_build(default_root() if root is None else Path(root), key, model.backbone,
+                         data, batch_size=cfg.train.batch_size)
