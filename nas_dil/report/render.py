@@ -284,7 +284,9 @@ def plotly_figures(data: ReportData, heatmaps: bool = True) -> dict[str, go.Figu
         title = "<br>".join(textwrap.fill(line, 120).replace("\n", "<br>")
                             for line in _hv_title(data).split("\n"))
         fig.update_layout(title=title, xaxis_title="trial number",
-                          yaxis_title="hypervolume share", yaxis_range=[0, 1.02],
+                          yaxis_title="hypervolume share",
+                          # above 1 when the reference point lies past the ranges (10 %)
+                          yaxis_range=[0, max([1.02, *(1.03 * v for v in hv.normalized)])],
                           margin={"t": 100})
         figs["hypervolume"] = fig
     fig = go.Figure()

@@ -78,6 +78,22 @@ def test_hypervolume_hand_computed(hand_made_ro: Path) -> None:
     assert hv2 is not None and hv2.rule == "reference point: given"
 
 
+def test_hypervolume_figure_shows_shares_above_one(hand_made_ro: Path) -> None:
+    """Shares pass 1 when the reference point lies past the ranges (the search's space
+    reference: 10 % further): the figure's axis must still show the whole line."""
+    from dataclasses import replace
+
+    from nas_dil.report.render import plotly_figures
+
+    data = build_report(hand_made_ro)
+    assert data.hypervolume is not None
+    high = replace(data, hypervolume=replace(data.hypervolume, normalized=[0.5, 1.25, 1.3]))
+    top = plotly_figures(high, heatmaps=False)["hypervolume"].layout.yaxis.range[1]
+    assert top >= 1.3
+    low = plotly_figures(data, heatmaps=False)["hypervolume"].layout.yaxis.range[1]
+    assert low == pytest.approx(max(1.02, 1.03 * max(data.hypervolume.normalized)))
+
+
 def test_scatter_data_flags_baselines_pareto_and_feasibility(hand_made_ro: Path) -> None:
     d = build_report(hand_made_ro)
     s = {x.name: x for x in d.scatters}
