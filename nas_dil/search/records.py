@@ -61,7 +61,8 @@ METRICS: dict[str, Metric] = {
                  "training crop (image px, smaller axis; never more than the crop)"),
     "rf_nominal": Metric("rf_nominal", "maximize", False, "RF of the whole net by the formula "
                          "(image px), whatever the crop can supply: nas-dil <= 0.1's rf"),
-    "rf_stack": Metric("rf_stack", "maximize", False, "RF of the dilated stack alone"),
+    "rf_stack": Metric("rf_stack", "maximize", False, "RF of the searched layers alone (the "
+                       "stack; on a backbone the targeted blocks, then the head)"),
     "gflops": Metric("gflops", "minimize", False, "GFLOPs per image at the training size"),
     "params": Metric("params", "minimize", False, "trainable parameters"),
 }
