@@ -179,18 +179,20 @@ class Space:
         stride, width[, smooth, tail]."""
         cfg = self.config
         for k in cfg.kernel:
-            caps = {o: self.cap(k, o) for o in cfg.output_stride if self._ok(k, o)}
+            # per live output stride: its cap and the tails under it (once, not per candidate)
+            caps = {o: (cap, self._tails(cap)[1]) for o in cfg.output_stride
+                    if self._ok(k, o) for cap in [self.cap(k, o)]}
             for rates in self.rule.iter_rates(k):
                 ws = (self.rule.iter_rates_of_depth(k, len(rates)) if cfg.per_axis
                       else iter([rates]))
                 for rates_w in ws:
                     top = max(rates + rates_w)
-                    for os_, cap in caps.items():
+                    for os_, (cap, tails) in caps.items():
                         if cap is not None and top > cap:
                             continue
                         for w in cfg.width:
                             for sm in cfg.smooth:
-                                for tail in self._tails(cap)[1]:
+                                for tail in tails:
                                     yield Candidate(rates, k, os_, w, rates_w, sm, tail)
 
     def contains(self, c: Candidate) -> bool:
