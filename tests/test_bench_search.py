@@ -115,6 +115,26 @@ def test_regret_per_cost_level_by_hand(search: ModuleType, tried: list[int],
     assert np.all(np.diff(got) <= 1e-12)  # trying more never raises the regret
 
 
+@pytest.mark.parametrize(("tried", "seen", "expected"), [
+    # the table of the test above; the pick within each budget is the best observed mean
+    ([0, 1], [0.9, 0.2], [0.1, 0.2, 0.2]),  # lucky look at 0 hides 1 (truth .6): .5 picked
+    ([0, 1, 1], [0.9, 0.2, 0.9], [0.1, 0.2, 0.2]),  # 1's mean .55 < .9: still 0
+    ([0, 1, 0], [0.9, 0.6, 0.1], [0.0, 0.1, 0.1]),  # 0's 2nd look: mean .5 < .6, 1 picked
+    ([3, 2], [0.8, 0.5], [0.6, 0.0, 0.05]),  # 3 seen better than 2: picked at cost 3
+    ([2], [0.1], [0.6, 0.0, 0.0]),
+])
+def test_pick_regret_by_hand(search: ModuleType, tried: list[int], seen: list[float],
+                             expected: list[float]) -> None:
+    truth = np.array([0.5, 0.6, 0.7, 0.65])
+    cost = np.array([1.0, 1.0, 2.0, 3.0])
+    got = search.pick_regret_per_cost_level(truth, cost, tried, seen)
+    assert got[-1] == pytest.approx(np.mean(expected))
+    # with the truth as the looks, the pick is the best tried: the regret of what was tried
+    np.testing.assert_allclose(search.pick_regret_per_cost_level(truth, cost, tried,
+                                                                 truth[tried]),
+                               search.regret_per_cost_level(truth, cost, tried))
+
+
 def test_variants_keep_their_promises(make_tabular: ModuleType, search: ModuleType,
                                       tmp_path: Path) -> None:
     _fake_runs(make_tabular, tmp_path / "t_runs.csv")

@@ -13,7 +13,9 @@ then `select_trial(study_source, pick)`.
 ``knee`` and the ``best-*``/limit picks never choose a trial whose taps were dead in training
 (``dead_taps`` > 0: taps that read only padding at the training crop, still at their initial
 values); when those are all there is, the pick fails naming them. Ties go to fewer GFLOPs,
-then to the lower trial number.
+then to the lower trial number. A candidate trained with several seeds (sampler repeats)
+counts once, with its mean mIoU over the looks (`merge_looks`), exported from the look whose
+weights were kept.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING
 from nas_dil.errors import UserError
 from nas_dil.report.data import dead_taps, feasible, knee_trial, pareto_trials
 from nas_dil.report.source import StudySource
+from nas_dil.search.records import merge_looks
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -142,7 +145,7 @@ def select_trial(src: StudySource, pick: Pick | str) -> tuple[FrozenTrial, str]:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         raise NoCompleteTrialError(f"{where} has no COMPLETE trial yet")
-    feas = [t for t in complete if feasible(t)]
+    feas = [t for t in merge_looks(complete, src.objectives) if feasible(t)]
     if not feas:
         raise PickError(f"{where}: none of its {len(complete)} COMPLETE trials is feasible")
     if p.kind == "knee":

@@ -31,6 +31,7 @@ import numpy as np
 from nas_dil.errors import UserError
 from nas_dil.pareto import (
     REFERENCE,
+    hypervolume,
     hypervolume_series,
     knee_index,
     pareto_mask,
@@ -40,7 +41,7 @@ from nas_dil.pareto import (
 )
 from nas_dil.report.coverage_plot import CoverageMapData, coverage_map_data
 from nas_dil.report.source import Objective, StudySource, open_study
-from nas_dil.search.records import StudyMeta, TrialRecord
+from nas_dil.search.records import StudyMeta, TrialRecord, merge_looks
 
 if TYPE_CHECKING:
     import optuna
@@ -103,6 +104,8 @@ class ParetoRow:
     baseline: str | None  # seed baseline name
     knee: bool
     weights: str | None  # recorded weights path (relative to the output folder)
+    looks: int | None = None  # training seeds averaged (`[sampler] repeats`); None: one
+    miou_std: float | None = None  # their mIoU's std (n - 1)
 
 
 @dataclass(frozen=True)
@@ -311,7 +314,9 @@ def _label(t: FrozenTrial) -> str:
     base = t.user_attrs.get("baseline")
     tail = f" ({base})" if base else ""
     dead = f", {dead_taps(t)} dead taps" if dead_taps(t) else ""
-    return f"#{t.number} [{rates}] K{k} OS{os_} w{w}{tail}{dead}"
+    looks = t.user_attrs.get("looks")
+    seeds = f", mIoU mean of {looks} seeds" if looks else ""
+    return f"#{t.number} [{rates}] K{k} OS{os_} w{w}{tail}{dead}{seeds}"
 
 
 def _complete(study: optuna.Study) -> list[FrozenTrial]:
@@ -322,8 +327,11 @@ def _complete(study: optuna.Study) -> list[FrozenTrial]:
 
 def pareto_trials(complete: Sequence[FrozenTrial],
                   objectives: Sequence[Objective]) -> list[FrozenTrial]:
-    """Non-dominated feasible trials among ``complete`` (all COMPLETE), in trial order."""
-    cand = [t for t in complete if feasible(t) and t.values is not None]
+    """Non-dominated feasible trials among ``complete`` (all COMPLETE), in trial order; the
+    looks at one candidate (repeats with other seeds) count once, as their mean
+    (`merge_looks`: the trial kept is a merged copy)."""
+    cand = [t for t in merge_looks(complete, objectives)
+            if feasible(t) and t.values is not None]
     if not cand:
         return []
     mask = pareto_mask([t.values for t in cand], [o.direction for o in objectives])
@@ -361,6 +369,7 @@ def _pareto_row(t: FrozenTrial, objectives: Sequence[Objective], knee: bool,
         hdc_rule3=_bool(a.get("hdc_rule3")), hdc=_bool(a.get("hdc")),
         baseline=rec.baseline or None, knee=knee,
         weights=rec.weights if isinstance(rec.weights, str) else None,
+        looks=_int(a.get("looks")), miou_std=_num(t, "miou_std"),
     )
 
 
@@ -407,6 +416,8 @@ _QUANTITIES = [
     Column("hdc_rule1", "HDC r1"), Column("hdc_rule1_groups", "HDC r1 groups"),
     Column("hdc_rule2", "HDC r2"), Column("hdc_rule3", "HDC r3"), Column("hdc", "HDC"),
     Column("gridding_free", "gridding-free"), Column("baseline", "baseline"),
+    Column("looks", "seeds", doc=("training seeds the row's mIoU averages (sampler repeats), "
+                                  "± their std")),
 ]
 
 
@@ -432,6 +443,8 @@ def _cell(r: ParetoRow, key: str, nominal_only: bool) -> Any:
             str(r.crop[0]) if r.crop[0] == r.crop[1] else f"{r.crop[0]}×{r.crop[1]}")
     if key == "coverage":
         return None if r.coverage is None else f"{100 * r.coverage:.1f} %"
+    if key == "looks":
+        return "1" if not r.looks else f"{r.looks} (± {_g(r.miou_std, '{:.3f}')})"
     return getattr(r, key)
 
 
@@ -442,6 +455,8 @@ def pareto_table(rows: Sequence[ParetoRow], objectives: Sequence[Objective],
     as such."""
     nominal_only = bool(rows) and all(r.rf_usable is None for r in rows)
     by_key = {c.key: c for c in _QUANTITIES}
+    if not any((r.looks or 0) > 1 for r in rows):  # no repeats: no column
+        del by_key["looks"]
     if nominal_only:
         by_key["rf"] = Column("rf", "RF px (nominal)", doc=(
             "whole net, image px, every tap by the formula (this study did not record the "
@@ -571,8 +586,15 @@ def _hypervolume(complete: Sequence[FrozenTrial], objectives: Sequence[Objective
     ideal = (vals * sg).min(axis=0) * sg
     box = unit or float(np.prod(np.maximum((ref_arr - ideal) * sg, 0.0)))
     ordered = sorted(complete, key=lambda t: t.number)
-    series = hypervolume_series(to_losses([t.values for t in ordered], dirs),
-                                ref_arr * sg, include=[feasible(t) for t in ordered])
+    if any(t.user_attrs.get("look_of") for t in ordered):  # repeats: each prefix merged
+        series = []
+        for k in range(1, len(ordered) + 1):
+            seen = [t for t in merge_looks(ordered[:k], objectives) if feasible(t)]
+            series.append(hypervolume(to_losses([t.values for t in seen], dirs), ref_arr * sg)
+                          if seen else 0.0)
+    else:
+        series = hypervolume_series(to_losses([t.values for t in ordered], dirs),
+                                    ref_arr * sg, include=[feasible(t) for t in ordered])
     return HypervolumeData(
         numbers=[t.number for t in ordered], values=series,
         normalized=[v / box if box > 0 else 0.0 for v in series],
@@ -616,12 +638,13 @@ def build_report(
     # the x axis says which RF it is: usable at the crop, or (older studies) nominal
     usable = any("rf_nominal" in t.user_attrs for t in complete)
     rf_name = "usable RF at the training crop" if usable else "nominal RF"
+    points = merge_looks(complete, objectives)  # a candidate once, at its looks' mean
     scatters = [
         _scatter("miou_vs_gflops", f"mIoU vs GFLOPs (colour: {rf_name})", "gflops",
-                 "GFLOPs per image", "rf", complete, objectives, front_ids, knee,
+                 "GFLOPs per image", "rf", points, objectives, front_ids, knee,
                  f"{rf_name} (image px)"),
         replace(_scatter("miou_vs_rf", f"mIoU vs {rf_name}", "rf", f"{rf_name} (image px)",
-                         None, complete, objectives, front_ids, knee),
+                         None, points, objectives, front_ids, knee),
                 x_mark=_crop_mark(complete, crop) if usable else None),
     ]
     from optuna.trial import TrialState

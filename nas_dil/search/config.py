@@ -23,7 +23,9 @@ A study file names everything a search needs; every key is optional except ``spa
     [sampler]                    # name = hvi (default) | tpe | nsga2 | nsga3 | gp | random |
     name = "hvi"                 #   brute, and any keyword of that sampler class (hvi: beta,
                                  #   n_startup, pool_size, seed, noise = true for noisy mIoU,
-                                 #   repeats = k; tpe: n_startup_trials, …)
+                                 #   repeats = k: up to k more looks at a promising
+                                 #   candidate, each trained from the next seed; the front
+                                 #   takes their mean; tpe: n_startup_trials, …)
     [parallel]                   # max_in_flight, cpus, gpus (fractional packs trials per GPU),
     max_in_flight = 2            #   memory_gb, resources = { … } (Ray custom), max_retries,
                                  #   pending_timeout_s (trials no node can fit: FAIL after it)
@@ -167,6 +169,13 @@ class StudyConfig:
     train: TrainConfig
     early_stop: EarlyStopConfig
     baselines: tuple[BaselineConfig, ...]
+
+    @property
+    def repeats(self) -> int:
+        """Extra looks (training seeds) the sampler may give one candidate (hvi's
+        ``repeats``): the driver trains each with the next seed instead of reusing a result."""
+        r = self.sampler.options.get("repeats", 0) if self.sampler.name == "hvi" else 0
+        return int(r)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: what the study records as ``study_config``."""

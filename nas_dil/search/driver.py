@@ -29,6 +29,11 @@ Weights: a COMPLETE trial's state_dict comes back from the worker; the driver ke
 the Pareto front when it finishes. Optuna freezes a trial's attributes once it is finished, so
 nothing is deleted later: the files kept are the final front, the baselines, and the trials
 that were on the front when they finished (a superset of the final front).
+
+Repeats (``[sampler] repeats = k``, hvi): a candidate the sampler asks again is trained again
+from the next seed (study seed + look), not answered from storage; every look is its own
+trial, and the front, the report and export take a candidate's mean over its looks
+(`records.merge_looks`).
 """
 
 from __future__ import annotations
@@ -356,6 +361,10 @@ class _Search:
                 else self.space.sample(asked.trial))
         plan = plan_trial(self.cfg, cand, self.num_classes, asked.number,
                           repaired=False if outside else None)
+        if self.cfg.repeats and (look := self.ledger.next_look(plan.key)):
+            # the sampler asked for another look at a tried candidate: the next seed
+            plan = plan_trial(self.cfg, cand, self.num_classes, asked.number,
+                              repaired=False if outside else None, look=look)
         self.recorder.set_constraints(asked, plan.constraints)
         run = Run(asked.trial_id, asked.number, cand, asked.params, asked.enqueued, plan.record,
                   plan.payload)
@@ -365,6 +374,7 @@ class _Search:
                 pruned_reason="infeasible: " + "; ".join(plan.violated)), "pruned")
             self.ledger.infeasible()
             return
+        self.ledger.looked(plan.record.look_of or plan.key)
         self._route(run, self.ledger.route(run))
 
     def _route(self, run: Run, action: str) -> None:
@@ -503,7 +513,9 @@ class _Search:
             where = f" on {out.get('node')}" + (f" in {out['wall_s']:.1f} s"
                                                  if out.get("wall_s") else "")
         base = f" [{run.baseline}]" if run.baseline else ""
-        self._show(f"trial {run.number}{base} {run.cand.key()}: {what}{where}")
+        p = run.payload
+        look = f" (look {p.look + 1}, seed {p.seed})" if p.look else ""
+        self._show(f"trial {run.number}{base} {run.cand.key()}{look}: {what}{where}")
 
     def summary(self, interrupted: bool) -> SearchSummary:
         numbers, hv = self.front()

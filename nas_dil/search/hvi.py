@@ -24,9 +24,9 @@ it with another seed; a repeat counts as a trial): it is chosen when its optimis
 the hypervolume its upper bound would add beyond what its mean already holds — beats every
 untried candidate's. Repeats are information: the GP sees every look, so a candidate's
 posterior std shrinks with its looks. Both default off (the sampler as before). ``repeats``
-needs a runner that trains a repeat with another seed (the tabular benchmark's, or a user's
-own Optuna objective); `nas-dil search` trains every trial with the study's one seed and
-answers a repeated candidate from storage, so there a repeat adds no information.
+needs a runner that trains a repeat with another seed: `nas-dil search` does (look k trains
+from the study's seed + k, and its front, report and export take each candidate's mean over
+its looks), as do the tabular benchmark and any Optuna objective that seeds by look.
 
 The first ``n_startup`` trials are drawn at random from the feasible pool (the GP needs a few
 points before its length scale means anything). Parameters reach Optuna through relative
@@ -551,13 +551,16 @@ class HVISampler(BaseSampler):
         if self._pool is None or not self._exhaustive:
             return
         ok = self._pool.arrays()[2].copy()
+        looks = np.zeros(len(ok), dtype=int)
         for t in study.get_trials(deepcopy=False):
             if t.state.is_finished() or t.number == trial.number:
                 c = self._read(t)[0]
                 if c is not None and c in self._pool.index:
-                    ok[self._pool.index[c]] = False
+                    looks[self._pool.index[c]] += 1
+        ok &= looks <= self.repeats
         if not ok.any():
-            study.stop()  # every feasible candidate has a result (as BruteForceSampler)
+            # every feasible candidate has its results (as BruteForceSampler), repeats too
+            study.stop()
 
     # -- the choice -------------------------------------------------------------------------
 

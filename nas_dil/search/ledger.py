@@ -10,7 +10,9 @@ are rerun).
 
 Duplicates: a trial whose key was already trained reuses the stored result; one whose twin is
 still running is parked until the twin finishes, then reuses its result, or trains when the
-twin failed.
+twin failed. With ``[sampler] repeats`` a candidate asked again is not a duplicate but another
+look: the driver plans it with the next seed (``looks`` counts the looks asked per candidate),
+and the front holds each candidate once, its measured objectives the mean of its looks.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from nas_dil.pareto import dominates, nondominated
 from nas_dil.search.early_stop import Completed, FrontSnapshot, make_snapshot
 from nas_dil.search.progress import Status
-from nas_dil.search.records import RESULT_KEYS, Objective, TrialPayload, TrialRecord
+from nas_dil.search.records import RESULT_KEYS, Objective, TrialPayload, TrialRecord, look_group
 from nas_dil.spaces import Candidate
 
 __all__ = ["Action", "Ledger", "Run", "State", "Stored", "StoredTrial"]
@@ -101,6 +103,9 @@ class Ledger:
         self.finished: dict[str, Stored] = {}  # key -> a result to reuse
         self.completed: list[Completed] = []  # for the early-stopping snapshot
         self.front_rows: list[tuple[int, list[float], bool]] = []  # number, values, feasible
+        self._row_of: dict[str, tuple[int, list[list[float]]]] = {}  # look group -> row, looks
+        self._measured = [i for i, o in enumerate(self.objectives) if o.measured]
+        self.looks: dict[str, int] = {}  # look group -> trials asked of it (repeats)
         self.front_version = 0  # bumped when the front may have changed (for caches)
         self._make_snapshot = snapshot
         self._snapshot: FrontSnapshot | None = None
@@ -118,6 +123,14 @@ class Ledger:
             self.parked.setdefault(run.key, []).append(run)
             return "park"
         return "submit"
+
+    def next_look(self, group: str) -> int:
+        """The look the next trial of a candidate is (0: its first)."""
+        return self.looks.get(group, 0)
+
+    def looked(self, group: str) -> None:
+        """A trial of the candidate was asked (or found finished in the storage)."""
+        self.looks[group] = self.looks.get(group, 0) + 1
 
     def submitted(self, ticket: Any, run: Run) -> None:
         self.running[ticket] = run
@@ -192,7 +205,20 @@ class Ledger:
         if self._make_snapshot is not None and all(o.name in attrs for o in self.analytic_objs):
             self.completed.append(Completed(number, curve, self.losses(attrs)))
             self._snapshot_dirty = True
-        self.front_rows.append((number, list(values), self.feasible(attrs)))
+        group = look_group(attrs)
+        seen = self._row_of.get(group) if group is not None else None
+        if seen is None:
+            if group is not None:
+                self._row_of[group] = (len(self.front_rows), [list(values)])
+            self.front_rows.append((number, list(values), self.feasible(attrs)))
+        else:  # another look at a candidate: its measured objectives are the looks' mean
+            row, looks = seen
+            looks.append(list(values))
+            first, vals, ok = self.front_rows[row]
+            mean = list(vals)
+            for i in self._measured:
+                mean[i] = float(np.mean([v[i] for v in looks]))
+            self.front_rows[row] = (first, mean, ok)
         self.front_version += 1
 
     def _signed(self, rows: Iterable[Sequence[float]]) -> np.ndarray:
@@ -243,6 +269,8 @@ class Ledger:
             if ua.get("requeue"):
                 continue
             state: State = t.state  # type: ignore[assignment]
+            if (group := look_group(ua)) is not None:
+                self.looked(group)
             self.finish(ua.get("key"), t.number, state, ua,
                         list(t.values) if t.values is not None else None,
                         reused=ua.get("reused_from") is not None)

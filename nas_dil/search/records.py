@@ -21,7 +21,8 @@ verdict everywhere (as in `nas_dil.schedule.analyze` and the export certificate)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ __all__ = [
     "StudyMeta",
     "TrialPayload",
     "TrialRecord",
+    "look_group",
+    "merge_looks",
 ]
 
 META_KEY = "nas_dil"  # the study user attr every nas-dil study carries
@@ -155,6 +158,10 @@ class TrialRecord:
     trial_config: Mapping[str, Any] | None = None  # TrialConfig.to_dict()
     seed: int | None = None
     key: str | None = None  # trial_key: equal keys train the same thing
+    # a repeat (`[sampler] repeats`): the candidate's look-th training, seed = study seed +
+    # look, and the key of its first (look 0), which groups the looks (None: look 0)
+    look: int | None = None
+    look_of: str | None = None
     analytic: Mapping[str, Any] = field(default_factory=dict)  # ANALYTIC_KEYS
     # the outcome
     infeasible: bool | None = None  # constraints violated: PRUNED, never trained
@@ -232,3 +239,72 @@ class TrialPayload:
     keep_weights: bool
     options: Mapping[str, Any]  # the [trial] table: sleep and tabular options
     snapshot: Any = None  # early_stop.FrontSnapshot at submit time, or None
+    look: int = 0  # a repeat's look (``seed`` is already the study's seed + look)
+
+
+# -- repeats: several looks (training seeds) at one candidate ---------------------------------
+
+def look_group(attrs: Mapping[str, Any]) -> str | None:
+    """The key shared by every look at a trial's candidate (its look-0 key); None for a
+    duplicate answered from another trial's result (``reused_from``: not a look of its own)."""
+    if attrs.get("reused_from") is not None:
+        return None
+    g = attrs.get("look_of") or attrs.get("key")
+    return None if g is None else str(g)
+
+
+def merge_looks(complete: Sequence[FrozenTrial],
+                objectives: Sequence[Objective]) -> list[FrozenTrial]:
+    """``complete`` (COMPLETE trials) with the looks at one candidate merged into one trial.
+
+    A study with ``[sampler] repeats`` trains a promising candidate again with another seed;
+    what it learned about that candidate is the mean of its looks, not its luckiest one. The
+    merged trial is a copy of the look that kept weights (else the first), with each measured
+    objective the mean over the looks (in ``values`` and in its user attribute) and
+    ``looks``, ``look_trials``, ``<name>_looks``, ``<name>_std`` added. Single looks are
+    returned as they are (the same objects), in input order; a group sits where its first
+    look was.
+    """
+    groups: dict[str, list[FrozenTrial]] = {}
+    order: list[str | FrozenTrial] = []
+    for t in complete:
+        g = look_group(t.user_attrs)
+        if g is None:
+            order.append(t)
+            continue
+        if g not in groups:
+            groups[g] = []
+            order.append(g)
+        groups[g].append(t)
+    measured = [i for i, o in enumerate(objectives) if o.measured]
+    out: list[FrozenTrial] = []
+    for item in order:
+        if not isinstance(item, str):
+            out.append(item)
+            continue
+        looks = groups[item]
+        if len(looks) == 1:
+            out.append(looks[0])
+            continue
+        rep = next((t for t in looks if t.user_attrs.get("weights")), looks[0])
+        merged = copy.copy(rep)
+        attrs = dict(rep.user_attrs)
+        attrs["looks"] = len(looks)
+        attrs["look_trials"] = [t.number for t in looks]
+        values = list(rep.values) if rep.values is not None else None
+        for i in measured:
+            name = objectives[i].name
+            ys = [float(t.values[i]) for t in looks if t.values is not None]
+            if not ys:
+                continue
+            mean = sum(ys) / len(ys)
+            attrs[name] = mean
+            attrs[f"{name}_looks"] = ys
+            attrs[f"{name}_std"] = (sum((y - mean) ** 2 for y in ys) / (len(ys) - 1)) ** 0.5
+            if values is not None:
+                values[i] = mean
+        merged.user_attrs = attrs
+        if values is not None:
+            merged.values = values
+        out.append(merged)
+    return out

@@ -65,8 +65,9 @@ class Plan:
 
 
 def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
-               repaired: bool | None) -> Plan:
-    """The trial of ``cand`` under ``cfg`` (trial ``number``; ``repaired`` as sampling said)."""
+               repaired: bool | None, look: int = 0) -> Plan:
+    """The trial of ``cand`` under ``cfg`` (trial ``number``; ``repaired`` as sampling said);
+    ``look`` > 0: a repeat of it, trained from seed ``cfg.seed + look`` (another key)."""
     from nas_dil.train.config import TrialConfig
 
     arch = trial_arch(cfg, cand, num_classes)
@@ -79,9 +80,12 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
     analytic = analytic_attrs(schedule, arch, crop)
     options = asdict(cfg.trial)
     kind = {"kind": cfg.trial.kind, **(options if cfg.trial.kind == "sleep" else {})}
-    key = trial_key(cand, tc, cfg.seed, kind)
+    seed = cfg.seed + look
+    key = trial_key(cand, tc, seed, kind)
     record = TrialRecord(candidate=cand.to_dict(), repaired=repaired, arch=arch.to_dict(),
-                         trial_config=tc, seed=cfg.seed, key=key, analytic=analytic)
+                         trial_config=tc, seed=seed, key=key, analytic=analytic,
+                         look=look or None,
+                         look_of=trial_key(cand, tc, cfg.seed, kind) if look else None)
     constraints: dict[str, float] = {}
     violated: list[str] = []
     for c in cfg.constraints:
@@ -99,7 +103,7 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
         if analytic["dead_taps"]:
             violated.append(dead_tap_reason({**analytic, "crop": list(crop)}))
     payload = TrialPayload(kind=cfg.trial.kind, trial_config=tc,
-                           schedule=schedule.to_dict(), seed=cfg.seed, key=key,
+                           schedule=schedule.to_dict(), seed=seed, key=key, look=look,
                            number=number, analytic=analytic, losses=losses(cfg, analytic),
                            keep_weights=cfg.keep_weights,
                            options=({**options, "feature_cache": cfg.feature_cache}

@@ -186,10 +186,15 @@ def _tabular_trial(payload: TrialPayload, callback: Any) -> dict[str, Any]:
     opts = payload.options  # the [trial] table: kind, table, table_seed
     arch = payload.trial_config["arch"]
     sched = payload.schedule
+    table = load_table(opts["table"])
     seed = opts.get("table_seed")
-    row = load_table(opts["table"]).lookup(
-        sched["rates"], sched["kernels"][0], arch["output_stride"], arch["width"],
-        payload.seed if seed is None else seed)
+    seed = payload.seed - payload.look if seed is None else int(seed)
+    if payload.look:  # a repeat reads the table's next seed (cycling through them)
+        seeds = table.seeds
+        at = seeds.index(seed) if seed in seeds else 0
+        seed = seeds[(at + payload.look) % len(seeds)]
+    row = table.lookup(sched["rates"], sched["kernels"][0], arch["output_stride"],
+                       arch["width"], seed)
     t0 = time.perf_counter()
     curve: list[float] = []
     stopped = False

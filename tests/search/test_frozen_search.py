@@ -143,3 +143,12 @@ def test_freeze_needs_a_torchvision_backbone(tmp_path: Path,
                    str(tmp_path / "out"))
     assert "train.freeze" in line and "backbone='stem'" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_repeats_with_a_frozen_backbone_are_refused(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = study(tmp_path)
+    path.write_text(path.read_text().replace('name = "random"', 'name = "hvi"\nrepeats = 1'))
+    line = refused(capsys, str(path), "--out", str(tmp_path / "out"))
+    assert "repeats = 1" in line and "freeze = 'backbone'" in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "fc").exists()

@@ -145,3 +145,36 @@ def test_snapshot_is_cached_until_a_trial_completes() -> None:
     assert led.snapshot() == 1 and calls == [0, 1]
     assert led.completed[0].curve == (0.4, 0.5) and led.completed[0].losses == (-1.0, 0.1)
     assert ledger().snapshot() is None  # no early stopping
+
+
+def test_looks_at_one_candidate_are_one_front_row_with_their_mean() -> None:
+    """Repeats: looks 1 and 2 of "a" (keys a1, a2, look_of "a") join trial 0's row, their
+    mIoU averaged; the analytic objectives stay; the row keeps the first look's number."""
+    led = ledger()
+    assert led.next_look("a") == 0
+    led.looked("a")
+    led.finish("a", 0, "complete", {"key": "a", "miou": 0.9}, [0.9, 10.0, 0.5])
+    led.finish("b", 1, "complete", {"key": "b", "miou": 0.6}, [0.6, 20.0, 0.5])
+    assert led.front()[0] == [0, 1]
+    for n, (k, m) in enumerate([("a1", 0.3), ("a2", 0.45)], start=2):
+        led.looked("a")
+        led.finish(k, n, "complete", {"key": k, "look_of": "a", "miou": m}, [m, 10.0, 0.5])
+    assert led.next_look("a") == 3
+    assert led.front()[0] == [1]  # a's mean 0.55 < b's 0.6 at less RF: dominated
+    assert len(led.front_rows) == 2 and led.front_rows[0][1] == pytest.approx([0.55, 10, 0.5])
+    assert led.status.complete == 4  # every look is a trial
+
+
+def test_recover_counts_looks_but_not_reused_duplicates() -> None:
+    led = ledger()
+    v = [0.5, 10.0, 0.5]
+    led.recover([
+        _stored(0, "complete", v, key="a", miou=0.5),
+        _stored(1, "complete", [0.7, 10.0, 0.5], key="a1", look_of="a", look=1, miou=0.7),
+        _stored(2, "fail", key="a2", look_of="a", look=2, fail_reason="oom"),
+        _stored(3, "complete", v, key="a", reused_from=0, miou=0.5),
+        _stored(4, "fail", key="a3", look_of="a", requeue=True),
+    ])
+    assert led.next_look("a") == 3  # looks 0, 1, 2 were asked; the requeued one is asked again
+    assert led.front_rows[0][1] == pytest.approx([0.6, 10.0, 0.5])
+    assert [n for n, _, _ in led.front_rows] == [0, 3]  # the duplicate is its own row

@@ -4,6 +4,7 @@ older attribute names read as today's, unknown ones survive."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from nas_dil.search.records import (
     Objective,
     StudyMeta,
     TrialRecord,
+    merge_looks,
 )
 
 ATTRS = {
@@ -88,3 +90,30 @@ def test_analytic_keys_are_what_the_search_stores() -> None:
     cand = Candidate((1, 2, 5), 3, 8, 16)
     attrs = analytic_attrs(cand.schedule, ArchConfig(output_stride=8, width=16), 32)
     assert set(attrs) == set(ANALYTIC_KEYS) == {*BATCH_KEYS, "m", "dead_layers"}
+
+
+def _trial(number: int, miou: float, **attrs: Any) -> Any:
+    import optuna
+
+    t = optuna.trial.create_trial(values=[miou, 10.0], user_attrs={"miou": miou, **attrs})
+    t.number = number
+    return t
+
+
+def test_merge_looks_averages_each_candidate_and_leaves_the_rest() -> None:
+    objs = [Objective("miou", "maximize"), Objective("rf", "maximize")]
+    trials = [_trial(0, 0.6, key="a"), _trial(1, 0.5, key="b"),
+              _trial(2, 0.3, key="a1", look_of="a", look=1, weights="weights/trial_2.pt"),
+              _trial(3, 0.5, key="b", reused_from=1),
+              _trial(4, 0.45, key="a2", look_of="a", look=2)]
+    out = merge_looks(trials, objs)
+    assert [t.number for t in out] == [2, 1, 3]  # a sits where its first look was
+    a = out[0]
+    assert a.values == pytest.approx([0.45, 10.0]) and a.user_attrs["miou"] == pytest.approx(0.45)
+    assert a.user_attrs["looks"] == 3 and a.user_attrs["look_trials"] == [0, 2, 4]
+    assert a.user_attrs["miou_looks"] == [0.6, 0.3, 0.45]
+    assert a.user_attrs["miou_std"] == pytest.approx(0.15)  # (n - 1): std of .6 .3 .45
+    assert a.user_attrs["weights"] == "weights/trial_2.pt"  # the look with weights
+    assert out[1] is trials[1] and out[2] is trials[3]  # single looks, reused: untouched
+    assert trials[2].values == [0.3, 10.0] and "looks" not in trials[2].user_attrs
+    assert merge_looks(trials[1:2], objs)[0] is trials[1]

@@ -185,3 +185,66 @@ def test_shipped_v2_study_reads_every_seed_of_the_wide_table() -> None:
                                                                                   abs=1e-4)
                for r in looks)
     assert looks[0]["miou_mean"] == pytest.approx(sum(r["miou"] for r in looks) / 3, abs=1e-6)
+
+
+@pytest.mark.parametrize(("table_seed", "seed", "look", "reads"), [
+    (None, 0, 0, 0), (None, 1, 1, 0),  # study seed 0, look 1: seed 1 - 1 = 0, next is 1
+    (None, 0, 1, 1), (0, 5, 1, 1), (1, 0, 1, 0),  # the table's seeds cycle: 1 -> 0
+    (0, 0, 2, 0)])
+def test_a_repeat_reads_the_tables_next_seed(tmp_path: Path, table_seed: int | None,
+                                             seed: int, look: int, reads: int) -> None:
+    from dataclasses import replace
+
+    table = write_table(tmp_path / "t.csv")
+    p = _payload(table, [2, 1, 2], seed=seed + look)
+    p = replace(p, look=look, options={**p.options, "table_seed": table_seed})
+    assert execute(p)["result"]["miou"] == _miou((2, 1, 2), reads)
+
+
+def test_repeats_train_another_seed_and_the_front_takes_the_mean(
+        tmp_path: Path, ray_cluster: Any) -> None:
+    """``[sampler] repeats = 1``: 12 trials of 8 candidates, so at least 4 second looks
+    (seed 1, another key, the table's seed-1 mIoU), not duplicates answered from storage; the
+    report's front
+    and the export's knee see each candidate once, at the mean of its looks."""
+    import optuna
+
+    from nas_dil.export.pick import select_trial
+    from nas_dil.report.data import build_report
+    from nas_dil.report.source import open_study
+
+    write_table(tmp_path / "t.csv")
+    path = write_study(tmp_path, n=12)
+    path.write_text(path.read_text() + "[sampler]\nname = \"hvi\"\nrepeats = 1\nn_startup = 4\n")
+    s = run_search(path, out=tmp_path / "out", address=ray_cluster.address, progress=False)
+    assert s.done == 12 and s.failed == 0 and s.reused == 0
+    study = optuna.load_study(study_name="tab", storage=f"sqlite:///{tmp_path / 'out/study.db'}")
+    firsts: dict[tuple[int, ...], optuna.trial.FrozenTrial] = {}
+    repeats = []
+    for t in study.trials:
+        rates = tuple(t.user_attrs["candidate"]["rates"])
+        look = t.user_attrs.get("look", 0)
+        assert t.user_attrs["seed"] == look and t.values[0] == pytest.approx(_miou(rates, look))
+        if look:
+            repeats.append(t)
+        else:
+            firsts[rates] = t
+    assert len(firsts) + len(repeats) == 12 and len(repeats) >= 4  # 8 candidates
+    again = [tuple(t.user_attrs["candidate"]["rates"]) for t in repeats]
+    assert len(set(again)) == len(again)  # one repeat each at most (repeats = 1)
+    for t in repeats:
+        first = firsts[tuple(t.user_attrs["candidate"]["rates"])]
+        assert t.user_attrs["look_of"] == first.user_attrs["key"] != t.user_attrs["key"]
+    data = build_report(tmp_path / "out")
+    # 2-2-2 has the best mIoU in every look, so it is on the front, at the mean of its looks
+    [row] = [r for r in data.pareto if r.schedule == "2,2,2"]
+    looks = 1 + sum(tuple(t.user_attrs["candidate"]["rates"]) == (2, 2, 2) for t in repeats)
+    assert row.looks == (looks if looks > 1 else None)
+    assert row.miou == pytest.approx(sum(_miou((2, 2, 2), k) for k in range(looks)) / looks)
+    assert "seeds" in [c.label for c in data.table.columns] or looks == 1
+    sc = data.scatters[0]  # one point per candidate, at its mean
+    assert len(sc.numbers) == len(firsts) == len(set(sc.numbers))
+    assert sc.y[sc.numbers.index(row.number)] == pytest.approx(row.miou)
+    trial, _ = select_trial(open_study(tmp_path / "out"), "best-miou")
+    assert tuple(trial.user_attrs["candidate"]["rates"]) == (2, 2, 2)
+    assert trial.values[0] == pytest.approx(row.miou)  # the mean, not its best look
