@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         front = ", ".join(map(str, s.front)) or "none"
         print(f"study {s.study_name}: {s.done}/{s.n_trials} trials ({s.complete} complete, "
               f"{s.pruned} pruned, {s.failed} failed, {s.infeasible} infeasible, {s.reused} "
-              f"reused) in {fmt_duration(s.elapsed_s)}")
+              f"reused{f', {s.repeats} repeats' if s.repeats else ''}) in "
+              f"{fmt_duration(s.elapsed_s)}")
         print(f"  Pareto front: trials {front}; hypervolume {s.hypervolume:.4f}")
         print(f"  storage: {safe_url(url)}")
         if (out_dir / "weights").is_dir():

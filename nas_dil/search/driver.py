@@ -527,7 +527,7 @@ class _Search:
             hypervolume=hv, elapsed_s=time.perf_counter() - self.t0, interrupted=interrupted,
             exhausted=self.recorder.exhausted, warnings=list(self.warnings),
             loop_s=max(0.0, self.t_loop[1] - self.t_loop[0]), driver_s=dict(self.driver_s),
-            feature_cache=self.feature_info)
+            feature_cache=self.feature_info, repeats=s.repeats)
 
 
 @contextmanager

@@ -189,6 +189,8 @@ class Ledger:
         self.count(state)
         if reused:
             self.status.reused += 1
+        if attrs.get("look"):
+            self.status.repeats += 1
         if key and state in ("complete", "pruned") and key not in self.finished:
             self.finished[key] = Stored(number, state, {k: attrs[k] for k in _LENT
                                                         if k in attrs})

@@ -31,6 +31,7 @@ class Status:
     failed: int = 0
     infeasible: int = 0  # never trained (constraints); not counted in done
     reused: int = 0  # duplicates answered from a stored result
+    repeats: int = 0  # further looks at a tried candidate, trained from the next seed
     front: int = 0
     hypervolume: float = 0.0
     elapsed_s: float = 0.0
@@ -42,6 +43,8 @@ class Status:
             extra += f" · infeasible {self.infeasible}"
         if self.reused:
             extra += f" · reused {self.reused}"
+        if self.repeats:
+            extra += f" · repeats {self.repeats}"
         return (f"[{self.done}/{self.n_trials}] running {self.running} · complete "
                 f"{self.complete} · pruned {self.pruned} · failed {self.failed}{extra} · "
                 f"front {self.front} · HV {self.hypervolume:.4f} · "
@@ -122,6 +125,7 @@ class SearchSummary:
     loop_s: float = 0.0  # from the first ask to the last tell (set-up excluded)
     driver_s: dict[str, float] = field(default_factory=dict)  # driver time: ask, collect
     feature_cache: dict[str, Any] | None = None  # [train] freeze: folders, bytes, built, build_s
+    repeats: int = 0  # finished trials that were further looks ([sampler] repeats)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

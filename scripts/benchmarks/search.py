@@ -240,8 +240,9 @@ V2_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe_mv": ("tpe", {"multivariate": True, "group": True}),
     "hvi_noise": ("hvi", {"noise": True}),
     "hvi_rep": ("hvi", {"noise": True, "repeats": 1}),
+    "hvi_rep2": ("hvi", {"noise": True, "repeats": 2}),
 }
-V2_SAMPLERS = ("hvi", "hvi_noise", "hvi_rep", "random", "brute", "tpe_mv", "nsga2")
+V2_SAMPLERS = ("hvi", "hvi_noise", "hvi_rep", "hvi_rep2", "random", "brute", "tpe_mv", "nsga2")
 SHAPES = ("table", "control", "noise2", "mirror", "width_swap")
 
 

@@ -162,7 +162,7 @@ def test_looks_at_one_candidate_are_one_front_row_with_their_mean() -> None:
     assert led.next_look("a") == 3
     assert led.front()[0] == [1]  # a's mean 0.55 < b's 0.6 at less RF: dominated
     assert len(led.front_rows) == 2 and led.front_rows[0][1] == pytest.approx([0.55, 10, 0.5])
-    assert led.status.complete == 4  # every look is a trial
+    assert led.status.complete == 4 and led.status.repeats == 0  # attrs without "look"
 
 
 def test_recover_counts_looks_but_not_reused_duplicates() -> None:
@@ -176,5 +176,6 @@ def test_recover_counts_looks_but_not_reused_duplicates() -> None:
         _stored(4, "fail", key="a3", look_of="a", requeue=True),
     ])
     assert led.next_look("a") == 3  # looks 0, 1, 2 were asked; the requeued one is asked again
+    assert led.status.repeats == 2
     assert led.front_rows[0][1] == pytest.approx([0.6, 10.0, 0.5])
     assert [n for n, _, _ in led.front_rows] == [0, 3]  # the duplicate is its own row

@@ -217,7 +217,7 @@ def test_repeats_train_another_seed_and_the_front_takes_the_mean(
     path = write_study(tmp_path, n=12)
     path.write_text(path.read_text() + "[sampler]\nname = \"hvi\"\nrepeats = 1\nn_startup = 4\n")
     s = run_search(path, out=tmp_path / "out", address=ray_cluster.address, progress=False)
-    assert s.done == 12 and s.failed == 0 and s.reused == 0
+    assert s.done == 12 and s.failed == 0 and s.reused == 0 and s.repeats >= 4
     study = optuna.load_study(study_name="tab", storage=f"sqlite:///{tmp_path / 'out/study.db'}")
     firsts: dict[tuple[int, ...], optuna.trial.FrozenTrial] = {}
     repeats = []
@@ -229,7 +229,7 @@ def test_repeats_train_another_seed_and_the_front_takes_the_mean(
             repeats.append(t)
         else:
             firsts[rates] = t
-    assert len(firsts) + len(repeats) == 12 and len(repeats) >= 4  # 8 candidates
+    assert len(firsts) + len(repeats) == 12 and len(repeats) == s.repeats >= 4  # 8 candidates
     again = [tuple(t.user_attrs["candidate"]["rates"]) for t in repeats]
     assert len(set(again)) == len(again)  # one repeat each at most (repeats = 1)
     for t in repeats:
