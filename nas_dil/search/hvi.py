@@ -441,21 +441,30 @@ class _Pool:
         return self._arrays
 
 
-def check_options(beta: object = 2.0, n_startup: object = 8, pool_size: object = 4_096,
+def check_options(beta: object = None, n_startup: object = 8, pool_size: object = 4_096,
                   seed: object = None, noise: object = False, repeats: object = 0) -> None:
     """ValueError naming the first bad `[sampler]` option of the hvi sampler."""
     if not isinstance(noise, bool):
         raise ValueError(f"noise = {noise!r}: must be true or false")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
         raise ValueError(f"repeats = {repeats!r}: must be an integer >= 0")
-    if not (isinstance(beta, int | float) and not isinstance(beta, bool) and beta >= 0
-            and math.isfinite(beta)):
+    if beta is not None and not (isinstance(beta, int | float) and not isinstance(beta, bool)
+                                 and beta >= 0 and math.isfinite(beta)):
         raise ValueError(f"beta = {beta!r}: must be a finite number >= 0")
     for name, v, least in (("n_startup", n_startup, 1), ("pool_size", pool_size, 16)):
         if isinstance(v, bool) or not isinstance(v, int) or v < least:
             raise ValueError(f"{name} = {v!r}: must be an integer >= {least}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"seed = {seed!r}: must be an integer")
+
+
+def default_beta(noise: bool) -> float:
+    """The upper bound's width (mean + beta·std) when ``beta`` is not set: 2.0, or 1.0 with
+    ``noise``. With a fitted noise level a candidate seen once keeps a wide posterior (its one
+    look is discounted), so beta = 2 keeps exploring what is only seed noise; beta = 1 reached
+    95 % truth-HV and low regret in fewer trials on 3 of the 4 structured variants of the
+    tabular benchmark v2 and cut NAS-Bench-201's regret by a third (docs/benchmarks.md §15)."""
+    return 1.0 if noise else 2.0
 
 
 class HVISampler(BaseSampler):
@@ -467,7 +476,7 @@ class HVISampler(BaseSampler):
     measured). The other arguments are `[sampler]` options of a study file.
     """
 
-    def __init__(self, *, beta: float = 2.0, n_startup: int = 8, pool_size: int = 4_096,
+    def __init__(self, *, beta: float | None = None, n_startup: int = 8, pool_size: int = 4_096,
                  seed: int | None = None, noise: bool = False, repeats: int = 0,
                  context: SamplerContext | None = None,
                  search_space: Mapping[str, BaseDistribution] | None = None,
@@ -478,7 +487,7 @@ class HVISampler(BaseSampler):
         if (context is None) == (search_space is None):
             raise ValueError("the hvi sampler needs the study's context (the nas-dil driver "
                              "passes it) or a search_space, not both")
-        self.beta = float(beta)
+        self.beta = default_beta(noise) if beta is None else float(beta)
         self.n_startup = n_startup
         self.pool_size = pool_size
         self.noise = noise  # measured objectives are noisy: noise-level grid, mean front

@@ -24,6 +24,9 @@ DIRECTIONS = ("maximize", "minimize", "minimize")  # val_acc %, model_size MB, l
 HV_SHARE = 0.95
 REGRET_LEVELS = (1.0, 0.5)  # accuracy points (%), mean over model-size budgets
 SAMPLERS = ("hvi", "tpe_mv", "nsga2", "gp", "random")
+# hvi's options by label (more labels for --samplers: the noisy-measurement settings)
+HVI_VARIANTS: dict[str, dict[str, Any]] = {"hvi": {}, "hvi_noise": {"noise": True},
+                                           "hvi_noise_b2": {"noise": True, "beta": 2.0}}
 
 
 class Table:
@@ -88,14 +91,15 @@ def _sampler(label: str, seed: int, table: Table) -> Any:
 
     from nas_dil.search.hvi import HVISampler
 
-    if label == "hvi":
+    if label in HVI_VARIANTS:
         space = {n: optuna.distributions.CategoricalDistribution(c)
                  for n, c in table.space.items()}
 
         def known(params: dict[str, Any]) -> list[float]:  # size and latency: no training
             return table.known(table.index(params))
 
-        return HVISampler(search_space=space, known_objectives=known, seed=seed)
+        return HVISampler(search_space=space, known_objectives=known, seed=seed,
+                          **HVI_VARIANTS[label])
     if label == "tpe_mv":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
     if label == "nsga2":

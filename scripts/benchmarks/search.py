@@ -238,7 +238,8 @@ REGRET_TARGET = 0.01  # mIoU, mean over GFLOPs budgets (≈ the seed std of one 
 # labels that are a sampler with options (as `[sampler]` keys of a study would set them)
 V2_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "tpe_mv": ("tpe", {"multivariate": True, "group": True}),
-    "hvi_noise": ("hvi", {"noise": True}),
+    "hvi_noise": ("hvi", {"noise": True}),  # beta 1.0: the default with noise
+    "hvi_noise_b2": ("hvi", {"noise": True, "beta": 2.0}),  # round 1's hvi_noise
     "hvi_rep": ("hvi", {"noise": True, "repeats": 1}),
     "hvi_rep2": ("hvi", {"noise": True, "repeats": 2}),
 }

@@ -67,7 +67,7 @@ def test_steps_budget_replaces_epochs() -> None:
     ({"sampler": {"name": "nsga2", "population_size": 2.5}},
      "sampler.population_size: expected int, got 2.5"),
     ({"sampler": {"name": "random", "seed": True}}, "sampler.seed: expected int | None"),
-    ({"sampler": {"name": "hvi", "beta": "big"}}, "sampler.beta: expected float, got 'big'"),
+    ({"sampler": {"name": "hvi", "beta": "big"}}, "sampler.beta: expected float | None, got 'big'"),
     ({"sampler": {"name": "hvi", "pool_size": 8}}, "sampler: pool_size = 8: must be"),
     ({"objectives": [{"name": "latency"}]}, "objectives[0].name: unknown objective 'latency'"),
     ({"objectives": [{"name": "rf", "direction": "up"}]}, "objectives[0].direction"),

@@ -233,7 +233,7 @@ def test_beats_random_search_on_the_tabular_benchmark() -> None:
 @pytest.mark.parametrize(("options", "match", "in_file"), [
     ({"beta": -1}, "beta = -1: must be a finite number >= 0", "sampler: beta = -1"),
     # a study file's types are checked against HVISampler's signature first
-    ({"beta": True}, "beta = True", "sampler.beta: expected float, got True"),
+    ({"beta": True}, "beta = True", "sampler.beta: expected float | None, got True"),
     ({"n_startup": 0}, "n_startup = 0: must be an integer >= 1", "sampler: n_startup = 0"),
     ({"pool_size": 2.5}, "pool_size = 2.5", "sampler.pool_size: expected int, got 2.5"),
     ({"seed": "x"}, "seed = 'x'", "sampler.seed: expected int | None, got 'x'"),
@@ -279,3 +279,15 @@ def test_study_parse_and_sampler_are_torch_free() -> None:
             "import nas_dil.search.hvi, nas_dil.search.driver; "
             f"load_study_config({str(TABULAR)!r}); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("options", "beta"), [
+    ({}, 2.0), ({"noise": True}, 1.0), ({"noise": True, "beta": 3}, 3.0),
+    ({"beta": 0.5}, 0.5)])
+def test_beta_defaults_to_one_with_noise(options: dict[str, Any], beta: float) -> None:
+    import optuna
+
+    from nas_dil.search.hvi import HVISampler
+
+    space = {"x": optuna.distributions.CategoricalDistribution([1, 2, 3])}
+    assert HVISampler(search_space=space, **options).beta == beta
