@@ -18,7 +18,9 @@ enumerated space has been tried it stops the study, as brute force does.
 Noisy measurements (a trial's mIoU depends on its training seed): with ``noise = true`` the
 GP may fit a noise level as large as the signal, and the front that candidates must improve
 on is the GP's posterior mean at the tried candidates rather than their raw looks (one lucky
-seed does not set the bar, one unlucky seed does not hide the best). With ``repeats = k``
+seed does not set the bar, one unlucky seed does not hide the best), and ``beta`` defaults to
+1.0 instead of 2.0 (`default_beta`: the noise model already keeps once-seen candidates
+uncertain). With ``repeats = k``
 a tried candidate on that front may be proposed again, up to k more looks (the runner trains
 it with another seed; a repeat counts as a trial): it is chosen when its optimistic gain —
 the hypervolume its upper bound would add beyond what its mean already holds — beats every
