@@ -359,12 +359,10 @@ class _Search:
         outside = "candidate" in asked.enqueued and not asked.fixed  # a baseline outside
         cand = (Candidate.from_dict(asked.enqueued["candidate"]) if outside
                 else self.space.sample(asked.trial))
+        # repeats: a tried candidate asked again is its next look (the next seed)
         plan = plan_trial(self.cfg, cand, self.num_classes, asked.number,
-                          repaired=False if outside else None)
-        if self.cfg.repeats and (look := self.ledger.next_look(plan.key)):
-            # the sampler asked for another look at a tried candidate: the next seed
-            plan = plan_trial(self.cfg, cand, self.num_classes, asked.number,
-                              repaired=False if outside else None, look=look)
+                          repaired=False if outside else None,
+                          next_look=self.ledger.next_look if self.cfg.repeats else None)
         self.recorder.set_constraints(asked, plan.constraints)
         run = Run(asked.trial_id, asked.number, cand, asked.params, asked.enqueued, plan.record,
                   plan.payload)

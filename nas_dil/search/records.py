@@ -265,24 +265,13 @@ def merge_looks(complete: Sequence[FrozenTrial],
     returned as they are (the same objects), in input order; a group sits where its first
     look was.
     """
-    groups: dict[str, list[FrozenTrial]] = {}
-    order: list[str | FrozenTrial] = []
-    for t in complete:
+    groups: dict[object, list[FrozenTrial]] = {}  # in first-look order (dicts keep it)
+    for i, t in enumerate(complete):
         g = look_group(t.user_attrs)
-        if g is None:
-            order.append(t)
-            continue
-        if g not in groups:
-            groups[g] = []
-            order.append(g)
-        groups[g].append(t)
+        groups.setdefault(i if g is None else g, []).append(t)
     measured = [i for i, o in enumerate(objectives) if o.measured]
     out: list[FrozenTrial] = []
-    for item in order:
-        if not isinstance(item, str):
-            out.append(item)
-            continue
-        looks = groups[item]
+    for looks in groups.values():
         if len(looks) == 1:
             out.append(looks[0])
             continue

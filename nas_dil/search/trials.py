@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -65,9 +65,10 @@ class Plan:
 
 
 def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
-               repaired: bool | None, look: int = 0) -> Plan:
-    """The trial of ``cand`` under ``cfg`` (trial ``number``; ``repaired`` as sampling said);
-    ``look`` > 0: a repeat of it, trained from seed ``cfg.seed + look`` (another key)."""
+               repaired: bool | None, next_look: Callable[[str], int] | None = None) -> Plan:
+    """The trial of ``cand`` under ``cfg`` (trial ``number``; ``repaired`` as sampling said).
+    ``next_look`` (``[sampler] repeats``): the candidate's first-look key -> which look this
+    is; look k > 0 is a repeat, trained from seed ``cfg.seed + k`` (another key)."""
     from nas_dil.train.config import TrialConfig
 
     arch = trial_arch(cfg, cand, num_classes)
@@ -80,12 +81,13 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
     analytic = analytic_attrs(schedule, arch, crop)
     options = asdict(cfg.trial)
     kind = {"kind": cfg.trial.kind, **(options if cfg.trial.kind == "sleep" else {})}
+    first = trial_key(cand, tc, cfg.seed, kind)
+    look = next_look(first) if next_look is not None else 0
     seed = cfg.seed + look
-    key = trial_key(cand, tc, seed, kind)
+    key = trial_key(cand, tc, seed, kind) if look else first
     record = TrialRecord(candidate=cand.to_dict(), repaired=repaired, arch=arch.to_dict(),
                          trial_config=tc, seed=seed, key=key, analytic=analytic,
-                         look=look or None,
-                         look_of=trial_key(cand, tc, cfg.seed, kind) if look else None)
+                         look=look or None, look_of=first if look else None)
     constraints: dict[str, float] = {}
     violated: list[str] = []
     for c in cfg.constraints:
