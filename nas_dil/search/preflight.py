@@ -345,8 +345,8 @@ def feature_plan(cfg: StudyConfig, space: Space, baselines: list[tuple[str, Cand
     from nas_dil.train.config import TrialConfig
     from nas_dil.train.features import plan_features
 
-    strides = {*space.config.output_stride, *(c.output_stride for _, c in baselines)}
-    arch = ArchConfig(**cfg.arch, output_stride=min(strides), width=space.config.width[0],
-                      num_classes=num_classes)
-    return plan_features(TrialConfig(arch, cfg.data, cfg.train), cfg.seed, cfg.feature_cache,
-                         strides=strides)
+    strides = sorted({*space.config.output_stride, *(c.output_stride for _, c in baselines)})
+    archs = [ArchConfig(**cfg.arch, output_stride=s, width=space.config.width[0],
+                        num_classes=num_classes) for s in strides]
+    return plan_features(TrialConfig(archs[0], cfg.data, cfg.train), cfg.seed,
+                         cfg.feature_cache, archs=archs[1:])

@@ -34,7 +34,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -470,27 +470,26 @@ class FeaturePlan:
 
 def plan_features(cfg: TrialConfig, seed: int,
                   root: str | os.PathLike[str] | bool | None = None, *,
-                  strides: Iterable[int] = (), data: SegData | None = None,
+                  archs: Iterable[ArchConfig] = (), data: SegData | None = None,
                   backbone: nn.Module | None = None) -> FeaturePlan:
-    """The feature caches the frozen trials of ``cfg`` from ``seed`` read, one per output
-    stride (``cfg.arch``'s and ``strides``), each found valid under ``root`` (`cache_root`)
-    or sized for its build. Those to build must fit the disk together: else one line
-    (`CacheError`), before anything is written. ``data`` (default: ``cfg.data`` loaded here,
-    on the CPU) and ``backbone`` (the frozen backbone at ``cfg.arch``'s output stride;
-    default: `frozen_backbone`) may come already made."""
+    """The feature caches the frozen trials of ``cfg`` from ``seed`` read: ``cfg.arch``'s and
+    those of ``archs`` (the same backbone at other output strides), one per output stride,
+    each found valid under ``root`` (`cache_root`) or sized for its build. Those to build must
+    fit the disk together: else one line (`CacheError`), before anything is written.
+    ``data`` (default: ``cfg.data`` loaded here, on the CPU) and ``backbone`` (``cfg.arch``'s
+    frozen backbone; default: `frozen_backbone`) may come already made."""
     where = cache_root(root)
     data = load_data(cfg.data) if data is None else data
     views = cfg.train.freeze_views
-    all_strides = sorted({cfg.arch.output_stride, *strides})
+    by_stride = {a.output_stride: a for a in (*archs, cfg.arch)}  # cfg.arch's wins its own
     caches = []
-    for stride in all_strides:
-        arch = replace(cfg.arch, output_stride=stride)
-        bb = (backbone if backbone is not None and stride == cfg.arch.output_stride
+    for stride, arch in sorted(by_stride.items()):
+        bb = (backbone if backbone is not None and arch is cfg.arch
               else frozen_backbone(arch, seed))
         key = feature_key(arch, data, bb, views, seed)
         found = find(where, key)
         caches.append(PlannedCache(stride, bb, key, found,
                                    found.nbytes if found else cache_bytes(bb, data, views)))
     check_room(where, sum(c.nbytes for c in caches if c.found is None),
-               f"{cfg.arch.backbone} (output stride {', '.join(map(str, all_strides))})")
+               f"{cfg.arch.backbone} (output stride {', '.join(map(str, sorted(by_stride)))})")
     return FeaturePlan(where, data, views, cfg.train.batch_size, tuple(caches))

@@ -11,6 +11,7 @@ import torch
 
 from nas_dil.data import DataConfig, load_data
 from nas_dil.models import ArchConfig, count_params
+from nas_dil.models.analytic import analytic_attrs
 from nas_dil.schedule import Schedule, net_cost
 from nas_dil.train import (
     TrainConfig,
@@ -52,6 +53,18 @@ def test_result_fields_are_analytic_and_json() -> None:
     assert d["steps"] == 3 and d["train_images"] == 24 and 0 <= d["miou"] <= 1
     assert TrialConfig.from_dict(d["config"]).arch.num_classes == len(r.per_class_iou)
     assert r.images_per_s > 0 and r.peak_mem_bytes > 0
+
+
+def test_known_analytic_attributes_are_taken_as_given() -> None:
+    """The search passes what it computed at ask time (`payload.analytic`); the trial
+    takes it rather than computing it again, and computes it only when not given."""
+    r = run_trial(_cfg(), "1,2,5", seed=0).result
+    arch = ArchConfig(output_stride=4, stem_width=8, width=8, num_classes=len(r.per_class_iou))
+    known = analytic_attrs(Schedule((1, 2, 5)), arch, (24, 24))
+    assert (known["rf"], known["flops"], known["holes"]) == (r.rf, r.flops, r.holes)
+    given = run_trial(_cfg(), "1,2,5", seed=0, known={**known, "rf": 999, "flops": 7}).result
+    assert (given.rf, given.flops, given.holes) == (999, 7, r.holes)
+    assert given.loss_curve == r.loss_curve  # the training is the same
 
 
 def test_params_match_the_model() -> None:
