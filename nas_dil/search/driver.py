@@ -127,7 +127,7 @@ class _Search:
         self._unfit_since: float | None = None  # since when no node can fit a trial
         self.feature_info: dict[str, Any] | None = None  # the feature caches of a frozen study
 
-    # -- set-up: everything that can fail runs before the first write ------------------------
+    # -- set-up: every refusal runs before the first write (the feature caches build after) --
 
     def prepare(self) -> None:
         cfg = self.cfg
