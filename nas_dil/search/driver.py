@@ -69,7 +69,7 @@ from nas_dil.search.preflight import (
     study_meta,
     study_space,
 )
-from nas_dil.search.progress import Progress, SearchSummary
+from nas_dil.search.progress import Progress, SearchSummary, fmt_duration
 from nas_dil.search.recorder import Recorder
 from nas_dil.search.records import RESULT_KEYS, TrialRecord
 from nas_dil.search.storage import default_url, safe_url
@@ -167,7 +167,8 @@ class _Search:
                     self.recorder.enqueue(self.space.params_for(cand) or {},
                                           {"baseline": name, "candidate": cand.to_dict()})
             if features is not None:  # built once the study exists: --resume after a kill
-                self.feature_info = features.build(self.progress.message, self.progress.enabled)
+                self.feature_info = features.build(self.progress.message, self.progress.enabled,
+                                                   fmt_duration)
         except BaseException:
             self.lock.release()
             cluster.disconnect(self.connected)

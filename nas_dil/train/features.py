@@ -433,10 +433,11 @@ class FeaturePlan:
     batch_size: int  # images per backbone forward while building
     caches: tuple[PlannedCache, ...]
 
-    def build(self, say: Callable[[str], Any] | None = None, bar: bool = False
-              ) -> dict[str, Any]:
+    def build(self, say: Callable[[str], Any] | None = None, bar: bool = False,
+              duration: Callable[[float], str] = "{:.0f} s".format) -> dict[str, Any]:
         """Every cache, found or built here (``say``: one message per cache before and after
-        a build; ``bar``: a tqdm bar while building); what they are, for the summary."""
+        a build, durations as ``duration`` writes them; ``bar``: a tqdm bar while building);
+        what they are, for the summary."""
         note = say or (lambda _m: None)
         info: dict[str, Any] = {"root": str(self.root), "caches": []}
         for c in self.caches:
@@ -450,9 +451,9 @@ class FeaturePlan:
             else:
                 est = estimate_seconds(c.backbone, self.data, self.views, self.batch_size,
                                        c.key.seed)
-                note(f"{what}: building at {self.root} (about {est:.0f} s here)")
+                note(f"{what}: building at {self.root} (about {duration(est)} here)")
                 folder, built = self._open(c, bar).folder, True
-                note(f"feature cache built in {time.perf_counter() - t:.0f} s: {folder}")
+                note(f"feature cache built in {duration(time.perf_counter() - t)}: {folder}")
             info["caches"].append({"output_stride": c.output_stride, "folder": str(folder),
                                    "bytes": int(c.nbytes), "built": built,
                                    "seconds": time.perf_counter() - t})
