@@ -116,10 +116,9 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(miou=f"{miou:.3f}", loss=f"{partial['loss_curve'][-1]:.3f}")
         return False
 
-    keep: dict[str, Any] = {}
     try:
-        result = run_trial(cfg, s, seed=args.seed, callback=on_eval, progress=progress,
-                           data=data, keep_model=keep)
+        outcome = run_trial(cfg, s, seed=args.seed, callback=on_eval, progress=progress,
+                            data=data)
     except TrialFailed as e:
         if bar is not None:
             bar.close()
@@ -132,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
         data.close()
-    d = result.to_dict()
-    written = _save(args, keep["model"], d, info) if args.out else None
+    d = outcome.result.to_dict()
+    written = _save(args, outcome.model, d, info) if args.out else None
     if args.json:
         print_json({"status": "complete", **d, **({"out": written} if written else {})})
         return 0

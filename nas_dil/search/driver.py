@@ -67,7 +67,7 @@ from nas_dil.search.preflight import (
     study_meta,
     study_space,
 )
-from nas_dil.search.progress import Progress, SearchSummary
+from nas_dil.search.progress import Progress, SearchSummary, fmt_duration
 from nas_dil.search.recorder import Recorder
 from nas_dil.search.records import RESULT_KEYS, TrialRecord
 from nas_dil.search.resolved import ResolvedStudy, feasible
@@ -125,7 +125,7 @@ class _Search:
         self._unfit_since: float | None = None  # since when no node can fit a trial
         self.feature_info: dict[str, Any] | None = None  # the feature caches of a frozen study
 
-    # -- set-up: everything that can fail runs before the first write ------------------------
+    # -- set-up: every refusal runs before the first write (the feature caches build after) --
 
     def prepare(self) -> None:
         cfg = self.cfg
@@ -145,7 +145,7 @@ class _Search:
                                                       self.baselines)
             self.ranges = self.study.ranges
             self.warnings.extend(self.study.warnings)
-            self.feature_info = self._prepare_features()  # before the first write
+            features = self.study.features  # planned (and refused if it cannot fit) above
             meta = study_meta(cfg, self.space, n_trials=self.n_trials, url=self.url,
                               out=self.out, data=self.data_info["describe"], ranges=self.ranges,
                               early_stop=self.early_stop, n_evals=self.n_evals,
@@ -162,71 +162,13 @@ class _Search:
                 if name not in have:
                     self.recorder.enqueue(self.space.params_for(cand) or {},
                                           {"baseline": name, "candidate": cand.to_dict()})
+            if features is not None:  # built once the study exists: --resume after a kill
+                self.feature_info = features.build(self.progress.message, self.progress.enabled,
+                                                   fmt_duration)
         except BaseException:
             self.lock.release()
             cluster.disconnect(self.connected)
             raise
-
-    def _prepare_features(self) -> dict[str, Any] | None:
-        """``[train] freeze = "backbone"``: every feature cache the trials will read (one per
-        output stride the space or a baseline uses), found valid or built here on the driver
-        with a progress bar, after a disk-space check over all of them (one line, exit 2, the
-        study untouched). Trials on this machine read these files; a worker on another node
-        builds its own copy once (under a lock) at the same node-local path."""
-        cfg = self.cfg
-        if cfg.train.freeze == "none" or cfg.trial.kind != "train":
-            return None
-        from nas_dil.data import load_data
-        from nas_dil.models.config import ArchConfig
-        from nas_dil.search.progress import fmt_duration
-        from nas_dil.train.features import (
-            cache_bytes,
-            check_room,
-            default_root,
-            estimate_seconds,
-            find,
-            open_or_build,
-        )
-        from nas_dil.train.trial import feature_key, frozen_backbone
-
-        root = default_root() if cfg.feature_cache == "auto" else Path(cfg.feature_cache)
-        strides = sorted({*self.space.config.output_stride,
-                          *(c.output_stride for _, c in self.baselines)})
-        views, seed = cfg.train.freeze_views, cfg.seed
-        data = load_data(cfg.data)
-        plans = []
-        for stride in strides:
-            arch = ArchConfig(**cfg.arch, output_stride=stride, width=self.space.config.width[0],
-                              num_classes=self.num_classes)
-            bb = frozen_backbone(arch, seed)
-            key = feature_key(arch, data, bb, views, seed)
-            found = find(root, key)
-            plans.append((stride, bb, key, found, found.nbytes if found
-                          else cache_bytes(bb, data, views)))
-        check_room(root, sum(p[4] for p in plans if p[3] is None),
-                   f"{cfg.arch.get('backbone')} (output stride {', '.join(map(str, strides))})")
-        info: dict[str, Any] = {"root": str(root), "caches": []}
-        name = cfg.arch.get("backbone")
-        for stride, bb, key, found, nbytes in plans:
-            what = (f"feature cache: {name} at output stride {stride}, {views} view(s) of "
-                    f"{data.n_train} + {data.n_val} val images, {nbytes / 2**20:.0f} MiB")
-            t = time.perf_counter()
-            if found is not None:
-                self.progress.message(f"{what}: found valid at {found.folder}")
-                folder, built = found.folder, False
-            else:
-                est = estimate_seconds(bb, data, views, cfg.train.batch_size, seed)
-                self.progress.message(f"{what}: building at {root} (about "
-                                      f"{fmt_duration(est)} here)")
-                cache = open_or_build(root, key, bb, data, batch_size=cfg.train.batch_size,
-                                      progress=self.progress.enabled)
-                folder, built = cache.folder, True
-                self.progress.message(f"feature cache built in "
-                                      f"{fmt_duration(time.perf_counter() - t)}: {folder}")
-            info["caches"].append({"output_stride": stride, "folder": str(folder),
-                                   "bytes": int(nbytes), "built": built,
-                                   "seconds": time.perf_counter() - t})
-        return info
 
     def _data_info(self) -> dict[str, Any]:
         if not self.cfg.kind.reads_data:

@@ -8,7 +8,9 @@ study's metadata (`StudyMeta`) for a new study.
 - ``--resume`` finds the study;
 - the study's [arch] makes a net of every candidate (`check_arch`): output strides the
   backbone runs at, on a torchvision backbone depths that fit the targeted blocks, and
-  torchvision and the weights there when trials build nets.
+  torchvision and the weights there when trials build nets;
+- a frozen backbone's feature caches fit the disk (`feature_plan`: the caches are planned
+  here, the driver builds them once the study exists).
 
 Every refusal is one `UserError` / `StorageError` line and leaves every study as it was.
 
@@ -23,7 +25,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas_dil.errors import UserError
 from nas_dil.pareto import REFERENCE
@@ -41,8 +43,12 @@ from nas_dil.search.resolved import ResolvedStudy
 from nas_dil.search.storage import StorageError, check_storage, read_meta, safe_url
 from nas_dil.spaces import Candidate, Space, load_space
 
+if TYPE_CHECKING:
+    from nas_dil.train.features import FeaturePlan
+
 __all__ = ["Existing", "check_arch", "check_baselines", "check_feasible", "check_paths",
-           "check_sampler", "check_study", "resolve_study", "study_meta", "study_space"]
+           "check_sampler", "check_study", "feature_plan", "resolve_study", "study_meta",
+           "study_space"]
 
 _INSIDE_ONLY_OK = ("hvi", "tpe", "random")  # samplers that take trials outside the space
 
@@ -293,6 +299,7 @@ def resolve_study(cfg: StudyConfig, space: Space, num_classes: int,
                                  cfg.data.crop_hw)
     warnings += [dead] if dead else []
     study = replace(study, ranges=ranges, warnings=tuple(warnings))
+    study = replace(study, features=feature_plan(study))  # refused here if it cannot fit
     return replace(study, sampler=make_sampler(study))
 
 
@@ -330,3 +337,27 @@ def check_paths(out: Path, url: str) -> None:
                                "a search needs it writable") from None
         if not os.access(db, os.W_OK):  # pragma: no cover - open() would have failed
             raise StorageError(f"{where}: the study file is read-only")
+
+
+# -- the feature caches of a frozen backbone (issue 13 §2) ------------------------------------
+
+def feature_plan(study: ResolvedStudy) -> FeaturePlan | None:
+    """``[train] freeze = "backbone"``: every feature cache the trials will read (one per
+    output stride the space or a baseline uses), each found valid or sized for its build
+    (`train.features.plan_features`: loads the data on this machine); refused in one line
+    when those to build do not fit the disk. The driver builds them (`FeaturePlan.build`)
+    after creating the study; trials on this machine then read them, a worker on another node
+    builds its own copy once (under a lock) at the same node-local path. None: nothing is
+    frozen, or the trials build no nets."""
+    cfg = study.cfg
+    if cfg.train.freeze == "none" or not study.kind.builds_nets:
+        return None
+    from nas_dil.models.config import Place
+    from nas_dil.train.config import TrialConfig
+    from nas_dil.train.features import plan_features
+
+    strides = sorted({*study.space.config.output_stride,
+                      *(c.output_stride for _, c in study.baselines)})
+    archs = [study.arch(Place(s, study.space.config.width[0])) for s in strides]
+    return plan_features(TrialConfig(archs[0], cfg.data, cfg.train), cfg.seed,
+                         cfg.feature_cache, archs=archs[1:])

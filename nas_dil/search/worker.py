@@ -116,13 +116,14 @@ def _train_trial(payload: TrialPayload, callback: Any) -> tuple[dict[str, Any], 
 
     cfg = TrialConfig.from_dict(dict(payload.trial_config))
     data = _data(payload.trial_config["data"], cfg.train.device)
-    keep: dict[str, Any] | None = {} if payload.keep_weights else None
-    r = run_trial(cfg, Schedule.from_dict(dict(payload.schedule)), payload.seed,
-                  callback=callback, data=data, keep_model=keep,
-                  feature_cache=payload.options.get("feature_cache"))
+    outcome = run_trial(cfg, Schedule.from_dict(dict(payload.schedule)), payload.seed,
+                        callback=callback, data=data,
+                        feature_cache=payload.options.get("feature_cache"),
+                        known=payload.analytic)
+    r = outcome.result
+    model: Any = outcome.model  # a DilatedSegNet or BackboneSegNet: both have a model_config
     weights = None
-    if keep and not r.stopped_early:
-        model = keep["model"]
+    if payload.keep_weights and not r.stopped_early:
         buf = io.BytesIO()
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save({"state_dict": state, "model_config": model_config(model)}, buf)
