@@ -15,11 +15,13 @@ from nas_dil.models.analytic import analytic_attrs, analytic_batch, trial_schedu
 from nas_dil.models.config import ArchConfig
 from nas_dil.search.config import StudyConfig
 from nas_dil.search.hvi import SamplerContext
+from nas_dil.search.looks import look_seed
 from nas_dil.search.records import TrialPayload, TrialRecord
+from nas_dil.search.records import feasible as is_feasible
 from nas_dil.search.samplers import build_sampler
 from nas_dil.spaces import Candidate, Space, dead_tap_reason
 
-__all__ = ["Plan", "feasible", "make_sampler", "plan_trial", "trial_arch", "trial_key"]
+__all__ = ["Plan", "constraint_values", "feasible", "make_sampler", "plan_trial", "trial_arch", "trial_key"]
 
 
 def trial_key(cand: Candidate, trial_config: Mapping[str, Any], seed: int,
@@ -36,12 +38,23 @@ def trial_arch(cfg: StudyConfig, cand: Candidate, num_classes: int) -> ArchConfi
                       num_classes=num_classes)
 
 
+def constraint_values(cfg: StudyConfig, attrs: Mapping[str, Any]) -> dict[str, float]:
+    """Optuna's constraint values of a candidate's analytic ``attrs`` under the study's
+    constraints (<= 0: met; dead taps at the crop count unless the study allows them; attrs of
+    older studies may lack a metric: no value for it). What the driver stores with a trial."""
+    out = {c.name: c.violation(float(attrs[c.metric])) for c in cfg.constraints
+           if c.metric in attrs}
+    if cfg.gridding_free:
+        out["gridding_free"] = float(attrs.get("holes") or 0)
+    if not cfg.allow_dead_taps:
+        out["dead_taps"] = float(attrs.get("dead_taps") or 0)
+    return out
+
+
 def feasible(cfg: StudyConfig, attrs: Mapping[str, Any]) -> bool:
-    """Whether a trial's analytic ``attrs`` meet the study's constraints (dead taps at the
-    crop included, unless the study allows them; attrs of older studies have none)."""
-    return (all(c.violation(float(attrs[c.metric])) <= 0 for c in cfg.constraints
-                if c.metric in attrs) and not (cfg.gridding_free and attrs.get("holes"))
-            and (cfg.allow_dead_taps or not attrs.get("dead_taps")))
+    """Whether a candidate's analytic ``attrs`` meet the study's constraints: the one rule
+    (`records.feasible`) on its `constraint_values`."""
+    return is_feasible(constraint_values(cfg, attrs))
 
 
 def losses(cfg: StudyConfig, analytic: Mapping[str, Any]) -> tuple[float, ...]:
@@ -83,27 +96,21 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
     kind = {"kind": cfg.trial.kind, **(options if cfg.trial.kind == "sleep" else {})}
     first = trial_key(cand, tc, cfg.seed, kind)
     look = next_look(first) if next_look is not None else 0
-    seed = cfg.seed + look
+    seed = look_seed(cfg.seed, look)
     key = trial_key(cand, tc, seed, kind) if look else first
     record = TrialRecord(candidate=cand.to_dict(), repaired=repaired, arch=arch.to_dict(),
                          trial_config=tc, seed=seed, key=key, analytic=analytic,
                          look=look or None, look_of=first if look else None)
-    constraints: dict[str, float] = {}
+    constraints = constraint_values(cfg, analytic)
     violated: list[str] = []
     for c in cfg.constraints:
-        v = c.violation(float(analytic[c.metric]))
-        constraints[c.name] = v
-        if v > 0:
+        if constraints[c.name] > 0:
             violated.append(f"{c.metric} {analytic[c.metric]:g} "
                             f"{'>' if c.kind == 'max' else '<'} {c.name} {c.bound:g}")
-    if cfg.gridding_free:
-        constraints["gridding_free"] = float(analytic["holes"])
-        if analytic["holes"]:
-            violated.append(f"{analytic['holes']} holes (gridding_free)")
-    if not cfg.allow_dead_taps:
-        constraints["dead_taps"] = float(analytic["dead_taps"])
-        if analytic["dead_taps"]:
-            violated.append(dead_tap_reason({**analytic, "crop": list(crop)}))
+    if constraints.get("gridding_free"):
+        violated.append(f"{analytic['holes']} holes (gridding_free)")
+    if constraints.get("dead_taps"):
+        violated.append(dead_tap_reason({**analytic, "crop": list(crop)}))
     payload = TrialPayload(kind=cfg.trial.kind, trial_config=tc,
                            schedule=schedule.to_dict(), seed=seed, key=key, look=look,
                            number=number, analytic=analytic, losses=losses(cfg, analytic),
