@@ -153,8 +153,8 @@ def feasible_front(results: Sequence[CandidateResult],
                    objectives: Sequence[Objective]) -> list[CandidateResult]:
     """The one feasible Pareto front: the non-dominated feasible candidates (`records.feasible`
     on the stored constraints) over the study's objectives, in input order."""
-    cand = [r for r in results if r.feasible and r.values is not None]
+    cand = [(r, r.values) for r in results if r.feasible and r.values is not None]
     if not cand:
         return []
-    mask = pareto_mask([r.values for r in cand], [o.direction for o in objectives])
-    return [r for r, m in zip(cand, mask, strict=True) if m]
+    mask = pareto_mask([v for _, v in cand], [o.direction for o in objectives])
+    return [r for (r, _), m in zip(cand, mask, strict=True) if m]

@@ -290,7 +290,8 @@ def _finite(v: Any) -> float | None:
 
 
 def _int(v: Any) -> int | None:
-    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return int(v) if ok else None
 
 
 def _crop(v: Any) -> tuple[int, int] | None:

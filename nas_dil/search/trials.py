@@ -21,7 +21,8 @@ from nas_dil.search.records import feasible as is_feasible
 from nas_dil.search.samplers import build_sampler
 from nas_dil.spaces import Candidate, Space, dead_tap_reason
 
-__all__ = ["Plan", "constraint_values", "feasible", "make_sampler", "plan_trial", "trial_arch", "trial_key"]
+__all__ = ["Plan", "constraint_values", "feasible", "make_sampler", "plan_trial", "trial_arch",
+           "trial_key"]
 
 
 def trial_key(cand: Candidate, trial_config: Mapping[str, Any], seed: int,
