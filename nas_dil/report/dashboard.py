@@ -50,8 +50,9 @@ from typing import TYPE_CHECKING, Any
 from optuna.storages import BaseStorage
 
 from nas_dil.errors import UserError
-from nas_dil.report.data import NoCompleteTrialError, ReportData, build_report, feasible
+from nas_dil.report.data import NoCompleteTrialError, ReportData, build_report
 from nas_dil.report.source import StudySource, open_storage, open_study
+from nas_dil.search.records import feasible
 
 if TYPE_CHECKING:
     import optuna
@@ -354,7 +355,7 @@ def _patch_best_trials() -> None:
 
     def feasible_pareto_front(trials: list[FrozenTrial],
                               directions: list[StudyDirection]) -> list[FrozenTrial]:
-        return orig([t for t in trials if feasible(t)], directions)
+        return orig([t for t in trials if feasible(t.constraints)], directions)
 
     feasible_pareto_front._nas_dil_feasible_only = True  # type: ignore[attr-defined]
     app_mod.get_pareto_front_trials = feasible_pareto_front

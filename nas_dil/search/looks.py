@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from nas_dil.pareto import pareto_mask
-from nas_dil.search.records import Objective, StoredTrial, TrialRecord
+from nas_dil.search.records import Objective, StoredTrial, TrialRecord, as_number
 
 __all__ = ["CandidateResult", "LookCounter", "count_looks", "feasible_front", "look_group",
            "look_seed", "mean", "merge_looks", "std", "table_seed"]
@@ -115,6 +115,15 @@ class CandidateResult:
     def get(self, name: str) -> object:
         """A stored attribute of the representative, a measured objective its mean."""
         return self.means[name] if name in self.means else self.record.get(name)
+
+    def number_of(self, name: str, objectives: Sequence[Objective] = ()) -> float | None:
+        """`get` as a finite float; not stored: the value of the objective ``name``."""
+        v = self.get(name)
+        if v is None and self.values is not None:
+            for o, val in zip(objectives, self.values, strict=False):
+                if o.name == name:
+                    v = val
+        return as_number(v)
 
 
 def _merge(looks: list[StoredTrial], measured: Sequence[tuple[int, str]]) -> CandidateResult:

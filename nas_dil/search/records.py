@@ -43,6 +43,7 @@ __all__ = [
     "StudyMeta",
     "TrialPayload",
     "TrialRecord",
+    "as_number",
     "asked_attrs",
     "feasible",
     "rf_facts",
@@ -230,7 +231,7 @@ class TrialRecord:
 
     def number(self, name: str) -> float | None:
         """A stored number as a finite float (None: absent, not a number, a bool, inf/nan)."""
-        return _finite(self.get(name))
+        return as_number(self.get(name))
 
     def integer(self, name: str) -> int | None:
         return _int(self.get(name))
@@ -279,7 +280,8 @@ class TrialRecord:
                               if (x := _dead_layer(d)) is not None))
 
 
-def _finite(v: Any) -> float | None:
+def as_number(v: Any) -> float | None:
+    """A stored value as a finite float (None: absent, not a number, a bool, inf/nan)."""
     if isinstance(v, bool) or v is None:
         return None
     try:
