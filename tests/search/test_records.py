@@ -3,7 +3,9 @@ older attribute names read as today's, unknown ones survive."""
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +14,8 @@ from nas_dil.search.records import (
     ANALYTIC_KEYS,
     RESULT_KEYS,
     Objective,
-    StudyMeta,
     StoredTrial,
+    StudyMeta,
     TrialRecord,
     feasible,
 )
@@ -137,3 +139,31 @@ def test_typed_reads(stored: Any, num: float | None, integer: int | None,
     rec = TrialRecord.from_attrs({"coverage": stored})
     assert rec.number("coverage") == num and rec.flag("coverage") == flag
     assert rec.integer("coverage") == integer
+
+
+# -- stored attributes are decoded in one place --------------------------------------------
+
+PKG = Path(__file__).resolve().parents[2] / "nas_dil"
+DECODER = PKG / "search" / "records.py"
+
+
+def _user_attrs_reads(source: str) -> list[int]:
+    """Lines that read some object's ``user_attrs`` (an object's own ``self.user_attrs``, a
+    trial stand-in that records them, is not a read of a stored trial)."""
+    return sorted(n.lineno for n in ast.walk(ast.parse(source))
+            if isinstance(n, ast.Attribute) and n.attr == "user_attrs"
+            and not (isinstance(n.value, ast.Name) and n.value.id == "self"))
+
+
+def test_the_read_check_finds_reads() -> None:
+    assert _user_attrs_reads("a = t.user_attrs.get('x')\nb = s.user_attrs\n") == [1, 2]
+    assert _user_attrs_reads("self.user_attrs = {}\nf(user_attrs={})\n") == []
+
+
+@pytest.mark.parametrize("path", sorted(p for p in PKG.rglob("*.py") if p != DECODER),
+                         ids=lambda p: str(p.relative_to(PKG)))
+def test_only_records_reads_user_attrs(path: Path) -> None:
+    """Stored attributes are decoded once, in `nas_dil.search.records` (`StoredTrial`,
+    `TrialRecord.from_frozen`, `stored_meta`, `asked_attrs`); nothing else reads them raw."""
+    lines = _user_attrs_reads(path.read_text())
+    assert not lines, f"{path.relative_to(PKG)} reads user_attrs on lines {lines}"
