@@ -182,3 +182,15 @@ def test_recover_counts_looks_but_not_reused_duplicates() -> None:
     assert led.status.repeats == 2
     assert led.candidates()[0].values == pytest.approx([0.6, 10.0, 0.5])
     assert [r.number for r in led.candidates()] == [0, 3]  # the duplicate is its own row
+
+
+def test_recovery_judges_feasibility_by_the_stored_constraints() -> None:
+    """A restarted driver reads feasibility as everything else does: the constraint values
+    stored with the trial (all <= 0), not a rule recomputed from its attributes."""
+    led = ledger()
+    v = [0.9, 10.0, 0.5]
+    bad = StoredTrial(0, "complete", tuple(v), TrialRecord.from_attrs({"key": "a", "gflops": 0.5}),
+                      {"max_gflops": 0.25}, trial_id=100)
+    led.recover([bad, _stored(1, "complete", [0.5, 10.0, 0.5], key="b", gflops=0.5)])
+    assert led.front()[0] == [1]
+    assert led.on_front(v) and not led.on_front([0.4, 10.0, 0.5])
