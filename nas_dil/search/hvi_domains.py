@@ -41,6 +41,7 @@ ENUMERATE_MAX = 20_000  # spaces up to this many candidates are scored whole
 NEIGHBOURS = (8, 4)  # generic sampled spaces: perturb this many front points, this many times
 STEP = 0.1  # a perturbation's std, as a share of a numeric dimension's (log-)range
 
+
 @dataclass(frozen=True)
 class SamplerContext:
     """What the driver knows before training, for samplers that use it."""
@@ -49,14 +50,16 @@ class SamplerContext:
     objectives: tuple[Objective, ...]
     # candidates -> their analytic attrs as columns (`nas_dil.models.analytic.analytic_batch`)
     analytic: Callable[[Sequence[Candidate]], Mapping[str, np.ndarray]]
-    feasible: Callable[[Mapping[str, Any]], bool]  # analytic attrs -> within the constraints
+    # analytic attrs -> within the constraints (`trials.feasible`: the one rule on the
+    # candidate's constraint values)
+    feasible: Callable[[Mapping[str, Any]], bool]
 
 
 Params = dict[str, Any]
 _Dist = CategoricalDistribution | IntDistribution | FloatDistribution  # what search_space takes
 
 
-# -- the two adapters ----------------------------------------------------------------------------
+# -- the two adapters -------------------------------------------------------------------------
 
 class Domain(ABC):
     """What a candidate is: its key, parameters, known losses, features; which objectives are

@@ -10,8 +10,16 @@ A nas-dil study is an ordinary Optuna study plus two kinds of record, both plain
   each as a column). `TrialRecord.to_attrs()` is what the driver writes; `from_frozen()` reads
   any stored trial back, including those written before a field was renamed.
 
+Stored attributes are decoded here and nowhere else (a test holds every other module to it):
+`StoredTrial.from_frozen` turns an Optuna trial into number, state, values, Optuna's
+constraints, the typed `TrialRecord` and parameters, once; the driver's recovery, the report,
+the dashboard and export read those. `TrialRecord`'s typed reads (`number`, `flag`,
+`rf_facts`, `schedule_facts`, `dead_taps`) are what they show. Feasibility has one rule,
+`feasible`: every stored constraint value <= 0 (Optuna's).
+
 `TrialPayload` is what the driver sends a Ray worker for one trial. The search writes these
-records; report, export and dashboard read them (they sit to the right of ``search``).
+records; report, export and dashboard read them (they sit to the right of ``search``). The
+looks at one candidate (``[sampler] repeats``) are merged in `nas_dil.search.looks`.
 
 Renamed attribute: up to nas-dil 0.1, ``hdc_rule1`` was the per-group verdict of HDC rule 1
 and ``hdc_rule1_whole`` the whole-schedule one. Now ``hdc_rule1`` is the whole-schedule
