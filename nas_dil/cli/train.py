@@ -159,25 +159,24 @@ def _save(args: argparse.Namespace, model: Any, d: dict[str, Any], info: dict[st
           ) -> str:
     """The trained net as an export folder, through export's one writer."""
     from nas_dil.export.bundle import write_bundle
+    from nas_dil.export.doc import ExportDoc
     from nas_dil.models import model_config
 
     keys = ("miou", "pixel_acc", "per_class_iou", "miou_curve", "loss_curve", "wall_time_s",
             "images_per_s", "peak_mem_bytes")
     cfg = d["config"]
-    doc = {
-        "model_config": model_config(model),
-        "candidate": None,
-        "objectives": [],
-        "values": {"miou": d["miou"], "rf": d["rf"], "gflops": d["flops"] / 1e9},
-        "metrics": {k: d[k] for k in keys},
-        "rf": d["rf"], "rf_stack": d["rf_stack"], "holes": d["holes"], "coverage": None,
-        "gridding_free": d["gridding_free"], "macs": d["macs"], "flops": d["flops"],
-        "gflops": d["flops"] / 1e9, "feasible": None, "constraints": {},
-        "class_names": list(info.get("class_names") or []),
-        "pick": {"rule": "train", "reason": "trained by nas-dil train --out"},
-        "weights_note": "weights of the trained net (nas-dil train --out)",
-        "provenance": {"study": None, "storage": None, "trial": None, "seed": d["seed"],
-                       "data": info, "trial_config": cfg, "node": d["node"]},
-    }
+    doc = ExportDoc(
+        model_config=model_config(model),
+        values={"miou": d["miou"], "rf": d["rf"], "gflops": d["flops"] / 1e9},
+        metrics={k: d[k] for k in keys},
+        rf=d["rf"], rf_stack=d["rf_stack"], holes=d["holes"],
+        gridding_free=d["gridding_free"], macs=d["macs"], flops=d["flops"],
+        gflops=d["flops"] / 1e9,
+        class_names=tuple(info.get("class_names") or []),
+        pick={"rule": "train", "reason": "trained by nas-dil train --out"},
+        weights_note="weights of the trained net (nas-dil train --out)",
+        provenance={"study": None, "storage": None, "trial": None, "seed": d["seed"],
+                    "data": info, "trial_config": cfg, "node": d["node"]},
+    )
     write_bundle(args.out, doc, model, force=args.force)
     return str(args.out)

@@ -65,10 +65,6 @@ class DeadTaps:
             raise UserError(f"{where}: space {space.name}: dead_taps = \"avoid\": {e}") from None
         return space.live(sides)
 
-    def feasible(self, attrs: Mapping[str, Any]) -> bool:
-        """Whether a trial's analytic ``attrs`` pass (attrs of older studies have none)."""
-        return not (self.refused and attrs.get("dead_taps"))
-
     def constraint(self, analytic: Mapping[str, Any],
                    crop: tuple[int, int]) -> tuple[float, str | None] | None:
         """Optuna's ``dead_taps`` constraint value and, when violated, the reason; None when

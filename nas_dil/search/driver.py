@@ -33,7 +33,7 @@ that were on the front when they finished (a superset of the final front).
 Repeats (``[sampler] repeats = k``, hvi): a candidate the sampler asks again is trained again
 from the next seed (study seed + look), not answered from storage; every look is its own
 trial, and the front, the report and export take a candidate's mean over its looks
-(`records.merge_looks`).
+(`looks.merge_looks`).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ from nas_dil.search.preflight import (
 from nas_dil.search.progress import Progress, SearchSummary, fmt_duration
 from nas_dil.search.recorder import Recorder
 from nas_dil.search.records import RESULT_KEYS, TrialRecord
-from nas_dil.search.resolved import ResolvedStudy, feasible
+from nas_dil.search.resolved import ResolvedStudy, constraint_values, feasible
 from nas_dil.search.storage import default_url, safe_url
 from nas_dil.search.trials import make_sampler, plan_trial, trial_key
 from nas_dil.spaces import Candidate
@@ -117,7 +117,7 @@ class _Search:
         snapshot = snapshot_maker(min_completed=es.min_completed, n_evals=self.n_evals,
                                   margin=es.margin, min_evals=es.min_evals,
                                   names=[o.name for o in self.objectives if not o.measured])
-        self.ledger = Ledger(self.n_trials, self.objectives, lambda a: feasible(cfg, a),
+        self.ledger = Ledger(self.n_trials, self.objectives, lambda a: constraint_values(cfg, a),
                              snapshot if self.early_stop else None)
         self.status = self.ledger.status
         self._front: tuple[int, list[int], float] = (-1, [], 0.0)  # version, numbers, hv
@@ -156,8 +156,8 @@ class _Search:
             if taken:
                 self.progress.message(f"took over the driver lock of a stopped driver ({taken})")
             study = self.recorder.open(cfg.name, sampler, existing.exists, cfg.objectives, meta)
-            have = {str(t.user_attrs["baseline"]) for t in study.get_trials(deepcopy=False)
-                    if "baseline" in t.user_attrs}
+            have = {str(r.baseline) for t in study.get_trials(deepcopy=False)
+                    if (r := TrialRecord.from_frozen(t)).baseline is not None}
             for name, cand in self.baselines:  # new ones only: a resumed study has the others
                 if name not in have:
                     self.recorder.enqueue(self.space.params_for(cand) or {},

@@ -19,17 +19,29 @@ from nas_dil.models.config import ArchConfig, Placed
 from nas_dil.search.config import StudyConfig
 from nas_dil.search.kinds import TrialKind
 from nas_dil.search.objectives import ObjectiveRange
+from nas_dil.search.records import feasible as is_feasible
 from nas_dil.spaces import Candidate, Space
 
-__all__ = ["ResolvedStudy", "feasible"]
+__all__ = ["ResolvedStudy", "constraint_values", "feasible"]
+
+
+def constraint_values(cfg: StudyConfig, attrs: Mapping[str, Any]) -> dict[str, float]:
+    """Optuna's constraint values of a candidate's analytic ``attrs`` under the study's
+    constraints, gridding_free and its dead-tap policy (<= 0: met; attrs of older studies may
+    lack a metric: no value for it). What the driver stores with a trial."""
+    out = {c.name: c.violation(float(attrs[c.metric])) for c in cfg.constraints
+           if c.metric in attrs}
+    if cfg.gridding_free:
+        out["gridding_free"] = float(attrs.get("holes") or 0)
+    if cfg.dead_taps.refused:
+        out["dead_taps"] = float(attrs.get("dead_taps") or 0)
+    return out
 
 
 def feasible(cfg: StudyConfig, attrs: Mapping[str, Any]) -> bool:
-    """The one feasibility rule: a trial's analytic ``attrs`` meet the study's constraints,
-    gridding_free and its dead-tap policy (attrs of older studies may lack some facts)."""
-    return (all(c.violation(float(attrs[c.metric])) <= 0 for c in cfg.constraints
-                if c.metric in attrs) and not (cfg.gridding_free and attrs.get("holes"))
-            and cfg.dead_taps.feasible(attrs))
+    """Whether a candidate's analytic ``attrs`` meet the study's constraints: the one rule
+    (`records.feasible`, every stored constraint value <= 0) on its `constraint_values`."""
+    return is_feasible(constraint_values(cfg, attrs))
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from typing import Any
 from nas_dil.models.analytic import analytic_attrs, trial_schedule
 from nas_dil.search.config import StudyConfig
 from nas_dil.search.hvi import SamplerContext
+from nas_dil.search.looks import look_seed
 from nas_dil.search.records import TrialPayload, TrialRecord
-from nas_dil.search.resolved import ResolvedStudy, feasible
+from nas_dil.search.resolved import ResolvedStudy, constraint_values, feasible
 from nas_dil.search.samplers import build_sampler
 from nas_dil.spaces import Candidate
 
@@ -70,28 +71,22 @@ def plan_trial(study: ResolvedStudy, cand: Candidate, number: int, repaired: boo
     kind = {"kind": cfg.trial.kind, **(options if study.kind.keyed_options else {})}
     first = trial_key(cand, tc, cfg.seed, kind)
     look = next_look(first) if next_look is not None else 0
-    seed = cfg.seed + look
+    seed = look_seed(cfg.seed, look)
     key = trial_key(cand, tc, seed, kind) if look else first
     record = TrialRecord(candidate=cand.to_dict(), repaired=repaired, arch=arch.to_dict(),
                          trial_config=tc, seed=seed, key=key, analytic=analytic,
                          look=look or None, look_of=first if look else None)
-    constraints: dict[str, float] = {}
+    constraints = constraint_values(cfg, analytic)
     violated: list[str] = []
     for c in cfg.constraints:
-        v = c.violation(float(analytic[c.metric]))
-        constraints[c.name] = v
-        if v > 0:
+        if constraints[c.name] > 0:
             violated.append(f"{c.metric} {analytic[c.metric]:g} "
                             f"{'>' if c.kind == 'max' else '<'} {c.name} {c.bound:g}")
-    if cfg.gridding_free:
-        constraints["gridding_free"] = float(analytic["holes"])
-        if analytic["holes"]:
-            violated.append(f"{analytic['holes']} holes (gridding_free)")
+    if constraints.get("gridding_free"):
+        violated.append(f"{analytic['holes']} holes (gridding_free)")
     dead = cfg.dead_taps.constraint(analytic, crop)
-    if dead is not None:
-        constraints["dead_taps"], why = dead
-        if why:
-            violated.append(why)
+    if dead is not None and dead[1]:
+        violated.append(dead[1])
     payload = TrialPayload(kind=cfg.trial.kind, trial_config=tc,
                            schedule=schedule.to_dict(), seed=seed, key=key, look=look,
                            number=number, analytic=analytic, losses=losses(cfg, analytic),

@@ -169,18 +169,16 @@ def _sleep_trial(payload: TrialPayload, callback: Any) -> dict[str, Any]:
 
 
 def _tabular_trial(payload: TrialPayload, callback: Any) -> dict[str, Any]:
+    from nas_dil.search.looks import table_seed
     from nas_dil.search.tabular import load_table
 
     opts = payload.options  # the [trial] table: kind, table, table_seed
     arch = payload.trial_config["arch"]
     sched = payload.schedule
     table = load_table(opts["table"])
-    seed = opts.get("table_seed")
-    seed = payload.seed - payload.look if seed is None else int(seed)
-    if payload.look:  # a repeat reads the table's next seed (cycling through them)
-        seeds = table.seeds
-        at = seeds.index(seed) if seed in seeds else 0
-        seed = seeds[(at + payload.look) % len(seeds)]
+    first = opts.get("table_seed")  # look 0's seed: the table's, else the study's
+    first = payload.seed - payload.look if first is None else int(first)
+    seed = table_seed(table.seeds, first, payload.look)  # a repeat: the table's next seed
     row = table.lookup(sched["rates"], sched["kernels"][0], arch["output_stride"],
                        arch["width"], seed)
     t0 = time.perf_counter()

@@ -4,12 +4,15 @@ space file's ``avoid_dead_taps`` folded in; what each value binds, refuses and s
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from nas_dil.errors import UserError
 from nas_dil.models.config import ArchTemplate
 from nas_dil.search.dead_taps import DeadTaps
+from nas_dil.search.records import feasible as is_feasible
+from nas_dil.search.resolved import constraint_values
 from nas_dil.spaces import Space, load_space
 
 SPACE = ('kernel = [3]\noutput_stride = [8]\nwidth = [16]\ndepth = 2\n'
@@ -52,7 +55,8 @@ def test_feasibility_and_the_optuna_constraint(policy: str, dead: int | None, fe
                                                constraint: float | None) -> None:
     p = DeadTaps(policy)
     attrs = {} if dead is None else {"dead_taps": dead}
-    assert p.feasible(attrs) is feasible
+    study = SimpleNamespace(constraints=(), gridding_free=False, dead_taps=p)  # what it reads
+    assert is_feasible(constraint_values(study, attrs)) is feasible  # type: ignore[arg-type]
     if dead is None:
         return
     got = p.constraint({**attrs, "dead_layers": []}, (64, 64))

@@ -246,8 +246,9 @@ def test_repeats_train_another_seed_and_the_front_takes_the_mean(
     assert len(sc.numbers) == len(firsts) == len(set(sc.numbers))
     assert sc.y[sc.numbers.index(row.number)] == pytest.approx(row.miou)
     trial, _ = select_trial(open_study(tmp_path / "out"), "best-miou")
-    assert tuple(trial.user_attrs["candidate"]["rates"]) == (2, 2, 2)
+    assert tuple(trial.record.candidate["rates"]) == (2, 2, 2)
     assert trial.values[0] == pytest.approx(row.miou)  # the mean, not its best look
+    assert trial.n_looks == looks
 
 
 @pytest.mark.parametrize("epochs", [3, 7])
