@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nas_dil._check import SEED_MAX
 from nas_dil._toml import TomlReader
 from nas_dil.errors import UserError, first_line
 
@@ -87,6 +88,8 @@ def parse_sampler(table: Mapping[str, Any], rd: TomlReader) -> SamplerConfig:
                                          f"(allowed: {', '.join(allowed)})")
         annotation = _annotation(params[k])
         options[k] = v if annotation is None else rd.typed(v, annotation, f"sampler.{k}")
+        if k == "seed" and options[k] is not None:  # numpy's RandomState range, every sampler
+            rd.integer(options[k], "sampler.seed", 0, SEED_MAX)
     if name == "hvi":
         from nas_dil.search.hvi import check_options
 
