@@ -28,10 +28,13 @@ from typing import Any, TypeVar
 
 from nas_dil.errors import UserError
 
-__all__ = ["SEED_MAX", "Bound", "bound_of", "bounded", "check_fields", "field_flag", "flag_type",
-           "is_int"]
+__all__ = ["MAX_CHANNELS", "MAX_KERNEL", "SEED_MAX", "Bound", "bound_of", "bounded",
+           "check_fields", "field_flag", "flag_type", "is_int"]
 
+# sizes shared by several rooms (a space file, the [arch] table, CLI flags)
 SEED_MAX = 2**32 - 1  # numpy's RandomState (Optuna's samplers) takes seeds in [0, 2**32)
+MAX_KERNEL = 63  # larger K×K stack kernels are almost surely a typo
+MAX_CHANNELS = 4096  # widest layer: a 3×3 conv of 4096 → 4096 channels is 151 M weights
 _KEY = "nas_dil.bound"  # dataclass field metadata key
 
 T = TypeVar("T")

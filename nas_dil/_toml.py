@@ -53,7 +53,7 @@ def annotation_kinds(annotation: str) -> list[str]:
 _KINDS: dict[str, Callable[[object], Any | None]] = {
     "bool": lambda v: v if isinstance(v, bool) else None,
     "int": lambda v: v if is_int(v) else None,
-    "float": lambda v: float(v) if _finite(v) else None,
+    "float": lambda v: float(v) if _finite(v) else None,  # type: ignore[arg-type]
     "str": lambda v: v if isinstance(v, str) else None,
     "tuple[int, ...]": lambda v: tuple(v) if isinstance(v, list) and all(map(is_int, v))
     else None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from nas_dil._check import bounded, check_fields
+from nas_dil._check import MAX_CHANNELS, bounded, check_fields
 from nas_dil.errors import UserError
 from nas_dil.schedule.netcost import DEFAULT_CONTEXT_RATES, NORMS, stem_plan
 
@@ -23,7 +23,6 @@ TV_BACKBONES = ("resnet18", "resnet50", "resnet101", "mobilenet_v3_large", "vgg1
 BACKBONES = ("stem", *TV_BACKBONES)  # "stem": nas-dil's own small stem (stem_plan)
 TARGETS = ("head", "backbone", "both")  # what the schedule's rates set (see ArchConfig.target)
 TV_OUTPUT_STRIDES = (8, 16, 32)
-MAX_CHANNELS = 4096  # widest layer: a 3×3 conv of 4096 → 4096 channels is 151 M weights
 MAX_CLASSES = 2**16  # the label values a 16-bit mask can hold
 MAX_CONTEXT_RATE = 1024  # as the search spaces' rates (spaces.config.MAX_RATE)
 

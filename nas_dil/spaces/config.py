@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from nas_dil._check import MAX_CHANNELS, MAX_KERNEL
 from nas_dil._toml import TomlReader, is_int
 from nas_dil.spaces.candidate import OUTPUT_STRIDES
 from nas_dil.spaces.errors import space_error
@@ -62,8 +63,6 @@ RULES = ("free", "gapfree", "hdc", "exponential", "multigrid")
 _TOP_KEYS = ("name", "description", "depth", "kernel", "output_stride", "width",
              "require_gridding_free", "smooth", "tail", "per_axis", "avoid_dead_taps", "rates")
 MAX_TAIL = 8  # layers in one degridding tail (DRN uses 2)
-MAX_KERNEL = 63  # larger K×K kernels are almost surely a typo (a net could not hold them)
-MAX_WIDTH = 4096  # widest stack layer (models.config.MAX_CHANNELS: 151 M weights per 3×3 conv)
 
 
 @dataclass(frozen=True)
@@ -261,7 +260,7 @@ def parse_config(data: Mapping[str, Any], path: str | Path) -> SpaceConfig:
     bad = [s for s in output_stride if s not in OUTPUT_STRIDES]
     if bad:
         raise rd.err("output_stride", f"expected a list of {stride_what}, got {bad[0]!r}")
-    width = rd.int_list(data["width"], "width", 1, MAX_WIDTH)
+    width = rd.int_list(data["width"], "width", 1, MAX_CHANNELS)
     rgf_given = "require_gridding_free" in data
     rgf = rd.boolean(data.get("require_gridding_free", False), "require_gridding_free")
 

@@ -75,7 +75,7 @@ def test_model_with_a_huge_rate() -> None:
     # 2·3^i: 3^14 distinct offsets over an RF of 3^14·2: neither dense nor sparse is small
     (["analyze", ",".join(str(2 * 3**i) for i in range(14))], "too wide and too dense"),
     (["analyze", "3000", "--plot", "x.png"], "heat map"),
-    (["space", "free", "--sample", "1000000000"], "--sample 1000000000"),
+    (["space", "free", "--sample", "1000000000"], "--sample: 1000000000"),
     (["model", "--schedule", "1,2", "--size", "0"], "--size"),
     (["model", "--schedule", "1,2", "--size", "64,x"], "--size"),
     (["analyze", "1,2", "--size", "100000"], "--size"),
