@@ -70,7 +70,7 @@ def parse_sampler(table: Mapping[str, Any], rd: TomlReader) -> SamplerConfig:
     type its signature declares (ints are not floats' only spelling: ``beta = 2`` is 2.0),
     and the hvi sampler's own ranges. Errors go through ``rd`` (one line)."""
     t = dict(table)
-    name = t.pop("name", "hvi")
+    name = rd.string(t.pop("name", "hvi"), "sampler.name")
     if name not in SAMPLERS:
         raise rd.err("sampler.name", f"unknown sampler {name!r} "
                                      f"(expected one of {', '.join(SAMPLERS)})")
