@@ -460,9 +460,9 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         except UserError as e:
             raise rd.err("train.freeze", str(e).removeprefix("train: ")) from None
         if cfg.repeats:  # a look is another seed, and the frozen features are cached per seed
-            raise rd.err("sampler.repeats", f"{cfg.repeats} with [train] freeze = "
-                                            f"{train.freeze!r}: each look would need its own "
-                                            "feature cache; use repeats = 0 for frozen studies")
+            raise rd.err("sampler", f"repeats = {cfg.repeats} with [train] freeze = "
+                                    f"{train.freeze!r}: each look would need its own feature "
+                                    "cache; use repeats = 0 for frozen studies")
     return cfg
 
 

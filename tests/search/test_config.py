@@ -204,6 +204,6 @@ def test_repeats_with_freeze_is_refused_where_the_file_is_parsed() -> None:
     with pytest.raises(StudyConfigError) as e:
         parse(arch={"backbone": "resnet18"}, train={"freeze": "backbone"},
               sampler={"name": "hvi", "repeats": 2})
-    assert str(e.value) == ("s.toml: sampler.repeats: 2 with [train] freeze = 'backbone': each "
-                            "look would need its own feature cache; use repeats = 0 for frozen "
-                            "studies")
+    assert str(e.value) == ("s.toml: sampler: repeats = 2 with [train] freeze = 'backbone': "
+                            "each look would need its own feature cache; use repeats = 0 for "
+                            "frozen studies")
