@@ -2,6 +2,10 @@
 
 Frozen dataclasses, plain JSON: ``TrialConfig.from_dict(json.loads(json.dumps(c.to_dict())))``
 rebuilds an equal config. Torch-free.
+
+Each number's range is declared on its field (``bounded(…)``, `nas_dil._check`) and checked
+in ``__post_init__``, NaN and inf refused: the one check for a config built in Python, read
+from a study file's ``[train]`` table or filled from ``nas-dil train``'s flags.
 """
 
 from __future__ import annotations
