@@ -144,8 +144,11 @@ class ParallelConfig:
         check_fields(self, StudyConfigError, "parallel")
         for k, v in self.resources.items():
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-                raise StudyConfigError(f"parallel: resources.{k}={v!r}: expected a finite "
-                                       "number >= 0")
+                e = StudyConfigError(f"parallel: resources.{k}={v!r}: expected a finite "
+                                     "number >= 0")
+                e.field = (f"resources.{k}", f"expected a finite number >= 0, got {v!r}")
+                raise e
+        object.__setattr__(self, "resources", {k: float(v) for k, v in self.resources.items()})
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,7 @@ def _parallel(rd: _Reader, raw: object) -> ParallelConfig:
     t = dict(rd.table(raw if raw is not None else {}, "parallel"))
     res = rd.table(t.pop("resources", {}), "parallel.resources")
     kw = rd.dataclass_kwargs(ParallelConfig, t, "parallel.")
-    kw["resources"] = {k: rd.number(v, f"parallel.resources.{k}", 0) for k, v in res.items()}
+    kw["resources"] = dict(res)
     return rd.construct(ParallelConfig, kw, "parallel")
 
 
