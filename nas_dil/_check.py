@@ -24,7 +24,7 @@ import argparse
 import math
 from collections.abc import Callable
 from dataclasses import MISSING, Field, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any
 
 from nas_dil.errors import UserError
 
@@ -36,8 +36,6 @@ SEED_MAX = 2**32 - 1  # numpy's RandomState (Optuna's samplers) takes seeds in [
 MAX_KERNEL = 63  # larger K×K stack kernels are almost surely a typo
 MAX_CHANNELS = 4096  # widest layer: a 3×3 conv of 4096 → 4096 channels is 151 M weights
 _KEY = "nas_dil.bound"  # dataclass field metadata key
-
-T = TypeVar("T")
 
 
 def is_int(v: object) -> bool:
@@ -75,9 +73,14 @@ class Bound:
     def ok(self, v: object) -> bool:
         if not (is_int(v) if self.integer else _number(v)):
             return False
-        x = float(v)  # type: ignore[arg-type]
+        if not self.integer:  # a number must fit a float and be finite (NaN, ±inf are not)
+            try:
+                if not math.isfinite(v):  # type: ignore[arg-type]
+                    return False
+            except OverflowError:  # an int past the largest float
+                return False
         # written so that NaN fails every comparison it meets: each must be True to pass
-        return (math.isfinite(x) and (self.ge is None or v >= self.ge)  # type: ignore[operator]
+        return ((self.ge is None or v >= self.ge)  # type: ignore[operator]
                 and (self.gt is None or v > self.gt)  # type: ignore[operator]
                 and (self.le is None or v <= self.le)  # type: ignore[operator]
                 and (self.lt is None or v < self.lt))  # type: ignore[operator]
