@@ -137,3 +137,25 @@ def test_no_import_cycle() -> None:
 def test_the_cycle_check_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_search_loop_imports_nothing_from_train_or_data() -> None:
+    """The driver is the loop: trials train in workers, caches are prepared by preflight, so
+    nas_dil/search/driver.py imports nothing from nas_dil.train or nas_dil.data."""
+    path = PKG / "search" / "driver.py"
+    bad = sorted(m for m in _targets(path) if m.split(".")[1:2] in (["train"], ["data"]))
+    assert not bad, f"search/driver.py imports {bad}"
+
+
+def test_importing_the_search_loop_does_not_import_torch() -> None:
+    """``import nas_dil.search.driver`` in a fresh interpreter leaves torch unloaded (passes
+    once the feature caches are prepared outside the driver: issue 20)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys, nas_dil.search.driver; assert 'torch' not in sys.modules, 'torch'"
+    env = {**os.environ, "PYTHONPATH": str(PKG.parent)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

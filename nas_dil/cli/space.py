@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="most candidates to --list")
     p.add_argument("--crop", metavar="H[xW]",
                    help="keep only candidates whose stack taps all land on the image at this "
-                        "training crop, behind nas-dil's stem (what avoid_dead_taps does)")
+                        "training crop, behind nas-dil's stem (what a study's dead_taps = "
+                        "'avoid' does)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 

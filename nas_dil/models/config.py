@@ -6,15 +6,28 @@ Field names match ``nas_dil.schedule.net_cost``'s keywords, so ``cost_kwargs`` i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Iterator, Mapping
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any, NamedTuple, Protocol
 
 from nas_dil._check import MAX_CHANNELS, bounded, check_fields
 from nas_dil.errors import UserError
 from nas_dil.schedule.netcost import DEFAULT_CONTEXT_RATES, NORMS, stem_plan
 
-__all__ = ["ACTS", "BACKBONES", "NORMS", "OUTPUT_STRIDES", "TARGETS", "TV_BACKBONES",
-           "ArchConfig", "ArchError"]
+__all__ = [
+    "ACTS",
+    "BACKBONES",
+    "NORMS",
+    "OUTPUT_STRIDES",
+    "PER_NET",
+    "TARGETS",
+    "TV_BACKBONES",
+    "ArchConfig",
+    "ArchError",
+    "ArchTemplate",
+    "Place",
+    "Placed",
+]
 
 ACTS = ("relu", "identity")  # "identity": the linear variant the theory's claims are about
 OUTPUT_STRIDES = (2, 4, 8, 16, 32)
@@ -137,3 +150,85 @@ class ArchConfig:
         d = asdict(self)
         del d["gn_groups"], d["act"], d["backbone"], d["target"], d["weights"]
         return d
+
+
+# what a study's [arch] leaves open: the candidate's (output stride, width), the data's classes
+PER_NET = ("output_stride", "width", "num_classes")
+_DEFAULTS = {f.name: f.default for f in fields(ArchConfig) if f.default is not MISSING}
+
+
+class Placed(Protocol):
+    """What fixes a net's place in a space: a `nas_dil.spaces.Candidate` or a baseline."""
+
+    @property
+    def output_stride(self) -> int: ...
+
+    @property
+    def width(self) -> int: ...
+
+
+class Place(NamedTuple):
+    """A place without a candidate: (output stride, width)."""
+
+    output_stride: int
+    width: int
+
+
+@dataclass(frozen=True)
+class ArchTemplate(Mapping[str, Any]):
+    """A study's ``[arch]``: every `ArchConfig` field but `PER_NET`, as the study gives them
+    (the rest keep ArchConfig's defaults, read here once). ``at(candidate, num_classes)`` is
+    the net a trial of that candidate trains. Hashable (a cache key of analytic rows); a
+    read-only mapping of the given fields too (``ArchConfig(**t, output_stride=…)`` still
+    works in code written for the plain table)."""
+
+    given: tuple[tuple[str, Any], ...] = ()  # (field, value), sorted; lists as tuples
+
+    def __getitem__(self, name: str) -> Any:
+        return dict(self.given)[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self.given)
+
+    def __len__(self) -> int:
+        return len(self.given)
+
+    @classmethod
+    def of(cls, arch: Mapping[str, Any]) -> ArchTemplate:
+        """From a study's [arch] table (unknown or per-net keys: `ArchError`)."""
+        bad = sorted(k for k in arch if k not in _DEFAULTS or k in PER_NET)
+        if bad:
+            raise ArchError(f"arch: {bad}: not fields a study sets (per net: "
+                            f"{', '.join(PER_NET)}; known: {', '.join(sorted(_DEFAULTS))})")
+        return cls(tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                for k, v in arch.items())))
+
+    def value(self, name: str) -> Any:
+        """A field's value: as given, else ArchConfig's default."""
+        return dict(self.given).get(name, _DEFAULTS[name])
+
+    @property
+    def backbone(self) -> str:
+        return str(self.value("backbone"))
+
+    @property
+    def target(self) -> str:
+        return str(self.value("target"))
+
+    @property
+    def weights(self) -> str:
+        return str(self.value("weights"))
+
+    def check(self) -> None:
+        """The given fields make a net at ArchConfig's default place (each field's own
+        check; the space's places are checked against them by the study's preflight)."""
+        ArchConfig(**dict(self.given))
+
+    def at(self, place: Placed, num_classes: int = _DEFAULTS["num_classes"]) -> ArchConfig:
+        """The net at ``place``'s output stride and width with ``num_classes`` logits."""
+        return ArchConfig(**dict(self.given), output_stride=place.output_stride,
+                          width=place.width, num_classes=num_classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as given, plain JSON (what a study records as its ``arch``)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.given}

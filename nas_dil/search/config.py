@@ -14,12 +14,13 @@ A study file names everything a search needs; every key is optional except ``spa
     feature_cache = "auto"       # [train] freeze = "backbone": folder of the cached backbone
                                  #   features ("auto": $NAS_DIL_CACHE or ~/.cache/nas-dil, then
                                  #   features/; node-local, kept when a study is deleted)
+    dead_taps = "refuse"         # candidates whose taps read only padding at the crop: refuse
+                                 #   (infeasible, never trained), avoid (the space proposes
+                                 #   none) or allow (they train); see search/dead_taps.py
     objectives = [{ name = "miou", direction = "maximize" }, …]   # default: miou↑ rf↑ gflops↓
     [constraints]                # min_<metric> / max_<metric> for rf, rf_stack, gflops, params;
-    max_gflops = 0.05            #   gridding_free = true keeps only hole-free stacks;
-                                 #   allow_dead_taps = true trains candidates whose taps read
-                                 #   only padding at the crop (refused by default: they never
-                                 #   train, see docs/theory.md)
+    max_gflops = 0.05            #   gridding_free = true keeps only hole-free stacks
+                                 #   (allow_dead_taps = true: the old dead_taps = "allow")
     [sampler]                    # name = hvi (default) | tpe | nsga2 | nsga3 | gp | random |
     name = "hvi"                 #   brute, and any keyword of that sampler class (hvi: beta,
                                  #   n_startup, pool_size, seed, noise = true for noisy mIoU,
@@ -32,8 +33,10 @@ A study file names everything a search needs; every key is optional except ``spa
     [trial]                      # kind = "train" (run_trial), "sleep" (orchestration tests) or
                                  #   "tabular" (mIoU read from table = "tabular_dilation.csv":
                                  #   a shipped name under benchmarks/ or a path relative to
-                                 #   this file; table_seed = the rows' seed, default `seed`)
-    [arch] [data] [train]        # ArchConfig / DataConfig / TrainConfig fields (a relative
+                                 #   this file; table_seed = the rows' seed, default `seed`);
+                                 #   what each kind needs: search/kinds.py
+    [arch] [data] [train]        # ArchConfig (but output_stride, width, num_classes: an
+                                 #   ArchTemplate) / DataConfig / TrainConfig fields (a relative
                                  #   data.source is relative to this file, as space and table)
     [early_stop]                 # enabled, min_completed, min_evals, margin (see early_stop.py)
     [[baselines]]                # name = yu_koltun | constant2 | hdc | multigrid, or name +
@@ -63,9 +66,11 @@ from nas_dil._check import SEED_MAX, bounded, check_fields
 from nas_dil._toml import TomlReader
 from nas_dil.data.config import DataConfig
 from nas_dil.errors import UserError
-from nas_dil.models.config import ArchConfig
+from nas_dil.models.config import PER_NET, ArchConfig, ArchTemplate
 from nas_dil.resources import load_toml, resolve, shipped_names
 from nas_dil.search.baselines import BASELINES, BaselineConfig, parse_baselines
+from nas_dil.search.dead_taps import POLICIES, DeadTaps
+from nas_dil.search.kinds import KINDS, TrialKind
 from nas_dil.search.objectives import CONSTRAINT_METRICS
 from nas_dil.search.records import METRICS, Objective
 from nas_dil.search.samplers import (
@@ -101,10 +106,9 @@ class StudyConfigError(UserError, ValueError):
 
 
 _TOP = ("name", "description", "space", "n_trials", "seed", "storage", "out", "keep_weights",
-        "feature_cache",
+        "feature_cache", "dead_taps",
         "objectives", "constraints", "sampler", "parallel", "trial", "arch", "data", "train",
         "early_stop", "baselines")
-_FROM_CANDIDATE = ("output_stride", "width")  # arch fields the search space sets per trial
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,8 @@ class ParallelConfig:
 
 @dataclass(frozen=True)
 class TrialKindConfig:
-    kind: str = "train"  # "train": run_trial; "sleep": a synthetic curve (orchestration only)
+    kind: str = "train"  # a KINDS name: "train" run_trial, "sleep" a synthetic curve
+    # (orchestration only), "tabular" a benchmark table's curve (search/kinds.py)
     sleep_s: float = bounded(1.0, ge=0, le=86_400)  # sleep: seconds per trial, spread over
     # the evaluations
     evals: int = bounded(3, ge=1, le=10_000)  # sleep: evaluations per trial (the curve's length)
@@ -197,15 +202,21 @@ class StudyConfig:
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...]
     gridding_free: bool  # constraint: only hole-free stacks
-    allow_dead_taps: bool  # train candidates with taps that read only padding at the crop
+    dead_taps: DeadTaps  # candidates with taps that read only padding at the crop
     sampler: SamplerConfig
     parallel: ParallelConfig
     trial: TrialKindConfig
-    arch: Mapping[str, Any]  # ArchConfig fields but output_stride, width (the candidate's)
+    arch: ArchTemplate  # ArchConfig fields but output_stride, width (the candidate's) and
+    # num_classes (the data's)
     data: DataConfig
     train: TrainConfig
     early_stop: EarlyStopConfig
     baselines: tuple[BaselineConfig, ...]
+
+    @property
+    def kind(self) -> TrialKind:
+        """What this study's trials are (``[trial] kind``; search/kinds.py)."""
+        return KINDS[self.trial.kind]
 
     @property
     def repeats(self) -> int:
@@ -228,14 +239,16 @@ class StudyConfig:
             "out": str(self.out),
             "keep_weights": self.keep_weights,
             "feature_cache": self.feature_cache,
+            "dead_taps": self.dead_taps.policy,
             "objectives": [o.to_dict() for o in self.objectives],
             "constraints": {c.name: c.bound for c in self.constraints}
             | ({"gridding_free": True} if self.gridding_free else {})
-            | ({"allow_dead_taps": True} if self.allow_dead_taps else {}),
+            # allow: spelled as before, so a stored study resumes with the same constraints
+            | ({"allow_dead_taps": True} if not self.dead_taps.refused else {}),
             "sampler": {"name": self.sampler.name, **dict(self.sampler.options)},
             "parallel": {**asdict(self.parallel), "resources": dict(self.parallel.resources)},
             "trial": asdict(self.trial),
-            "arch": dict(self.arch),
+            "arch": self.arch.to_dict(),
             "data": asdict(self.data),
             "train": self.train.to_dict(),
             "early_stop": asdict(self.early_stop),
@@ -280,7 +293,8 @@ def _objectives(rd: _Reader, raw: object) -> tuple[Objective, ...]:
     return tuple(out)
 
 
-def _constraints(rd: _Reader, raw: object) -> tuple[tuple[Constraint, ...], bool, bool]:
+def _constraints(rd: _Reader,
+                 raw: object) -> tuple[tuple[Constraint, ...], bool, bool | None]:
     t = rd.table(raw if raw is not None else {}, "constraints")
     allowed = tuple(f"{k}_{m}" for m in CONSTRAINT_METRICS for k in ("min", "max"))
     rd.keys(t, (*allowed, "gridding_free", "allow_dead_taps"), "constraints.")
@@ -295,8 +309,23 @@ def _constraints(rd: _Reader, raw: object) -> tuple[tuple[Constraint, ...], bool
         hi = next((c.bound for c in out if c.metric == m and c.kind == "max"), None)
         if lo is not None and hi is not None and lo > hi:
             raise rd.err(f"constraints.min_{m}", f"{lo} > max_{m} {hi}: nothing is feasible")
+    old = t.get("allow_dead_taps")  # the old spelling of dead_taps; None: not given
     return (tuple(out), rd.boolean(t.get("gridding_free", False), "constraints.gridding_free"),
-            rd.boolean(t.get("allow_dead_taps", False), "constraints.allow_dead_taps"))
+            None if old is None else rd.boolean(old, "constraints.allow_dead_taps"))
+
+
+def _dead_taps(rd: _Reader, raw: object, allow_dead_taps: bool | None) -> DeadTaps:
+    """The top-level ``dead_taps`` (search/dead_taps.py); an older file's
+    ``constraints.allow_dead_taps`` reads as "allow" (true) or "refuse" (false)."""
+    if raw is not None and allow_dead_taps is not None:
+        raise rd.err("constraints.allow_dead_taps", f"the old spelling of dead_taps, given with "
+                                                    f"dead_taps = {raw!r}: keep one")
+    if raw is None:
+        return DeadTaps("allow" if allow_dead_taps else "refuse")
+    policy = rd.string(raw, "dead_taps", nonempty=True)
+    if policy not in POLICIES:
+        raise rd.err("dead_taps", f"expected one of {', '.join(POLICIES)}, got {policy!r}")
+    return DeadTaps(policy)
 
 
 def _sampler(rd: _Reader, raw: object) -> SamplerConfig:
@@ -315,9 +344,9 @@ def _trial(rd: _Reader, raw: object) -> TrialKindConfig:
     t = rd.table(raw if raw is not None else {}, "trial")
     kw = rd.dataclass_kwargs(TrialKindConfig, t, "trial.")
     cfg = rd.construct(TrialKindConfig, kw, "trial")
-    if cfg.kind not in ("train", "sleep", "tabular"):
-        raise rd.err("trial.kind", f"expected train or sleep, or tabular, got {cfg.kind!r}")
-    if cfg.kind == "tabular":
+    if cfg.kind not in KINDS:
+        raise rd.err("trial.kind", f"expected one of {', '.join(KINDS)}, got {cfg.kind!r}")
+    if KINDS[cfg.kind].needs_table:
         cfg = replace(cfg, table=str(_table_path(rd, cfg.table)))
     return cfg
 
@@ -405,11 +434,11 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
     out = (Path(rd.string(data["out"], "out", nonempty=True)) if "out" in data
            else Path("runs") / name)
     arch_t = rd.table(data.get("arch", {}), "arch")
-    arch = rd.dataclass_kwargs(ArchConfig, arch_t, "arch.", exclude=(*_FROM_CANDIDATE,
-                                                                    "num_classes"),
-                               why_excluded="is set per trial by the search space")
+    arch_kw = rd.dataclass_kwargs(ArchConfig, arch_t, "arch.", exclude=PER_NET,
+                                  why_excluded="is set per trial by the search space")
     try:
-        ArchConfig(**arch)
+        arch = ArchTemplate.of(arch_kw)
+        arch.check()
     except UserError as e:
         raise rd.refusal(e, "arch") from None
     except TypeError as e:
@@ -427,6 +456,7 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
     train = rd.construct(TrainConfig, _train_kwargs(rd, rd.table(data.get("train", {}), "train")),
                          "train")
     constraints, gridding_free, allow_dead_taps = _constraints(rd, data.get("constraints"))
+    dead_taps = _dead_taps(rd, data.get("dead_taps"), allow_dead_taps)
     cfg = StudyConfig(
         path=path,
         name=name,
@@ -442,7 +472,7 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         objectives=_objectives(rd, data.get("objectives")),
         constraints=constraints,
         gridding_free=gridding_free,
-        allow_dead_taps=allow_dead_taps,
+        dead_taps=dead_taps,
         sampler=_sampler(rd, data.get("sampler")),
         parallel=_parallel(rd, data.get("parallel")),
         trial=_trial(rd, data.get("trial")),
@@ -452,14 +482,14 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         early_stop=_early_stop(rd, data.get("early_stop")),
         baselines=parse_baselines(rd, data.get("baselines")),
     )
-    if cfg.trial.kind == "tabular":
+    if cfg.kind.needs_table:
         _check_table(rd, cfg)
     if train.freeze != "none":
-        if cfg.trial.kind != "train":
+        if not cfg.kind.builds_nets:
             raise rd.err("train.freeze", f"{train.freeze!r} trains on cached features: needs "
                                          f"[trial] kind = \"train\", got {cfg.trial.kind!r}")
         try:
-            check_freeze(train.freeze, arch.get("backbone", "stem"), arch.get("target", "head"))
+            check_freeze(train.freeze, arch.backbone, arch.target)
         except UserError as e:
             raise rd.err("train.freeze", str(e).removeprefix("train: ")) from None
         if cfg.repeats:  # a look is another seed, and the frozen features are cached per seed

@@ -57,26 +57,25 @@ from nas_dil.search.cluster import Lost, TaskError, TrialTasks
 from nas_dil.search.config import StudyConfig, load_study_config
 from nas_dil.search.ledger import Ledger, Run, State, snapshot_maker
 from nas_dil.search.lock import DriverLock, StudyLocked
-from nas_dil.search.objectives import dead_tap_share, objective_ranges
 from nas_dil.search.preflight import (
     check_arch,
     check_baselines,
-    check_feasible,
     check_paths,
     check_sampler,
     check_study,
+    resolve_study,
     study_meta,
     study_space,
 )
 from nas_dil.search.progress import Progress, SearchSummary
 from nas_dil.search.recorder import Recorder
 from nas_dil.search.records import RESULT_KEYS, TrialRecord
+from nas_dil.search.resolved import ResolvedStudy, feasible
 from nas_dil.search.storage import default_url, safe_url
-from nas_dil.search.trials import feasible, make_sampler, plan_trial, trial_arch, trial_key
-from nas_dil.search.worker import n_evals
+from nas_dil.search.trials import make_sampler, plan_trial, trial_key
 from nas_dil.spaces import Candidate
 
-__all__ = ["SearchSummary", "make_sampler", "run_search", "trial_arch", "trial_key"]
+__all__ = ["SearchSummary", "make_sampler", "run_search", "trial_key"]
 
 POLL_S = 0.25  # how often the driver looks at finished tasks, the status line and Ctrl-C
 FIT_CHECK_S = 2.0  # how often, while trials run, it checks that some node can still fit one
@@ -113,7 +112,7 @@ class _Search:
         measured = [o for o in self.objectives if o.measured]
         self.early_stop = (cfg.early_stop.enabled and len(measured) == 1
                            and measured[0].name == "miou" and measured[0].direction == "maximize")
-        self.n_evals = cfg.trial.evals if cfg.trial.kind == "sleep" else n_evals(asdict(cfg.train))
+        self.n_evals = cfg.kind.n_evals(cfg.trial, cfg.train)
         es = cfg.early_stop
         snapshot = snapshot_maker(min_completed=es.min_completed, n_evals=self.n_evals,
                                   margin=es.margin, min_evals=es.min_evals,
@@ -142,18 +141,16 @@ class _Search:
             self.tasks = TrialTasks(cfg.parallel)
             self.data_info = self._data_info()
             self.num_classes = int(self.data_info.get("num_classes") or 5)
-            check_feasible(cfg, self.space, self.num_classes)
-            self.ranges = objective_ranges(
-                self.objectives, self.space, cfg.arch, cfg.data.crop_hw, self.num_classes,
-                cfg.seed, [c for _, c in self.baselines])
-            self._warn_constant()
-            self._warn_dead_taps()
+            self.study: ResolvedStudy = resolve_study(cfg, self.space, self.num_classes,
+                                                      self.baselines)
+            self.ranges = self.study.ranges
+            self.warnings.extend(self.study.warnings)
             self.feature_info = self._prepare_features()  # before the first write
             meta = study_meta(cfg, self.space, n_trials=self.n_trials, url=self.url,
                               out=self.out, data=self.data_info["describe"], ranges=self.ranges,
                               early_stop=self.early_stop, n_evals=self.n_evals,
                               warnings=self.warnings)
-            sampler = make_sampler(cfg, self.space, self.num_classes)
+            sampler = self.study.sampler
             # one driver per study: taken after every check, before the first write to the study
             taken = self.lock.acquire()
             if taken:
@@ -232,38 +229,15 @@ class _Search:
         return info
 
     def _data_info(self) -> dict[str, Any]:
-        if self.cfg.trial.kind == "sleep":
+        if not self.cfg.kind.reads_data:
             n = self.cfg.data.num_classes or 5
-            return {"describe": {"source": "none (sleep trials: synthetic curves, no data)",
+            return {"describe": {"source": f"none ({self.cfg.trial.kind} trials: "
+                                           "synthetic curves, no data)",
                                  "num_classes": n}, "num_classes": n}
         try:
             return self.tasks.describe_data(asdict(self.cfg.data), self.cfg.train.device)
         except TaskError as e:
             raise UserError(f"{self.cfg.path}: data: {e.text}") from None
-
-    def _warn_constant(self) -> None:
-        for o in self.objectives:
-            r = self.ranges.get(o.name)
-            if not o.measured and r is not None and r.best == r.worst:
-                self.warnings.append(
-                    f"objective {o.name} cannot vary in space {self.space.name}: every "
-                    f"candidate{' sampled' if not r.exact else ''} has {o.name} = {r.best:g}")
-
-    def _warn_dead_taps(self) -> None:
-        """Most of the space dead at the crop (rates far larger than the feature map): the
-        search would refuse most asks; say so before it starts."""
-        cfg = self.cfg
-        share, exact = dead_tap_share(self.space, cfg.arch, cfg.data.crop_hw,
-                                      self.num_classes, cfg.seed)
-        if share > 0.5:
-            h, w = cfg.data.crop_hw
-            what = "of the candidates" if exact else "of sampled candidates"
-            then = ("they train anyway (allow_dead_taps)" if cfg.allow_dead_taps
-                    else "they are refused as infeasible, never trained")
-            self.warnings.append(
-                f"{share:.0%} {what} of space {self.space.name} have dead taps at the "
-                f"{h}×{w} crop (rates larger than the feature map: taps that read only "
-                f"padding); {then} — use smaller rates or a larger crop")
 
     # -- state from the storage (resume) ----------------------------------------------------
 
@@ -360,8 +334,7 @@ class _Search:
         cand = (Candidate.from_dict(asked.enqueued["candidate"]) if outside
                 else self.space.sample(asked.trial))
         # repeats: a tried candidate asked again is its next look (the next seed)
-        plan = plan_trial(self.cfg, cand, self.num_classes, asked.number,
-                          repaired=False if outside else None,
+        plan = plan_trial(self.study, cand, asked.number, repaired=False if outside else None,
                           next_look=self.ledger.next_look if self.cfg.repeats else None)
         self.recorder.set_constraints(asked, plan.constraints)
         run = Run(asked.trial_id, asked.number, cand, asked.params, asked.enqueued, plan.record,

@@ -228,7 +228,7 @@ class TrialRecord:
 class TrialPayload:
     """One trial as the driver sends it to a Ray worker (`nas_dil.search.worker.execute`)."""
 
-    kind: str  # "train", "sleep" or "tabular"
+    kind: str  # a `nas_dil.search.kinds.KINDS` name (its runner: worker.RUNNERS)
     trial_config: Mapping[str, Any]  # TrialConfig.to_dict()
     schedule: Mapping[str, Any]  # Schedule.to_dict()
     seed: int
@@ -237,7 +237,8 @@ class TrialPayload:
     analytic: Mapping[str, Any]  # ANALYTIC_KEYS of the candidate
     losses: tuple[float, ...]  # analytic objectives as losses, for early stopping
     keep_weights: bool
-    options: Mapping[str, Any]  # the [trial] table: sleep and tabular options
+    options: Mapping[str, Any]  # the whole [trial] table (TrialKindConfig, every kind's
+    # keys; each runner reads its own), plus ``feature_cache`` when [train] freeze is set
     snapshot: Any = None  # early_stop.FrontSnapshot at submit time, or None
     look: int = 0  # a repeat's look (``seed`` is already the study's seed + look)
 

@@ -5,7 +5,7 @@
 reason. Anything else is a bug and propagates (Ray wraps it in a RayTaskError). A dead worker
 or node is Ray's error, seen by the driver, which retries the trial.
 
-Two kinds of trial:
+Three kinds of trial (what each needs: `nas_dil.search.kinds`), one runner each (`RUNNERS`):
 - ``train``: `nas_dil.train.run_trial`, with the early-stopping rule as its callback; the
   state_dict of a completed trial comes back as bytes (torch.save), with the model config.
 - ``sleep``: sleeps ``sleep_s`` over ``evals`` evaluations and reports a synthetic, seeded
@@ -28,13 +28,14 @@ import platform
 import resource
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nas_dil.errors import UserError
 from nas_dil.search.early_stop import FrontSnapshot, stop_reason
 from nas_dil.search.records import TrialPayload
 
-__all__ = ["describe_data", "execute", "n_evals", "nas_dil_trial"]
+__all__ = ["RUNNERS", "describe_data", "execute", "nas_dil_trial"]
 
 _DATA: dict[str, Any] = {}  # one loaded data set per worker process (key: config + device)
 
@@ -70,15 +71,6 @@ def describe_data(data_cfg: dict[str, Any], device_name: str) -> dict[str, Any]:
     return {"describe": d.describe(), "num_classes": int(d.num_classes)}
 
 
-def n_evals(train: dict[str, Any]) -> int | None:
-    """Evaluations a trial makes under this train config (None: a seconds budget)."""
-    if train.get("epochs"):
-        return int(train["epochs"])
-    if train.get("steps"):
-        return math.ceil(int(train["steps"]) / int(train["eval_every_steps"]))
-    return None
-
-
 def execute(payload: TrialPayload) -> dict[str, Any]:
     """Run one trial (``payload``: `TrialPayload`, built by the driver)."""
     info = _where()
@@ -94,12 +86,7 @@ def execute(payload: TrialPayload) -> dict[str, Any]:
         return bool(reason)
 
     try:
-        if payload.kind == "sleep":
-            result, weights = _sleep_trial(payload, callback), None
-        elif payload.kind == "tabular":
-            result, weights = _tabular_trial(payload, callback), None
-        else:
-            result, weights = _train_trial(payload, callback)
+        result, weights = RUNNERS[payload.kind](payload, callback)
     except UserError as e:
         return {**info, "status": "fail", "reason": f"bad setting: {e}", "result": None,
                 "weights": None, "wall_s": time.perf_counter() - t0}
@@ -211,3 +198,12 @@ def _tabular_trial(payload: TrialPayload, callback: Any) -> dict[str, Any]:
             "images_per_s": 0.0, "stopped_early": stopped, "device": "table",
             "peak_mem_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "peak_mem_kind": "process_rss", "steps": len(curve), "epochs": float(len(curve))}
+
+
+# how each kind of `nas_dil.search.kinds.KINDS` runs: (payload, callback) -> (result, weights)
+Runner = Callable[[TrialPayload, Any], tuple[dict[str, Any], bytes | None]]
+RUNNERS: dict[str, Runner] = {
+    "train": _train_trial,
+    "sleep": lambda payload, callback: (_sleep_trial(payload, callback), None),
+    "tabular": lambda payload, callback: (_tabular_trial(payload, callback), None),
+}

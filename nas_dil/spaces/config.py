@@ -17,8 +17,9 @@ A space is data. Its keys (every shipped file documents each one with a comment)
                                         #   of rates, [] = none); default [[]]
     per_axis = false                    # optional: true draws a width rate per layer too
                                         #   (same rule, same depth): (r_h, r_w)
-    avoid_dead_taps = false             # optional: true proposes only stacks whose taps all
-                                        #   land on the image at the study's training crop
+    avoid_dead_taps = false             # optional, older files: true reads as the study's
+                                        #   dead_taps = "avoid" (only stacks whose taps all
+                                        #   land on the image at its crop; search/dead_taps.py)
     [rates]
     rule = "free" | "gapfree" | "hdc" | "exponential" | "multigrid"
     …                                   # the rule's own options (see the *Rates classes)
@@ -174,7 +175,8 @@ class SpaceConfig:
     smooth: tuple[bool, ...] = (False,)  # smoothing choices (Wang & Ji pre-filter)
     tail: tuple[tuple[int, ...], ...] = ((),)  # degridding-tail choices; () = none
     per_axis: bool = False  # each layer draws (r_h, r_w) by the same rule
-    avoid_dead_taps: bool = False  # a study binds the space to its crop (`Space.live`)
+    avoid_dead_taps: bool = False  # older files: a study that refuses dead taps avoids them
+    # (nas_dil.search.dead_taps binds the space to its crop, `Space.live`)
 
     @property
     def rule(self) -> str:

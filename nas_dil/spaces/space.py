@@ -29,10 +29,10 @@ class Space:
     Degridding dimensions, only where the space opens them (so older spaces suggest exactly
     what they did): ``w1 … wN`` / ``rates_w_d<N>[_k<K>]`` (per_axis), ``smooth``, ``tail``.
 
-    A space bound to a training crop (`live`, or ``avoid_dead_taps = true`` in the space file,
-    bound by the study) admits only the candidates whose stack taps all land on the image
-    there: every rate (tail included) at most the largest live rate of its stack's feature
-    map (`nas_dil.schedule.crop.max_live_rate`). Rates that a cap drops rename the parameters
+    A space bound to a training crop (`live`; a study with ``dead_taps = "avoid"`` binds its
+    space) admits only the candidates whose stack taps all land on the image there: every rate
+    (tail included) at most the largest live rate of its stack's feature map
+    (`nas_dil.schedule.crop.max_live_rate`). Rates that a cap drops rename the parameters
     it touches (``_le<m>``; ``output_stride_k<K>`` when the live strides differ by kernel).
     Per-axis rates take the smaller side's cap on both axes (conservative on non-square crops).
     """

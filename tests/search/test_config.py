@@ -130,6 +130,53 @@ def test_shipped_baselines_fit_their_sampler(name: str) -> None:
             assert space.params_for(baseline_candidate(b, space)) is not None, b.name
 
 
+@pytest.mark.parametrize(("over", "policy"), [
+    ({}, "refuse"),
+    ({"dead_taps": "refuse"}, "refuse"),
+    ({"dead_taps": "avoid"}, "avoid"),
+    ({"dead_taps": "allow"}, "allow"),
+    ({"constraints": {"allow_dead_taps": True}}, "allow"),  # an older file's spelling
+    ({"constraints": {"allow_dead_taps": False}}, "refuse"),
+])
+def test_dead_taps_is_one_setting_reading_the_old_flag(over: dict[str, object],
+                                                       policy: str) -> None:
+    cfg = parse(**over)
+    assert cfg.dead_taps.policy == policy
+    d = cfg.to_dict()
+    # recorded as the policy; "allow" also as before, so a stored study resumes unchanged
+    assert d["dead_taps"] == policy
+    assert d["constraints"].get("allow_dead_taps", False) is (policy == "allow")
+
+
+@pytest.mark.parametrize(("over", "fragment"), [
+    ({"dead_taps": "ignore"},
+     "s.toml: dead_taps: expected one of refuse, avoid, allow, got 'ignore'"),
+    ({"dead_taps": 1}, "s.toml: dead_taps: "),
+    ({"dead_taps": "allow", "constraints": {"allow_dead_taps": True}},
+     "s.toml: constraints.allow_dead_taps: the old spelling of dead_taps, given with "
+     "dead_taps = 'allow': keep one"),
+    ({"trial": {"kind": "nap"}}, "s.toml: trial.kind: expected one of train, sleep, tabular, "
+                                 "got 'nap'"),
+    ({"arch": {"num_classes": 3}}, "arch.num_classes: is set per trial"),
+])
+def test_dead_taps_and_kind_refusals_are_one_line(over: dict[str, object],
+                                                  fragment: str) -> None:
+    with pytest.raises(StudyConfigError) as e:
+        parse(**over)
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_arch_is_a_template_with_the_defaults_read_once() -> None:
+    from nas_dil.models.config import ArchConfig, Place
+
+    cfg = parse(arch={"stem_width": 8, "context_rates": [1, 2]})
+    assert (cfg.arch.backbone, cfg.arch.target, cfg.arch.weights) == ("stem", "head", "none")
+    assert cfg.arch.to_dict() == {"stem_width": 8, "context_rates": [1, 2]}  # as given
+    assert cfg.to_dict()["arch"] == {"stem_width": 8, "context_rates": [1, 2]}
+    assert cfg.arch.at(Place(4, 16), 5) == ArchConfig(
+        stem_width=8, context_rates=(1, 2), output_stride=4, width=16, num_classes=5)
+
+
 NAN, INF = float("nan"), float("inf")
 
 
