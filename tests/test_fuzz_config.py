@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import inspect
 import io
 import json
@@ -40,7 +41,13 @@ from nas_dil.models.config import ArchConfig
 from nas_dil.search import config as study
 from nas_dil.search.baselines import BaselineConfig
 from nas_dil.search.objectives import CONSTRAINT_METRICS
-from nas_dil.search.samplers import _DRIVER_ARGS, sampler_class
+from nas_dil.search.samplers import (
+    _DRIVER_ARGS,
+    SAMPLERS,
+    _annotation,
+    option_bound,
+    sampler_class,
+)
 from nas_dil.spaces import config as space
 from nas_dil.spaces.config import parse_config as parse_space
 from nas_dil.train.config import TrainConfig
@@ -62,6 +69,7 @@ class Key:
     key: str  # dotted inside the table: "seconds", "resources.tpu", "[0].kernel"
     annotation: str | None
     bound: Bound | None
+    sampler: str = "hvi"  # [sampler] keys: the sampler they are options of
 
     @property
     def dotted(self) -> str:
@@ -95,11 +103,15 @@ def study_keys() -> list[Key]:
     for name in study._TOP:
         if name in _DATACLASS_TABLES:
             out += _dataclass_keys("study", name, _DATACLASS_TABLES[name])
-        elif name == "sampler":  # the default sampler's options, from its signature
-            params = inspect.signature(sampler_class("hvi")).parameters
+        elif name == "sampler":  # every sampler's options, from its signature
             out.append(Key("study", name, "name", "str", None))
-            out += [Key("study", name, p, str(params[p].annotation), None)
-                    for p in params if p not in _DRIVER_ARGS]
+            for sampler in SAMPLERS:
+                if sampler == "gp" and importlib.util.find_spec("scipy") is None:
+                    continue
+                params = inspect.signature(sampler_class(sampler)).parameters
+                out += [Key("study", name, p, _annotation(params[p]),
+                            option_bound(sampler, p, _annotation(params[p])), sampler)
+                        for p in params if p not in _DRIVER_ARGS]
         elif name == "constraints":
             out += [Key("study", name, f"{k}_{m}", "float", None)
                     for m in CONSTRAINT_METRICS for k in ("min", "max")]
@@ -165,7 +177,7 @@ def study_doc(k: Key, v: Any) -> dict[str, Any]:
     elif k.table == "baselines":
         doc["baselines"] = [{"name": "b", "rates": [1, 2], **{k.leaf: v}}]
     elif k.table == "sampler":
-        doc["sampler"] = {"name": "hvi", k.key: v}
+        doc["sampler"] = {"name": k.sampler, k.key: v}
     elif k.key == "resources.tpu":
         doc["parallel"] = {"resources": {"tpu": v}}
     else:

@@ -227,6 +227,9 @@ NAN, INF = float("nan"), float("inf")
     ({"seed": -1}, "s.toml: seed: expected an integer in [0, 4294967295], got -1"),
     ({"sampler": {"name": "random", "seed": -1}},
      "s.toml: sampler.seed: expected an integer in [0, 4294967295], got -1"),
+    # an Optuna option Optuna itself takes and fails on later
+    ({"sampler": {"name": "tpe", "n_ei_candidates": -1}},
+     "s.toml: sampler.n_ei_candidates: expected an integer >= 1, got -1"),
 ])
 def test_refusal_is_the_exact_line(over: dict[str, object], line: str) -> None:
     with pytest.raises(StudyConfigError) as e:
