@@ -28,7 +28,7 @@ from typing import Any
 
 from nas_dil.errors import UserError
 
-__all__ = ["MAX_CHANNELS", "MAX_KERNEL", "SEED_MAX", "Bound", "bound_of", "bounded",
+__all__ = ["MAX_CHANNELS", "MAX_KERNEL", "SEED", "SEED_MAX", "Bound", "bound_of", "bounded",
            "check_fields", "field_flag", "flag_type", "is_int"]
 
 # sizes shared by several rooms (a space file, the [arch] table, CLI flags)
@@ -90,19 +90,22 @@ class Bound:
         return None if self.ok(v) else f"expected {self.spoken()}"
 
 
+SEED = Bound(True, ge=0, le=SEED_MAX)  # every seed: a study's, a sampler's, data, CLI --seed
+
+
 def _g(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def bounded(default: Any = MISSING, *, ge: float | None = None, gt: float | None = None,
             le: float | None = None, lt: float | None = None,
-            integer: bool | None = None) -> Any:
+            integer: bool | None = None, bound: Bound | None = None) -> Any:
     """A dataclass field whose value must lie in the range (None passes when the annotation
-    allows it). ``integer`` defaults from the default's type (an int default: an integer;
-    give it for a None or float default)."""
+    allows it), or in ``bound`` (a shared one: `SEED`). ``integer`` defaults from the
+    default's type (an int default: an integer; give it for a None or float default)."""
     if integer is None:
         integer = is_int(default)
-    meta = {_KEY: Bound(integer, ge, gt, le, lt)}
+    meta = {_KEY: bound or Bound(integer, ge, gt, le, lt)}
     if default is MISSING:
         return field(metadata=meta)
     return field(default=default, metadata=meta)

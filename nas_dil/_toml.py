@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
-from nas_dil._check import is_int
+from nas_dil._check import Bound, is_int
 from nas_dil.errors import UserError
 
 __all__ = ["TomlReader", "annotation_kinds", "is_int"]
@@ -107,6 +107,13 @@ class TomlReader:
                 or (hi is not None and v > hi)):  # type: ignore[operator]
             raise self.err(key, f"expected an integer{_bounds(lo, hi)}, got {v!r}")
         return v  # type: ignore[return-value]
+
+    def ranged(self, v: object, key: str, bound: Bound) -> Any:
+        """``v`` in a shared range (`nas_dil._check.SEED`), NaN and inf refused."""
+        problem = bound.problem(v)
+        if problem is not None:
+            raise self.err(key, f"{problem}, got {v!r}")
+        return v if bound.integer else float(v)  # type: ignore[arg-type]
 
     def number(self, v: object, key: str, lo: float | None = None) -> float:
         """A finite number (NaN fails ``lo <= v`` as it fails every comparison)."""

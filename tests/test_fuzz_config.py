@@ -32,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nas_dil._check import SEED_MAX, Bound, bound_of
+from nas_dil._check import SEED, Bound, bound_of
 from nas_dil._toml import annotation_kinds, is_int
 from nas_dil.cli import build_parser
 from nas_dil.data.config import DataConfig
@@ -89,7 +89,7 @@ _DATACLASS_TABLES = {"parallel": study.ParallelConfig, "trial": study.TrialKindC
                      "early_stop": study.EarlyStopConfig, "arch": ArchConfig,
                      "data": DataConfig, "train": TrainConfig}
 # top-level keys parsed by hand (not a dataclass), with the ranges parse_study_config gives
-_TOP_BOUNDS = {"n_trials": Bound(True, ge=1), "seed": Bound(True, ge=0, le=SEED_MAX)}
+_TOP_BOUNDS = {"n_trials": Bound(True, ge=1), "seed": SEED}
 
 
 def _dataclass_keys(file: str, table: str, cls: type) -> Iterator[Key]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nas_dil._check import SEED_MAX
+from nas_dil._check import SEED, flag_type
 from nas_dil.cli._common import format_table, int_flag, print_json
 from nas_dil.errors import UserError
 
@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", action="store_true", help="print the number of candidates")
     p.add_argument("--sample", type=int_flag("--sample", 1, SAMPLE_MAX), metavar="N",
                    help=f"draw N candidates (Optuna, seeded; N <= {SAMPLE_MAX})")
-    p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0,
+    p.add_argument("--seed", type=flag_type(SEED, "--seed"), default=0,
                    help="seed for --sample (default 0)")
     p.add_argument("--list", action="store_true", help="enumerate every candidate")
     p.add_argument("--limit", type=int_flag("--limit", 0), default=LIST_LIMIT,

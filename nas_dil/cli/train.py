@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from nas_dil._check import MAX_KERNEL, SEED_MAX, field_flag
+from nas_dil._check import MAX_KERNEL, SEED, field_flag, flag_type
 from nas_dil.cli._arch import parse_arch
 from nas_dil.cli._common import format_table, int_flag, print_json
 from nas_dil.data.config import DataConfig
@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: those this process may run on)")
     p.add_argument("--workers", type=field_flag(DataConfig, "workers", "--workers"), default=None,
                    help="data loading processes (default: from --cpus)")
-    p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0,
+    p.add_argument("--seed", type=flag_type(SEED, "--seed"), default=0,
                    help="training seed (default 0)")
     p.add_argument("--out", metavar="DIR",
                    help="save the trained net as an export folder (schedule.json + weights.pt)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas_dil._check import SEED_MAX, bounded, check_fields
+from nas_dil._check import SEED, bounded, check_fields
 from nas_dil.data.errors import DataError
 
 LAYOUTS = ("auto", "folder", "voc", "cityscapes")
@@ -42,7 +42,7 @@ class DataConfig:
     workers: int | None = bounded(None, ge=0, le=64, integer=True)  # DataLoader processes;
     # None: from the trial's cpus
     cache: str = ""  # "": decode from the files; "auto" or a folder: node-local uint8 cache
-    seed: int = bounded(0, ge=0, le=SEED_MAX)  # data seed: synthetic generation, folder split,
+    seed: int = bounded(0, bound=SEED)  # data seed: synthetic generation, folder split,
     # val_subset pick
 
     def __post_init__(self) -> None:

@@ -62,7 +62,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from nas_dil._check import SEED_MAX, bounded, check_fields
+from nas_dil._check import SEED, bounded, check_fields
 from nas_dil._toml import TomlReader
 from nas_dil.data.config import DataConfig
 from nas_dil.errors import UserError
@@ -167,7 +167,7 @@ class TrialKindConfig:
     oom_width: int | None = bounded(None, ge=1, integer=True)  # sleep: candidates of this
     # width raise TrialOOM
     table: str | None = None  # tabular: the table (resolved to an absolute path when parsed)
-    table_seed: int | None = bounded(None, ge=0, le=SEED_MAX, integer=True)  # tabular: seed
+    table_seed: int | None = bounded(None, bound=SEED)  # tabular: seed
     # of the table rows to read (None: the study's)
 
     def __post_init__(self) -> None:
@@ -464,7 +464,7 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         space=space,
         space_path=_space_path(rd, space),
         n_trials=rd.integer(data.get("n_trials", 24), "n_trials", 1),
-        seed=rd.integer(data.get("seed", 0), "seed", 0, SEED_MAX),
+        seed=rd.ranged(data.get("seed", 0), "seed", SEED),
         storage=storage,
         out=out,
         keep_weights=rd.boolean(data.get("keep_weights", True), "keep_weights"),

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nas_dil._check import SEED_MAX, Bound
+from nas_dil._check import SEED, Bound
 from nas_dil._toml import TomlReader, annotation_kinds
 from nas_dil.errors import UserError, first_line
 
@@ -69,7 +69,7 @@ def _annotation(p: inspect.Parameter) -> str | None:
 # Optuna's samplers check some options when they are built (preflight) and take others that
 # fail later: a numeric option is >= 0 unless named here (hvi checks its own: check_options)
 _OPTION_RANGES = {
-    "seed": Bound(True, ge=0, le=SEED_MAX),  # numpy's RandomState, every sampler
+    "seed": SEED,  # numpy's RandomState, every sampler
     "n_ei_candidates": Bound(True, ge=1),  # tpe: candidates scored per ask
     "prior_weight": Bound(False, gt=0),  # tpe
 }
