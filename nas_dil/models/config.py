@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, NamedTuple, Protocol
 
+from nas_dil._check import MAX_CHANNELS, bounded, check_fields
 from nas_dil.errors import UserError
 from nas_dil.schedule.netcost import DEFAULT_CONTEXT_RATES, NORMS, stem_plan
 
@@ -35,6 +36,8 @@ TV_BACKBONES = ("resnet18", "resnet50", "resnet101", "mobilenet_v3_large", "vgg1
 BACKBONES = ("stem", *TV_BACKBONES)  # "stem": nas-dil's own small stem (stem_plan)
 TARGETS = ("head", "backbone", "both")  # what the schedule's rates set (see ArchConfig.target)
 TV_OUTPUT_STRIDES = (8, 16, 32)
+MAX_CLASSES = 2**16  # the label values a 16-bit mask can hold
+MAX_CONTEXT_RATE = 1024  # as the search spaces' rates (spaces.config.MAX_RATE)
 
 
 class ArchError(UserError, ValueError):
@@ -54,15 +57,18 @@ class ArchConfig:
     tuples again in ``__post_init__``).
     """
 
-    in_channels: int = 3  # image channels
-    num_classes: int = 21  # logits per pixel (21: PASCAL VOC)
+    in_channels: int = bounded(3, ge=1, le=MAX_CHANNELS)  # image channels
+    num_classes: int = bounded(21, ge=1, le=MAX_CLASSES)  # logits per pixel (21: PASCAL VOC)
     output_stride: int = 8  # image pixels per stack pixel: 2, 4, 8, 16 or 32
     backbone_stride: int | None = None  # stem stages = log2 of this; past output_stride they
     # dilate instead of striding (Yu & Koltun's front end: 32 with output_stride 8). None: same
-    stem_width: int = 16  # channels of the first stem stage, doubling per stage up to width
-    width: int = 32  # channels of the last stem stage and of every stack layer
+    stem_width: int = bounded(16, ge=1, le=MAX_CHANNELS)  # channels of the first stem stage,
+    # doubling per stage up to width
+    width: int = bounded(32, ge=1, le=MAX_CHANNELS)  # channels of the last stem stage and of
+    # every stack layer
     norm: str = "bn"  # "bn" BatchNorm, "gn" GroupNorm, "none" (convs get a bias instead)
-    gn_groups: int = 8  # GroupNorm groups, capped per layer to gcd(gn_groups, channels)
+    gn_groups: int = bounded(8, ge=1, le=MAX_CHANNELS)  # GroupNorm groups, capped per layer to
+    # gcd(gn_groups, channels)
     act: str = "relu"  # "relu" or "identity" (linear net, for the theory tests)
     residual: bool = False  # stack layers compute x + f(x)
     context: bool = False  # Yu & Koltun context module after the classifier
@@ -73,8 +79,7 @@ class ArchConfig:
     weights: str = "none"  # backbone weights: "none", "imagenet" or a state_dict path
 
     def __post_init__(self) -> None:
-        for name in ("in_channels", "num_classes", "stem_width", "width", "gn_groups"):
-            _int(getattr(self, name), name)
+        check_fields(self, ArchError)  # every range, NaN and inf refused
         if self.output_stride not in OUTPUT_STRIDES or isinstance(self.output_stride, bool):
             raise ArchError(
                 f"output_stride={self.output_stride!r}: must be one of "
@@ -99,8 +104,10 @@ class ArchConfig:
         ):
             raise ArchError(f"context_rates={self.context_rates!r}: must be a list of integers")
         rates = tuple(self.context_rates)
-        if not rates or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rates):
-            raise ArchError(f"context_rates={list(rates)}: need one or more integers >= 1")
+        if not rates or any(isinstance(r, bool) or not isinstance(r, int)
+                            or not 1 <= r <= MAX_CONTEXT_RATE for r in rates):
+            raise ArchError(f"context_rates={list(rates)}: need one or more integers in "
+                            f"[1, {MAX_CONTEXT_RATE}]")
         object.__setattr__(self, "context_rates", rates)
         self._check_backbone()
 

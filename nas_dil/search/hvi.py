@@ -134,6 +134,8 @@ def check_options(beta: object = None, n_startup: object = 8, pool_size: object 
     for name, v, least in (("n_startup", n_startup, 1), ("pool_size", pool_size, 16)):
         if isinstance(v, bool) or not isinstance(v, int) or v < least:
             raise ValueError(f"{name} = {v!r}: must be an integer >= {least}")
+    if isinstance(pool_size, int) and pool_size > 2**20:  # scored at every ask: memory, time
+        raise ValueError(f"pool_size = {pool_size!r}: must be an integer <= {2**20}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"seed = {seed!r}: must be an integer")
 

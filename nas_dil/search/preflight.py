@@ -62,11 +62,7 @@ def study_space(cfg: StudyConfig) -> Space:
 
 
 def check_sampler(cfg: StudyConfig, space: Space) -> None:
-    if cfg.repeats and cfg.train.freeze != "none" and cfg.kind.builds_nets:
-        # a look is another seed, and the frozen features are cached per seed
-        raise UserError(f"{cfg.path}: [sampler] repeats = {cfg.repeats} with [train] freeze = "
-                        f"{cfg.train.freeze!r}: each look would need its own feature cache; "
-                        "use repeats = 0 for frozen studies")
+    # repeats with [train] freeze: the study file alone decides it, so parsing refuses it
     if cfg.sampler.name == "brute":
         try:
             space.count()

@@ -50,7 +50,7 @@ def _cfg(weights: Path, **train) -> TrialConfig:
 
 @pytest.mark.parametrize(("make", "fragment"), [
     (lambda: TrainConfig(freeze="head"), "freeze='head': must be one of none, backbone"),
-    (lambda: TrainConfig(freeze_views=0), "freeze_views=0 must be an integer >= 1"),
+    (lambda: TrainConfig(freeze_views=0), "freeze_views=0: expected an integer in [1, 256]"),
     (lambda: TrialConfig(train=TrainConfig(freeze="backbone")),
      "needs a torchvision backbone and arch.target='head' (got backbone='stem'"),
     (lambda: TrialConfig(ArchConfig(backbone="resnet18", target="backbone"),
