@@ -105,6 +105,8 @@ class _Search:
         self.recorder = Recorder(self.url, self.out)
         self.lock = DriverLock(self.url, cfg.name)
         self.stop_asking = False
+        self.space_exhausted = False  # every candidate of the (finite) space was asked
+        self.space_size = _size(self.space)
         self.stop_requested = False
         self.t0 = time.perf_counter()
         self.t_loop = (0.0, 0.0)  # start, end of the loop
@@ -184,7 +186,12 @@ class _Search:
     # -- state from the storage (resume) ----------------------------------------------------
 
     def recover(self) -> None:
-        orphans = self.ledger.recover(self.recorder.trials())
+        trials = list(self.recorder.trials())
+        orphans = self.ledger.recover(trials)
+        for t in trials:  # the candidates of the space a stopped driver already asked
+            if t.record.candidate and self.space.contains(
+                    c := Candidate.from_dict(t.record.candidate)):
+                self.ledger.saw(c)
         for t in orphans:
             self.recorder.requeue(t.trial_id, t.number, t.params, t.attrs,
                                   "orphaned: the driver stopped while the trial ran")
@@ -217,6 +224,11 @@ class _Search:
         while (not self.stop_asking and not self.recorder.exhausted and not self.stop_requested
                and len(self.ledger.running) < self.cfg.parallel.max_in_flight
                and self.ledger.budget_left()):
+            if self.ledger.space_tried(self.space_size):
+                self.space_exhausted = self.stop_asking = True
+                self.progress.message(f"every one of the {self.space_size:.0f} candidates of space "
+                                      f"{self.space.name} has been tried: no new trial is asked")
+                break
             self._ask()
             if self.ledger.infeasible_this_run > limit:
                 self.stop_asking = True
@@ -275,6 +287,8 @@ class _Search:
         outside = "candidate" in asked.enqueued and not asked.fixed  # a baseline outside
         cand = (Candidate.from_dict(asked.enqueued["candidate"]) if outside
                 else self.space.sample(asked.trial))
+        if not outside:  # a baseline outside the space is no candidate of it
+            self.ledger.saw(cand)
         # repeats: a tried candidate asked again is its next look (the next seed)
         plan = plan_trial(self.study, cand, asked.number, repaired=False if outside else None,
                           next_look=self.ledger.next_look if self.cfg.repeats else None)
@@ -438,9 +452,17 @@ class _Search:
             n_trials=self.n_trials, done=s.done, complete=s.complete, pruned=s.pruned,
             failed=s.failed, infeasible=s.infeasible, reused=s.reused, front=numbers,
             hypervolume=hv, elapsed_s=time.perf_counter() - self.t0, interrupted=interrupted,
-            exhausted=self.recorder.exhausted, warnings=list(self.warnings),
+            exhausted=self.recorder.exhausted or self.space_exhausted, warnings=list(self.warnings),
             loop_s=max(0.0, self.t_loop[1] - self.t_loop[0]), driver_s=dict(self.driver_s),
             feature_cache=self.feature_info, repeats=s.repeats)
+
+
+def _size(space: Any) -> float:
+    """How many candidates ``space`` has (inf: too many to count)."""
+    try:
+        return float(space.count())
+    except (UserError, OverflowError):
+        return math.inf
 
 
 @contextmanager

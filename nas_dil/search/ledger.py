@@ -109,6 +109,7 @@ class Ledger:
         self.complete: list[StoredTrial] = []  # COMPLETE trials told, for the front
         self._merged: tuple[int, list[CandidateResult]] = (-1, [])  # front_version, merged
         self.looks = LookCounter()  # looks asked per candidate (repeats)
+        self.seen: set[Candidate] = set()  # distinct candidates of the space asked so far
         self.front_version = 0  # bumped when the front may have changed (for caches)
         self._make_snapshot = snapshot
         self._snapshot: FrontSnapshot | None = None
@@ -134,6 +135,16 @@ class Ledger:
     def looked(self, group: str) -> None:
         """A trial of the candidate was asked (or found finished in the storage)."""
         self.looks.looked(group)
+
+    def saw(self, cand: Candidate) -> None:
+        """A candidate of the study's space was asked (feasible or not, trained or reused)."""
+        self.seen.add(cand)
+
+    def space_tried(self, size: float) -> bool:
+        """Every candidate of a finite space of ``size`` has been asked: a sampler asking
+        again could only repeat them (answered from storage, forever), so asking stops.
+        (With ``[sampler] repeats`` hvi stops the study itself once the looks are had.)"""
+        return len(self.seen) >= size
 
     def submitted(self, ticket: Any, run: Run) -> None:
         self.running[ticket] = run

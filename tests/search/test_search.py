@@ -201,6 +201,25 @@ def test_brute_force_stops_when_the_space_is_exhausted(ray_cluster: RayCluster,
     assert s.exhausted and s.done == 2
 
 
+@pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2"])
+def test_any_sampler_stops_when_every_candidate_was_asked(ray_cluster: RayCluster,
+                                                          tmp_path: Path, sampler: str) -> None:
+    """Optuna's samplers never stop on a finite space (issue 23, item 13): once every one of
+    its candidates has been asked, the driver asks no more (before: reused duplicates without
+    end), and a resumed study stops at once."""
+    space = tmp_path / "tiny.toml"  # 2 candidates
+    space.write_text('kernel = [3]\noutput_stride = [8]\nwidth = [16, 32]\ndepth = 2\n'
+                     '[rates]\nrule = "hdc"\nchoices = [1, 2]\ngroup_size = 2\nrepeats = 1\n')
+    cfg = sleep_study(tmp_path / "s.toml", space="tiny.toml", n_trials=400, sleep_s=0.01,
+                      in_flight=1, extra=f'[sampler]\nname = "{sampler}"\n')
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    assert s.exhausted and s.done < 400
+    widths = {t.user_attrs["candidate"]["width"] for t in load(tmp_path / "out").trials}
+    assert widths == {16, 32}
+    again = search(ray_cluster, cfg, tmp_path / "out", resume=True)
+    assert again.exhausted and again.done == s.done
+
+
 def test_early_stopping_prunes_with_curve(ray_cluster: RayCluster, tmp_path: Path) -> None:
     cfg = sleep_study(tmp_path / "s.toml", n_trials=14, sleep_s=0.3, evals=5, in_flight=2,
                       early=True, objectives='["miou"]', extra='[sampler]\nname = "random"\n')
