@@ -11,11 +11,15 @@ from typing import Any
 
 from nas_dil.data.config import DataConfig
 from nas_dil.errors import UserError
-from nas_dil.models.config import ArchConfig
+from nas_dil.models.config import TV_BACKBONES, ArchConfig
 
-__all__ = ["FREEZE", "TrainConfig", "TrialConfig", "TrialConfigError", "check_freeze"]
+__all__ = ["FREEZE", "LR_SCHEDULES", "OPTIMIZERS", "TrainConfig", "TrialConfig",
+           "TrialConfigError", "check_aux", "check_freeze", "check_recipe"]
 
 FREEZE = ("none", "backbone")  # TrainConfig.freeze: what stays fixed while a trial trains
+OPTIMIZERS = ("adamw", "sgd")  # TrainConfig.optimizer (nas_dil.train.recipe builds them)
+LR_SCHEDULES = ("cosine", "poly")  # TrainConfig.lr_schedule: the rate after warm-up
+INVERSE_FREQUENCY = "inverse_frequency"  # TrainConfig.class_weights computed from the data
 
 
 class TrialConfigError(UserError, ValueError):
@@ -32,8 +36,8 @@ class TrainConfig:
     eval_every_steps: int = 100  # with a steps/seconds budget: steps between evaluations
     batch_size: int = 16  # images per step
     val_batch_size: int = 32  # images per evaluation batch
-    lr: float = 3e-3  # AdamW learning rate (cosine decay to 0 over the budget)
-    weight_decay: float = 1e-4  # AdamW weight decay
+    lr: float = 3e-3  # peak learning rate (after warm-up; decays to 0 over the budget)
+    weight_decay: float = 1e-4  # the optimiser's weight decay (AdamW: decoupled)
     warmup_steps: int = 0  # linear warm-up steps
     device: str = "auto"  # "auto" (cuda if there is one), "cpu", "cuda", "cuda:1", …
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU, where it would be slower)
@@ -50,6 +54,24 @@ class TrainConfig:
     # and arch.target "head". "none": the whole net trains
     freeze_views: int = 4  # freeze: augmented views of the training set cached (epoch e reads
     # view e mod freeze_views; more views: more augmentation, a larger cache)
+    # -- the recipe (nas_dil.train.recipe); each key enters to_dict() only when set, so trial
+    # keys of studies from before recipes existed stay equal
+    optimizer: str = "adamw"  # "adamw" or "sgd"
+    momentum: float = 0.9  # sgd: momentum (DeepLab's 0.9)
+    nesterov: bool = False  # sgd: Nesterov momentum (needs momentum > 0)
+    lr_schedule: str = "cosine"  # the rate after warm-up: "cosine" to 0, or "poly":
+    # lr × (1 - t)^poly_power over the budget's fraction t (DeepLab's)
+    poly_power: float = 0.9  # poly: the power
+    class_weights: tuple[float, ...] | str | None = None  # per-class loss weights, or
+    # "inverse_frequency": N / (C × n_c) from the training labels' pixel counts n_c
+    label_smoothing: float = 0.0  # cross-entropy label smoothing in [0, 1)
+    aux_weight: float = 0.0  # > 0: an auxiliary FCN head on an earlier backbone stage adds
+    # its loss × aux_weight (mmseg's 0.4); torchvision backbones, whole net trained; the head
+    # is dropped after training (not in the net's forward, params or export)
+    slide: tuple[int, ...] | None = None  # evaluate in sliding windows of [h, w] px, logits
+    # averaged where they overlap (mmseg's slide inference); None: whole images
+    slide_stride: tuple[int, ...] | None = None  # slide: window step [h, w] px (None: 2/3 of
+    # the window, rounded up)
 
     def __post_init__(self) -> None:
         budgets = [b for b in (self.epochs, self.steps, self.seconds) if b is not None]
@@ -80,14 +102,64 @@ class TrainConfig:
             raise TrialConfigError(f"train: lr={self.lr!r} must be > 0")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise TrialConfigError(f"train: device={self.device!r}: use auto, cpu or cuda[:N]")
+        check_recipe(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON. The freeze fields only when freezing: the configs (and so the trial
-        keys and study identities) of studies from before freezing existed stay equal."""
+        """Plain JSON. The freeze fields only when freezing, the recipe's only when set: the
+        configs (and so the trial keys and study identities) of studies from before either
+        existed stay equal."""
         d = asdict(self)
         if self.freeze == "none":
             del d["freeze"], d["freeze_views"]
+        for name in _recipe_unset(self):
+            del d[name]
         return d
+
+
+_RECIPE_KEYS = ("optimizer", "momentum", "nesterov", "lr_schedule", "poly_power",
+                "class_weights", "label_smoothing", "aux_weight", "slide", "slide_stride")
+_RECIPE_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name in _RECIPE_KEYS}
+
+
+def _recipe_unset(tc: TrainConfig) -> list[str]:
+    """The recipe keys a config leaves out: those at their default, except that the
+    optimiser's and schedule's own settings are recorded with them once they are chosen."""
+    keep = {"sgd": ("momentum", "nesterov")}.get(tc.optimizer, ())
+    keep += ("poly_power",) if tc.lr_schedule == "poly" else ()
+    return [k for k, v in _RECIPE_DEFAULTS.items() if getattr(tc, k) == v and k not in keep]
+
+
+def _pair(v: object) -> bool:
+    return (isinstance(v, tuple) and len(v) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v))
+
+
+def check_recipe(tc: TrainConfig) -> None:
+    """The recipe's values (lists from TOML/JSON become tuples, so configs compare equal)."""
+    for name in ("class_weights", "slide", "slide_stride"):
+        if isinstance(getattr(tc, name), list):
+            object.__setattr__(tc, name, tuple(getattr(tc, name)))
+    cw = tc.class_weights
+    if tc.optimizer not in OPTIMIZERS or tc.lr_schedule not in LR_SCHEDULES:
+        raise TrialConfigError(f"train: optimizer={tc.optimizer!r}, lr_schedule="
+                               f"{tc.lr_schedule!r}: use one of {OPTIMIZERS} and {LR_SCHEDULES}")
+    if not 0 <= tc.momentum < 1 or (tc.nesterov and not tc.momentum > 0):
+        raise TrialConfigError(f"train: momentum={tc.momentum!r}, nesterov={tc.nesterov!r}: "
+                               "momentum in [0, 1), > 0 with nesterov")
+    if not tc.poly_power > 0 or not 0 <= tc.label_smoothing < 1 or not tc.aux_weight >= 0:
+        raise TrialConfigError(f"train: poly_power={tc.poly_power!r} must be > 0, "
+                               f"label_smoothing={tc.label_smoothing!r} in [0, 1), "
+                               f"aux_weight={tc.aux_weight!r} >= 0")
+    if cw is not None and cw != INVERSE_FREQUENCY and not (
+            isinstance(cw, tuple) and len(cw) >= 2 and all(
+                isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in cw)
+            and sum(cw) > 0):
+        raise TrialConfigError(f"train: class_weights={cw!r}: a list of weights >= 0 (one per "
+                               f"class, not all 0) or {INVERSE_FREQUENCY!r}")
+    if (tc.slide is not None and not _pair(tc.slide)) or (tc.slide_stride is not None and not (
+            tc.slide is not None and _pair(tc.slide_stride))):
+        raise TrialConfigError(f"train: slide={tc.slide!r}, slide_stride={tc.slide_stride!r}: "
+                               "[h, w] windows and steps in px (>= 1; a stride needs a slide)")
 
 
 def check_freeze(freeze: str, backbone: str, target: str) -> None:
@@ -100,6 +172,19 @@ def check_freeze(freeze: str, backbone: str, target: str) -> None:
             f"train: freeze={freeze!r} needs a torchvision backbone and arch.target='head' "
             f"(got backbone={backbone!r}, target={target!r}): only a head on a fixed "
             "backbone trains on cached features")
+
+
+def check_aux(tc: TrainConfig, backbone: str) -> None:
+    """The auxiliary head and sliding windows act on the whole net's images: they need a
+    torchvision backbone (aux) and the whole net trained (both)."""
+    if tc.aux_weight > 0 and (backbone not in TV_BACKBONES or tc.freeze != "none"):
+        raise TrialConfigError(
+            f"train: aux_weight={tc.aux_weight} needs a torchvision backbone "
+            f"({', '.join(TV_BACKBONES)}) and freeze='none' (got backbone={backbone!r}, "
+            f"freeze={tc.freeze!r})")
+    if tc.slide is not None and tc.freeze != "none":
+        raise TrialConfigError(f"train: slide={list(tc.slide)} evaluates images, but "
+                               f"freeze={tc.freeze!r} evaluates cached features")
 
 
 def _from(cls: type, d: dict[str, Any], where: str) -> Any:
@@ -129,6 +214,7 @@ class TrialConfig:
 
     def __post_init__(self) -> None:
         check_freeze(self.train.freeze, self.arch.backbone, self.arch.target)
+        check_aux(self.train, self.arch.backbone)
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch.to_dict(), "data": asdict(self.data),
