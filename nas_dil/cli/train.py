@@ -25,6 +25,34 @@ def image_size(text: str) -> int | tuple[int, int]:
     raise argparse.ArgumentTypeError(f"{text!r}: expected SIDE or H,W in px")
 
 
+def hw_pair(text: str) -> tuple[int, int]:
+    """`512,1024` (h,w) or `512` (a square) for --slide / --stride."""
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected H,W or SIDE in px") from None
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected H,W or SIDE in px (>= 1)")
+    return parts[0], parts[-1]
+
+
+def class_weights(text: str) -> tuple[float, ...] | str:
+    """`1,2.5,0.5` (one per class) or `inverse_frequency` for --class-weights."""
+    if text == "inverse_frequency":
+        return text
+    try:
+        return tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected W,W,… (one per class) or inverse_frequency") from None
+
+
+# --flag -> TrainConfig field: the recipe, passed only when given (defaults: the config's)
+RECIPE_FLAGS = ("optimizer", "momentum", "nesterov", "lr_schedule", "poly_power",
+                "warmup_steps", "weight_decay", "class_weights", "label_smoothing",
+                "aux_weight", "slide", "slide_stride")
+
+
 def _budget(args: argparse.Namespace) -> dict[str, Any]:
     """The one budget given (0 or less is refused: it used to fall back to 6 epochs)."""
     for name in ("epochs", "steps", "seconds"):
@@ -50,7 +78,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--steps", type=int, help="budget in optimiser steps")
     budget.add_argument("--seconds", type=float, help="budget in seconds of training")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    r = p.add_argument_group("recipe (docs/recipes.md; defaults: AdamW, cosine, plain CE)")
+    r.add_argument("--optimizer", choices=["adamw", "sgd"])
+    r.add_argument("--momentum", type=float, help="sgd momentum (default 0.9)")
+    r.add_argument("--nesterov", action="store_true", default=None, help="sgd: Nesterov")
+    r.add_argument("--weight-decay", type=float, help="default 1e-4")
+    r.add_argument("--lr-schedule", choices=["cosine", "poly"],
+                   help="after warm-up: cosine to 0, or poly (1 - t)^power")
+    r.add_argument("--poly-power", type=float, help="poly: the power (default 0.9)")
+    r.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 0)")
+    r.add_argument("--class-weights", type=class_weights, metavar="W,W,…|inverse_frequency",
+                   help="per-class loss weights, or inverse frequency of the training labels")
+    r.add_argument("--label-smoothing", type=float, help="in [0, 1) (default 0)")
+    r.add_argument("--aux-weight", type=float,
+                   help="auxiliary FCN head on an earlier stage (torchvision backbones; 0.4 "
+                        "in mmseg)")
+    r.add_argument("--slide", type=hw_pair, metavar="H,W",
+                   help="evaluate in sliding windows of H,W px (default: whole images)")
+    r.add_argument("--slide-stride", type=hw_pair, metavar="H,W",
+                   help="--slide: window step (default 2/3 of the window)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--cpus", type=int, default=None,
@@ -78,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
     arch = ArchConfig.from_dict(parse_arch(args.arch))
     data_cfg = DataConfig(source=args.data, layout=args.layout, image_size=args.image_size,
                           num_classes=args.num_classes, workers=args.workers)
+    recipe = {k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k) is not None}
     train = TrainConfig(**budget, batch_size=args.batch_size, lr=args.lr, device=args.device,
-                        threads=args.threads, cpus=args.cpus)
+                        threads=args.threads, cpus=args.cpus, **recipe)
     cfg = TrialConfig(arch=arch, data=data_cfg, train=train)
     if args.out:
         from nas_dil.export.bundle import check_export_dir

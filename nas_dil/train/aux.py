@@ -28,8 +28,9 @@ def aux_stage(net: BackboneSegNet) -> nn.Module:
     """The trunk stage the head reads: ResNet's layer3 (res4, stride 16 at output stride
     32), else the block at two thirds of the trunk's ``features`` (VGG, MobileNetV3)."""
     trunk = net.backbone.trunk
-    if hasattr(trunk, "layer3"):
-        return trunk.layer3
+    stage = getattr(trunk, "layer3", None)
+    if isinstance(stage, nn.Module):
+        return stage
     features = getattr(trunk, "features", None)
     if isinstance(features, nn.Sequential):
         return features[(2 * len(features)) // 3]

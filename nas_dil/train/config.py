@@ -124,7 +124,7 @@ _RECIPE_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name in 
 def _recipe_unset(tc: TrainConfig) -> list[str]:
     """The recipe keys a config leaves out: those at their default, except that the
     optimiser's and schedule's own settings are recorded with them once they are chosen."""
-    keep = {"sgd": ("momentum", "nesterov")}.get(tc.optimizer, ())
+    keep: tuple[str, ...] = {"sgd": ("momentum", "nesterov")}.get(tc.optimizer, ())
     keep += ("poly_power",) if tc.lr_schedule == "poly" else ()
     return [k for k, v in _RECIPE_DEFAULTS.items() if getattr(tc, k) == v and k not in keep]
 
