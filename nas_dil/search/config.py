@@ -68,7 +68,7 @@ from nas_dil.search.samplers import (
     parse_sampler,
     sampler_class,
 )
-from nas_dil.train.config import TrainConfig, check_freeze
+from nas_dil.train.config import TrainConfig, check_aux, check_freeze
 
 __all__ = [
     "BASELINES",
@@ -472,6 +472,10 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
             check_freeze(train.freeze, arch.backbone, arch.target)
         except UserError as e:
             raise rd.err("train.freeze", str(e).removeprefix("train: ")) from None
+    try:
+        check_aux(train, arch.backbone)
+    except UserError as e:
+        raise rd.err("train", str(e).removeprefix("train: ")) from None
     return cfg
 
 

@@ -175,3 +175,23 @@ def test_arch_is_a_template_with_the_defaults_read_once() -> None:
     assert cfg.to_dict()["arch"] == {"stem_width": 8, "context_rates": [1, 2]}
     assert cfg.arch.at(Place(4, 16), 5) == ArchConfig(
         stem_width=8, context_rates=(1, 2), output_stride=4, width=16, num_classes=5)
+
+
+def test_recipe_keys_are_accepted_and_bad_values_refused_in_one_line() -> None:
+    cfg = parse(train={"optimizer": "sgd", "momentum": 0.9, "nesterov": True,
+                       "lr_schedule": "poly", "class_weights": [1, 2.5, 0.5],
+                       "label_smoothing": 0.1, "slide": [64, 48], "slide_stride": [32, 32]})
+    t = cfg.train  # type: ignore[attr-defined]
+    assert (t.optimizer, t.nesterov, t.lr_schedule) == ("sgd", True, "poly")
+    assert t.class_weights == (1.0, 2.5, 0.5) and t.slide == (64, 48)
+    inv = parse(train={"class_weights": "inverse_frequency"})
+    assert inv.train.class_weights == "inverse_frequency"  # type: ignore[attr-defined]
+    for train, fragment in [
+        ({"optimizer": "adam"}, "s.toml: train: train: optimizer='adam'"),
+        ({"class_weights": [1, "x"]}, "train.class_weights: expected list of numbers | str"),
+        ({"slide": 64}, "train.slide: expected list of int | None, got 64"),
+        ({"aux_weight": 0.4}, "aux_weight=0.4 needs a torchvision backbone"),
+    ]:
+        with pytest.raises(StudyConfigError) as e:
+            parse(train=train)
+        assert fragment in str(e.value) and "\n" not in str(e.value), str(e.value)
