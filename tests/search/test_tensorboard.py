@@ -14,7 +14,7 @@ from nas_dil.search.records import TrialRecord
 from nas_dil.search.tensorboard import Board
 
 pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import (
     EventAccumulator,
 )
 
