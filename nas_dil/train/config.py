@@ -63,7 +63,8 @@ class TrainConfig:
     # lr × (1 - t)^poly_power over the budget's fraction t (DeepLab's)
     poly_power: float = 0.9  # poly: the power
     class_weights: tuple[float, ...] | str | None = None  # per-class loss weights, or
-    # "inverse_frequency": N / (C × n_c) from the training labels' pixel counts n_c
+    # "inverse_frequency": N / (K × n_c) from the training labels' pixel counts n_c (K: the
+    # classes present, N: their pixels)
     label_smoothing: float = 0.0  # cross-entropy label smoothing in [0, 1)
     aux_weight: float = 0.0  # > 0: an auxiliary FCN head on an earlier backbone stage adds
     # its loss × aux_weight (mmseg's 0.4); torchvision backbones, whole net trained; the head
