@@ -263,3 +263,31 @@ def test_aux_head_trains_but_is_not_part_of_the_net() -> None:
     assert aux.result.loss_curve[0] > plain.result.loss_curve[0]  # + 0.4 × the aux loss
     assert aux.result.config["train"]["aux_weight"] == 0.4
     assert not aux.model.backbone.trunk.layer3._forward_hooks  # the hook is gone
+
+
+@pytest.mark.parametrize(("backbone", "stage", "channels"), [
+    ("resnet18", "layer3", 256),  # res4, as mmseg's PSPNet/DeepLab aux head
+    ("mobilenet_v3_large", "features.11", 112),  # two thirds of 17 blocks
+])
+def test_aux_regime_head_on_the_stage_trains(backbone: str, stage: str, channels: int) -> None:
+    """The head reads the named stage (its channels probed), and one step moves both the
+    head and the net."""
+    pytest.importorskip("torchvision")
+    from nas_dil.models.backbones import BackboneSegNet
+    from nas_dil.train.aux import AuxRegime
+
+    torch.manual_seed(0)
+    data = load_data(DataConfig(image_size=32, n_train=4, n_val=2))
+    net = BackboneSegNet("1,2", ArchConfig(backbone=backbone, output_stride=8, width=16,
+                                           num_classes=data.num_classes))
+    regime = AuxRegime(net, data, CPU, False, 0.4)
+    assert regime.stage is net.get_submodule(f"backbone.trunk.{stage}")
+    assert regime.head[0].in_channels == channels
+    head0 = regime.head[0].weight.detach().clone()
+    cls0 = {k: v.clone() for k, v in net.head.state_dict().items()}
+    tc = TrainConfig(epochs=None, steps=1, eval_every_steps=1, batch_size=4, device="cpu",
+                     aux_weight=0.4)
+    fit(regime, tc, 0, val_batch_size=2, crop_hw=(32, 32))
+    assert not torch.equal(regime.head[0].weight, head0)
+    assert any(not torch.equal(v, cls0[k]) for k, v in net.head.state_dict().items()
+               if v.is_floating_point())
