@@ -57,8 +57,11 @@ _KINDS: dict[str, Callable[[object], Any | None]] = {
     "str": lambda v: v if isinstance(v, str) else None,
     "tuple[int, ...]": lambda v: tuple(v) if isinstance(v, list) and all(map(is_int, v))
     else None,
+    "tuple[float, ...]": lambda v: tuple(map(float, v)) if isinstance(v, list) and all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in v) else None,
 }
-_SPOKEN = {"tuple[int, ...]": "list of int"}  # how an annotation reads in a message
+# how an annotation reads in a message
+_SPOKEN = {"tuple[int, ...]": "list of int", "tuple[float, ...]": "list of numbers"}
 
 
 class TomlReader:

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench.py"
 ALL = {"scoring", "pool", "trial", "orchestration", "search", "proxy", "gpu", "nb201",
-       "val_subset", "frozen"}
+       "val_subset", "frozen", "recipes"}
 
 
 def _bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:

@@ -312,7 +312,10 @@ REQUIRED = {"analyze": ["1,2"], "space": ["hdc"], "search": ["s.toml"],
             "eval": ["d", "--data", "d"], "data": ["check", "d"], "report": ["d"],
             "dashboard": ["d"], "export": ["d", "--pick", "knee", "--out", "o"]}
 # typed flags whose type is a parser of their own, not one number (checked elsewhere)
-NOT_A_NUMBER = {("train", "--image-size")}  # SIDE or H,W, held to [8, 4096] by DataConfig
+NOT_A_NUMBER = {("train", "--image-size"),  # SIDE or H,W, held to [8, 4096] by DataConfig
+                ("train", "--class-weights"),  # W,W,… or a word, held by TrainConfig
+                ("train", "--slide"), ("train", "--slide-stride"),  # H,W pairs (hw_pair)
+                ("eval", "--slide"), ("eval", "--stride")}
 
 
 PARSER = build_parser()

@@ -1,6 +1,6 @@
 """`nas-dil eval EXPORT_DIR --data DIR [--layout …] [--split val|all] [--scales 0.75,1,1.25]
-[--flip] [--json]`: mIoU, per-class IoU and pixel accuracy of an exported net (from
-`nas-dil export` or `nas-dil train --out`) on a held-out data folder."""
+[--flip] [--slide H,W [--stride H,W]] [--json]`: mIoU, per-class IoU and pixel accuracy of an
+exported net (from `nas-dil export` or `nas-dil train --out`) on a held-out data folder."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any
 
 from nas_dil._check import field_flag
 from nas_dil.cli._common import format_table, print_json
+from nas_dil.cli.train import hw_pair
 from nas_dil.data.config import DataConfig
+from nas_dil.errors import UserError
 from nas_dil.train.config import TrainConfig
 
 LAYOUTS = ["auto", "folder", "voc", "cityscapes"]
@@ -27,6 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scales", default="1", metavar="S,S,…",
                    help="test-time scales, probabilities averaged (e.g. 0.75,1,1.25)")
     p.add_argument("--flip", action="store_true", help="also average the mirrored image")
+    p.add_argument("--slide", type=hw_pair, metavar="H,W",
+                   help="sliding windows of H,W px, logits averaged where they overlap "
+                        "(default: whole images)")
+    p.add_argument("--stride", type=hw_pair, metavar="H,W",
+                   help="--slide: window step (default 2/3 of the window)")
     p.add_argument("--val-size", type=field_flag(DataConfig, "val_size", "--val-size"),
                    default=None, metavar="PX",
                    help="resize images to this longer side first (default: full size)")
@@ -52,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from nas_dil.train import cpu_plan, evaluate_model, parse_scales, resolve_device
 
     scales = parse_scales(args.scales)
+    if args.stride is not None and args.slide is None:
+        raise UserError(f"--stride {','.join(map(str, args.stride))}: needs --slide H,W")
     doc = read_export(args.export_dir)
     model = load_exported(args.export_dir, require_weights=True)
     n_classes = int(doc["arch"]["num_classes"])
@@ -74,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         scores = evaluate_model(model, data, device=device, scales=scales, flip=args.flip,
                                 batch_size=args.batch_size, autocast=False,
+                                slide=args.slide, stride=args.stride,
                                 progress=bar.update if bar is not None else None)
     finally:
         if bar is not None:
@@ -90,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     rows = [(i, names[i] if i < len(names) else f"class_{i}", "-" if v is None else f"{v:.4f}")
             for i, v in enumerate(scores["per_class_iou"])]
     print(format_table(["class", "name", "IoU"], rows))
-    tta = f"scales {','.join(map(str, scales))}" + (" + flip" if args.flip else "")
+    tta = f"scales {','.join(map(str, scales))}" + (" + flip" if args.flip else "") + (
+        f"; windows {args.slide[0]}x{args.slide[1]}" if args.slide else "")
     print(f"\nmIoU {scores['miou']:.4f}  pixel acc {scores['pixel_acc']:.4f}  on "
           f"{scores['images']} images ({args.split} of {data.describe()['source']}; {tta})")
     return 0

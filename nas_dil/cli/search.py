@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write each trial's curves and the hypervolume under OUT/tb/ (needs "
+                        "the tensorboard extra; `tensorboard --logdir OUT/tb`)")
 
 
 def _report(url: str, name: str, out_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -53,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_study_config(args.study)
     summary = run_search(cfg, n_trials=args.n_trials, storage=args.storage, out=args.out,
-                         address=args.address, resume=args.resume, progress=not args.quiet)
+                         address=args.address, resume=args.resume, progress=not args.quiet,
+                         tensorboard=args.tensorboard)
     out_dir = Path(summary.out_dir)
     url = args.storage or cfg.storage or default_url(out_dir)
     report, why = None, None

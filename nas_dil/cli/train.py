@@ -27,6 +27,34 @@ def image_size(text: str) -> int | tuple[int, int]:
     raise argparse.ArgumentTypeError(f"{text!r}: expected SIDE or H,W in px")
 
 
+def hw_pair(text: str) -> tuple[int, int]:
+    """`512,1024` (h,w) or `512` (a square) for --slide / --stride."""
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected H,W or SIDE in px") from None
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected H,W or SIDE in px (>= 1)")
+    return parts[0], parts[-1]
+
+
+def class_weights(text: str) -> tuple[float, ...] | str:
+    """`1,2.5,0.5` (one per class) or `inverse_frequency` for --class-weights."""
+    if text == "inverse_frequency":
+        return text
+    try:
+        return tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected W,W,… (one per class) or inverse_frequency") from None
+
+
+# --flag -> TrainConfig field: the recipe, passed only when given (defaults: the config's)
+RECIPE_FLAGS = ("optimizer", "momentum", "nesterov", "lr_schedule", "poly_power",
+                "warmup_steps", "weight_decay", "class_weights", "label_smoothing",
+                "aux_weight", "slide", "slide_stride")
+
+
 def _budget(args: argparse.Namespace) -> dict[str, Any]:
     """The one budget given (its flag's type holds it to TrainConfig's range: 0, NaN and inf
     are refused, 0 used to fall back to 6 epochs)."""
@@ -58,7 +86,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--seconds", type=_train_flag("seconds"),
                         help="budget in seconds of training")
     p.add_argument("--batch-size", type=_train_flag("batch_size"), default=16)
-    p.add_argument("--lr", type=_train_flag("lr"), default=3e-3)
+    p.add_argument("--lr", type=_train_flag("lr"), default=3e-3, help="peak learning rate")
+    r = p.add_argument_group("recipe (docs/recipes.md; defaults: AdamW, cosine, plain CE)")
+    r.add_argument("--optimizer", choices=["adamw", "sgd"])
+    r.add_argument("--momentum", type=_train_flag("momentum"), help="sgd momentum (default 0.9)")
+    r.add_argument("--nesterov", action="store_true", default=None, help="sgd: Nesterov")
+    r.add_argument("--weight-decay", type=_train_flag("weight_decay"), help="default 1e-4")
+    r.add_argument("--lr-schedule", choices=["cosine", "poly"],
+                   help="after warm-up: cosine to 0, or poly (1 - t)^power")
+    r.add_argument("--poly-power", type=_train_flag("poly_power"),
+                   help="poly: the power (default 0.9)")
+    r.add_argument("--warmup-steps", type=_train_flag("warmup_steps"),
+                   help="linear warm-up steps (default 0)")
+    r.add_argument("--class-weights", type=class_weights, metavar="W,W,…|inverse_frequency",
+                   help="per-class loss weights, or inverse frequency of the training labels")
+    r.add_argument("--label-smoothing", type=_train_flag("label_smoothing"),
+                   help="in [0, 1) (default 0)")
+    r.add_argument("--aux-weight", type=_train_flag("aux_weight"),
+                   help="auxiliary FCN head on an earlier stage (torchvision backbones; 0.4 "
+                        "in mmseg)")
+    r.add_argument("--slide", type=hw_pair, metavar="H,W",
+                   help="evaluate in sliding windows of H,W px (default: whole images)")
+    r.add_argument("--slide-stride", type=hw_pair, metavar="H,W",
+                   help="--slide: window step (default 2/3 of the window)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--threads", type=_train_flag("threads"), default=None,
                    help="torch CPU threads")
@@ -88,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
     arch = ArchConfig.from_dict(parse_arch(args.arch))
     data_cfg = DataConfig(source=args.data, layout=args.layout, image_size=args.image_size,
                           num_classes=args.num_classes, workers=args.workers)
+    recipe = {k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k) is not None}
     train = TrainConfig(**budget, batch_size=args.batch_size, lr=args.lr, device=args.device,
-                        threads=args.threads, cpus=args.cpus)
+                        threads=args.threads, cpus=args.cpus, **recipe)
     cfg = TrialConfig(arch=arch, data=data_cfg, train=train)
     if args.out:
         from nas_dil.export.bundle import check_export_dir

@@ -54,6 +54,16 @@ class SegData(ABC):
     def val_batches(self, batch_size: int) -> Iterator[Batch]:
         """Fixed order, no augmentation; real data at full size (equal sizes batched)."""
 
+    def label_counts(self) -> np.ndarray:
+        """Pixels per class (num_classes,) over the training split's labels, ignore_index
+        left out: counted over one deterministic pass of its batches (in-memory data: every
+        label exactly); folder data counts its masks at full size (cached, `check`)."""
+        counts = torch.zeros(self.num_classes, dtype=torch.int64)
+        for _, masks in self.train_batches(64, 0, 0):
+            m = masks[(masks >= 0) & (masks < self.num_classes)].cpu()
+            counts += torch.bincount(m, minlength=self.num_classes)
+        return counts.numpy()
+
     def configure(self, workers: int | None = None, pin_memory: bool | None = None,
                   max_batch_pixels: int | None = None) -> None:
         """How batches load: worker processes (from the trial's CPUs), pinned memory (CUDA),

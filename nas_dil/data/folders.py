@@ -325,6 +325,12 @@ class FolderData(SegData):
             names = [f"class_{i}" for i in range(n)]
         return n, list(names), source
 
+    def label_counts(self) -> np.ndarray:
+        """Pixels per class over the training masks at full size, from one scan of them
+        (cached by the files' stats, like `nas-dil data check`'s)."""
+        pixels = scan_labels(self.train).pixels
+        return np.array([pixels.get(c, 0) for c in range(self.num_classes)], dtype=np.int64)
+
     # --- loading --------------------------------------------------------------------------
     def configure(self, workers: int | None = None, pin_memory: bool | None = None,
                   max_batch_pixels: int | None = None) -> None:

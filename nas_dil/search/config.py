@@ -79,7 +79,7 @@ from nas_dil.search.samplers import (
     parse_sampler,
     sampler_class,
 )
-from nas_dil.train.config import TrainConfig, check_freeze
+from nas_dil.train.config import TrainConfig, check_aux, check_freeze
 
 __all__ = [
     "BASELINES",
@@ -496,6 +496,10 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
             raise rd.err("sampler", f"repeats = {cfg.repeats} with [train] freeze = "
                                     f"{train.freeze!r}: each look would need its own feature "
                                     "cache; use repeats = 0 for frozen studies")
+    try:
+        check_aux(train, arch.backbone)
+    except UserError as e:
+        raise rd.err("train", str(e).removeprefix("train: ")) from None
     return cfg
 
 

@@ -72,6 +72,7 @@ from nas_dil.search.recorder import Recorder
 from nas_dil.search.records import RESULT_KEYS, TrialRecord
 from nas_dil.search.resolved import ResolvedStudy, constraint_values, feasible
 from nas_dil.search.storage import default_url, safe_url
+from nas_dil.search.tensorboard import Board
 from nas_dil.search.trials import make_sampler, plan_trial, trial_key
 from nas_dil.spaces import Candidate
 
@@ -82,6 +83,7 @@ FIT_CHECK_S = 2.0  # how often, while trials run, it checks that some node can s
 
 
 class _Search:
+    board = Board(None)  # TensorBoard curves (run_search's tensorboard=True; search/tensorboard)
     def __init__(self, cfg: StudyConfig, *, n_trials: int | None, storage: str | None,
                  out: str | Path | None, address: str | None, resume: bool,
                  progress: Progress, num_cpus: int | None) -> None:
@@ -359,6 +361,7 @@ class _Search:
               what: str = "", reused: bool = False) -> None:
         attrs = self.recorder.finish(run.trial_id, run.number, record, state, values)
         self.ledger.finish(run.key, run.number, state, attrs, values, reused=reused)
+        self.board.told(run.number, record, state, self.front)
         self._event(run, what, out)
 
     def _values(self, run: Run, miou: float) -> list[float]:
@@ -489,17 +492,20 @@ def _stop_signals(search: _Search) -> Iterator[None]:
 def run_search(config: StudyConfig | str | Path, *, n_trials: int | None = None,
                storage: str | None = None, out: str | Path | None = None,
                address: str | None = None, resume: bool = False,
-               progress: Progress | bool = True, num_cpus: int | None = None) -> SearchSummary:
+               progress: Progress | bool = True, num_cpus: int | None = None,
+               tensorboard: bool = False) -> SearchSummary:
     """Run (or continue) the study ``config`` describes; see the module docstring.
 
     ``address``: Ray address (None: ``RAY_ADDRESS`` or a local Ray on 127.0.0.1). ``num_cpus``
-    caps a local Ray. Bad input raises a one-line UserError before anything is written.
+    caps a local Ray. ``tensorboard``: curves under ``OUT/tb/`` (search/tensorboard.py). Bad
+    input raises a one-line UserError before anything is written.
     """
     cfg = config if isinstance(config, StudyConfig) else load_study_config(config)
     prog = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
     search = _Search(cfg, n_trials=n_trials, storage=storage, out=out, address=address,
                      resume=resume, progress=prog, num_cpus=num_cpus)
     search.prepare()
+    search.board = Board(search.out / "tb" if tensorboard else None, prog.message)
     interrupted = False
     try:
         for w in search.warnings:
@@ -515,6 +521,7 @@ def run_search(config: StudyConfig | str | Path, *, n_trials: int | None = None,
     finally:
         search.lock.release()  # first: its connection would keep the WAL from folding back
         search.recorder.close()
+        search.board.close()
         cluster.disconnect(search.connected)
     summary = search.summary(interrupted)
     search._show()

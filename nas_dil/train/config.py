@@ -10,17 +10,22 @@ from a study file's ``[train]`` table or filled from ``nas-dil train``'s flags.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from nas_dil._check import bounded, check_fields
 from nas_dil.data.config import DataConfig
 from nas_dil.errors import UserError
-from nas_dil.models.config import ArchConfig
+from nas_dil.models.config import TV_BACKBONES, ArchConfig
 
-__all__ = ["FREEZE", "TrainConfig", "TrialConfig", "TrialConfigError", "check_freeze"]
+__all__ = ["FREEZE", "LR_SCHEDULES", "OPTIMIZERS", "TrainConfig", "TrialConfig",
+           "TrialConfigError", "check_aux", "check_freeze", "check_recipe"]
 
 FREEZE = ("none", "backbone")  # TrainConfig.freeze: what stays fixed while a trial trains
+OPTIMIZERS = ("adamw", "sgd")  # TrainConfig.optimizer (nas_dil.train.recipe builds them)
+LR_SCHEDULES = ("cosine", "poly")  # TrainConfig.lr_schedule: the rate after warm-up
+INVERSE_FREQUENCY = "inverse_frequency"  # TrainConfig.class_weights computed from the data
 
 
 class TrialConfigError(UserError, ValueError):
@@ -40,8 +45,9 @@ class TrainConfig:
     # between evaluations
     batch_size: int = bounded(16, ge=1, le=2**16)  # images per step
     val_batch_size: int = bounded(32, ge=1, le=2**16)  # images per evaluation batch
-    lr: float = bounded(3e-3, gt=0)  # AdamW learning rate (cosine decay to 0 over the budget)
-    weight_decay: float = bounded(1e-4, ge=0)  # AdamW weight decay
+    lr: float = bounded(3e-3, gt=0)  # peak learning rate (after warm-up; decays to 0 over the
+    # budget)
+    weight_decay: float = bounded(1e-4, ge=0)  # the optimiser's weight decay (AdamW: decoupled)
     warmup_steps: int = bounded(0, ge=0, le=10**9)  # linear warm-up steps
     device: str = "auto"  # "auto" (cuda if there is one), "cpu", "cuda", "cuda:1", …
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU, where it would be slower)
@@ -62,6 +68,26 @@ class TrainConfig:
     freeze_views: int = bounded(4, ge=1, le=256)  # freeze: augmented views of the training
     # set cached (epoch e reads view e mod freeze_views; more views: more augmentation, a
     # larger cache)
+    # -- the recipe (nas_dil.train.recipe); each key enters to_dict() only when set, so trial
+    # keys of studies from before recipes existed stay equal
+    optimizer: str = "adamw"  # "adamw" or "sgd"
+    momentum: float = bounded(0.9, ge=0, lt=1)  # sgd: momentum (DeepLab's 0.9)
+    nesterov: bool = False  # sgd: Nesterov momentum (needs momentum > 0)
+    lr_schedule: str = "cosine"  # the rate after warm-up: "cosine" to 0, or "poly":
+    # lr × (1 - t)^poly_power over the budget's fraction t (DeepLab's)
+    poly_power: float = bounded(0.9, gt=0, le=100)  # poly: the power
+    class_weights: tuple[float, ...] | str | None = None  # per-class loss weights, or
+    # "inverse_frequency": N / (K × n_c) from the training labels' pixel counts n_c (K: the
+    # classes present, N: their pixels)
+    label_smoothing: float = bounded(0.0, ge=0, lt=1)  # cross-entropy label smoothing
+    aux_weight: float = bounded(0.0, ge=0, le=100)  # > 0: an auxiliary FCN head on an earlier
+    # backbone stage adds its loss × aux_weight (mmseg's 0.4); torchvision backbones, whole
+    # net trained; the head is dropped after training (not in the net's forward, params or
+    # export)
+    slide: tuple[int, ...] | None = None  # evaluate in sliding windows of [h, w] px, logits
+    # averaged where they overlap (mmseg's slide inference); None: whole images
+    slide_stride: tuple[int, ...] | None = None  # slide: window step [h, w] px (None: 2/3 of
+    # the window, rounded up)
 
     def __post_init__(self) -> None:
         budgets = [b for b in (self.epochs, self.steps, self.seconds) if b is not None]
@@ -77,14 +103,62 @@ class TrainConfig:
         if not isinstance(self.device, str) or (self.device != "auto" and not (
                 self.device == "cpu" or self.device.startswith("cuda"))):
             raise TrialConfigError(f"train: device={self.device!r}: use auto, cpu or cuda[:N]")
+        check_recipe(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON. The freeze fields only when freezing: the configs (and so the trial
-        keys and study identities) of studies from before freezing existed stay equal."""
+        """Plain JSON. The freeze fields only when freezing, the recipe's only when set: the
+        configs (and so the trial keys and study identities) of studies from before either
+        existed stay equal."""
         d = asdict(self)
         if self.freeze == "none":
             del d["freeze"], d["freeze_views"]
+        for name in _recipe_unset(self):
+            del d[name]
         return d
+
+
+_RECIPE_KEYS = ("optimizer", "momentum", "nesterov", "lr_schedule", "poly_power",
+                "class_weights", "label_smoothing", "aux_weight", "slide", "slide_stride")
+_RECIPE_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name in _RECIPE_KEYS}
+
+
+def _recipe_unset(tc: TrainConfig) -> list[str]:
+    """The recipe keys a config leaves out: those at their default, except that the
+    optimiser's and schedule's own settings are recorded with them once they are chosen."""
+    keep: tuple[str, ...] = {"sgd": ("momentum", "nesterov")}.get(tc.optimizer, ())
+    keep += ("poly_power",) if tc.lr_schedule == "poly" else ()
+    return [k for k, v in _RECIPE_DEFAULTS.items() if getattr(tc, k) == v and k not in keep]
+
+
+def _pair(v: object) -> bool:
+    return (isinstance(v, tuple) and len(v) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v))
+
+
+def check_recipe(tc: TrainConfig) -> None:
+    """The recipe's names and lists (lists from TOML/JSON become tuples, so configs compare
+    equal); its numbers' ranges are declared on the fields (`_check.bounded`)."""
+    for name in ("class_weights", "slide", "slide_stride"):
+        if isinstance(getattr(tc, name), list):
+            object.__setattr__(tc, name, tuple(getattr(tc, name)))
+    cw = tc.class_weights
+    if tc.optimizer not in OPTIMIZERS or tc.lr_schedule not in LR_SCHEDULES:
+        raise TrialConfigError(f"train: optimizer={tc.optimizer!r}, lr_schedule="
+                               f"{tc.lr_schedule!r}: use one of {OPTIMIZERS} and {LR_SCHEDULES}")
+    if tc.nesterov and not tc.momentum > 0:  # its range is the field's (check_fields)
+        raise TrialConfigError(f"train: nesterov={tc.nesterov!r} needs momentum > 0, got "
+                               f"momentum={tc.momentum!r}")
+    if cw is not None and cw != INVERSE_FREQUENCY and not (
+            isinstance(cw, tuple) and len(cw) >= 2 and all(
+                isinstance(w, int | float) and not isinstance(w, bool) and 0 <= w < math.inf
+                for w in cw)
+            and sum(cw) > 0):
+        raise TrialConfigError(f"train: class_weights={cw!r}: a list of finite weights >= 0 "
+                               f"(one per class, not all 0) or {INVERSE_FREQUENCY!r}")
+    if (tc.slide is not None and not _pair(tc.slide)) or (tc.slide_stride is not None and not (
+            tc.slide is not None and _pair(tc.slide_stride))):
+        raise TrialConfigError(f"train: slide={tc.slide!r}, slide_stride={tc.slide_stride!r}: "
+                               "[h, w] windows and steps in px (>= 1; a stride needs a slide)")
 
 
 def check_freeze(freeze: str, backbone: str, target: str) -> None:
@@ -97,6 +171,19 @@ def check_freeze(freeze: str, backbone: str, target: str) -> None:
             f"train: freeze={freeze!r} needs a torchvision backbone and arch.target='head' "
             f"(got backbone={backbone!r}, target={target!r}): only a head on a fixed "
             "backbone trains on cached features")
+
+
+def check_aux(tc: TrainConfig, backbone: str) -> None:
+    """The auxiliary head and sliding windows act on the whole net's images: they need a
+    torchvision backbone (aux) and the whole net trained (both)."""
+    if tc.aux_weight > 0 and (backbone not in TV_BACKBONES or tc.freeze != "none"):
+        raise TrialConfigError(
+            f"train: aux_weight={tc.aux_weight} needs a torchvision backbone "
+            f"({', '.join(TV_BACKBONES)}) and freeze='none' (got backbone={backbone!r}, "
+            f"freeze={tc.freeze!r})")
+    if tc.slide is not None and tc.freeze != "none":
+        raise TrialConfigError(f"train: slide={list(tc.slide)} evaluates images, but "
+                               f"freeze={tc.freeze!r} evaluates cached features")
 
 
 def _from(cls: type, d: dict[str, Any], where: str) -> Any:
@@ -126,6 +213,7 @@ class TrialConfig:
 
     def __post_init__(self) -> None:
         check_freeze(self.train.freeze, self.arch.backbone, self.arch.target)
+        check_aux(self.train, self.arch.backbone)
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch.to_dict(), "data": asdict(self.data),

@@ -1,5 +1,5 @@
 """Evaluate a trained net on a data set: mIoU, per-class IoU, pixel accuracy, with optional
-multi-scale and flip test-time augmentation (what `nas-dil eval` runs)."""
+multi-scale and flip test-time augmentation and sliding windows (what `nas-dil eval` runs)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from nas_dil.data import SegData
 from nas_dil.train.config import TrialConfigError
 from nas_dil.train.metrics import confusion_update, scores_from_confusion
+from nas_dil.train.slide import default_stride, slide_logits
 
 __all__ = ["evaluate_model", "parse_scales"]
 
@@ -35,15 +36,22 @@ def parse_scales(text: str) -> tuple[float, ...]:
 @torch.no_grad()
 def evaluate_model(model: nn.Module, data: SegData, *, device: torch.device,
                    scales: Sequence[float] = (1.0,), flip: bool = False, batch_size: int = 8,
-                   autocast: bool = False,
+                   autocast: bool = False, slide: tuple[int, int] | None = None,
+                   stride: tuple[int, int] | None = None,
                    progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Scores over data's val split. Each scale's logits (the image resized by it, logits
     back at full size) and, with flip, those of the mirrored image are averaged as
-    probabilities; `progress(n_images)` after each batch."""
+    probabilities; with ``slide`` [h, w] each comes from sliding windows ``stride`` apart
+    (`slide.slide_logits`: logits averaged where windows overlap); `progress(n_images)` after
+    each batch."""
     model.eval()
     c = data.num_classes
     conf = torch.zeros(c, c, dtype=torch.int64, device=device)
     n_images = 0
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return model(x) if slide is None else slide_logits(model, x, slide, stride)
+
     for images, masks in data.val_batches(batch_size):
         h, w = images.shape[-2:]
         prob = torch.zeros(images.shape[0], c, h, w, device=device)
@@ -54,7 +62,7 @@ def evaluate_model(model: nn.Module, data: SegData, *, device: torch.device,
             for mirrored in ((False, True) if flip else (False,)):
                 xi = x.flip(-1) if mirrored else x
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = model(xi).float()
+                    logits = run(xi).float()
                 if mirrored:
                     logits = logits.flip(-1)
                 if logits.shape[-2:] != (h, w):
@@ -67,4 +75,6 @@ def evaluate_model(model: nn.Module, data: SegData, *, device: torch.device,
             progress(images.shape[0])
     scores = scores_from_confusion(conf.cpu().numpy())
     return {**scores, "images": n_images, "scales": list(scales), "flip": flip,
+            "slide": None if slide is None else {
+                "window": list(slide), "stride": list(stride or default_stride(slide))},
             "class_names": list(data.class_names)}

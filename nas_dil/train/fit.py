@@ -1,11 +1,13 @@
 """The training loop: `fit(regime, train_config, seed)` — the only one in nas-dil.
 
 It knows nothing of what trains: the `Regime` (full net or frozen backbone) gives the model's
-forward, the trained parameters and the batches. Budget by epochs, steps or seconds; an
-evaluation after each epoch (epochs budget) or every ``eval_every_steps`` steps, whose
-callback may stop the trial early. Failure is a result the caller handles, not a crash: a
-NaN/Inf loss raises `TrialDiverged` with the step, an out-of-memory raises `TrialOOM` with
-the batch and resolution.
+forward, its loss, the trained parameters and the batches; the recipe (`recipe`: optimiser,
+learning-rate schedule, criterion) comes by name from the config. Budget by epochs, steps or
+seconds; an evaluation (whole images, or sliding windows with ``slide``: `slide`) after each
+epoch (epochs budget) or every ``eval_every_steps`` steps, whose callback may stop the trial
+early. Failure is a result the caller handles, not a crash: a NaN/Inf loss raises
+`TrialDiverged` with the step, an out-of-memory raises `TrialOOM` with the batch and
+resolution.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from nas_dil.data import SegData
 from nas_dil.train.config import TrainConfig
 from nas_dil.train.metrics import confusion_update, scores_from_confusion
+from nas_dil.train.recipe import OPTIMIZERS, Criterion, criterion_for, lr_at
+from nas_dil.train.slide import slide_logits
 
 if TYPE_CHECKING:
     from nas_dil.train.regime import Regime
@@ -34,6 +37,8 @@ __all__ = ["EvalCallback", "Fitted", "ProgressCallback", "TrialDiverged", "Trial
 EvalCallback = Callable[[int, float, dict[str, Any]], bool | None]
 # progress(step, total_steps or None, {"loss": tensor}) after each step (progress bars)
 ProgressCallback = Callable[[int, int | None, dict[str, Any]], None]
+# forward(images, masks) -> logits at the masks' size
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TrialFailed(RuntimeError):
@@ -73,15 +78,22 @@ class Fitted:
 
 def fit(regime: Regime, tc: TrainConfig, seed: int, *, val_batch_size: int,
         crop_hw: tuple[int, int], callback: EvalCallback | None = None,
-        progress: ProgressCallback | None = None) -> Fitted:
-    """Train ``regime`` under ``tc`` (AdamW, warm-up then cosine decay; batches shuffled by
-    ``seed``), evaluating on its val batches of ``val_batch_size``; see the module docstring.
-    ``crop_hw``: the training resolution an out-of-memory before the first batch reports."""
+        progress: ProgressCallback | None = None, criterion: Criterion | None = None
+        ) -> Fitted:
+    """Train ``regime`` under ``tc`` (``tc.optimizer``, warm-up then ``tc.lr_schedule``;
+    batches shuffled by ``seed``), evaluating on its val batches of ``val_batch_size``; see
+    the module docstring. ``crop_hw``: the training resolution an out-of-memory before the
+    first batch reports. ``criterion``: the loss (default `recipe.criterion_for` on the
+    regime's data)."""
     device, data = regime.device, regime.data
     is_cuda = device.type == "cuda"
     autocast = is_cuda and tc.amp
     channels_last = is_cuda and tc.channels_last
-    opt = torch.optim.AdamW(regime.trained, lr=tc.lr, weight_decay=tc.weight_decay)
+    opt = OPTIMIZERS[tc.optimizer](regime.trained, tc)
+    criterion = criterion or criterion_for(tc, regime.data, device)  # type: ignore[arg-type]
+    slide = tc.slide
+    forward = regime.forward if slide is None else (
+        lambda x, _m: slide_logits(regime.model, x, slide, tc.slide_stride))
     steps_per_epoch = max(1, math.ceil(data.n_train / tc.batch_size))
     total = tc.steps if tc.steps else (tc.epochs * steps_per_epoch if tc.epochs else None)
     deadline = time.perf_counter() + tc.seconds if tc.seconds else None
@@ -98,10 +110,9 @@ def fit(regime: Regime, tc: TrainConfig, seed: int, *, val_batch_size: int,
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 for g in opt.param_groups:
-                    g["lr"] = _lr_at(out.steps, total, tc)
+                    g["lr"] = lr_at(out.steps, total, tc)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = regime.forward(images, masks)
-                    loss = F.cross_entropy(logits.float(), masks, ignore_index=data.ignore_index)
+                    loss = regime.loss(images, masks, criterion)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -117,20 +128,20 @@ def fit(regime: Regime, tc: TrainConfig, seed: int, *, val_batch_size: int,
                     break
                 if not tc.epochs and out.steps % tc.eval_every_steps == 0:
                     out.train_time_s += _lap(t0, device)
-                    out.stopped = done = _evaluate_now(regime, out, losses, val_batch_size,
-                                                       autocast, callback)
+                    out.stopped = done = _evaluate_now(regime, forward, out, losses,
+                                                       val_batch_size, autocast, callback)
                     t0 = time.perf_counter()
                     if done:
                         break
             out.train_time_s += _lap(t0, device)
             epoch += 1
             if not done and tc.epochs:
-                out.stopped = _evaluate_now(regime, out, losses, val_batch_size, autocast,
-                                            callback)
+                out.stopped = _evaluate_now(regime, forward, out, losses, val_batch_size,
+                                            autocast, callback)
                 done = out.stopped or epoch >= tc.epochs
         if not out.last or (losses.n and not out.stopped):
             # the final evaluation when the budget ended mid-way
-            _evaluate_now(regime, out, losses, val_batch_size, autocast, callback)
+            _evaluate_now(regime, forward, out, losses, val_batch_size, autocast, callback)
     except (torch.OutOfMemoryError, RuntimeError) as e:
         if isinstance(e, TrialFailed) or not _is_oom(e):
             raise
@@ -177,11 +188,12 @@ class _Losses:
         return m
 
 
-def _evaluate_now(regime: Regime, out: Fitted, losses: _Losses, batch_size: int,
-                  autocast: bool, callback: EvalCallback | None) -> bool:
-    """One evaluation into ``out``'s curves; whether the callback asks to stop."""
+def _evaluate_now(regime: Regime, forward: Forward, out: Fitted, losses: _Losses,
+                  batch_size: int, autocast: bool, callback: EvalCallback | None) -> bool:
+    """One evaluation (logits from ``forward``) into ``out``'s curves; whether the callback
+    asks to stop."""
     out.loss_curve.append(losses.mean(out.steps))
-    out.last = _evaluate(regime.model, regime.forward, regime.val_batches(batch_size),
+    out.last = _evaluate(regime.model, forward, regime.val_batches(batch_size),
                          regime.data.num_classes, regime.data.ignore_index, regime.device,
                          autocast)
     regime.train_mode()
@@ -200,15 +212,6 @@ def _lap(t0: float, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def _lr_at(step: int, total: int | None, tc: TrainConfig) -> float:
-    if tc.warmup_steps and step < tc.warmup_steps:
-        return tc.lr * (step + 1) / tc.warmup_steps
-    if not total:  # seconds budget: the total is unknown, keep the rate flat
-        return tc.lr
-    frac = min(1.0, (step - tc.warmup_steps) / max(1, total - tc.warmup_steps))
-    return 0.5 * tc.lr * (1 + math.cos(math.pi * frac))
-
-
 def _is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
@@ -222,7 +225,7 @@ def evaluate(model: nn.Module, data: SegData, batch_size: int, device: torch.dev
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+def _evaluate(model: nn.Module, forward: Forward,
               batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int,
               ignore_index: int, device: torch.device, autocast: bool) -> dict[str, Any]:
     """Metrics of ``forward(x, masks)`` (logits at the masks' size) over ``batches``."""

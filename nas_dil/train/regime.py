@@ -28,6 +28,7 @@ from nas_dil.models import build_model
 from nas_dil.schedule import Schedule
 from nas_dil.train.config import TrialConfig
 from nas_dil.train.features import CachedFeatures, frozen_net, plan_features
+from nas_dil.train.recipe import Criterion
 
 if TYPE_CHECKING:  # torchvision is an extra: the frozen regimes import it when they run
     from nas_dil.models.backbones import BackboneSegNet
@@ -65,6 +66,10 @@ class Regime:
     def forward(self, x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Logits of a batch from ``train_batches``/``val_batches`` (``masks``: its labels)."""
         return self.model(x)
+
+    def loss(self, x: torch.Tensor, masks: torch.Tensor, criterion: Criterion) -> torch.Tensor:
+        """The training loss of a batch (`aux.AuxRegime` adds its head's)."""
+        return criterion(self.forward(x, masks).float(), masks)
 
     def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[Batch]:
         return self.data.train_batches(batch_size, epoch, seed)

@@ -22,6 +22,7 @@ from nas_dil.data import SegData, load_data
 from nas_dil.models import count_params
 from nas_dil.models.analytic import analytic_attrs
 from nas_dil.schedule import Schedule
+from nas_dil.train.aux import with_aux
 from nas_dil.train.config import TrainConfig, TrialConfig, TrialConfigError
 from nas_dil.train.fit import (
     EvalCallback,
@@ -33,6 +34,7 @@ from nas_dil.train.fit import (
     fit,
 )
 from nas_dil.train.memory import PeakMemory
+from nas_dil.train.recipe import criterion_for
 from nas_dil.train.regime import regime_for
 
 __all__ = [
@@ -184,9 +186,9 @@ def run_trial(
     data.configure(workers=workers, pin_memory=device.type == "cuda",
                    max_batch_pixels=tc.max_batch_pixels)
     cfg = replace(cfg, arch=replace(cfg.arch, num_classes=data.num_classes))
-    regime = regime_for(cfg, s, data, seed, device, feature_cache)
+    regime = with_aux(regime_for(cfg, s, data, seed, device, feature_cache), tc)
     f = fit(regime, tc, seed, val_batch_size=_val_batch_size(tc, data, crop), crop_hw=crop,
-            callback=callback, progress=progress)
+            callback=callback, progress=progress, criterion=criterion_for(tc, data, device))
     a = analytic_attrs(s, cfg.arch, crop) if known is None else known
     return TrialOutcome(TrialResult(
         miou=f.last["miou"], per_class_iou=f.last["per_class_iou"],

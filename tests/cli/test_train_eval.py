@@ -91,3 +91,30 @@ def test_eval_refuses_what_is_not_a_trained_export(tmp_path: Path,
     data = make_folder(tmp_path / "data", n=4)
     assert main(["eval", str(tmp_path / "nope"), "--data", str(data)]) == 2
     assert "no schedule.json" in capsys.readouterr().err
+
+
+def test_train_recipe_flags_then_eval_slide(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The recipe flags reach the trial's config; `eval --slide` with a window covering every
+    image gives the whole-image scores, overlapping windows a valid evaluation."""
+    data = make_folder(tmp_path / "data", n=10, sizes=[(24, 32), (20, 28)])
+    out = tmp_path / "net"
+    assert main(["train", *TINY, "--data", str(data), "--steps", "2", "--image-size", "16,24",
+                 "--batch-size", "4", "--optimizer", "sgd", "--lr-schedule", "poly",
+                 "--momentum", "0.8", "--class-weights", "inverse_frequency",
+                 "--label-smoothing", "0.1", "--slide", "16,16", "--out", str(out),
+                 "--json"]) == 0
+    train = json.loads(capsys.readouterr().out)["config"]["train"]
+    assert {k: train[k] for k in ("optimizer", "lr_schedule", "momentum", "class_weights",
+                                  "label_smoothing", "slide")} == {
+        "optimizer": "sgd", "lr_schedule": "poly", "momentum": 0.8,
+        "class_weights": "inverse_frequency", "label_smoothing": 0.1, "slide": [16, 16]}
+    scores = []
+    for slide in ([], ["--slide", "24,32"], ["--slide", "12,16", "--stride", "6,8"]):
+        assert main(["eval", str(out), "--data", str(data), "--json", *slide]) == 0
+        scores.append(json.loads(capsys.readouterr().out))
+    assert scores[1]["miou"] == scores[0]["miou"]
+    assert scores[1]["per_class_iou"] == scores[0]["per_class_iou"]
+    assert scores[2]["slide"] == {"window": [12, 16], "stride": [6, 8]}
+    assert main(["eval", str(out), "--data", str(data), "--stride", "8,8"]) == 2
+    assert "--stride 8,8: needs --slide H,W" in capsys.readouterr().err

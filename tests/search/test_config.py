@@ -257,3 +257,23 @@ def test_repeats_with_freeze_is_refused_where_the_file_is_parsed() -> None:
     assert str(e.value) == ("s.toml: sampler: repeats = 2 with [train] freeze = 'backbone': "
                             "each look would need its own feature cache; use repeats = 0 for "
                             "frozen studies")
+
+
+def test_recipe_keys_are_accepted_and_bad_values_refused_in_one_line() -> None:
+    cfg = parse(train={"optimizer": "sgd", "momentum": 0.9, "nesterov": True,
+                       "lr_schedule": "poly", "class_weights": [1, 2.5, 0.5],
+                       "label_smoothing": 0.1, "slide": [64, 48], "slide_stride": [32, 32]})
+    t = cfg.train  # type: ignore[attr-defined]
+    assert (t.optimizer, t.nesterov, t.lr_schedule) == ("sgd", True, "poly")
+    assert t.class_weights == (1.0, 2.5, 0.5) and t.slide == (64, 48)
+    inv = parse(train={"class_weights": "inverse_frequency"})
+    assert inv.train.class_weights == "inverse_frequency"  # type: ignore[attr-defined]
+    for train, fragment in [
+        ({"optimizer": "adam"}, "s.toml: train: optimizer='adam'"),
+        ({"class_weights": [1, "x"]}, "train.class_weights: expected list of numbers | str"),
+        ({"slide": 64}, "train.slide: expected list of int | None, got 64"),
+        ({"aux_weight": 0.4}, "aux_weight=0.4 needs a torchvision backbone"),
+    ]:
+        with pytest.raises(StudyConfigError) as e:
+            parse(train=train)
+        assert fragment in str(e.value) and "\n" not in str(e.value), str(e.value)
