@@ -79,6 +79,9 @@ def test_model_with_a_huge_rate() -> None:
     (["model", "--schedule", "1,2", "--size", "0"], "--size"),
     (["model", "--schedule", "1,2", "--size", "64,x"], "--size"),
     (["analyze", "1,2", "--size", "100000"], "--size"),
+    # issue 23 item 2: the repeat count meets the layer limit before any expansion (was > 60 s)
+    (["analyze", "1,2*100000000"], "200000000 layers: at most 256"),
+    (["analyze", "1*1000000000"], "1000000000 layers: at most 256"),
 ])
 def test_refused_in_one_line(args: list[str], fragment: str) -> None:
     # `model` imports torch, which reserves much address space at import (a CUDA build more
