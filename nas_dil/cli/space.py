@@ -58,9 +58,12 @@ def _degridding(r: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from nas_dil.spaces import load_space, sample_candidates
+    from nas_dil.spaces.space import SEED_MAX
 
     if args.sample is not None and not 1 <= args.sample <= SAMPLE_MAX:
         raise UserError(f"--sample {args.sample}: must be in [1, {SAMPLE_MAX}]")
+    if not 0 <= args.seed <= SEED_MAX:
+        raise UserError(f"--seed {args.seed}: must be in [0, {SEED_MAX}]")
     space = load_space(args.space)
     if args.crop is not None:
         from nas_dil.models.analytic import stack_maps

@@ -63,6 +63,7 @@ from nas_dil.search.samplers import (
     parse_sampler,
     sampler_class,
 )
+from nas_dil.spaces.space import SEED_MAX
 from nas_dil.train.config import TrainConfig, check_freeze
 
 __all__ = [
@@ -414,7 +415,7 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         space=space,
         space_path=_space_path(rd, space),
         n_trials=rd.integer(data.get("n_trials", 24), "n_trials", 1),
-        seed=rd.integer(data.get("seed", 0), "seed", 0),
+        seed=rd.integer(data.get("seed", 0), "seed", 0, SEED_MAX),  # the sampler's range
         storage=storage,
         out=out,
         keep_weights=rd.boolean(data.get("keep_weights", True), "keep_weights"),

@@ -292,6 +292,9 @@ def load_space(name_or_path: str | Path | Space) -> Space:
     return space_from_dict(data, path)
 
 
+SEED_MAX = 2**32 - 1  # Optuna's samplers seed numpy's legacy generator: seeds in [0, 2**32)
+
+
 def sample_candidates(space: Space | str | Path, n: int, seed: int) -> list[Candidate]:
     """``n`` candidates from an in-memory study with ``RandomSampler(seed)``: same seed, same
     list. Sampling is the same `Space.sample` a search uses (ask, sample, tell 0.0)."""

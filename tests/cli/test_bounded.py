@@ -82,6 +82,9 @@ def test_model_with_a_huge_rate() -> None:
     # issue 23 item 2: the repeat count meets the layer limit before any expansion (was > 60 s)
     (["analyze", "1,2*100000000"], "200000000 layers: at most 256"),
     (["analyze", "1*1000000000"], "1000000000 layers: at most 256"),
+    # issue 23 item 9: numpy's seeding refused them with a traceback
+    (["space", "hdc", "--sample", "2", "--seed", "-1"], "--seed -1: must be in [0, 4294967295]"),
+    (["space", "hdc", "--sample", "2", "--seed", "99999999999"], "--seed 99999999999: must be"),
 ])
 def test_refused_in_one_line(args: list[str], fragment: str) -> None:
     # `model` imports torch, which reserves much address space at import (a CUDA build more

@@ -67,6 +67,9 @@ def test_steps_budget_replaces_epochs() -> None:
     ({"sampler": {"name": "nsga2", "population_size": 2.5}},
      "sampler.population_size: expected int, got 2.5"),
     ({"sampler": {"name": "random", "seed": True}}, "sampler.seed: expected int | None"),
+    # issue 23 item 9: the study's key is named, not the sampler that refused it
+    ({"seed": 99999999999}, "s.toml: seed: expected an integer in [0, 4294967295], got 9999"),
+    ({"seed": -1}, "s.toml: seed: expected an integer in [0, 4294967295], got -1"),
     ({"sampler": {"name": "hvi", "beta": "big"}}, "sampler.beta: expected float | None, got 'big'"),
     ({"sampler": {"name": "hvi", "pool_size": 8}}, "sampler: pool_size = 8: must be"),
     ({"objectives": [{"name": "latency"}]}, "objectives[0].name: unknown objective 'latency'"),
