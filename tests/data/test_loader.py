@@ -4,6 +4,7 @@ labels checked per batch, stray-label classes, the node-local cache."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +301,74 @@ def test_check_and_training_give_one_verdict(tmp_path: Path,
     # an ignore_index outside the classes: both take it
     assert main(["data", "check", str(root), "--quiet", "--ignore-index", "1000"]) == 0
     assert load_data(cfg_for(root, ignore_index=1000)).num_classes == 301
+
+
+# --- issue 23 item 16: no DataLoader process outlives the process that trains ----------------
+
+_TRAINING = """
+import sys
+from nas_dil.data import DataConfig
+from nas_dil.train import TrialConfig, run_trial
+from nas_dil.train.config import TrainConfig
+
+cfg = TrialConfig(data=DataConfig(source=sys.argv[1], image_size=32),
+                  train=TrainConfig(epochs=None, seconds=600, cpus=2, batch_size=2))
+run_trial(cfg, "1,2", progress=lambda step, total, info: print("step", step, flush=True))
+"""
+
+
+def marked_processes(mark: str) -> dict[int, bytes]:
+    """pid -> command line of every process whose environment carries ``NAS_DIL_TEST_RUN=mark``
+    (inherited: the process a test started and everything below it, reparented or not)."""
+    import glob
+
+    found = {}
+    for env in glob.glob("/proc/[0-9]*/environ"):
+        pid = int(env.split("/")[2])
+        try:
+            with open(env, "rb") as f:
+                if f"NAS_DIL_TEST_RUN={mark}".encode() not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                found[pid] = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue  # exited, not yet reaped by its parent
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_no_loader_process_outlives_a_killed_trial(tmp_path: Path, sig: signal.Signals) -> None:
+    """A trial on folder data with cpus = 2 decodes in a DataLoader worker forked by a
+    forkserver. Killed mid-training (SIGTERM; SIGKILL, as a Ray worker is), the forkserver and
+    the worker lived on (each held the other's pipe open); now they end with the trial."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+    import time
+
+    root = make_folder(tmp_path / "d", n=12, sizes=[(48, 64)])
+    mark = secrets.token_hex(8)
+    proc = subprocess.Popen([sys.executable, "-c", _TRAINING, str(root)], text=True,
+                            stdout=subprocess.PIPE, env={**os.environ, "NAS_DIL_TEST_RUN": mark})
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("step 3"):  # training: the worker has served batches
+                break
+        helpers = {p: c for p, c in marked_processes(mark).items() if p != proc.pid}
+        assert sum(b"forkserver" in c for c in helpers.values()) >= 2, helpers  # + its worker
+        proc.send_signal(sig)
+        proc.wait(30)
+        deadline = time.monotonic() + 5
+        while (left := marked_processes(mark)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left, left
+    finally:
+        for pid in marked_processes(mark):
+            os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
