@@ -15,6 +15,7 @@ from PIL import Image
 from nas_dil.data import DataConfig, DataError, SegData, load_data
 from nas_dil.data.check import NOISE_PIXELS
 from nas_dil.train import cpu_plan
+from tests.processes import MARK, marked_processes
 
 from ._builders import make_cityscapes, make_folder, make_voc, write_image, write_mask
 from .test_data_folders import red_code
@@ -317,28 +318,6 @@ run_trial(cfg, "1,2", progress=lambda step, total, info: print("step", step, flu
 """
 
 
-def marked_processes(mark: str) -> dict[int, bytes]:
-    """pid -> command line of every process whose environment carries ``NAS_DIL_TEST_RUN=mark``
-    (inherited: the process a test started and everything below it, reparented or not)."""
-    import glob
-
-    found = {}
-    for env in glob.glob("/proc/[0-9]*/environ"):
-        pid = int(env.split("/")[2])
-        try:
-            with open(env, "rb") as f:
-                if f"NAS_DIL_TEST_RUN={mark}".encode() not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                found[pid] = f.read()
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue  # exited, not yet reaped by its parent
-        except OSError:
-            continue
-    return found
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_no_loader_process_outlives_a_killed_trial(tmp_path: Path, sig: signal.Signals) -> None:
     """A trial on folder data with cpus = 2 decodes in a DataLoader worker forked by a
@@ -353,7 +332,7 @@ def test_no_loader_process_outlives_a_killed_trial(tmp_path: Path, sig: signal.S
     root = make_folder(tmp_path / "d", n=12, sizes=[(48, 64)])
     mark = secrets.token_hex(8)
     proc = subprocess.Popen([sys.executable, "-c", _TRAINING, str(root)], text=True,
-                            stdout=subprocess.PIPE, env={**os.environ, "NAS_DIL_TEST_RUN": mark})
+                            stdout=subprocess.PIPE, env={**os.environ, MARK: mark})
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
