@@ -28,3 +28,43 @@ def marked_processes(mark: str) -> dict[int, bytes]:
         except OSError:  # ended while we looked
             continue
     return found
+
+
+def descendants(pid: int) -> dict[int, bytes]:
+    """pid -> command line of every live process below ``pid`` (its children, theirs, …)."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(name))
+    found: dict[int, bytes] = {}
+    todo = [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            try:
+                with open(f"/proc/{c}/cmdline", "rb") as f:
+                    found[c] = f.read()
+            except OSError:
+                continue
+            todo.append(c)
+    return found
+
+
+def alive(pids: object) -> list[int]:
+    """Those of ``pids`` that still run (zombies count as ended)."""
+    out = []
+    for pid in pids:  # type: ignore[attr-defined]
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    out.append(pid)
+        except OSError:
+            continue
+    return out

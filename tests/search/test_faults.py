@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_dil.search import run_search
-from tests.processes import MARK, marked_processes
+from tests.processes import MARK, alive, descendants, marked_processes
 from tests.search.conftest import (
     REPO,
     RayCluster,
@@ -346,3 +346,53 @@ def test_sigterm_at_any_point_stops_within_3_s_and_leaves_no_process(tmp_path: P
     assert took <= 3.0, (took, err)
     _none_left(mark)
     assert not any(cache.glob(".tmp-*"))
+
+
+def test_a_killed_ray_workers_loader_processes_end_with_it(ray_cluster: RayCluster,
+                                                           tmp_path: Path) -> None:
+    """Issue 23 item 16, under Ray: a trial on folder data with cpus = 2 decodes in a
+    DataLoader worker of a forkserver below the Ray worker; SIGKILL of the Ray worker left
+    both alive (re-parented to init). Now they end with it."""
+    from tests.data._builders import make_folder
+
+    data = make_folder(tmp_path / "data", n=12, sizes=[(48, 64)])
+    cfg = tmp_path / "k.toml"
+    cfg.write_text(f"""
+name = "k"
+space = "exponential"
+n_trials = 1
+[parallel]
+max_in_flight = 1
+cpus = 2
+max_retries = 0
+[trial]
+kind = "train"
+[data]
+source = "{data}"
+image_size = 32
+[train]
+seconds = 300
+batch_size = 2
+[constraints]
+allow_dead_taps = true
+[early_stop]
+enabled = false
+""")
+    proc = start_cli(str(cfg), "--out", str(tmp_path / "out"), "--address",
+                     ray_cluster.address, "--no-report")
+    try:
+        def loading() -> tuple[int, dict[int, bytes]] | None:
+            for pid in trial_workers():
+                below = descendants(pid)
+                if sum(b"forkserver" in c for c in below.values()) >= 2:  # + its worker
+                    return pid, below
+            return None
+
+        worker, below = wait_for(loading, 180)
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: not alive(below), 5)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
