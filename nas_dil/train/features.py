@@ -253,7 +253,8 @@ def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: 
                   batch_size: int = 16, progress: bool | Callable[[int], Any] = False,
                   ) -> FeatureCache:
     """The cache of ``key`` under ``root``: reused when valid, else built (atomically: in a
-    temporary folder renamed into place once every file and the manifest are written).
+    temporary folder renamed into place once every file and the manifest are written; the
+    temporary folder of a builder that died is removed by the next one, `remove_stale`).
 
     ``progress``: True for a tqdm bar, or a callable given the images done after each batch.
     """
