@@ -1,19 +1,30 @@
 """Typed reading of parsed TOML tables (space files, study files): one `TomlReader` whose
-every failure is one line naming the file, the dotted key and the problem."""
+every failure is one line naming the file, the dotted key and the problem.
+
+Every line has one format, ``<file>: <dotted.key>: <problem>``. The reader types a key from
+its dataclass field's annotation (`dataclass_kwargs`) and builds the config with `construct`,
+whose ``__post_init__`` checks the ranges declared on its fields (`nas_dil._check`): the
+same check as a config built in Python, its refusal re-worded here to name the file and key.
+No TOML number may be NaN or ±inf (no setting takes them)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
-from typing import Any
+from typing import Any, TypeVar
 
+from nas_dil._check import Bound, is_int
 from nas_dil.errors import UserError
 
 __all__ = ["TomlReader", "annotation_kinds", "is_int"]
 
+T = TypeVar("T")
 
-def is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+
+def _finite(v: object) -> bool:
+    """A number that is not NaN or ±inf (TOML spells them nan, inf, -inf)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _bounds(lo: float | None, hi: float | None) -> str:
@@ -42,8 +53,7 @@ def annotation_kinds(annotation: str) -> list[str]:
 _KINDS: dict[str, Callable[[object], Any | None]] = {
     "bool": lambda v: v if isinstance(v, bool) else None,
     "int": lambda v: v if is_int(v) else None,
-    "float": lambda v: float(v) if isinstance(v, int | float) and not isinstance(v, bool)
-    else None,
+    "float": lambda v: float(v) if _finite(v) else None,  # type: ignore[arg-type]
     "str": lambda v: v if isinstance(v, str) else None,
     "tuple[int, ...]": lambda v: tuple(v) if isinstance(v, list) and all(map(is_int, v))
     else None,
@@ -98,10 +108,18 @@ class TomlReader:
             raise self.err(key, f"expected an integer{_bounds(lo, hi)}, got {v!r}")
         return v  # type: ignore[return-value]
 
+    def ranged(self, v: object, key: str, bound: Bound) -> Any:
+        """``v`` in a shared range (`nas_dil._check.SEED`), NaN and inf refused."""
+        problem = bound.problem(v)
+        if problem is not None:
+            raise self.err(key, f"{problem}, got {v!r}")
+        return v if bound.integer else float(v)  # type: ignore[arg-type]
+
     def number(self, v: object, key: str, lo: float | None = None) -> float:
-        if isinstance(v, bool) or not isinstance(v, int | float) or (lo is not None and v < lo):
-            raise self.err(key, f"expected a number{_bounds(lo, None)}, got {v!r}")
-        return float(v)
+        """A finite number (NaN fails ``lo <= v`` as it fails every comparison)."""
+        if not _finite(v) or not (lo is None or lo <= v):  # type: ignore[operator]
+            raise self.err(key, f"expected a finite number{_bounds(lo, None)}, got {v!r}")
+        return float(v)  # type: ignore[arg-type]
 
     def int_list(self, v: object, key: str, lo: int, hi: int | None = None,
                  what: str | None = None) -> tuple[int, ...]:
@@ -132,6 +150,8 @@ class TomlReader:
                 return got
         if not any(k in _KINDS for k in kinds):
             raise self.err(key, f"cannot be set from a TOML file (expects {annotation})")
+        if "float" in kinds and isinstance(v, float) and not math.isfinite(v):
+            raise self.err(key, f"expected a finite number, got {v!r}")
         spoken = " | ".join(_SPOKEN.get(k, k) for k in kinds)
         raise self.err(key, f"expected {spoken}, got {v!r}")
 
@@ -149,3 +169,19 @@ class TomlReader:
                                f"unknown key (allowed: {', '.join(sorted(hints))})")
             out[k] = self.typed(v, hints[k], f"{prefix}{k}")
         return out
+
+    def construct(self, cls: Callable[..., T], kwargs: Mapping[str, Any], key: str) -> T:
+        """``cls(**kwargs)`` (the config checks its own fields); its refusal re-raised as one
+        line of this file (`refusal`)."""
+        try:
+            return cls(**kwargs)
+        except UserError as e:
+            raise self.refusal(e, key) from None
+
+    def refusal(self, e: UserError, key: str) -> UserError:
+        """A config's own refusal as one line of this file: ``key.<field>`` when one field is
+        at fault (``e.field``), else ``key`` with the config's own ``"<key>: "`` dropped."""
+        at = f"{key}." if key else ""
+        if e.field is not None:
+            return self.err(f"{at}{e.field[0]}", e.field[1])
+        return self.err(key or None, str(e).removeprefix(f"{key}: "))

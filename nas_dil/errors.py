@@ -16,6 +16,10 @@ __all__ = ["UserError", "first_line", "writable_folder"]
 class UserError(Exception):
     """Bad input: a schedule, a space or study file, a data folder, a storage URL…"""
 
+    # (field, problem) when one config field is at fault (``nas_dil._check.check_fields``):
+    # a file reader re-raises it as "<file>: <table>.<field>: <problem>"
+    field: tuple[str, str] | None = None
+
 
 def first_line(e: BaseException | str, limit: int = 300) -> str:
     """The first line of an error's text (its type name when it has none), cut to ``limit``:

@@ -96,7 +96,7 @@ def _trial_main(root: str, workers: int, steps: int, cache: str) -> None:
                         cache=cache),
         train=TrainConfig(epochs=None, steps=steps, eval_every_steps=steps, batch_size=BATCH,
                           val_batch_size=8, threads=1, device="cpu"))
-    r = run_trial(cfg, "1,2,5,1,2,5", seed=0)
+    r = run_trial(cfg, "1,2,5,1,2,5", seed=0).result
     print(json.dumps({"wall_s": r.wall_time_s, "images_per_s": r.images_per_s,
                       "miou": r.miou, "self_peak_rss": r.peak_mem_bytes}))
 

@@ -128,6 +128,7 @@ def bench_ask(inflight: int = 16, done: int = 48, steps: int = 40,
     from nas_dil.data.synthetic import NUM_CLASSES
     from nas_dil.search.config import SamplerConfig, load_study_config
     from nas_dil.search.driver import make_sampler
+    from nas_dil.search.resolved import ResolvedStudy
     from nas_dil.spaces import load_space
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -137,7 +138,7 @@ def bench_ask(inflight: int = 16, done: int = 48, steps: int = 40,
                               sampler=SamplerConfig(SAMPLER, {}), constraints=())
     space = load_space(cfg.space_path)
     study = optuna.create_study(directions=[o.direction for o in cfg.objectives],
-                                sampler=make_sampler(cfg, space, NUM_CLASSES))
+                                sampler=make_sampler(ResolvedStudy(cfg, space, NUM_CLASSES)))
     rng = np.random.default_rng(seed)
 
     def ask() -> tuple[Any, float]:

@@ -84,7 +84,7 @@ def run_job(job: Job) -> dict[str, Any]:
     d = {**d, "data": {**d["data"], "seed": data_seed},
          "train": {**d["train"], "lr": d["train"]["lr"] * job.lr_scale}}
     cfg = TrialConfig.from_dict(d)
-    res = run_trial(cfg, ",".join(map(str, job.rates)), seed=job.seed)
+    res = run_trial(cfg, ",".join(map(str, job.rates)), seed=job.seed).result
     return {"kind": job.kind, "rates": list(job.rates), "lr_scale": job.lr_scale,
             "lr": cfg.train.lr, "seed": job.seed, "data_seed": data_seed, "miou": res.miou,
             "per_class_iou": res.per_class_iou, "flops": res.flops, "rf": res.rf,

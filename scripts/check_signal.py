@@ -38,7 +38,7 @@ def main() -> int:
                 data=DataConfig(image_size=64, n_train=512, n_val=512, seed=seed),
                 train=TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, device="cpu"),
             )
-            mious.append(run_trial(cfg, sched, seed=seed).miou)
+            mious.append(run_trial(cfg, sched, seed=seed).result.miou)
         rows[label] = mious
         print(f"| {label} | {statistics.mean(mious):.3f} ± {statistics.stdev(mious):.3f} | "
               + " ".join(f"{m:.3f}" for m in mious) + " |", flush=True)

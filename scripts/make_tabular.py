@@ -78,7 +78,7 @@ def train_row(rates: tuple[int, ...], seed: int, epochs: int | None = None,
     train = dict(b["train"]) | ({"epochs": epochs} if epochs is not None else {})
     cfg = TrialConfig(arch=ArchConfig(**b["arch"]), data=DataConfig(**b["data"]),
                       train=TrainConfig(**train))
-    r = run_trial(cfg, Schedule(tuple(rates)), seed=seed)
+    r = run_trial(cfg, Schedule(tuple(rates)), seed=seed).result
     return {
         "schedule": schedule_key(rates), "depth": len(rates), "kernel": KERNEL,
         "output_stride": b["arch"]["output_stride"], "width": b["arch"]["width"], "rf": r.rf,

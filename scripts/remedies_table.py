@@ -32,7 +32,7 @@ def job(args: tuple[str, int]) -> tuple[str, int, float, int, int]:
 
     c = Candidate(kernel=3, output_stride=4, width=16, **KINDS[kind])
     cfg = TrialConfig.from_dict(trial_config(REPO / "studies" / "quickstart.toml", 4, 16, 1))
-    r = run_trial(cfg, c.schedule, seed=seed)
+    r = run_trial(cfg, c.schedule, seed=seed).result
     return kind, seed, r.miou, r.flops, r.holes
 
 

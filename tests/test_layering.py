@@ -13,7 +13,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "nas_dil"
 # rank of each top-level part of the package; shared helpers sit below everything
 RANK = {
-    "errors": 0, "resources": 0, "_lazy": 0, "_toml": 0, "pareto": 0, "schedule": 1,
+    "errors": 0, "resources": 0, "_lazy": 0, "_toml": 0, "_check": 0, "pareto": 0, "schedule": 1,
     "spaces": 2,
     "models": 3, "data": 4, "train": 5, "search": 6, "report": 7, "export": 7, "cli": 8,
     "__main__": 9, "__init__": 9,
@@ -137,3 +137,25 @@ def test_no_import_cycle() -> None:
 def test_the_cycle_check_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_search_loop_imports_nothing_from_train_or_data() -> None:
+    """The driver is the loop: trials train in workers, caches are prepared by preflight, so
+    nas_dil/search/driver.py imports nothing from nas_dil.train or nas_dil.data."""
+    path = PKG / "search" / "driver.py"
+    bad = sorted(m for m in _targets(path) if m.split(".")[1:2] in (["train"], ["data"]))
+    assert not bad, f"search/driver.py imports {bad}"
+
+
+def test_importing_the_search_loop_does_not_import_torch() -> None:
+    """``import nas_dil.search.driver`` in a fresh interpreter leaves torch unloaded (passes
+    once the feature caches are prepared outside the driver: issue 20)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys, nas_dil.search.driver; assert 'torch' not in sys.modules, 'torch'"
+    env = {**os.environ, "PYTHONPATH": str(PKG.parent)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

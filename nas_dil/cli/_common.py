@@ -8,6 +8,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from nas_dil._check import Bound, flag_type
+from nas_dil.schedule.types import MAX_LAYERS
+
 
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=None, separators=(",", ":"), default=str)
@@ -18,6 +21,11 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [list(map(str, header)), *[[str(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells)
+
+
+def int_flag(flag: str, ge: int | None = None, le: int | None = None) -> Any:
+    """An argparse type for an integer flag in [ge, le] that fills no config field."""
+    return flag_type(Bound(True, ge=ge, le=le), flag)
 
 
 def add_study_source(p: argparse.ArgumentParser) -> None:
@@ -50,7 +58,8 @@ def add_variant_args(p: argparse.ArgumentParser) -> None:
                    help="per-axis rates: the dilation of each layer along the width")
     p.add_argument("--smooth", action="store_true",
                    help="smoothed dilated convs: a shared (2r-1) pre-filter before each layer")
-    p.add_argument("--tail", type=int, default=0, metavar="N",
+    p.add_argument("--tail", type=flag_type(Bound(True, ge=0, le=MAX_LAYERS), "--tail"),
+                   default=0, metavar="N",
                    help="the last N layers are a degridding tail (never residual)")
 
 

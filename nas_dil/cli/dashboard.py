@@ -7,15 +7,18 @@ import signal
 import sys
 from types import FrameType
 
-from nas_dil.cli._common import add_study_source
+from nas_dil._check import Bound, flag_type
+from nas_dil.cli._common import add_study_source, int_flag
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_study_source(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
-    p.add_argument("--refresh", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--port", type=int_flag("--port", 0, 65535), default=8080,
+                   help="port (default 8080; 0: any free)")
+    p.add_argument("--refresh", type=flag_type(Bound(False, gt=0, le=86_400), "--refresh"),
+                   default=10.0, metavar="SECONDS",
                    help="rebuild the attached figures this often when trials change")
 
 
@@ -24,13 +27,8 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_dil.errors import UserError
     from nas_dil.report.dashboard import serve_dashboard
 
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port {args.port}: must be in 0..65535")
-    if args.refresh <= 0:
-        raise UserError(f"--refresh {args.refresh}: must be > 0")
     server = serve_dashboard(args.source, args.study, host=args.host, port=args.port,
                              refresh_s=args.refresh)
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -10,16 +10,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nas_dil._check import field_flag
 from nas_dil.cli._common import print_json
+from nas_dil.data.config import DataConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["check"], help="check: the full scan")
     p.add_argument("folder", metavar="DIR", help="a data folder (folder, VOC or Cityscapes)")
     p.add_argument("--layout", default="auto", choices=["auto", "folder", "voc", "cityscapes"])
-    p.add_argument("--num-classes", type=int, default=None,
+    p.add_argument("--num-classes", type=field_flag(DataConfig, "num_classes", "--num-classes"),
+                   default=None,
                    help="check labels against this count (default: the layout's or classes.txt)")
-    p.add_argument("--ignore-index", type=int, default=255)
+    p.add_argument("--ignore-index", default=255,
+                   type=field_flag(DataConfig, "ignore_index", "--ignore-index"))
     p.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

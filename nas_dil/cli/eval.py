@@ -8,7 +8,10 @@ import argparse
 import sys
 from typing import Any
 
+from nas_dil._check import field_flag
 from nas_dil.cli._common import format_table, print_json
+from nas_dil.data.config import DataConfig
+from nas_dil.train.config import TrainConfig
 
 LAYOUTS = ["auto", "folder", "voc", "cityscapes"]
 
@@ -24,14 +27,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scales", default="1", metavar="S,S,…",
                    help="test-time scales, probabilities averaged (e.g. 0.75,1,1.25)")
     p.add_argument("--flip", action="store_true", help="also average the mirrored image")
-    p.add_argument("--val-size", type=int, default=None, metavar="PX",
+    p.add_argument("--val-size", type=field_flag(DataConfig, "val_size", "--val-size"),
+                   default=None, metavar="PX",
                    help="resize images to this longer side first (default: full size)")
-    p.add_argument("--ignore-index", type=int, default=255, help="label that counts for nothing")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-batch-pixels", type=int, default=16 * 512 * 512,
+    p.add_argument("--ignore-index", default=255, help="label that counts for nothing",
+                   type=field_flag(DataConfig, "ignore_index", "--ignore-index"))
+    p.add_argument("--batch-size", default=8,
+                   type=field_flag(TrainConfig, "val_batch_size", "--batch-size"))
+    p.add_argument("--max-batch-pixels", default=16 * 512 * 512,
+                   type=field_flag(TrainConfig, "max_batch_pixels", "--max-batch-pixels"),
                    help="cap on images × H × W in one batch (one image at least)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--cpus", type=int, default=None, help="CPUs to use (threads + workers)")
+    p.add_argument("--cpus", type=field_flag(TrainConfig, "cpus", "--cpus"), default=None,
+                   help="CPUs to use (threads + workers)")
     p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -40,13 +48,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from nas_dil.data import DataConfig, load_data
-    from nas_dil.errors import UserError
     from nas_dil.export import load_exported, read_export
     from nas_dil.train import cpu_plan, evaluate_model, parse_scales, resolve_device
 
     scales = parse_scales(args.scales)
-    if args.batch_size < 1 or args.max_batch_pixels < 1:
-        raise UserError("--batch-size and --max-batch-pixels must be >= 1")
     doc = read_export(args.export_dir)
     model = load_exported(args.export_dir, require_weights=True)
     n_classes = int(doc["arch"]["num_classes"])

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import argparse
 
+from nas_dil._check import MAX_KERNEL, field_flag
 from nas_dil.cli._arch import parse_arch
 from nas_dil.cli._common import (
     add_variant_args,
     format_table,
+    int_flag,
     parse_size,
     print_json,
     schedule_from_args,
 )
+from nas_dil.models.config import ArchConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", required=True, help="dilation rates, e.g. 1,2,5,1,2,5")
-    p.add_argument("--kernel", type=int, default=3, help="stack kernel size (odd)")
+    p.add_argument("--kernel", type=int_flag("--kernel", 1, MAX_KERNEL), default=3,
+                   help="stack kernel size (odd)")
     add_variant_args(p)
     p.add_argument("--arch", help="key=value,… (output_stride=8,width=32,context=true) or JSON")
     p.add_argument("--size", default="64", metavar="H[,W]",
                    help="input size in pixels, H or H,W (default 64): FLOPs, dead taps (taps "
                         "that read only padding at this size) and the usable RF")
-    p.add_argument("--num-classes", type=int, default=None, help="logits per pixel")
+    p.add_argument("--num-classes", type=field_flag(ArchConfig, "num_classes", "--num-classes"),
+                   default=None, help="logits per pixel")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nas_dil.cli._common import print_json
+from nas_dil.cli._common import int_flag, print_json
 from nas_dil.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="a study file (studies/quickstart.toml) or a shipped name")
-    p.add_argument("--n-trials", type=int, metavar="N",
+    p.add_argument("--n-trials", type=int_flag("--n-trials", 1), metavar="N",
                    help="finished trials the study should reach (default: the config's)")
     p.add_argument("--storage", metavar="URL",
                    help="SQLAlchemy URL, e.g. postgresql://user@host/db "
@@ -51,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
     from nas_dil.search.progress import fmt_duration
     from nas_dil.search.storage import default_url, safe_url
 
-    if args.n_trials is not None and args.n_trials < 1:
-        raise UserError(f"--n-trials {args.n_trials}: must be >= 1")
     cfg = load_study_config(args.study)
     try:
         summary = run_search(cfg, n_trials=args.n_trials, storage=args.storage, out=args.out,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nas_dil.cli._common import format_table, print_json
+from nas_dil._check import SEED, flag_type
+from nas_dil.cli._common import format_table, int_flag, print_json
 from nas_dil.errors import UserError
 
 LIST_LIMIT = 10_000  # --list refuses larger spaces unless --limit says otherwise
@@ -15,14 +16,17 @@ SAMPLE_MAX = 100_000  # --sample draws one Optuna trial each (~1 ms): more is a 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("space", help="a space file (search_spaces/hdc.toml) or a shipped name (hdc)")
     p.add_argument("--count", action="store_true", help="print the number of candidates")
-    p.add_argument("--sample", type=int, metavar="N",
+    p.add_argument("--sample", type=int_flag("--sample", 1, SAMPLE_MAX), metavar="N",
                    help=f"draw N candidates (Optuna, seeded; N <= {SAMPLE_MAX})")
-    p.add_argument("--seed", type=int, default=0, help="seed for --sample (default 0)")
+    p.add_argument("--seed", type=flag_type(SEED, "--seed"), default=0,
+                   help="seed for --sample (default 0)")
     p.add_argument("--list", action="store_true", help="enumerate every candidate")
-    p.add_argument("--limit", type=int, default=LIST_LIMIT, help="most candidates to --list")
+    p.add_argument("--limit", type=int_flag("--limit", 0), default=LIST_LIMIT,
+                   help="most candidates to --list")
     p.add_argument("--crop", metavar="H[xW]",
                    help="keep only candidates whose stack taps all land on the image at this "
-                        "training crop, behind nas-dil's stem (what avoid_dead_taps does)")
+                        "training crop, behind nas-dil's stem (what a study's dead_taps = "
+                        "'avoid' does)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -58,12 +62,7 @@ def _degridding(r: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from nas_dil.spaces import load_space, sample_candidates
-    from nas_dil.spaces.space import SEED_MAX
 
-    if args.sample is not None and not 1 <= args.sample <= SAMPLE_MAX:
-        raise UserError(f"--sample {args.sample}: must be in [1, {SAMPLE_MAX}]")
-    if not 0 <= args.seed <= SEED_MAX:
-        raise UserError(f"--seed {args.seed}: must be in [0, {SEED_MAX}]")
     space = load_space(args.space)
     if args.crop is not None:
         from nas_dil.models.analytic import stack_maps

@@ -7,9 +7,11 @@ import argparse
 import sys
 from typing import Any
 
+from nas_dil._check import MAX_KERNEL, SEED, field_flag, flag_type
 from nas_dil.cli._arch import parse_arch
-from nas_dil.cli._common import format_table, print_json
-from nas_dil.errors import UserError
+from nas_dil.cli._common import format_table, int_flag, print_json
+from nas_dil.data.config import DataConfig
+from nas_dil.train.config import TrainConfig
 
 
 def image_size(text: str) -> int | tuple[int, int]:
@@ -26,39 +28,47 @@ def image_size(text: str) -> int | tuple[int, int]:
 
 
 def _budget(args: argparse.Namespace) -> dict[str, Any]:
-    """The one budget given (0 or less is refused: it used to fall back to 6 epochs)."""
+    """The one budget given (its flag's type holds it to TrainConfig's range: 0, NaN and inf
+    are refused, 0 used to fall back to 6 epochs)."""
     for name in ("epochs", "steps", "seconds"):
         v = getattr(args, name)
         if v is not None:
-            if v <= 0:
-                raise UserError(f"--{name} {v:g}: a training budget must be > 0")
             return {"epochs": None, name: v}
     return {"epochs": 6}
 
 
+def _train_flag(name: str) -> Any:
+    return field_flag(TrainConfig, name, f"--{name.replace('_', '-')}")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", required=True, help="dilation rates, e.g. 1,2,5,1,2,5")
-    p.add_argument("--kernel", type=int, default=3, help="stack kernel size (odd)")
+    p.add_argument("--kernel", type=int_flag("--kernel", 1, MAX_KERNEL), default=3,
+                   help="stack kernel size (odd)")
     p.add_argument("--arch", help="key=value,… (output_stride=8,width=32,context=true) or JSON")
     p.add_argument("--data", default="synthetic", help="'synthetic' or a data folder")
     p.add_argument("--layout", default="auto", choices=["auto", "folder", "voc", "cityscapes"])
     p.add_argument("--image-size", type=image_size, default=64, metavar="SIDE|H,W",
                    help="train crop: a side or H,W (px)")
-    p.add_argument("--num-classes", type=int, default=None, help="default: read from the data")
+    p.add_argument("--num-classes", type=field_flag(DataConfig, "num_classes", "--num-classes"),
+                   default=None, help="default: read from the data")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, help="budget in epochs (default 6)")
-    budget.add_argument("--steps", type=int, help="budget in optimiser steps")
-    budget.add_argument("--seconds", type=float, help="budget in seconds of training")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-3)
+    budget.add_argument("--epochs", type=_train_flag("epochs"), help="budget in epochs (default 6)")
+    budget.add_argument("--steps", type=_train_flag("steps"), help="budget in optimiser steps")
+    budget.add_argument("--seconds", type=_train_flag("seconds"),
+                        help="budget in seconds of training")
+    p.add_argument("--batch-size", type=_train_flag("batch_size"), default=16)
+    p.add_argument("--lr", type=_train_flag("lr"), default=3e-3)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--cpus", type=int, default=None,
+    p.add_argument("--threads", type=_train_flag("threads"), default=None,
+                   help="torch CPU threads")
+    p.add_argument("--cpus", type=_train_flag("cpus"), default=None,
                    help="CPUs to use: torch threads and data workers split them "
                         "(default: those this process may run on)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=field_flag(DataConfig, "workers", "--workers"), default=None,
                    help="data loading processes (default: from --cpus)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=flag_type(SEED, "--seed"), default=0,
+                   help="training seed (default 0)")
     p.add_argument("--out", metavar="DIR",
                    help="save the trained net as an export folder (schedule.json + weights.pt)"
                         "; `nas-dil eval DIR --data …` measures it")
@@ -116,10 +126,9 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(miou=f"{miou:.3f}", loss=f"{partial['loss_curve'][-1]:.3f}")
         return False
 
-    keep: dict[str, Any] = {}
     try:
-        result = run_trial(cfg, s, seed=args.seed, callback=on_eval, progress=progress,
-                           data=data, keep_model=keep)
+        outcome = run_trial(cfg, s, seed=args.seed, callback=on_eval, progress=progress,
+                            data=data)
     except TrialFailed as e:
         if bar is not None:
             bar.close()
@@ -132,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
         data.close()
-    d = result.to_dict()
-    written = _save(args, keep["model"], d, info) if args.out else None
+    d = outcome.result.to_dict()
+    written = _save(args, outcome.model, d, info) if args.out else None
     if args.json:
         print_json({"status": "complete", **d, **({"out": written} if written else {})})
         return 0
@@ -160,25 +169,24 @@ def _save(args: argparse.Namespace, model: Any, d: dict[str, Any], info: dict[st
           ) -> str:
     """The trained net as an export folder, through export's one writer."""
     from nas_dil.export.bundle import write_bundle
+    from nas_dil.export.doc import ExportDoc
     from nas_dil.models import model_config
 
     keys = ("miou", "pixel_acc", "per_class_iou", "miou_curve", "loss_curve", "wall_time_s",
             "images_per_s", "peak_mem_bytes")
     cfg = d["config"]
-    doc = {
-        "model_config": model_config(model),
-        "candidate": None,
-        "objectives": [],
-        "values": {"miou": d["miou"], "rf": d["rf"], "gflops": d["flops"] / 1e9},
-        "metrics": {k: d[k] for k in keys},
-        "rf": d["rf"], "rf_stack": d["rf_stack"], "holes": d["holes"], "coverage": None,
-        "gridding_free": d["gridding_free"], "macs": d["macs"], "flops": d["flops"],
-        "gflops": d["flops"] / 1e9, "feasible": None, "constraints": {},
-        "class_names": list(info.get("class_names") or []),
-        "pick": {"rule": "train", "reason": "trained by nas-dil train --out"},
-        "weights_note": "weights of the trained net (nas-dil train --out)",
-        "provenance": {"study": None, "storage": None, "trial": None, "seed": d["seed"],
-                       "data": info, "trial_config": cfg, "node": d["node"]},
-    }
+    doc = ExportDoc(
+        model_config=model_config(model),
+        values={"miou": d["miou"], "rf": d["rf"], "gflops": d["flops"] / 1e9},
+        metrics={k: d[k] for k in keys},
+        rf=d["rf"], rf_stack=d["rf_stack"], holes=d["holes"],
+        gridding_free=d["gridding_free"], macs=d["macs"], flops=d["flops"],
+        gflops=d["flops"] / 1e9,
+        class_names=tuple(info.get("class_names") or []),
+        pick={"rule": "train", "reason": "trained by nas-dil train --out"},
+        weights_note="weights of the trained net (nas-dil train --out)",
+        provenance={"study": None, "storage": None, "trial": None, "seed": d["seed"],
+                    "data": info, "trial_config": cfg, "node": d["node"]},
+    )
     write_bundle(args.out, doc, model, force=args.force)
     return str(args.out)

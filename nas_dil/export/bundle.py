@@ -34,29 +34,28 @@ import platform
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas_dil.errors import UserError, writable_folder
+from nas_dil.export.doc import FORMAT, FORMAT_VERSION, ExportDoc
 from nas_dil.export.pick import Pick, parse_pick, select_trial
-from nas_dil.report.data import feasible
 from nas_dil.report.source import StudySource, open_study
 from nas_dil.resources import source_commit
-from nas_dil.search.records import TrialRecord
 
 if TYPE_CHECKING:
     import optuna
     import torch
-    from optuna.trial import FrozenTrial
 
-__all__ = ["FORMAT", "ExportError", "ExportResult", "export_trial", "load_exported",
-           "read_export", "write_bundle"]
+    from nas_dil.search.looks import CandidateResult
+    from nas_dil.search.records import TrialRecord
 
-FORMAT = "nas-dil-export"
-FORMAT_VERSION = 1
+__all__ = ["FORMAT", "FORMAT_VERSION", "ExportDoc", "ExportError", "ExportResult",
+           "export_trial", "load_exported", "read_export", "write_bundle"]
 SCHEDULE_FILE = "schedule.json"
 WEIGHTS_FILE = "weights.pt"
 ONNX_FILE = "model.onnx"
@@ -91,19 +90,18 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _model_config(t: FrozenTrial, where: str) -> dict[str, Any]:
+def _model_config(number: int, rec: TrialRecord, where: str) -> dict[str, Any]:
     from nas_dil.models import ArchConfig
     from nas_dil.spaces import Candidate
 
-    attrs = t.user_attrs
-    missing = [k for k in ("candidate", "arch") if not isinstance(attrs.get(k), dict)]
+    missing = [k for k in ("candidate", "arch") if not isinstance(getattr(rec, k), dict)]
     if missing:
-        raise ExportError(f"{where}: trial {t.number} lacks the {', '.join(missing)} attribute "
+        raise ExportError(f"{where}: trial {number} lacks the {', '.join(missing)} attribute "
                           "(not written by a nas-dil search)")
     from nas_dil.models.analytic import trial_schedule
 
-    cand = Candidate.from_dict(attrs["candidate"])
-    arch = ArchConfig.from_dict(dict(attrs["arch"]))
+    cand = Candidate.from_dict(dict(rec.candidate or {}))
+    arch = ArchConfig.from_dict(dict(rec.arch or {}))
     # on a torchvision backbone the targeted blocks keep their own kernels (as the trial built)
     return {"schedule": trial_schedule(cand, arch).to_dict(), "arch": arch.to_dict()}
 
@@ -184,15 +182,6 @@ def check_export_dir(out: str | os.PathLike[str], force: bool = False) -> None:
     _check_out(Path(out), force)
 
 
-def _image_size(t: FrozenTrial) -> tuple[int, int]:
-    """The trial's training crop (h, w): image_size is an int side or [h, w]."""
-    tc = t.user_attrs.get("trial_config")
-    size = tc.get("data", {}).get("image_size") if isinstance(tc, dict) else None
-    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
-        return int(size[0]), int(size[1])
-    return (int(size),) * 2 if isinstance(size, int) and size > 0 else (64, 64)
-
-
 def _export_onnx(model: torch.nn.Module, in_channels: int, hw: tuple[int, int], path: Path
                  ) -> None:
     import io
@@ -247,13 +236,19 @@ def export_trial(
             raise ExportError("--onnx needs the onnx extra: pip install 'nas-dil[onnx]'"
                               ) from None
     src = open_study(source, study)
-    trial, reason = select_trial(src, p)
-    where = f"{src.location}: study {src.name!r}"
-    config = _model_config(trial, where)
-    rec = TrialRecord.from_frozen(trial)  # older attribute names read as today's
-    attrs = rec.to_attrs()
+    picked, reason = select_trial(src, p)
+    return _export(src, picked, p, reason, out_dir, force=force, onnx=onnx)
 
-    rel = attrs.get("weights") if isinstance(attrs.get("weights"), str) else None
+
+def _export(src: StudySource, picked: CandidateResult, p: Pick, reason: str, out_dir: Path, *,
+            force: bool, onnx: bool) -> ExportResult:
+    """Export ``picked`` (a candidate: its representative look's net and weights, its values
+    the mean over its looks)."""
+    rec = picked.record
+    where = f"{src.location}: study {src.name!r}"
+    config = _model_config(picked.number, rec, where)
+
+    rel = rec.weights if isinstance(rec.weights, str) else None
     weights_src = src.resolve(rel) if rel else None
     if rel and weights_src is None:
         where_out = src.out_dir or src.meta.out_dir
@@ -267,81 +262,73 @@ def export_trial(
     state = _load_state_dict(weights_src) if weights_src is not None else None
     model = _build(config, state, str(weights_src or "the recorded architecture"))
     n_params = _n_params(model)
-    recorded = attrs.get("params")
+    recorded = rec.get("params")
     if isinstance(recorded, int) and recorded != n_params:
-        raise ExportError(f"{where}: trial {trial.number} records {recorded} parameters but its "
-                          f"architecture has {n_params}")
+        raise ExportError(f"{where}: trial {picked.number} records {recorded} parameters but "
+                          f"its architecture has {n_params}")
 
-    values = dict(zip((o.name for o in src.objectives), trial.values or (), strict=True))
-    doc: dict[str, Any] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "schedule": config["schedule"],
-        "candidate": attrs.get("candidate"),
-        "arch": config["arch"],
-        "model_config": config,
-        "objectives": [{"name": o.name, "direction": o.direction} for o in src.objectives],
-        "values": values,
-        "metrics": {k: attrs[k] for k in _METRICS if k in attrs},
-        "rf": attrs.get("rf"),
-        "rf_stack": attrs.get("rf_stack"),
-        "holes": attrs.get("holes"),
-        "coverage": attrs.get("coverage"),
-        "gridding_free": attrs.get("gridding_free"),
-        "macs": attrs.get("macs"),
-        "flops": attrs.get("flops"),
-        "gflops": attrs.get("gflops"),
-        "params": n_params,
-        "hdc_certificate": _hdc_certificate(config),
-        "mmseg": _mmseg(config),
-        "feasible": feasible(trial),
-        "constraints": dict(trial.constraints),
-        "pick": {"rule": str(p), "reason": reason},
-        "files": {"weights": WEIGHTS_FILE if state is not None else None,
-                  "onnx": ONNX_FILE if onnx else None},
-        "weights_note": note,
-        "provenance": {
+    rep = picked.representative
+    doc = ExportDoc(
+        model_config=config,
+        candidate=rec.candidate,
+        objectives=tuple(o.to_dict() for o in src.objectives),
+        values=dict(zip((o.name for o in src.objectives), picked.values or (), strict=True)),
+        metrics={k: picked.get(k) for k in _METRICS if k in rec.result},
+        rf=rec.get("rf"), rf_stack=rec.get("rf_stack"), holes=rec.get("holes"),
+        coverage=rec.get("coverage"), gridding_free=rec.get("gridding_free"),
+        macs=rec.get("macs"), flops=rec.get("flops"), gflops=rec.get("gflops"),
+        params=n_params,
+        hdc_certificate=_hdc_certificate(config),
+        mmseg=_mmseg(config),
+        feasible=picked.feasible,
+        constraints=dict(rep.constraints),
+        pick={"rule": str(p), "reason": reason},
+        files={"weights": WEIGHTS_FILE if state is not None else None,
+               "onnx": ONNX_FILE if onnx else None},
+        weights_note=note,
+        provenance={
             "study": src.name,
             "storage": src.location,
-            "trial": trial.number,
-            "seed": attrs.get("seed"),
-            "key": attrs.get("key"),
-            "baseline": attrs.get("baseline"),
-            "reused_from": attrs.get("reused_from"),
+            "trial": picked.number,
+            "seed": rec.seed,
+            "key": rec.key,
+            "baseline": rec.baseline,
+            "reused_from": rec.reused_from,
             "weights_source": str(weights_src) if weights_src is not None else None,
             "data": src.meta.data,
-            "trial_config": attrs.get("trial_config"),
+            "trial_config": rec.trial_config,
             "search_version": src.meta.version,
             "search_git_commit": src.meta.git_commit,
-            "node": attrs.get("node"),
-            "datetime_complete": (trial.datetime_complete.isoformat()
-                                  if trial.datetime_complete else None),
+            "node": rec.node,
+            "datetime_complete": (rep.datetime_complete.isoformat()
+                                  if rep.datetime_complete else None),
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": _versions(),
             "git_commit": source_commit(),
         },
-    }
+    )
 
-    write_bundle(out_dir, doc, model, weights=state is not None, force=force,
-                 onnx_hw=_image_size(trial) if onnx else None)
+    written = write_bundle(out_dir, doc, model, weights=state is not None, force=force,
+                           onnx_hw=(rec.crop() or (64, 64)) if onnx else None)
     return ExportResult(
-        out_dir=out_dir, trial=trial.number, reason=reason,
+        out_dir=out_dir, trial=picked.number, reason=reason,
         schedule_json=out_dir / SCHEDULE_FILE,
         weights=out_dir / WEIGHTS_FILE if state is not None else None,
-        weights_source=weights_src, onnx=out_dir / ONNX_FILE if onnx else None, document=doc,
+        weights_source=weights_src, onnx=out_dir / ONNX_FILE if onnx else None,
+        document=written,
     )
 
 
-def write_bundle(out: str | os.PathLike[str], doc: dict[str, Any], model: torch.nn.Module, *,
-                 weights: bool = True, force: bool = False,
+def write_bundle(out: str | os.PathLike[str], doc: ExportDoc | Mapping[str, Any],
+                 model: torch.nn.Module, *, weights: bool = True, force: bool = False,
                  onnx_hw: tuple[int, int] | None = None) -> dict[str, Any]:
     """Write an export folder: ``schedule.json`` from ``doc`` (+ ``weights.pt``, + ``model.onnx``
     traced at ``onnx_hw``), all or nothing (see the module docstring). The one writer of the
     format: `export_trial` and ``nas-dil train --out`` both use it.
 
-    ``doc`` needs ``model_config`` (what `model_from_config` takes); what the model itself
-    says (format, params, HDC certificate, files, versions, git commit, time) is filled in
-    where ``doc`` lacks it. Returns the document written.
+    ``doc`` (an `ExportDoc`, or its dict) needs ``model_config`` (what `model_from_config`
+    takes); what the model itself says (params, HDC certificate, mmseg, files, versions, git
+    commit, time) is filled in where ``doc`` lacks it. Returns the document written.
     """
     import torch
 
@@ -354,18 +341,26 @@ def write_bundle(out: str | os.PathLike[str], doc: dict[str, Any], model: torch.
         except ImportError:
             raise ExportError("--onnx needs the onnx extra: pip install 'nas-dil[onnx]'"
                               ) from None
-    config = doc["model_config"]
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "schedule": config["schedule"],
-           "arch": config["arch"], **doc}
-    doc.setdefault("params", _n_params(model))
-    doc.setdefault("hdc_certificate", _hdc_certificate(config))
-    doc.setdefault("mmseg", _mmseg(config))
-    doc.setdefault("files", {"weights": WEIGHTS_FILE if weights else None,
-                             "onnx": ONNX_FILE if onnx_hw is not None else None})
-    prov = doc.setdefault("provenance", {})
+    if not isinstance(doc, ExportDoc):
+        try:
+            doc = ExportDoc.from_dict(doc)
+        except ValueError as e:
+            raise ExportError(f"--out {out_dir}: {e}") from None
+    config = dict(doc.model_config)
+    prov = dict(doc.provenance)
     prov.setdefault("exported_at", datetime.now(UTC).isoformat(timespec="seconds"))
     prov.setdefault("versions", _versions())
     prov.setdefault("git_commit", source_commit())
+    doc = replace(
+        doc, provenance=prov,
+        params=_n_params(model) if doc.params is None else doc.params,
+        hdc_certificate=(_hdc_certificate(config) if doc.hdc_certificate is None
+                         else doc.hdc_certificate),
+        mmseg=_mmseg(config) if doc.mmseg is None else doc.mmseg,
+        files=({"weights": WEIGHTS_FILE if weights else None,
+                "onnx": ONNX_FILE if onnx_hw is not None else None}
+               if doc.files is None else doc.files))
+    written = doc.to_dict()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -375,13 +370,13 @@ def write_bundle(out: str | os.PathLike[str], doc: dict[str, Any], model: torch.
         if onnx_hw is not None:
             _export_onnx(model.cpu(), int(config["arch"]["in_channels"]), onnx_hw,
                          tmp / ONNX_FILE)
-        (tmp / SCHEDULE_FILE).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        (tmp / SCHEDULE_FILE).write_text(json.dumps(written, indent=2, default=str) + "\n")
         _check_out(out_dir, force)  # again: someone may have written there meanwhile
         _publish(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return doc
+    return written
 
 
 def _doc_path(path: str | os.PathLike[str]) -> Path:
@@ -413,9 +408,12 @@ def load_exported(path: str | os.PathLike[str], *, require_weights: bool = False
     error. The parameter count is checked against ``schedule.json``.
     """
     doc_path = _doc_path(path)
-    doc = read_export(doc_path)
+    try:
+        doc = ExportDoc.from_dict(read_export(doc_path))
+    except ValueError as e:
+        raise ExportError(f"{doc_path}: {e}") from None
     folder = doc_path.parent
-    wname = (doc.get("files") or {}).get("weights")
+    wname = (doc.files or {}).get("weights")
     state = None
     if wname:
         wpath = folder / wname
@@ -427,8 +425,8 @@ def load_exported(path: str | os.PathLike[str], *, require_weights: bool = False
     else:
         warnings.warn(f"{folder}: exported without weights; the net has its initial weights",
                       stacklevel=2)
-    model = _build(doc["model_config"], state, str(folder))
+    model = _build(dict(doc.model_config), state, str(folder))
     n = _n_params(model)
-    if doc.get("params") is not None and n != doc["params"]:
-        raise ExportError(f"{folder}: rebuilt net has {n} parameters, {doc['params']} recorded")
+    if doc.params is not None and n != doc.params:
+        raise ExportError(f"{folder}: rebuilt net has {n} parameters, {doc.params} recorded")
     return model

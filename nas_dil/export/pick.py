@@ -14,8 +14,9 @@ then `select_trial(study_source, pick)`.
 (``dead_taps`` > 0: taps that read only padding at the training crop, still at their initial
 values); when those are all there is, the pick fails naming them. Ties go to fewer GFLOPs,
 then to the lower trial number. A candidate trained with several seeds (sampler repeats)
-counts once, with its mean mIoU over the looks (`merge_looks`), exported from the look whose
-weights were kept.
+counts once, with its mean mIoU over the looks (`nas_dil.search.looks.merge_looks`), exported
+from the look whose weights were kept. Feasible and the front: `looks.feasible_front`, the same
+as the report's.
 """
 
 from __future__ import annotations
@@ -23,15 +24,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from nas_dil.errors import UserError
-from nas_dil.report.data import dead_taps, feasible, knee_trial, pareto_trials
+from nas_dil.report.data import knee_trial
 from nas_dil.report.source import StudySource
-from nas_dil.search.records import merge_looks
-
-if TYPE_CHECKING:
-    from optuna.trial import FrozenTrial
+from nas_dil.search.looks import CandidateResult, feasible_front, merge_looks
 
 __all__ = ["LIMIT_ATTRS", "Pick", "PickError", "parse_pick", "select_trial"]
 
@@ -85,47 +82,47 @@ def parse_pick(text: str) -> Pick:
     return Pick("limits", limits=tuple(limits))
 
 
-def _val(t: FrozenTrial, key: str) -> float | None:
-    v = t.user_attrs.get(key)
+def _val(r: CandidateResult, key: str) -> float | None:
+    v = r.get(key)
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
     return float(v)
 
 
-def _best_miou(trials: Sequence[FrozenTrial]) -> FrozenTrial:
-    def key(t: FrozenTrial) -> tuple[float, float, int]:
-        m, g = _val(t, "miou"), _val(t, "gflops")
-        return (-(m if m is not None else -math.inf), g if g is not None else math.inf, t.number)
+def _best_miou(results: Sequence[CandidateResult]) -> CandidateResult:
+    def key(r: CandidateResult) -> tuple[float, float, int]:
+        m, g = _val(r, "miou"), _val(r, "gflops")
+        return (-(m if m is not None else -math.inf), g if g is not None else math.inf, r.number)
 
-    return min(trials, key=key)
+    return min(results, key=key)
 
 
-def _span(trials: Sequence[FrozenTrial], attr: str) -> str:
-    vals = [v for t in trials if (v := _val(t, attr)) is not None]
+def _span(results: Sequence[CandidateResult], attr: str) -> str:
+    vals = [v for r in results if (v := _val(r, attr)) is not None]
     return f"{attr} {min(vals):g}–{max(vals):g}" if vals else f"no {attr} recorded"
 
 
-def _trained(trials: Sequence[FrozenTrial], where: str,
-             what: str) -> tuple[list[FrozenTrial], str]:
-    """(``trials`` without dead taps, a note naming those left out). PickError if none is left."""
-    dead = [t for t in trials if dead_taps(t) > 0]
-    named = ", ".join(f"#{t.number} ({dead_taps(t)})" for t in dead)
-    if dead and len(dead) == len(trials):
+def _trained(results: Sequence[CandidateResult], where: str,
+             what: str) -> tuple[list[CandidateResult], str]:
+    """(``results`` without dead taps, a note naming those left out). PickError if none is
+    left."""
+    dead = [r for r in results if r.record.dead_taps > 0]
+    named = ", ".join(f"#{r.number} ({r.record.dead_taps})" for r in dead)
+    if dead and len(dead) == len(results):
         raise PickError(f"{where}: every {what} had dead taps at its training crop (taps that "
                         f"read only padding never trained): {named}; export one with trial=N "
                         "if you must")
-    return [t for t in trials if dead_taps(t) == 0], (
+    return [r for r in results if r.record.dead_taps == 0], (
         f"; left out for dead taps at the training crop: {named}" if dead else "")
 
 
-def select_trial(src: StudySource, pick: Pick | str) -> tuple[FrozenTrial, str]:
-    """(trial, one line saying why it was picked). Raises PickError / UserError."""
-    from optuna.trial import TrialState
-
+def select_trial(src: StudySource, pick: Pick | str) -> tuple[CandidateResult, str]:
+    """(the picked candidate, one line saying why it was picked); ``trial=N`` gives that
+    trial alone. Raises PickError / UserError."""
     from nas_dil.report.data import NoCompleteTrialError
 
     p = parse_pick(pick) if isinstance(pick, str) else pick
-    trials = sorted(src.study.get_trials(deepcopy=False), key=lambda t: t.number)
+    trials = src.trials()
     where = f"{src.location}: study {src.name!r}"
     if not trials:
         raise NoCompleteTrialError(f"{where} has no trials yet")
@@ -135,41 +132,43 @@ def select_trial(src: StudySource, pick: Pick | str) -> tuple[FrozenTrial, str]:
             raise PickError(f"{where} has no trial {p.trial} "
                             f"(trials {trials[0].number}–{trials[-1].number})")
         t = match[0]
-        if t.state != TrialState.COMPLETE:
-            raise PickError(f"{where}: trial {p.trial} is {t.state.name}; only COMPLETE trials "
-                            "can be exported")
-        flags = [*([] if feasible(t) else ["infeasible"]),
-                 *([f"{dead_taps(t)} dead taps at its training crop, never trained"]
-                   if dead_taps(t) else [])]
-        return t, f"trial {t.number}, as asked" + (f" ({'; '.join(flags)})" if flags else "")
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if t.state != "complete":
+            raise PickError(f"{where}: trial {p.trial} is {t.state.upper()}; only COMPLETE "
+                            "trials can be exported")
+        dead = t.record.dead_taps
+        flags = [*([] if t.feasible else ["infeasible"]),
+                 *([f"{dead} dead taps at its training crop, never trained"] if dead else [])]
+        return (CandidateResult((t,), t, t.values),
+                f"trial {t.number}, as asked" + (f" ({'; '.join(flags)})" if flags else ""))
+    complete = [t for t in trials if t.state == "complete"]
     if not complete:
         raise NoCompleteTrialError(f"{where} has no COMPLETE trial yet")
-    feas = [t for t in merge_looks(complete, src.objectives) if feasible(t)]
+    results = merge_looks(complete, src.objectives)
+    feas = [r for r in results if r.feasible]
     if not feas:
         raise PickError(f"{where}: none of its {len(complete)} COMPLETE trials is feasible")
     if p.kind == "knee":
-        front = pareto_trials(complete, src.objectives)
+        front = feasible_front(results, src.objectives)
         knee, note = knee_trial(front, src.objectives)
         if knee is None:
             raise PickError(f"{where}: {note}; export one with trial=N if you must")
-        live = sum(dead_taps(t) == 0 for t in front)
+        live = sum(r.record.dead_taps == 0 for r in front)
         over = "the front" if live == len(front) else f"its {live} trials without dead taps"
         return knee, (f"knee of the {len(front)}-trial Pareto front (objectives normalised over "
                       f"{over}, closest to the utopia point)" + (f"; {note}" if note else ""))
     if p.kind == "best-miou":
-        with_miou = [t for t in feas if _val(t, "miou") is not None]
+        with_miou = [r for r in feas if _val(r, "miou") is not None]
         if not with_miou:
             raise PickError(f"{where}: no feasible COMPLETE trial recorded an mIoU")
         with_miou, left = _trained(with_miou, where, "feasible COMPLETE trial")
         return _best_miou(with_miou), (f"highest mIoU of {len(with_miou)} feasible COMPLETE "
                                        f"trials{left}")
     ok = []
-    for t in feas:
-        vals = [(_val(t, a), op, b) for a, op, b in p.limits]
+    for r in feas:
+        vals = [(_val(r, a), op, b) for a, op, b in p.limits]
         if all(v is not None and (v <= b if op == "max" else v >= b) for v, op, b in vals):
-            ok.append(t)
-    ok = [t for t in ok if _val(t, "miou") is not None]
+            ok.append(r)
+    ok = [r for r in ok if _val(r, "miou") is not None]
     text = " and ".join(f"{a} {'≤' if op == 'max' else '≥'} {b:g}" for a, op, b in p.limits)
     if not ok:
         spans = "; ".join(dict.fromkeys(_span(feas, a) for a, _, _ in p.limits))

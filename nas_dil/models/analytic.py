@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from nas_dil.models.config import ArchConfig
+from nas_dil.models.config import ArchConfig, ArchTemplate, Place
 from nas_dil.models.tables import backbone_table, candidate_schedule, net_table, searched_rows
 from nas_dil.schedule import (
     Schedule,
@@ -88,18 +88,28 @@ def trial_schedule(cand: Candidate, arch: ArchConfig) -> Schedule:
     return candidate_schedule(cand.rates, cand.kernel, arch)
 
 
+def _template(arch: Mapping[str, Any]) -> tuple[ArchTemplate, int]:
+    """A study's ``[arch]`` (an `ArchTemplate` or its table), plus an optional
+    ``num_classes``: the template and the number of classes (ArchConfig's default if none)."""
+    n = int(arch.get("num_classes", ArchConfig.num_classes))
+    if isinstance(arch, ArchTemplate):
+        return arch, n
+    return ArchTemplate.of({k: v for k, v in arch.items() if k != "num_classes"}), n
+
+
 def stack_maps(arch: Mapping[str, Any], output_strides: Sequence[int],
                image_size: int | Sequence[int]) -> dict[int, tuple[int, int]]:
     """(h, w) of the searched stack's feature map at the crop, per output stride: what
     `nas_dil.spaces.Space.live` needs to keep only candidates whose taps land on the image.
-    ``arch``: a study's ``[arch]`` table (output_stride and width come from the space)."""
+    ``arch``: a study's ``[arch]`` (output_stride and width come from the space)."""
     h, w = image_hw(image_size)
-    backbone = arch.get("backbone", "stem")
+    arch = _template(arch)[0]
+    backbone = arch.backbone
     if backbone == "stem":
-        return {int(o): stem_map(int(o), h, w, arch.get("backbone_stride"))
+        return {int(o): stem_map(int(o), h, w, arch.value("backbone_stride"))
                 for o in output_strides}
-    if arch.get("target", "head") != "head":  # the blocks keep their own kernels: per net
-        raise ValueError(f"target={arch.get('target')!r}: a space avoids dead taps of a head "
+    if arch.target != "head":  # the blocks keep their own kernels: per net
+        raise ValueError(f"target={arch.target!r}: a space avoids dead taps of a head "
                          "stack only; dead block taps are refused at ask time instead")
     return {int(o): op_sizes(backbone_table(backbone, int(o)), h, w)[-1]
             for o in output_strides}
@@ -218,34 +228,40 @@ def _backbone_attrs(schedule: Schedule | Sequence[int], arch: ArchConfig, h: int
 def analytic_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
                    image_size: int | Sequence[int]) -> dict[str, np.ndarray]:
     """`analytic_attrs` of every candidate as columns (`BATCH_KEYS`, one row per candidate,
-    equal to the scalar values): candidate ``c`` is the net ``ArchConfig(**arch,
-    output_stride=c.output_stride, width=c.width)`` with stack ``c.schedule``.
+    equal to the scalar values): candidate ``c`` is the net ``ArchTemplate.at(c,
+    num_classes)`` with stack ``c.schedule``; each (output_stride, width) pair is validated
+    as `ArchConfig`.
 
-    ``arch``: ArchConfig fields but the two the candidate sets (a study's ``[arch]`` table
-    plus ``num_classes``); each (output_stride, width) pair is validated as `ArchConfig`.
+    ``arch``: a study's ``[arch]`` (an `ArchTemplate` or its table) plus ``num_classes``.
     """
     h, w = image_hw(image_size)
-    if arch.get("backbone", "stem") != "stem":
-        return _backbone_batch(cands, arch, (h, w))
+    tmpl, num_classes = _template(arch)
+    return _analytic_batch(cands, tmpl, num_classes, (h, w))
+
+
+def _analytic_batch(cands: Sequence[Candidate], arch: ArchTemplate, num_classes: int,
+                    hw: tuple[int, int]) -> dict[str, np.ndarray]:
+    h, w = hw
+    if arch.backbone != "stem":
+        return _backbone_batch(cands, arch, num_classes, (h, w))
     plain = [i for i, c in enumerate(cands) if c.plain]
     if len(plain) < len(cands):
         # degridding candidates (per-axis rates, smoothing, tails) are scored one by one; the
         # vectorised stack code below knows square, unsmoothed K×K layers only
-        out = _batch_of_plain([cands[i] for i in plain], arch, (h, w))
+        out = _batch_of_plain([cands[i] for i in plain], arch, num_classes, (h, w))
         full = {k: np.zeros(len(cands), dtype=v.dtype) for k, v in out.items()}
         for k in full:
             full[k][plain] = out[k]
         for i, c in enumerate(cands):
             if not c.plain:
-                one = analytic_attrs(c.schedule, ArchConfig(**arch, output_stride=c.output_stride,
-                                                             width=c.width), (h, w))
+                one = analytic_attrs(c.schedule, arch.at(c, num_classes), (h, w))
                 for k in full:
                     full[k][i] = one[k]
         return full
-    return _batch_of_plain(cands, arch, (h, w))
+    return _batch_of_plain(cands, arch, num_classes, (h, w))
 
 
-def _batch_of_plain(cands: Sequence[Candidate], arch: Mapping[str, Any],
+def _batch_of_plain(cands: Sequence[Candidate], arch: ArchTemplate, num_classes: int,
                     hw: tuple[int, int]) -> dict[str, np.ndarray]:
     h, w = hw
     n = len(cands)
@@ -266,7 +282,7 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: Mapping[str, Any],
     depth = np.array([c.depth for c in cands], dtype=np.int64)
     kernel = np.array([c.kernel for c in cands], dtype=np.int64)
     # the net around the stack, per (output_stride, width): validated like a trial's arch
-    nets = {(o, wd): ArchConfig(**arch, output_stride=o, width=wd)
+    nets = {(o, wd): arch.at(Place(o, wd), num_classes)
             for o, wd in dict.fromkeys(zip(os_.tolist(), width.tolist(), strict=True))}
     base = next(iter(nets.values()))
     bs = np.array([nets[o, wd].backbone_stride for o, wd in zip(os_.tolist(), width.tolist(),
@@ -306,7 +322,7 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: Mapping[str, Any],
     return {k: out[k] for k in BATCH_KEYS}
 
 
-def _backbone_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
+def _backbone_batch(cands: Sequence[Candidate], arch: ArchTemplate, num_classes: int,
                     hw: tuple[int, int]) -> dict[str, np.ndarray]:
     """`analytic_batch` on a torchvision backbone: one `analytic_attrs` per distinct net.
 
@@ -316,17 +332,16 @@ def _backbone_batch(cands: Sequence[Candidate], arch: Mapping[str, Any],
     types = {"coverage": float, "gflops": float, "gridding_free": bool, "hdc_rule1": bool,
              "hdc_rule1_groups": bool, "hdc_rule2": bool, "hdc_rule3": bool, "hdc": bool}
     out = {k: np.zeros(len(cands), dtype=types.get(k, np.int64)) for k in BATCH_KEYS}
-    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in arch.items()))
     for i, c in enumerate(cands):
-        row = _backbone_row(c, frozen, hw)
+        row = _backbone_row(c, arch, num_classes, hw)
         for k, v in zip(BATCH_KEYS, row, strict=True):
             out[k][i] = v
     return out
 
 
 @lru_cache(maxsize=8192)
-def _backbone_row(c: Candidate, arch: tuple[tuple[str, Any], ...],
+def _backbone_row(c: Candidate, arch: ArchTemplate, num_classes: int,
                   hw: tuple[int, int]) -> tuple[Any, ...]:
-    a = ArchConfig(**dict(arch), output_stride=c.output_stride, width=c.width)
+    a = arch.at(c, num_classes)
     one = analytic_attrs(trial_schedule(c, a), a, hw)
     return tuple(one[k] for k in BATCH_KEYS)

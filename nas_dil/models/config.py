@@ -6,14 +6,28 @@ Field names match ``nas_dil.schedule.net_cost``'s keywords, so ``cost_kwargs`` i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Iterator, Mapping
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any, NamedTuple, Protocol
 
+from nas_dil._check import MAX_CHANNELS, bounded, check_fields
 from nas_dil.errors import UserError
 from nas_dil.schedule.netcost import DEFAULT_CONTEXT_RATES, NORMS, stem_plan
 
-__all__ = ["ACTS", "BACKBONES", "NORMS", "OUTPUT_STRIDES", "TARGETS", "TV_BACKBONES",
-           "ArchConfig", "ArchError"]
+__all__ = [
+    "ACTS",
+    "BACKBONES",
+    "NORMS",
+    "OUTPUT_STRIDES",
+    "PER_NET",
+    "TARGETS",
+    "TV_BACKBONES",
+    "ArchConfig",
+    "ArchError",
+    "ArchTemplate",
+    "Place",
+    "Placed",
+]
 
 ACTS = ("relu", "identity")  # "identity": the linear variant the theory's claims are about
 OUTPUT_STRIDES = (2, 4, 8, 16, 32)
@@ -22,6 +36,8 @@ TV_BACKBONES = ("resnet18", "resnet50", "resnet101", "mobilenet_v3_large", "vgg1
 BACKBONES = ("stem", *TV_BACKBONES)  # "stem": nas-dil's own small stem (stem_plan)
 TARGETS = ("head", "backbone", "both")  # what the schedule's rates set (see ArchConfig.target)
 TV_OUTPUT_STRIDES = (8, 16, 32)
+MAX_CLASSES = 2**16  # the label values a 16-bit mask can hold
+MAX_CONTEXT_RATE = 1024  # as the search spaces' rates (spaces.config.MAX_RATE)
 
 
 class ArchError(UserError, ValueError):
@@ -41,15 +57,18 @@ class ArchConfig:
     tuples again in ``__post_init__``).
     """
 
-    in_channels: int = 3  # image channels
-    num_classes: int = 21  # logits per pixel (21: PASCAL VOC)
+    in_channels: int = bounded(3, ge=1, le=MAX_CHANNELS)  # image channels
+    num_classes: int = bounded(21, ge=1, le=MAX_CLASSES)  # logits per pixel (21: PASCAL VOC)
     output_stride: int = 8  # image pixels per stack pixel: 2, 4, 8, 16 or 32
     backbone_stride: int | None = None  # stem stages = log2 of this; past output_stride they
     # dilate instead of striding (Yu & Koltun's front end: 32 with output_stride 8). None: same
-    stem_width: int = 16  # channels of the first stem stage, doubling per stage up to width
-    width: int = 32  # channels of the last stem stage and of every stack layer
+    stem_width: int = bounded(16, ge=1, le=MAX_CHANNELS)  # channels of the first stem stage,
+    # doubling per stage up to width
+    width: int = bounded(32, ge=1, le=MAX_CHANNELS)  # channels of the last stem stage and of
+    # every stack layer
     norm: str = "bn"  # "bn" BatchNorm, "gn" GroupNorm, "none" (convs get a bias instead)
-    gn_groups: int = 8  # GroupNorm groups, capped per layer to gcd(gn_groups, channels)
+    gn_groups: int = bounded(8, ge=1, le=MAX_CHANNELS)  # GroupNorm groups, capped per layer to
+    # gcd(gn_groups, channels)
     act: str = "relu"  # "relu" or "identity" (linear net, for the theory tests)
     residual: bool = False  # stack layers compute x + f(x)
     context: bool = False  # Yu & Koltun context module after the classifier
@@ -60,8 +79,7 @@ class ArchConfig:
     weights: str = "none"  # backbone weights: "none", "imagenet" or a state_dict path
 
     def __post_init__(self) -> None:
-        for name in ("in_channels", "num_classes", "stem_width", "width", "gn_groups"):
-            _int(getattr(self, name), name)
+        check_fields(self, ArchError)  # every range, NaN and inf refused
         if self.output_stride not in OUTPUT_STRIDES or isinstance(self.output_stride, bool):
             raise ArchError(
                 f"output_stride={self.output_stride!r}: must be one of "
@@ -86,8 +104,10 @@ class ArchConfig:
         ):
             raise ArchError(f"context_rates={self.context_rates!r}: must be a list of integers")
         rates = tuple(self.context_rates)
-        if not rates or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rates):
-            raise ArchError(f"context_rates={list(rates)}: need one or more integers >= 1")
+        if not rates or any(isinstance(r, bool) or not isinstance(r, int)
+                            or not 1 <= r <= MAX_CONTEXT_RATE for r in rates):
+            raise ArchError(f"context_rates={list(rates)}: need one or more integers in "
+                            f"[1, {MAX_CONTEXT_RATE}]")
         object.__setattr__(self, "context_rates", rates)
         self._check_backbone()
 
@@ -130,3 +150,85 @@ class ArchConfig:
         d = asdict(self)
         del d["gn_groups"], d["act"], d["backbone"], d["target"], d["weights"]
         return d
+
+
+# what a study's [arch] leaves open: the candidate's (output stride, width), the data's classes
+PER_NET = ("output_stride", "width", "num_classes")
+_DEFAULTS = {f.name: f.default for f in fields(ArchConfig) if f.default is not MISSING}
+
+
+class Placed(Protocol):
+    """What fixes a net's place in a space: a `nas_dil.spaces.Candidate` or a baseline."""
+
+    @property
+    def output_stride(self) -> int: ...
+
+    @property
+    def width(self) -> int: ...
+
+
+class Place(NamedTuple):
+    """A place without a candidate: (output stride, width)."""
+
+    output_stride: int
+    width: int
+
+
+@dataclass(frozen=True)
+class ArchTemplate(Mapping[str, Any]):
+    """A study's ``[arch]``: every `ArchConfig` field but `PER_NET`, as the study gives them
+    (the rest keep ArchConfig's defaults, read here once). ``at(candidate, num_classes)`` is
+    the net a trial of that candidate trains. Hashable (a cache key of analytic rows); a
+    read-only mapping of the given fields too (``ArchConfig(**t, output_stride=…)`` still
+    works in code written for the plain table)."""
+
+    given: tuple[tuple[str, Any], ...] = ()  # (field, value), sorted; lists as tuples
+
+    def __getitem__(self, name: str) -> Any:
+        return dict(self.given)[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self.given)
+
+    def __len__(self) -> int:
+        return len(self.given)
+
+    @classmethod
+    def of(cls, arch: Mapping[str, Any]) -> ArchTemplate:
+        """From a study's [arch] table (unknown or per-net keys: `ArchError`)."""
+        bad = sorted(k for k in arch if k not in _DEFAULTS or k in PER_NET)
+        if bad:
+            raise ArchError(f"arch: {bad}: not fields a study sets (per net: "
+                            f"{', '.join(PER_NET)}; known: {', '.join(sorted(_DEFAULTS))})")
+        return cls(tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                for k, v in arch.items())))
+
+    def value(self, name: str) -> Any:
+        """A field's value: as given, else ArchConfig's default."""
+        return dict(self.given).get(name, _DEFAULTS[name])
+
+    @property
+    def backbone(self) -> str:
+        return str(self.value("backbone"))
+
+    @property
+    def target(self) -> str:
+        return str(self.value("target"))
+
+    @property
+    def weights(self) -> str:
+        return str(self.value("weights"))
+
+    def check(self) -> None:
+        """The given fields make a net at ArchConfig's default place (each field's own
+        check; the space's places are checked against them by the study's preflight)."""
+        ArchConfig(**dict(self.given))
+
+    def at(self, place: Placed, num_classes: int = _DEFAULTS["num_classes"]) -> ArchConfig:
+        """The net at ``place``'s output stride and width with ``num_classes`` logits."""
+        return ArchConfig(**dict(self.given), output_stride=place.output_stride,
+                          width=place.width, num_classes=num_classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as given, plain JSON (what a study records as its ``arch``)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.given}

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from nas_dil.errors import UserError
-from nas_dil.search.records import META_KEY, STORAGE_FILE, Objective, StudyMeta
+from nas_dil.search.records import (
+    META_KEY,
+    STORAGE_FILE,
+    Objective,
+    StoredTrial,
+    StudyMeta,
+    stored_meta,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -60,6 +67,11 @@ class StudySource:
     @property
     def name(self) -> str:
         return self.study.study_name
+
+    def trials(self) -> list[StoredTrial]:
+        """Every trial of the study, decoded (`StoredTrial.from_frozen`), by number."""
+        return sorted((StoredTrial.from_frozen(t) for t in self.study.get_trials(deepcopy=False)),
+                      key=lambda t: t.number)
 
     def resolve(self, relative: str) -> Path | None:
         """A file the search recorded relative to its output folder, if it exists there.
@@ -181,7 +193,7 @@ def _objectives(study: optuna.Study, meta: StudyMeta, where: str) -> tuple[Objec
 
 def _from_study(study: optuna.Study, location: str, url: str | None,
                 folder: Path | None) -> StudySource:
-    raw = study.user_attrs.get(META_KEY)
+    raw = stored_meta(study)
     where = f"{location}: study {study.study_name!r}"
     if not isinstance(raw, dict):
         raise StudySourceError(f"{where} is not a nas-dil study (no {META_KEY!r} study attribute)")

@@ -21,9 +21,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas_dil.report.data import ReportData, feasible, pareto_trials
+from nas_dil.report.data import ReportData
 from nas_dil.report.source import StudySource, open_study
-from nas_dil.search.records import TrialRecord
+from nas_dil.search.looks import feasible_front, merge_looks
 
 if TYPE_CHECKING:
     import optuna
@@ -49,33 +49,33 @@ def trials_dataframe(
     An empty study gives an empty frame with the fixed columns.
     """
     import pandas as pd
-    from optuna.trial import TrialState
 
     src = open_study(source, study)
     objs = src.objectives
-    trials = sorted(src.study.get_trials(deepcopy=False), key=lambda t: t.number)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    front = {t.number for t in pareto_trials(complete, objs)}
+    trials = src.trials()
+    complete = [t for t in trials if t.state == "complete"]
+    front = {r.number for r in feasible_front(merge_looks(complete, objs), objs)}
     fixed = ["number", "state", *(f"values_{o.name}" for o in objs), "feasible", "pareto",
              "constraints", "datetime_start", "datetime_complete", "duration_s"]
     rows: list[dict[str, Any]] = []
     for t in trials:
+        start, end = t.datetime_start, t.datetime_complete
         row: dict[str, Any] = {
             "number": t.number,
-            "state": t.state.name,
+            "state": t.state.upper(),
             **{f"values_{o.name}": (t.values[i] if t.values is not None else None)
                for i, o in enumerate(objs)},
-            "feasible": feasible(t),
+            "feasible": t.feasible,
             "pareto": t.number in front,
             "constraints": dict(t.constraints),
-            "datetime_start": t.datetime_start,
-            "datetime_complete": t.datetime_complete,
-            "duration_s": t.duration.total_seconds() if t.duration is not None else None,
+            "datetime_start": start,
+            "datetime_complete": end,
+            "duration_s": (end - start).total_seconds() if start and end else None,
         }
         for k, v in t.params.items():
             row[f"params_{k}"] = v
         flat: dict[str, Any] = {}
-        for k, v in TrialRecord.from_frozen(t).to_attrs().items():  # today's names
+        for k, v in t.attrs.items():  # today's names
             _flatten(k, v, flat)
         if "rf_nominal" not in flat and "rf" in flat:  # older study: its rf is the nominal one
             flat["rf_nominal"] = flat["rf"]

@@ -19,8 +19,7 @@ answers, for any output stride and any per-block rates, without torch:
   without, the nominal support on an unbounded image. ``table_coverage`` summarises it.
 
 Global pools are broadcast back by a gate (SE): the gate makes every pixel reach every unit,
-but uniformly; the support here is that of the local (convolutional) paths, and
-``has_global`` says when a net also has a global path.
+but uniformly; the support here is that of the local (convolutional) paths.
 
 Sizes per axis follow ``conv_out_size`` (pools with ``ceil_mode`` as torch computes them).
 Kernels, strides, dilations and padding are square (the same on both axes), so the 2-D
@@ -45,7 +44,6 @@ __all__ = [
     "TableOp",
     "dead_taps",
     "dilate",
-    "has_global",
     "op_sizes",
     "sub_table",
     "support_rows",
@@ -171,11 +169,6 @@ def _is_global_rows(t: LayerTable) -> list[bool]:
         else:
             g.append(all(j != IMAGE and g[j] for j in op.inputs))
     return g
-
-
-def has_global(t: LayerTable) -> bool:
-    """True when some output unit also depends on every pixel through a global pool."""
-    return any(op.kind == "global" for op in t.ops)
 
 
 def _out_len(n: int, op: TableOp) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nas_dil._check import MAX_CHANNELS, MAX_KERNEL
 from nas_dil._toml import TomlReader
 from nas_dil.errors import UserError
 from nas_dil.spaces import Candidate, Space
@@ -51,8 +52,8 @@ def parse_baselines(rd: TomlReader, raw: object) -> tuple[BaselineConfig, ...]:
                                         f"{', '.join(BASELINES)}; or give rates = [...])")
         if any(b.name == name for b in out):
             raise rd.err(f"{key}.name", f"baseline {name!r} given twice")
-        opt = {k: rd.integer(t[k], f"{key}.{k}", 1) for k in ("kernel", "output_stride", "width")
-               if k in t}
+        most = {"kernel": MAX_KERNEL, "output_stride": 32, "width": MAX_CHANNELS}
+        opt = {k: rd.integer(t[k], f"{key}.{k}", 1, hi) for k, hi in most.items() if k in t}
         out.append(BaselineConfig(name, rates_t, **opt))
     return tuple(out)
 

@@ -14,12 +14,13 @@ A study file names everything a search needs; every key is optional except ``spa
     feature_cache = "auto"       # [train] freeze = "backbone": folder of the cached backbone
                                  #   features ("auto": $NAS_DIL_CACHE or ~/.cache/nas-dil, then
                                  #   features/; node-local, kept when a study is deleted)
+    dead_taps = "refuse"         # candidates whose taps read only padding at the crop: refuse
+                                 #   (infeasible, never trained), avoid (the space proposes
+                                 #   none) or allow (they train); see search/dead_taps.py
     objectives = [{ name = "miou", direction = "maximize" }, …]   # default: miou↑ rf↑ gflops↓
     [constraints]                # min_<metric> / max_<metric> for rf, rf_stack, gflops, params;
-    max_gflops = 0.05            #   gridding_free = true keeps only hole-free stacks;
-                                 #   allow_dead_taps = true trains candidates whose taps read
-                                 #   only padding at the crop (refused by default: they never
-                                 #   train, see docs/theory.md)
+    max_gflops = 0.05            #   gridding_free = true keeps only hole-free stacks
+                                 #   (allow_dead_taps = true: the old dead_taps = "allow")
     [sampler]                    # name = hvi (default) | tpe | nsga2 | nsga3 | gp | random |
     name = "hvi"                 #   brute, and any keyword of that sampler class (hvi: beta,
                                  #   n_startup, pool_size, seed, noise = true for noisy mIoU,
@@ -32,29 +33,44 @@ A study file names everything a search needs; every key is optional except ``spa
     [trial]                      # kind = "train" (run_trial), "sleep" (orchestration tests) or
                                  #   "tabular" (mIoU read from table = "tabular_dilation.csv":
                                  #   a shipped name under benchmarks/ or a path relative to
-                                 #   this file; table_seed = the rows' seed, default `seed`)
-    [arch] [data] [train]        # ArchConfig / DataConfig / TrainConfig fields (a relative
+                                 #   this file; table_seed = the rows' seed, default `seed`);
+                                 #   what each kind needs: search/kinds.py
+    [arch] [data] [train]        # ArchConfig (but output_stride, width, num_classes: an
+                                 #   ArchTemplate) / DataConfig / TrainConfig fields (a relative
                                  #   data.source is relative to this file, as space and table)
     [early_stop]                 # enabled, min_completed, min_evals, margin (see early_stop.py)
     [[baselines]]                # name = yu_koltun | constant2 | hdc | multigrid, or name +
     name = "hdc"                 #   rates; kernel / output_stride / width optional
 
-Every problem is a `StudyConfigError` (a UserError): ``"<file>: <dotted.key>: <problem>"``.
+Every problem is a `StudyConfigError` (a UserError): ``"<file>: <dotted.key>: <problem>"``,
+one format for every line.
+
+Where each check lives (one check per rule): what the study file alone decides is checked
+here, when it is parsed; what needs the space, storage, cluster or data is checked in
+preflight (``nas_dil.search.preflight``). A number's range is declared once, on its config
+field (``bounded(…)``, `nas_dil._check`), and checked by the config itself: a study file,
+Python code and a CLI flag meet the same check; NaN and ±inf are refused everywhere (no
+setting takes them). Kept on dataclasses rather than pydantic: their annotations already type
+each key, and pydantic's errors are multi-line and coerce values a study file must refuse.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from nas_dil._check import SEED, bounded, check_fields
 from nas_dil._toml import TomlReader
 from nas_dil.data.config import DataConfig
 from nas_dil.errors import UserError
-from nas_dil.models.config import ArchConfig
+from nas_dil.models.config import PER_NET, ArchConfig, ArchTemplate
 from nas_dil.resources import load_toml, resolve, shipped_names
 from nas_dil.search.baselines import BASELINES, BaselineConfig, parse_baselines
+from nas_dil.search.dead_taps import POLICIES, DeadTaps
+from nas_dil.search.kinds import KINDS, TrialKind
 from nas_dil.search.objectives import CONSTRAINT_METRICS
 from nas_dil.search.records import METRICS, Objective
 from nas_dil.search.samplers import (
@@ -63,7 +79,6 @@ from nas_dil.search.samplers import (
     parse_sampler,
     sampler_class,
 )
-from nas_dil.spaces.space import SEED_MAX
 from nas_dil.train.config import TrainConfig, check_freeze
 
 __all__ = [
@@ -91,10 +106,9 @@ class StudyConfigError(UserError, ValueError):
 
 
 _TOP = ("name", "description", "space", "n_trials", "seed", "storage", "out", "keep_weights",
-        "feature_cache",
+        "feature_cache", "dead_taps",
         "objectives", "constraints", "sampler", "parallel", "trial", "arch", "data", "train",
         "early_stop", "baselines")
-_FROM_CANDIDATE = ("output_stride", "width")  # arch fields the search space sets per trial
 
 
 @dataclass(frozen=True)
@@ -116,32 +130,59 @@ class Constraint:
 
 @dataclass(frozen=True)
 class ParallelConfig:
-    max_in_flight: int = 2  # trials running at once (the driver keeps this many busy)
-    cpus: float = 1.0  # Ray CPUs per trial
-    gpus: float = 0.0  # Ray GPUs per trial; 0.25 packs four trials on one GPU
-    memory_gb: float | None = None  # Ray memory per trial (None: no reservation)
+    max_in_flight: int = bounded(2, ge=1)  # trials running at once (the driver keeps this
+    # many busy)
+    cpus: float = bounded(1.0, ge=0, le=4096)  # Ray CPUs per trial
+    gpus: float = bounded(0.0, ge=0, le=1024)  # Ray GPUs per trial; 0.25 packs four trials
+    # on one GPU
+    memory_gb: float | None = bounded(None, ge=0, le=2**20, integer=False)  # Ray memory per
+    # trial (None: no reservation)
     resources: Mapping[str, float] = field(default_factory=dict)  # Ray custom resources
-    max_retries: int = 2  # reruns of a trial whose worker or node died, then FAIL
-    pending_timeout_s: float = 600.0  # trials no live node can fit for this long: FAIL (0: wait)
+    # (each a finite number >= 0)
+    max_retries: int = bounded(2, ge=0, le=1000)  # reruns of a trial whose worker or node
+    # died, then FAIL
+    pending_timeout_s: float = bounded(600.0, ge=0, le=10**7)  # trials no live node can fit
+    # for this long: FAIL (0: wait)
+
+    def __post_init__(self) -> None:
+        check_fields(self, StudyConfigError, "parallel")
+        for k, v in self.resources.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
+                e = StudyConfigError(f"parallel: resources.{k}={v!r}: expected a finite "
+                                     "number >= 0")
+                e.field = (f"resources.{k}", f"expected a finite number >= 0, got {v!r}")
+                raise e
+        object.__setattr__(self, "resources", {k: float(v) for k, v in self.resources.items()})
 
 
 @dataclass(frozen=True)
 class TrialKindConfig:
-    kind: str = "train"  # "train": run_trial; "sleep": a synthetic curve (orchestration only)
-    sleep_s: float = 1.0  # sleep: seconds per trial, spread over the evaluations
-    evals: int = 3  # sleep: evaluations per trial (the curve's length)
-    fail_width: int | None = None  # sleep: candidates of this width raise TrialDiverged
-    oom_width: int | None = None  # sleep: candidates of this width raise TrialOOM
+    kind: str = "train"  # a KINDS name: "train" run_trial, "sleep" a synthetic curve
+    # (orchestration only), "tabular" a benchmark table's curve (search/kinds.py)
+    sleep_s: float = bounded(1.0, ge=0, le=86_400)  # sleep: seconds per trial, spread over
+    # the evaluations
+    evals: int = bounded(3, ge=1, le=10_000)  # sleep: evaluations per trial (the curve's length)
+    fail_width: int | None = bounded(None, ge=1, integer=True)  # sleep: candidates of this
+    # width raise TrialDiverged
+    oom_width: int | None = bounded(None, ge=1, integer=True)  # sleep: candidates of this
+    # width raise TrialOOM
     table: str | None = None  # tabular: the table (resolved to an absolute path when parsed)
-    table_seed: int | None = None  # tabular: seed of the table rows to read (None: the study's)
+    table_seed: int | None = bounded(None, bound=SEED)  # tabular: seed
+    # of the table rows to read (None: the study's)
+
+    def __post_init__(self) -> None:
+        check_fields(self, StudyConfigError, "trial")
 
 
 @dataclass(frozen=True)
 class EarlyStopConfig:
     enabled: bool = True  # stop trials that cannot reach the Pareto front (needs miou)
-    min_completed: int = 4  # completed trials needed before any trial is stopped
-    min_evals: int = 1  # evaluations a trial always gets
-    margin: float = 0.01  # mIoU added to the optimistic bound (noise allowance)
+    min_completed: int = bounded(4, ge=1)  # completed trials needed before any trial is stopped
+    min_evals: int = bounded(1, ge=1)  # evaluations a trial always gets
+    margin: float = bounded(0.01, ge=0)  # mIoU added to the optimistic bound (noise allowance)
+
+    def __post_init__(self) -> None:
+        check_fields(self, StudyConfigError, "early_stop")
 
 
 @dataclass(frozen=True)
@@ -161,15 +202,21 @@ class StudyConfig:
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...]
     gridding_free: bool  # constraint: only hole-free stacks
-    allow_dead_taps: bool  # train candidates with taps that read only padding at the crop
+    dead_taps: DeadTaps  # candidates with taps that read only padding at the crop
     sampler: SamplerConfig
     parallel: ParallelConfig
     trial: TrialKindConfig
-    arch: Mapping[str, Any]  # ArchConfig fields but output_stride, width (the candidate's)
+    arch: ArchTemplate  # ArchConfig fields but output_stride, width (the candidate's) and
+    # num_classes (the data's)
     data: DataConfig
     train: TrainConfig
     early_stop: EarlyStopConfig
     baselines: tuple[BaselineConfig, ...]
+
+    @property
+    def kind(self) -> TrialKind:
+        """What this study's trials are (``[trial] kind``; search/kinds.py)."""
+        return KINDS[self.trial.kind]
 
     @property
     def repeats(self) -> int:
@@ -192,14 +239,16 @@ class StudyConfig:
             "out": str(self.out),
             "keep_weights": self.keep_weights,
             "feature_cache": self.feature_cache,
+            "dead_taps": self.dead_taps.policy,
             "objectives": [o.to_dict() for o in self.objectives],
             "constraints": {c.name: c.bound for c in self.constraints}
             | ({"gridding_free": True} if self.gridding_free else {})
-            | ({"allow_dead_taps": True} if self.allow_dead_taps else {}),
+            # allow: spelled as before, so a stored study resumes with the same constraints
+            | ({"allow_dead_taps": True} if not self.dead_taps.refused else {}),
             "sampler": {"name": self.sampler.name, **dict(self.sampler.options)},
             "parallel": {**asdict(self.parallel), "resources": dict(self.parallel.resources)},
             "trial": asdict(self.trial),
-            "arch": dict(self.arch),
+            "arch": self.arch.to_dict(),
             "data": asdict(self.data),
             "train": self.train.to_dict(),
             "early_stop": asdict(self.early_stop),
@@ -244,7 +293,8 @@ def _objectives(rd: _Reader, raw: object) -> tuple[Objective, ...]:
     return tuple(out)
 
 
-def _constraints(rd: _Reader, raw: object) -> tuple[tuple[Constraint, ...], bool, bool]:
+def _constraints(rd: _Reader,
+                 raw: object) -> tuple[tuple[Constraint, ...], bool, bool | None]:
     t = rd.table(raw if raw is not None else {}, "constraints")
     allowed = tuple(f"{k}_{m}" for m in CONSTRAINT_METRICS for k in ("min", "max"))
     rd.keys(t, (*allowed, "gridding_free", "allow_dead_taps"), "constraints.")
@@ -259,8 +309,23 @@ def _constraints(rd: _Reader, raw: object) -> tuple[tuple[Constraint, ...], bool
         hi = next((c.bound for c in out if c.metric == m and c.kind == "max"), None)
         if lo is not None and hi is not None and lo > hi:
             raise rd.err(f"constraints.min_{m}", f"{lo} > max_{m} {hi}: nothing is feasible")
+    old = t.get("allow_dead_taps")  # the old spelling of dead_taps; None: not given
     return (tuple(out), rd.boolean(t.get("gridding_free", False), "constraints.gridding_free"),
-            rd.boolean(t.get("allow_dead_taps", False), "constraints.allow_dead_taps"))
+            None if old is None else rd.boolean(old, "constraints.allow_dead_taps"))
+
+
+def _dead_taps(rd: _Reader, raw: object, allow_dead_taps: bool | None) -> DeadTaps:
+    """The top-level ``dead_taps`` (search/dead_taps.py); an older file's
+    ``constraints.allow_dead_taps`` reads as "allow" (true) or "refuse" (false)."""
+    if raw is not None and allow_dead_taps is not None:
+        raise rd.err("constraints.allow_dead_taps", f"the old spelling of dead_taps, given with "
+                                                    f"dead_taps = {raw!r}: keep one")
+    if raw is None:
+        return DeadTaps("allow" if allow_dead_taps else "refuse")
+    policy = rd.string(raw, "dead_taps", nonempty=True)
+    if policy not in POLICIES:
+        raise rd.err("dead_taps", f"expected one of {', '.join(POLICIES)}, got {policy!r}")
+    return DeadTaps(policy)
 
 
 def _sampler(rd: _Reader, raw: object) -> SamplerConfig:
@@ -268,36 +333,21 @@ def _sampler(rd: _Reader, raw: object) -> SamplerConfig:
 
 
 def _parallel(rd: _Reader, raw: object) -> ParallelConfig:
-    t = rd.table(raw if raw is not None else {}, "parallel")
-    rd.keys(t, tuple(f.name for f in fields(ParallelConfig)), "parallel.")
-    d = ParallelConfig()
-    res = rd.table(t.get("resources", {}), "parallel.resources")
-    resources = {k: rd.number(v, f"parallel.resources.{k}", 0) for k, v in res.items()}
-    mem = t.get("memory_gb")
-    return ParallelConfig(
-        max_in_flight=rd.integer(t.get("max_in_flight", d.max_in_flight),
-                                 "parallel.max_in_flight", 1),
-        cpus=rd.number(t.get("cpus", d.cpus), "parallel.cpus", 0),
-        gpus=rd.number(t.get("gpus", d.gpus), "parallel.gpus", 0),
-        memory_gb=None if mem is None else rd.number(mem, "parallel.memory_gb", 0),
-        resources=resources,
-        max_retries=rd.integer(t.get("max_retries", d.max_retries), "parallel.max_retries", 0),
-        pending_timeout_s=rd.number(t.get("pending_timeout_s", d.pending_timeout_s),
-                                    "parallel.pending_timeout_s", 0),
-    )
+    t = dict(rd.table(raw if raw is not None else {}, "parallel"))
+    res = rd.table(t.pop("resources", {}), "parallel.resources")
+    kw = rd.dataclass_kwargs(ParallelConfig, t, "parallel.")
+    kw["resources"] = dict(res)
+    return rd.construct(ParallelConfig, kw, "parallel")
 
 
 def _trial(rd: _Reader, raw: object) -> TrialKindConfig:
     t = rd.table(raw if raw is not None else {}, "trial")
     kw = rd.dataclass_kwargs(TrialKindConfig, t, "trial.")
-    cfg = TrialKindConfig(**kw)
-    if cfg.kind not in ("train", "sleep", "tabular"):
-        raise rd.err("trial.kind", f"expected train or sleep, or tabular, got {cfg.kind!r}")
-    if cfg.kind == "tabular":
+    cfg = rd.construct(TrialKindConfig, kw, "trial")
+    if cfg.kind not in KINDS:
+        raise rd.err("trial.kind", f"expected one of {', '.join(KINDS)}, got {cfg.kind!r}")
+    if KINDS[cfg.kind].needs_table:
         cfg = replace(cfg, table=str(_table_path(rd, cfg.table)))
-
-    if cfg.sleep_s < 0 or cfg.evals < 1:
-        raise rd.err("trial", "sleep_s must be >= 0 and evals >= 1")
     return cfg
 
 
@@ -330,10 +380,8 @@ def _check_table(rd: _Reader, cfg: StudyConfig) -> None:
 
 def _early_stop(rd: _Reader, raw: object) -> EarlyStopConfig:
     t = rd.table(raw if raw is not None else {}, "early_stop")
-    cfg = EarlyStopConfig(**rd.dataclass_kwargs(EarlyStopConfig, t, "early_stop."))
-    if cfg.min_completed < 1 or cfg.min_evals < 1 or cfg.margin < 0:
-        raise rd.err("early_stop", "min_completed and min_evals must be >= 1, margin >= 0")
-    return cfg
+    return rd.construct(EarlyStopConfig, rd.dataclass_kwargs(EarlyStopConfig, t, "early_stop."),
+                        "early_stop")
 
 
 def _space_path(rd: _Reader, space: str) -> Path:
@@ -386,36 +434,37 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
     out = (Path(rd.string(data["out"], "out", nonempty=True)) if "out" in data
            else Path("runs") / name)
     arch_t = rd.table(data.get("arch", {}), "arch")
-    arch = rd.dataclass_kwargs(ArchConfig, arch_t, "arch.", exclude=(*_FROM_CANDIDATE,
-                                                                    "num_classes"),
-                               why_excluded="is set per trial by the search space")
+    arch_kw = rd.dataclass_kwargs(ArchConfig, arch_t, "arch.", exclude=PER_NET,
+                                  why_excluded="is set per trial by the search space")
     try:
-        ArchConfig(**arch)
-    except (UserError, TypeError) as e:
+        arch = ArchTemplate.of(arch_kw)
+        arch.check()
+    except UserError as e:
+        raise rd.refusal(e, "arch") from None
+    except TypeError as e:
         raise rd.err("arch", str(e)) from None
     data_cfg = DataConfig(**rd.dataclass_kwargs(DataConfig, rd.table(data.get("data", {}),
                                                                       "data"), "data."))
     try:
         data_cfg.validate()
     except UserError as e:
-        raise rd.err("data", str(e)) from None
+        raise rd.refusal(e, "data") from None
     if data_cfg.source != "synthetic":  # like space and table: relative to the study file
         src = Path(data_cfg.source).expanduser()
         data_cfg = replace(data_cfg, source=str(src if src.is_absolute()
                                                 else (path.parent / src).resolve()))
-    try:
-        train = TrainConfig(**_train_kwargs(rd, rd.table(data.get("train", {}), "train")))
-    except UserError as e:
-        raise rd.err("train", str(e)) from None
+    train = rd.construct(TrainConfig, _train_kwargs(rd, rd.table(data.get("train", {}), "train")),
+                         "train")
     constraints, gridding_free, allow_dead_taps = _constraints(rd, data.get("constraints"))
+    dead_taps = _dead_taps(rd, data.get("dead_taps"), allow_dead_taps)
     cfg = StudyConfig(
         path=path,
         name=name,
-        description=str(data.get("description", "")),
+        description=rd.string(data.get("description", ""), "description"),
         space=space,
         space_path=_space_path(rd, space),
         n_trials=rd.integer(data.get("n_trials", 24), "n_trials", 1),
-        seed=rd.integer(data.get("seed", 0), "seed", 0, SEED_MAX),  # the sampler's range
+        seed=rd.ranged(data.get("seed", 0), "seed", SEED),
         storage=storage,
         out=out,
         keep_weights=rd.boolean(data.get("keep_weights", True), "keep_weights"),
@@ -423,7 +472,7 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         objectives=_objectives(rd, data.get("objectives")),
         constraints=constraints,
         gridding_free=gridding_free,
-        allow_dead_taps=allow_dead_taps,
+        dead_taps=dead_taps,
         sampler=_sampler(rd, data.get("sampler")),
         parallel=_parallel(rd, data.get("parallel")),
         trial=_trial(rd, data.get("trial")),
@@ -433,16 +482,20 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         early_stop=_early_stop(rd, data.get("early_stop")),
         baselines=parse_baselines(rd, data.get("baselines")),
     )
-    if cfg.trial.kind == "tabular":
+    if cfg.kind.needs_table:
         _check_table(rd, cfg)
     if train.freeze != "none":
-        if cfg.trial.kind != "train":
+        if not cfg.kind.builds_nets:
             raise rd.err("train.freeze", f"{train.freeze!r} trains on cached features: needs "
                                          f"[trial] kind = \"train\", got {cfg.trial.kind!r}")
         try:
-            check_freeze(train.freeze, arch.get("backbone", "stem"), arch.get("target", "head"))
+            check_freeze(train.freeze, arch.backbone, arch.target)
         except UserError as e:
             raise rd.err("train.freeze", str(e).removeprefix("train: ")) from None
+        if cfg.repeats:  # a look is another seed, and the frozen features are cached per seed
+            raise rd.err("sampler", f"repeats = {cfg.repeats} with [train] freeze = "
+                                    f"{train.freeze!r}: each look would need its own feature "
+                                    "cache; use repeats = 0 for frozen studies")
     return cfg
 
 

@@ -33,7 +33,7 @@ that were on the front when they finished (a superset of the final front).
 Repeats (``[sampler] repeats = k``, hvi): a candidate the sampler asks again is trained again
 from the next seed (study seed + look), not answered from storage; every look is its own
 trial, and the front, the report and export take a candidate's mean over its looks
-(`records.merge_looks`).
+(`looks.merge_looks`).
 """
 
 from __future__ import annotations
@@ -57,26 +57,25 @@ from nas_dil.search.cluster import Lost, TaskError, TrialTasks
 from nas_dil.search.config import StudyConfig, load_study_config
 from nas_dil.search.ledger import Ledger, Run, State, snapshot_maker
 from nas_dil.search.lock import DriverLock, StudyLocked
-from nas_dil.search.objectives import dead_tap_share, objective_ranges
 from nas_dil.search.preflight import (
     check_arch,
     check_baselines,
-    check_feasible,
     check_paths,
     check_sampler,
     check_study,
+    resolve_study,
     study_meta,
     study_space,
 )
-from nas_dil.search.progress import Progress, SearchSummary
+from nas_dil.search.progress import Progress, SearchSummary, fmt_duration
 from nas_dil.search.recorder import Recorder
 from nas_dil.search.records import RESULT_KEYS, TrialRecord
+from nas_dil.search.resolved import ResolvedStudy, constraint_values, feasible
 from nas_dil.search.storage import default_url, safe_url
-from nas_dil.search.trials import feasible, make_sampler, plan_trial, trial_arch, trial_key
-from nas_dil.search.worker import n_evals
+from nas_dil.search.trials import make_sampler, plan_trial, trial_key
 from nas_dil.spaces import Candidate
 
-__all__ = ["SearchSummary", "make_sampler", "run_search", "trial_arch", "trial_key"]
+__all__ = ["SearchSummary", "make_sampler", "run_search", "trial_key"]
 
 POLL_S = 0.25  # how often the driver looks at finished tasks, the status line and Ctrl-C
 FIT_CHECK_S = 2.0  # how often, while trials run, it checks that some node can still fit one
@@ -106,6 +105,8 @@ class _Search:
         self.recorder = Recorder(self.url, self.out)
         self.lock = DriverLock(self.url, cfg.name)
         self.stop_asking = False
+        self.space_exhausted = False  # every candidate of the (finite) space was asked
+        self.space_size = _size(self.space)
         self.stop_requested = False
         self.t0 = time.perf_counter()
         self.t_loop = (0.0, 0.0)  # start, end of the loop
@@ -113,12 +114,12 @@ class _Search:
         measured = [o for o in self.objectives if o.measured]
         self.early_stop = (cfg.early_stop.enabled and len(measured) == 1
                            and measured[0].name == "miou" and measured[0].direction == "maximize")
-        self.n_evals = cfg.trial.evals if cfg.trial.kind == "sleep" else n_evals(asdict(cfg.train))
+        self.n_evals = cfg.kind.n_evals(cfg.trial, cfg.train)
         es = cfg.early_stop
         snapshot = snapshot_maker(min_completed=es.min_completed, n_evals=self.n_evals,
                                   margin=es.margin, min_evals=es.min_evals,
                                   names=[o.name for o in self.objectives if not o.measured])
-        self.ledger = Ledger(self.n_trials, self.objectives, lambda a: feasible(cfg, a),
+        self.ledger = Ledger(self.n_trials, self.objectives, lambda a: constraint_values(cfg, a),
                              snapshot if self.early_stop else None)
         self.status = self.ledger.status
         self._front: tuple[int, list[int], float] = (-1, [], 0.0)  # version, numbers, hv
@@ -126,7 +127,7 @@ class _Search:
         self._unfit_since: float | None = None  # since when no node can fit a trial
         self.feature_info: dict[str, Any] | None = None  # the feature caches of a frozen study
 
-    # -- set-up: everything that can fail runs before the first write ------------------------
+    # -- set-up: every refusal runs before the first write (the feature caches build after) --
 
     def prepare(self) -> None:
         cfg = self.cfg
@@ -142,133 +143,55 @@ class _Search:
             self.tasks = TrialTasks(cfg.parallel)
             self.data_info = self._data_info()
             self.num_classes = int(self.data_info.get("num_classes") or 5)
-            check_feasible(cfg, self.space, self.num_classes)
-            self.ranges = objective_ranges(
-                self.objectives, self.space, cfg.arch, cfg.data.crop_hw, self.num_classes,
-                cfg.seed, [c for _, c in self.baselines])
-            self._warn_constant()
-            self._warn_dead_taps()
-            self.feature_info = self._prepare_features()  # before the first write
+            self.study: ResolvedStudy = resolve_study(cfg, self.space, self.num_classes,
+                                                      self.baselines)
+            self.ranges = self.study.ranges
+            self.warnings.extend(self.study.warnings)
+            features = self.study.features  # planned (and refused if it cannot fit) above
             meta = study_meta(cfg, self.space, n_trials=self.n_trials, url=self.url,
                               out=self.out, data=self.data_info["describe"], ranges=self.ranges,
                               early_stop=self.early_stop, n_evals=self.n_evals,
                               warnings=self.warnings)
-            sampler = make_sampler(cfg, self.space, self.num_classes)
+            sampler = self.study.sampler
             # one driver per study: taken after every check, before the first write to the study
             taken = self.lock.acquire()
             if taken:
                 self.progress.message(f"took over the driver lock of a stopped driver ({taken})")
             study = self.recorder.open(cfg.name, sampler, existing.exists, cfg.objectives, meta)
-            have = {str(t.user_attrs["baseline"]) for t in study.get_trials(deepcopy=False)
-                    if "baseline" in t.user_attrs}
+            have = {str(r.baseline) for t in study.get_trials(deepcopy=False)
+                    if (r := TrialRecord.from_frozen(t)).baseline is not None}
             for name, cand in self.baselines:  # new ones only: a resumed study has the others
                 if name not in have:
                     self.recorder.enqueue(self.space.params_for(cand) or {},
                                           {"baseline": name, "candidate": cand.to_dict()})
+            if features is not None:  # built once the study exists: --resume after a kill
+                self.feature_info = features.build(self.progress.message, self.progress.enabled,
+                                                   fmt_duration)
         except BaseException:
             self.lock.release()
             cluster.disconnect(self.connected)
             raise
 
-    def _prepare_features(self) -> dict[str, Any] | None:
-        """``[train] freeze = "backbone"``: every feature cache the trials will read (one per
-        output stride the space or a baseline uses), found valid or built here on the driver
-        with a progress bar, after a disk-space check over all of them (one line, exit 2, the
-        study untouched). Trials on this machine read these files; a worker on another node
-        builds its own copy once (under a lock) at the same node-local path."""
-        cfg = self.cfg
-        if cfg.train.freeze == "none" or cfg.trial.kind != "train":
-            return None
-        from nas_dil.data import load_data
-        from nas_dil.models.config import ArchConfig
-        from nas_dil.search.progress import fmt_duration
-        from nas_dil.train.features import (
-            cache_bytes,
-            check_room,
-            default_root,
-            estimate_seconds,
-            find,
-            open_or_build,
-        )
-        from nas_dil.train.trial import feature_key, frozen_backbone
-
-        root = default_root() if cfg.feature_cache == "auto" else Path(cfg.feature_cache)
-        strides = sorted({*self.space.config.output_stride,
-                          *(c.output_stride for _, c in self.baselines)})
-        views, seed = cfg.train.freeze_views, cfg.seed
-        data = load_data(cfg.data)
-        plans = []
-        for stride in strides:
-            arch = ArchConfig(**cfg.arch, output_stride=stride, width=self.space.config.width[0],
-                              num_classes=self.num_classes)
-            bb = frozen_backbone(arch, seed)
-            key = feature_key(arch, data, bb, views, seed)
-            found = find(root, key)
-            plans.append((stride, bb, key, found, found.nbytes if found
-                          else cache_bytes(bb, data, views)))
-        check_room(root, sum(p[4] for p in plans if p[3] is None),
-                   f"{cfg.arch.get('backbone')} (output stride {', '.join(map(str, strides))})")
-        info: dict[str, Any] = {"root": str(root), "caches": []}
-        name = cfg.arch.get("backbone")
-        for stride, bb, key, found, nbytes in plans:
-            what = (f"feature cache: {name} at output stride {stride}, {views} view(s) of "
-                    f"{data.n_train} + {data.n_val} val images, {nbytes / 2**20:.0f} MiB")
-            t = time.perf_counter()
-            if found is not None:
-                self.progress.message(f"{what}: found valid at {found.folder}")
-                folder, built = found.folder, False
-            else:
-                est = estimate_seconds(bb, data, views, cfg.train.batch_size, seed)
-                self.progress.message(f"{what}: building at {root} (about "
-                                      f"{fmt_duration(est)} here)")
-                cache = open_or_build(root, key, bb, data, batch_size=cfg.train.batch_size,
-                                      progress=self.progress.enabled)
-                folder, built = cache.folder, True
-                self.progress.message(f"feature cache built in "
-                                      f"{fmt_duration(time.perf_counter() - t)}: {folder}")
-            info["caches"].append({"output_stride": stride, "folder": str(folder),
-                                   "bytes": int(nbytes), "built": built,
-                                   "seconds": time.perf_counter() - t})
-        return info
-
     def _data_info(self) -> dict[str, Any]:
-        if self.cfg.trial.kind == "sleep":
+        if not self.cfg.kind.reads_data:
             n = self.cfg.data.num_classes or 5
-            return {"describe": {"source": "none (sleep trials: synthetic curves, no data)",
+            return {"describe": {"source": f"none ({self.cfg.trial.kind} trials: "
+                                           "synthetic curves, no data)",
                                  "num_classes": n}, "num_classes": n}
         try:
             return self.tasks.describe_data(asdict(self.cfg.data), self.cfg.train.device)
         except TaskError as e:
             raise UserError(f"{self.cfg.path}: data: {e.text}") from None
 
-    def _warn_constant(self) -> None:
-        for o in self.objectives:
-            r = self.ranges.get(o.name)
-            if not o.measured and r is not None and r.best == r.worst:
-                self.warnings.append(
-                    f"objective {o.name} cannot vary in space {self.space.name}: every "
-                    f"candidate{' sampled' if not r.exact else ''} has {o.name} = {r.best:g}")
-
-    def _warn_dead_taps(self) -> None:
-        """Most of the space dead at the crop (rates far larger than the feature map): the
-        search would refuse most asks; say so before it starts."""
-        cfg = self.cfg
-        share, exact = dead_tap_share(self.space, cfg.arch, cfg.data.crop_hw,
-                                      self.num_classes, cfg.seed)
-        if share > 0.5:
-            h, w = cfg.data.crop_hw
-            what = "of the candidates" if exact else "of sampled candidates"
-            then = ("they train anyway (allow_dead_taps)" if cfg.allow_dead_taps
-                    else "they are refused as infeasible, never trained")
-            self.warnings.append(
-                f"{share:.0%} {what} of space {self.space.name} have dead taps at the "
-                f"{h}×{w} crop (rates larger than the feature map: taps that read only "
-                f"padding); {then} — use smaller rates or a larger crop")
-
     # -- state from the storage (resume) ----------------------------------------------------
 
     def recover(self) -> None:
-        orphans = self.ledger.recover(self.recorder.trials())
+        trials = list(self.recorder.trials())
+        orphans = self.ledger.recover(trials)
+        for t in trials:  # the candidates of the space a stopped driver already asked
+            if t.record.candidate and self.space.contains(
+                    c := Candidate.from_dict(t.record.candidate)):
+                self.ledger.saw(c)
         for t in orphans:
             self.recorder.requeue(t.trial_id, t.number, t.params, t.attrs,
                                   "orphaned: the driver stopped while the trial ran")
@@ -301,6 +224,11 @@ class _Search:
         while (not self.stop_asking and not self.recorder.exhausted and not self.stop_requested
                and len(self.ledger.running) < self.cfg.parallel.max_in_flight
                and self.ledger.budget_left()):
+            if self.ledger.space_tried(self.space_size):
+                self.space_exhausted = self.stop_asking = True
+                self.progress.message(f"every one of the {self.space_size:.0f} candidates of space "
+                                      f"{self.space.name} has been tried: no new trial is asked")
+                break
             self._ask()
             if self.ledger.infeasible_this_run > limit:
                 self.stop_asking = True
@@ -359,9 +287,10 @@ class _Search:
         outside = "candidate" in asked.enqueued and not asked.fixed  # a baseline outside
         cand = (Candidate.from_dict(asked.enqueued["candidate"]) if outside
                 else self.space.sample(asked.trial))
+        if not outside:  # a baseline outside the space is no candidate of it
+            self.ledger.saw(cand)
         # repeats: a tried candidate asked again is its next look (the next seed)
-        plan = plan_trial(self.cfg, cand, self.num_classes, asked.number,
-                          repaired=False if outside else None,
+        plan = plan_trial(self.study, cand, asked.number, repaired=False if outside else None,
                           next_look=self.ledger.next_look if self.cfg.repeats else None)
         self.recorder.set_constraints(asked, plan.constraints)
         run = Run(asked.trial_id, asked.number, cand, asked.params, asked.enqueued, plan.record,
@@ -523,9 +452,17 @@ class _Search:
             n_trials=self.n_trials, done=s.done, complete=s.complete, pruned=s.pruned,
             failed=s.failed, infeasible=s.infeasible, reused=s.reused, front=numbers,
             hypervolume=hv, elapsed_s=time.perf_counter() - self.t0, interrupted=interrupted,
-            exhausted=self.recorder.exhausted, warnings=list(self.warnings),
+            exhausted=self.recorder.exhausted or self.space_exhausted, warnings=list(self.warnings),
             loop_s=max(0.0, self.t_loop[1] - self.t_loop[0]), driver_s=dict(self.driver_s),
             feature_cache=self.feature_info, repeats=s.repeats)
+
+
+def _size(space: Any) -> float:
+    """How many candidates ``space`` has (inf: too many to count)."""
+    try:
+        return float(space.count())
+    except (UserError, OverflowError):
+        return math.inf
 
 
 _TERMINATED = threading.Event()  # a search of this process stopped on SIGTERM
@@ -588,7 +525,11 @@ def run_search(config: StudyConfig | str | Path, *, n_trials: int | None = None,
                      resume=resume, progress=prog, num_cpus=num_cpus)
     interrupted = False
     with _stop_signals(search) as looping:  # from the start: Ray's start, a cache build
-        search.prepare()
+        try:
+            search.prepare()
+        except KeyboardInterrupt:  # stopped during a cache build: the study exists already
+            search.recorder.close()
+            raise
         try:
             for w in search.warnings:
                 prog.message(f"warning: {w}")

@@ -11,8 +11,11 @@ are rerun).
 Duplicates: a trial whose key was already trained reuses the stored result; one whose twin is
 still running is parked until the twin finishes, then reuses its result, or trains when the
 twin failed. With ``[sampler] repeats`` a candidate asked again is not a duplicate but another
-look: the driver plans it with the next seed (``looks`` counts the looks asked per candidate),
-and the front holds each candidate once, its measured objectives the mean of its looks.
+look: the driver plans it with the next seed (``looks``, a `looks.LookCounter`, counts the looks
+asked per candidate), and the front is `looks.feasible_front` over the candidates' merged
+looks. Feasibility is the stored constraints' (`records.feasible`): the ledger gets a trial's
+constraint values from ``constraints`` (what the driver stores with it) or, on recovery, from
+the storage.
 """
 
 from __future__ import annotations
@@ -23,10 +26,23 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nas_dil.pareto import dominates, nondominated
+from nas_dil.pareto import dominates
 from nas_dil.search.early_stop import Completed, FrontSnapshot, make_snapshot
+from nas_dil.search.looks import (
+    CandidateResult,
+    LookCounter,
+    feasible_front,
+    look_group,
+    merge_looks,
+)
 from nas_dil.search.progress import Status
-from nas_dil.search.records import RESULT_KEYS, Objective, TrialPayload, TrialRecord, look_group
+from nas_dil.search.records import (
+    RESULT_KEYS,
+    Objective,
+    StoredTrial,
+    TrialPayload,
+    TrialRecord,
+)
 from nas_dil.spaces import Candidate
 
 __all__ = ["Action", "Ledger", "Run", "State", "Stored", "StoredTrial"]
@@ -73,39 +89,27 @@ class Stored:
     attrs: dict[str, Any]  # the _LENT attributes
 
 
-@dataclass(frozen=True)
-class StoredTrial:
-    """A trial as a restarted driver finds it in the storage."""
-
-    trial_id: int
-    number: int
-    state: str  # "running", "waiting", or a State
-    values: Sequence[float] | None
-    params: dict[str, Any]
-    attrs: dict[str, Any]  # its user attributes
-
-
 class Ledger:
     """The books of one search (see the module docstring)."""
 
     def __init__(self, n_trials: int, objectives: Sequence[Objective],
-                 feasible: Callable[[Mapping[str, Any]], bool],
+                 constraints: Callable[[Mapping[str, Any]], Mapping[str, float]],
                  snapshot: Callable[[list[Completed]], FrontSnapshot | None] | None = None
                  ) -> None:
         self.n_trials = n_trials
         self.objectives = tuple(objectives)
         self.analytic_objs = [o for o in self.objectives if not o.measured]
-        self.feasible = feasible
+        self.constraints = constraints  # a told trial's attrs -> its constraint values
         self.status = Status(n_trials)
         self.running: dict[Any, Run] = {}  # ticket (a Ray ObjectRef) -> run
         self.inflight: dict[str, int] = {}  # key -> number of the trial training it
         self.parked: dict[str, list[Run]] = {}  # key -> duplicates waiting for it
         self.finished: dict[str, Stored] = {}  # key -> a result to reuse
         self.completed: list[Completed] = []  # for the early-stopping snapshot
-        self.front_rows: list[tuple[int, list[float], bool]] = []  # number, values, feasible
-        self._row_of: dict[str, tuple[int, list[list[float]]]] = {}  # look group -> row, looks
-        self._measured = [i for i, o in enumerate(self.objectives) if o.measured]
-        self.looks: dict[str, int] = {}  # look group -> trials asked of it (repeats)
+        self.complete: list[StoredTrial] = []  # COMPLETE trials told, for the front
+        self._merged: tuple[int, list[CandidateResult]] = (-1, [])  # front_version, merged
+        self.looks = LookCounter()  # looks asked per candidate (repeats)
+        self.seen: set[Candidate] = set()  # distinct candidates of the space asked so far
         self.front_version = 0  # bumped when the front may have changed (for caches)
         self._make_snapshot = snapshot
         self._snapshot: FrontSnapshot | None = None
@@ -126,11 +130,21 @@ class Ledger:
 
     def next_look(self, group: str) -> int:
         """The look the next trial of a candidate is (0: its first)."""
-        return self.looks.get(group, 0)
+        return self.looks.next_look(group)
 
     def looked(self, group: str) -> None:
         """A trial of the candidate was asked (or found finished in the storage)."""
-        self.looks[group] = self.looks.get(group, 0) + 1
+        self.looks.looked(group)
+
+    def saw(self, cand: Candidate) -> None:
+        """A candidate of the study's space was asked (feasible or not, trained or reused)."""
+        self.seen.add(cand)
+
+    def space_tried(self, size: float) -> bool:
+        """Every candidate of a finite space of ``size`` has been asked: a sampler asking
+        again could only repeat them (answered from storage, forever), so asking stops.
+        (With ``[sampler] repeats`` hvi stops the study itself once the looks are had.)"""
+        return len(self.seen) >= size
 
     def submitted(self, ticket: Any, run: Run) -> None:
         self.running[ticket] = run
@@ -186,62 +200,60 @@ class Ledger:
     def finish(self, key: str | None, number: int, state: State, attrs: Mapping[str, Any],
                values: list[float] | None = None, reused: bool = False) -> None:
         """A trial was told: count it, keep its result for duplicates, add it to the front."""
+        self._told(StoredTrial(number, state, None if values is None else tuple(values),
+                               TrialRecord.from_attrs(attrs), self.constraints(attrs)),
+                   key, attrs, reused)
+
+    def _told(self, t: StoredTrial, key: str | None, attrs: Mapping[str, Any],
+              reused: bool) -> None:
+        state: State = t.state  # type: ignore[assignment]
         self.count(state)
         if reused:
             self.status.reused += 1
-        if attrs.get("look"):
+        if t.record.look:
             self.status.repeats += 1
         if key and state in ("complete", "pruned") and key not in self.finished:
-            self.finished[key] = Stored(number, state, {k: attrs[k] for k in _LENT
-                                                        if k in attrs})
-        if state == "complete" and values is not None:
-            self._add_completed(number, values, attrs)
+            self.finished[key] = Stored(t.number, state, {k: attrs[k] for k in _LENT
+                                                          if k in attrs})
+        if state == "complete" and t.values is not None:
+            self._add_completed(t, attrs)
 
     # -- the front --------------------------------------------------------------------------
 
     def losses(self, attrs: Mapping[str, Any]) -> tuple[float, ...]:
         return tuple(o.sign * float(attrs[o.name]) for o in self.analytic_objs)
 
-    def _add_completed(self, number: int, values: list[float], attrs: Mapping[str, Any]) -> None:
+    def _add_completed(self, t: StoredTrial, attrs: Mapping[str, Any]) -> None:
         curve = tuple(float(v) for v in attrs.get("miou_curve") or ())
         if self._make_snapshot is not None and all(o.name in attrs for o in self.analytic_objs):
-            self.completed.append(Completed(number, curve, self.losses(attrs)))
+            self.completed.append(Completed(t.number, curve, self.losses(attrs)))
             self._snapshot_dirty = True
-        group = look_group(attrs)
-        seen = self._row_of.get(group) if group is not None else None
-        if seen is None:
-            if group is not None:
-                self._row_of[group] = (len(self.front_rows), [list(values)])
-            self.front_rows.append((number, list(values), self.feasible(attrs)))
-        else:  # another look at a candidate: its measured objectives are the looks' mean
-            row, looks = seen
-            looks.append(list(values))
-            first, vals, ok = self.front_rows[row]
-            mean = list(vals)
-            for i in self._measured:
-                mean[i] = float(np.mean([v[i] for v in looks]))
-            self.front_rows[row] = (first, mean, ok)
+        self.complete.append(t)
         self.front_version += 1
 
     def _signed(self, rows: Iterable[Sequence[float]]) -> np.ndarray:
         sign = np.array([o.sign for o in self.objectives])
         return np.array(list(rows), dtype=float).reshape(-1, len(sign)) * sign
 
+    def candidates(self) -> list[CandidateResult]:
+        """The COMPLETE trials so far, one result per candidate (cached until one completes)."""
+        if self._merged[0] != self.front_version:
+            self._merged = (self.front_version, merge_looks(self.complete, self.objectives))
+        return self._merged[1]
+
     def on_front(self, values: Sequence[float]) -> bool:
         """Whether a feasible trial with ``values`` joins the front of the feasible so far:
-        no feasible trial dominates it."""
-        rows = [v for _, v, ok in self.front_rows if ok]
+        no feasible candidate (its looks merged) dominates it."""
+        rows = [r.values for r in self.candidates() if r.feasible and r.values is not None]
         return not dominates(self._signed(rows), self._signed([values])[0]).any()
 
     def front(self) -> tuple[list[int], np.ndarray]:
-        """Trial numbers of the feasible Pareto front (sorted) and their values (rows)."""
-        rows = [(n, v) for n, v, ok in self.front_rows if ok]
-        if not rows:
+        """Trial numbers of the feasible Pareto front (sorted) and their values (rows): each
+        candidate once, at the mean of its looks (`looks.feasible_front`)."""
+        front = feasible_front(self.candidates(), self.objectives)
+        if not front:
             return [], np.zeros((0, len(self.objectives)))
-        pts = np.array([v for _, v in rows], dtype=float)
-        mask = nondominated(self._signed(pts))
-        numbers = sorted(n for (n, _), keep in zip(rows, mask, strict=True) if keep)
-        return numbers, pts[mask]
+        return sorted(r.number for r in front), np.array([r.values for r in front], dtype=float)
 
     def snapshot(self) -> FrontSnapshot | None:
         """The early-stopping snapshot of the completed trials (cached until one completes)."""
@@ -259,23 +271,20 @@ class Ledger:
         (the loop marks them FAIL and enqueues them again)."""
         orphans = []
         for t in trials:
-            ua = t.attrs
+            rec = t.record
             if t.state == "running":
                 orphans.append(t)
                 continue
             if t.state not in ("complete", "pruned", "fail"):
                 continue
-            if ua.get("infeasible"):
+            if rec.infeasible:
                 self.status.infeasible += 1
                 continue
-            if ua.get("requeue"):
+            if rec.requeue:
                 continue
-            state: State = t.state  # type: ignore[assignment]
-            if (group := look_group(ua)) is not None:
+            if (group := look_group(rec)) is not None:
                 self.looked(group)
-            self.finish(ua.get("key"), t.number, state, ua,
-                        list(t.values) if t.values is not None else None,
-                        reused=ua.get("reused_from") is not None)
+            self._told(t, rec.key, t.attrs, reused=rec.reused_from is not None)
         self.done_at_start = self.status.done
         return orphans
 

@@ -14,11 +14,11 @@ estimated range are clipped into it (`nas_dil.pareto.normalised_hypervolume`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from nas_dil.models.analytic import analytic_batch
+import numpy as np
+
 from nas_dil.search.records import METRICS, Metric, Objective
 from nas_dil.spaces import Candidate, Space, sample_candidates
 
@@ -30,9 +30,10 @@ __all__ = [
     "Metric",
     "Objective",
     "ObjectiveRange",
-    "dead_tap_share",
+    "SpaceScores",
     "objective_ranges",
     "range_candidates",
+    "score_space",
 ]
 
 ENUMERATE_LIMIT = 2_000  # spaces up to this size are enumerated for the objective ranges
@@ -60,35 +61,46 @@ def range_candidates(space: Space, seed: int) -> tuple[list[Candidate], bool]:
             else sample_candidates(space, RANGE_SAMPLES, seed)), exact
 
 
-def dead_tap_share(space: Space, arch: Mapping[str, Any], image_size: int | Sequence[int],
-                   num_classes: int, seed: int) -> tuple[float, bool]:
-    """(share of the space whose stack has dead taps at the crop, exact): the candidates of
-    `range_candidates`."""
+@dataclass(frozen=True)
+class SpaceScores:
+    """The analytic columns of the space's `range_candidates` (distinct, first) and then of
+    the extra candidates not among them (the baselines): scored once for the objective
+    ranges, the dead-tap share and the constraints' feasibility."""
+
+    cols: Mapping[str, np.ndarray]  # analytic_batch columns, one row per candidate
+    n_space: int  # the first rows: the space's own candidates
+    exact: bool  # those are the whole space (else RANGE_SAMPLES seeded draws)
+
+    def space_col(self, key: str) -> np.ndarray:
+        """One column over the space's own candidates (the baselines left out)."""
+        return np.asarray(self.cols[key][: self.n_space])
+
+    def dead_share(self) -> float:
+        """Share of the space's candidates whose stack has dead taps at the crop."""
+        dead = self.space_col("dead_taps")
+        return float((dead > 0).mean()) if len(dead) else 0.0
+
+
+def score_space(space: Space, seed: int, extra: Iterable[Candidate],
+                score: Callable[[list[Candidate]], Mapping[str, np.ndarray]]) -> SpaceScores:
+    """`SpaceScores` of ``space`` (drawn with ``seed``) and ``extra``; ``score`` is
+    ``analytic_batch`` around the study's nets."""
     cands, exact = range_candidates(space, seed)
-    cols = analytic_batch(list(dict.fromkeys(cands)), {**arch, "num_classes": num_classes},
-                          image_size)
-    return (float((cols["dead_taps"] > 0).mean()) if len(cols["dead_taps"]) else 0.0), exact
+    own = list(dict.fromkeys(cands))
+    return SpaceScores(score(list(dict.fromkeys([*own, *extra]))), len(own), exact)
 
 
-def objective_ranges(objectives: Sequence[Objective], space: Space, arch: Mapping[str, Any],
-                     image_size: int | Sequence[int], num_classes: int, seed: int,
-                     extra: Iterable[Candidate] = ()) -> dict[str, ObjectiveRange]:
+def objective_ranges(objectives: Sequence[Objective],
+                     scores: SpaceScores) -> dict[str, ObjectiveRange]:
     """Best and worst value of every objective (see the module docstring)."""
     out: dict[str, ObjectiveRange] = {}
-    analytic = [o for o in objectives if not o.measured]
     for o in objectives:
         if o.measured:  # mIoU: [0, 1] by definition
             best, worst = (1.0, 0.0) if o.direction == "maximize" else (0.0, 1.0)
             out[o.name] = ObjectiveRange(best, worst, True)
-    if not analytic:
-        return out
-    cands, exact = range_candidates(space, seed)
-    cands += list(extra)
-    cols = analytic_batch(list(dict.fromkeys(cands)), {**arch, "num_classes": num_classes},
-                          image_size)
-    for o in analytic:
-        v = cols[o.name]
+            continue
+        v = scores.cols[o.name]
         lo, hi = float(v.min()), float(v.max())
         best, worst = (hi, lo) if o.direction == "maximize" else (lo, hi)
-        out[o.name] = ObjectiveRange(best, worst, exact)
+        out[o.name] = ObjectiveRange(best, worst, scores.exact)
     return out

@@ -8,9 +8,15 @@ study's metadata (`StudyMeta`) for a new study.
 - ``--resume`` finds the study;
 - the study's [arch] makes a net of every candidate (`check_arch`): output strides the
   backbone runs at, on a torchvision backbone depths that fit the targeted blocks, and
-  torchvision and the weights there when trials build nets.
+  torchvision and the weights there when trials build nets;
+- a frozen backbone's feature caches fit the disk (`feature_plan`: the caches are planned
+  here, the driver builds them once the study exists).
 
 Every refusal is one `UserError` / `StorageError` line and leaves every study as it was.
+
+`resolve_study` then makes the `ResolvedStudy` the search runs on: the space's candidates
+scored once (`objectives.score_space`) for the objective ranges, the dead-tap share and the
+constraints' feasibility (`check_feasible`), the warnings, and the sampler.
 """
 
 from __future__ import annotations
@@ -19,47 +25,44 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas_dil.errors import UserError
 from nas_dil.pareto import REFERENCE
 from nas_dil.resources import source_commit
 from nas_dil.search.config import StudyConfig
-from nas_dil.search.objectives import ObjectiveRange
+from nas_dil.search.objectives import (
+    RANGE_SAMPLES,
+    ObjectiveRange,
+    SpaceScores,
+    objective_ranges,
+    score_space,
+)
 from nas_dil.search.records import StudyMeta
+from nas_dil.search.resolved import ResolvedStudy
 from nas_dil.search.storage import StorageError, check_storage, read_meta, safe_url
 from nas_dil.spaces import Candidate, Space, load_space
 
+if TYPE_CHECKING:
+    from nas_dil.train.features import FeaturePlan
+
 __all__ = ["Existing", "check_arch", "check_baselines", "check_feasible", "check_paths",
-           "check_sampler", "check_study", "study_meta", "study_space"]
+           "check_sampler", "check_study", "feature_plan", "resolve_study", "study_meta",
+           "study_space"]
 
 _INSIDE_ONLY_OK = ("hvi", "tpe", "random")  # samplers that take trials outside the space
 
 
 def study_space(cfg: StudyConfig) -> Space:
-    """The study's space; one whose file sets ``avoid_dead_taps = true`` is bound to the
-    study's crop (`Space.live`): it proposes only stacks whose taps all land on the image."""
+    """The study's space; a study that avoids dead taps (search/dead_taps.py) binds it to
+    its crop (`Space.live`): it proposes only stacks whose taps all land on the image."""
     space = load_space(cfg.space_path)
-    if not space.config.avoid_dead_taps:
-        return space
-    if cfg.allow_dead_taps:
-        raise UserError(f"{cfg.path}: constraints.allow_dead_taps = true, but space "
-                        f"{space.name} sets avoid_dead_taps = true: choose one")
-    from nas_dil.models.analytic import stack_maps
-
-    try:
-        sides = stack_maps(cfg.arch, space.config.output_stride, cfg.data.crop_hw)
-    except ValueError as e:
-        raise UserError(f"{cfg.path}: space {space.name}: avoid_dead_taps: {e}") from None
-    return space.live(sides)
+    where = str(cfg.path)
+    return cfg.dead_taps.with_space(space, where).bind(space, cfg.arch, cfg.data.crop_hw, where)
 
 
 def check_sampler(cfg: StudyConfig, space: Space) -> None:
-    if cfg.repeats and cfg.train.freeze != "none" and cfg.trial.kind == "train":
-        # a look is another seed, and the frozen features are cached per seed
-        raise UserError(f"{cfg.path}: [sampler] repeats = {cfg.repeats} with [train] freeze = "
-                        f"{cfg.train.freeze!r}: each look would need its own feature cache; "
-                        "use repeats = 0 for frozen studies")
+    # repeats with [train] freeze: the study file alone decides it, so parsing refuses it
     if cfg.sampler.name == "brute":
         try:
             space.count()
@@ -69,15 +72,14 @@ def check_sampler(cfg: StudyConfig, space: Space) -> None:
 
 def check_baselines(cfg: StudyConfig, space: Space,
                     baselines: list[tuple[str, Candidate]]) -> None:
-    if cfg.arch.get("backbone", "stem") != "stem":  # each must be a net of that backbone
+    if cfg.arch.backbone != "stem":  # each must be a net of that backbone
         from nas_dil.models.analytic import trial_schedule
-        from nas_dil.models.config import ArchConfig, ArchError
+        from nas_dil.models.config import ArchError
         from nas_dil.schedule import ScheduleError
 
         for name, c in baselines:
             try:
-                trial_schedule(c, ArchConfig(**cfg.arch, output_stride=c.output_stride,
-                                             width=c.width))
+                trial_schedule(c, cfg.arch.at(c))
             except (ArchError, ScheduleError) as e:
                 raise UserError(f"{cfg.path}: baselines {name!r}: {e}") from None
     outside = [n for n, c in baselines if space.params_for(c) is None]
@@ -101,22 +103,22 @@ def check_arch(cfg: StudyConfig, space: Space) -> None:
     - trials that build nets (kind "train") need torchvision and the weights: checked here,
       loading them once (``backbones.check_backbone``).
     """
-    from nas_dil.models.config import ArchConfig, ArchError
+    from nas_dil.models.config import ArchError, Place
 
     sc = space.config
     where = f"{cfg.path}: [arch] with space {space.name}"
     for os_ in sc.output_stride:
         try:
-            ArchConfig(**cfg.arch, output_stride=os_, width=sc.width[0])
+            cfg.arch.at(Place(os_, sc.width[0]))
         except ArchError as e:
             raise UserError(f"{where}: {e}") from None
-    name = str(cfg.arch.get("backbone", "stem"))
+    name = cfg.arch.backbone
     if name == "stem":
         return
     if sc.degridding:
         raise UserError(f"{where}: smooth, tail and per_axis are the stem net's; "
                         f"backbone={name!r} takes square, unsmoothed layers")
-    target = str(cfg.arch.get("target", "head"))
+    target = cfg.arch.target
     if target != "head":
         from nas_dil.models.tables import block_kernels
 
@@ -136,11 +138,11 @@ def check_arch(cfg: StudyConfig, space: Space) -> None:
         raise UserError(f"{where}: target='backbone' has no head stack, so kernel "
                         f"{list(sc.kernel)} and width {list(sc.width)} would train one net "
                         "under several names; give one value each")
-    weights = str(cfg.arch.get("weights", "none"))
+    weights = cfg.arch.weights
     if weights not in ("none", "imagenet") and not Path(weights).expanduser().is_absolute():
         raise UserError(f"{cfg.path}: [arch] weights={weights!r}: give the state_dict's "
                         "absolute path (trials run in Ray workers, in other folders)")
-    if cfg.trial.kind == "train":
+    if cfg.kind.builds_nets:
         from nas_dil.models.backbones import check_backbone
 
         check_backbone(name, weights)
@@ -223,38 +225,25 @@ def study_meta(cfg: StudyConfig, space: Space, *, n_trials: int, url: str, out: 
 
 # -- constraints the space can meet (issue 11, item 9) ----------------------------------------
 
-FEASIBLE_ENUMERATE = 2_000  # spaces up to this size are checked candidate by candidate
-FEASIBLE_SAMPLES = 400  # otherwise this many seeded draws (as the objective ranges)
-
-
-def check_feasible(cfg: StudyConfig, space: Space, num_classes: int) -> None:
+def check_feasible(cfg: StudyConfig, space: Space, scores: SpaceScores) -> None:
     """Refuse a study whose constraints no candidate of the space meets: one line naming the
-    constraint and the best value the space achieves (the whole space when it has at most
-    `FEASIBLE_ENUMERATE` candidates, else `FEASIBLE_SAMPLES` seeded draws, said so). Dead
-    taps at the crop count as a constraint unless the study allows them; a space mostly dead
-    there gets the driver's warning (`_warn_dead_taps`), one wholly dead this refusal."""
-    if not cfg.constraints and not cfg.gridding_free and cfg.allow_dead_taps:
+    constraint and the best value the space achieves over the scored candidates (the whole
+    space when it has at most `objectives.ENUMERATE_LIMIT` candidates, else
+    `objectives.RANGE_SAMPLES` seeded draws, said so). Dead taps at the crop count as a
+    constraint unless the study allows them; a space mostly dead there gets a warning
+    (`resolve_study`), one wholly dead this refusal."""
+    if not cfg.constraints and not cfg.gridding_free and not cfg.dead_taps.refused:
         return
     import numpy as np
 
-    from nas_dil.models.analytic import analytic_batch
-    from nas_dil.spaces import sample_candidates
-
-    try:
-        count: int | None = space.count()
-    except Exception:  # too large to count exactly
-        count = None
-    exact = count is not None and count <= FEASIBLE_ENUMERATE
-    cands = (list(space.enumerate()) if exact
-             else list(dict.fromkeys(sample_candidates(space, FEASIBLE_SAMPLES, cfg.seed))))
-    if not cands:
+    n = scores.n_space
+    if not n:
         return
-    cols = analytic_batch(cands, {**cfg.arch, "num_classes": num_classes}, cfg.data.crop_hw)
-    of = (f"of the {len(cands)} candidates" if exact
-          else f"of {FEASIBLE_SAMPLES} sampled candidates")
-    ok = np.ones(len(cands), dtype=bool)
+    of = (f"of the {n} candidates" if scores.exact
+          else f"of {RANGE_SAMPLES} sampled candidates")
+    ok = np.ones(n, dtype=bool)
     for c in cfg.constraints:
-        v = np.asarray(cols[c.metric], dtype=float)
+        v = scores.space_col(c.metric).astype(float)
         met = np.array([c.violation(float(x)) <= 0 for x in v])
         if not met.any():
             best = float(v.min() if c.kind == "max" else v.max())
@@ -263,28 +252,51 @@ def check_feasible(cfg: StudyConfig, space: Space, num_classes: int) -> None:
                 f"{space.name} meets it; the best {c.metric} {of} is {best:g}")
         ok &= met
     if cfg.gridding_free:
-        free = np.asarray(cols["holes"]) == 0
+        holes = scores.space_col("holes")
+        free = holes == 0
         if not free.any():
             raise UserError(
                 f"{cfg.path}: constraints.gridding_free: no candidate of space {space.name} is "
-                f"hole-free; the fewest holes {of} is {int(np.min(cols['holes']))}")
+                f"hole-free; the fewest holes {of} is {int(np.min(holes))}")
         ok &= free
-    if not cfg.allow_dead_taps:
-        live = np.asarray(cols["dead_taps"]) == 0
+    if cfg.dead_taps.refused:
+        dead = scores.space_col("dead_taps")
+        live = dead == 0
         if not live.any():
-            h, w = cfg.data.crop_hw
-            raise UserError(
-                f"{cfg.path}: every candidate {of} of space {space.name} has dead taps at the "
-                f"{h}×{w} crop (taps that read only padding; the fewest is "
-                f"{int(np.min(cols['dead_taps']))}): use smaller rates, a smaller output stride "
-                "or a larger crop, or set constraints.allow_dead_taps = true")
+            raise cfg.dead_taps.none_live(str(cfg.path), of, space.name, cfg.data.crop_hw,
+                                          int(np.min(dead)))
         ok &= live
     if not ok.any():
         names = [f"{c.name} = {c.bound:g}" for c in cfg.constraints]
         names += ["gridding_free"] if cfg.gridding_free else []
-        names += [] if cfg.allow_dead_taps else ["no dead taps"]
+        names += ["no dead taps"] if cfg.dead_taps.refused else []
         raise UserError(f"{cfg.path}: constraints {', '.join(names)}: each is met by some "
                         f"candidate of space {space.name} but none {of} meets them all")
+
+
+def resolve_study(cfg: StudyConfig, space: Space, num_classes: int,
+                  baselines: list[tuple[str, Candidate]]) -> ResolvedStudy:
+    """The study the search runs on (`ResolvedStudy`), after its last refusals: the space's
+    candidates scored once for `check_feasible`, the objective ranges and the warnings (an
+    objective that cannot vary; a space mostly dead at the crop), then the sampler."""
+    from dataclasses import replace
+
+    from nas_dil.search.trials import make_sampler
+
+    study = ResolvedStudy(cfg, space, num_classes, tuple(baselines))
+    scores = score_space(space, cfg.seed, [c for _, c in baselines], study.score)
+    check_feasible(cfg, space, scores)
+    ranges = objective_ranges(cfg.objectives, scores)
+    warnings = [f"objective {o.name} cannot vary in space {space.name}: every "
+                f"candidate{' sampled' if not r.exact else ''} has {o.name} = {r.best:g}"
+                for o in cfg.objectives
+                if not o.measured and (r := ranges[o.name]).best == r.worst]
+    dead = cfg.dead_taps.warning(scores.dead_share(), scores.exact, space.name,
+                                 cfg.data.crop_hw)
+    warnings += [dead] if dead else []
+    study = replace(study, ranges=ranges, warnings=tuple(warnings))
+    study = replace(study, features=feature_plan(study))  # refused here if it cannot fit
+    return replace(study, sampler=make_sampler(study))
 
 
 # -- paths the search will write (issue 11, item 6) --------------------------------------------
@@ -321,3 +333,27 @@ def check_paths(out: Path, url: str) -> None:
                                "a search needs it writable") from None
         if not os.access(db, os.W_OK):  # pragma: no cover - open() would have failed
             raise StorageError(f"{where}: the study file is read-only")
+
+
+# -- the feature caches of a frozen backbone (issue 13 §2) ------------------------------------
+
+def feature_plan(study: ResolvedStudy) -> FeaturePlan | None:
+    """``[train] freeze = "backbone"``: every feature cache the trials will read (one per
+    output stride the space or a baseline uses), each found valid or sized for its build
+    (`train.features.plan_features`: loads the data on this machine); refused in one line
+    when those to build do not fit the disk. The driver builds them (`FeaturePlan.build`)
+    after creating the study; trials on this machine then read them, a worker on another node
+    builds its own copy once (under a lock) at the same node-local path. None: nothing is
+    frozen, or the trials build no nets."""
+    cfg = study.cfg
+    if cfg.train.freeze == "none" or not study.kind.builds_nets:
+        return None
+    from nas_dil.models.config import Place
+    from nas_dil.train.config import TrialConfig
+    from nas_dil.train.features import plan_features
+
+    strides = sorted({*study.space.config.output_stride,
+                      *(c.output_stride for _, c in study.baselines)})
+    archs = [study.arch(Place(s, study.space.config.width[0])) for s in strides]
+    return plan_features(TrialConfig(archs[0], cfg.data, cfg.train), cfg.seed,
+                         cfg.feature_cache, archs=archs[1:])

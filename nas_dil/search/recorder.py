@@ -19,15 +19,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nas_dil.search.ledger import State, StoredTrial
-from nas_dil.search.records import META_KEY, Objective, StudyMeta, TrialRecord
+from nas_dil.search.ledger import State
+from nas_dil.search.records import (
+    META_KEY,
+    Objective,
+    StoredTrial,
+    StudyMeta,
+    TrialRecord,
+    asked_attrs,
+)
 from nas_dil.search.storage import close_storage, open_storage
 
 __all__ = ["Asked", "Recorder"]
-
-_STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "fail", "RUNNING": "running",
-           "WAITING": "waiting"}
-
 
 def _bulk_user_attrs(storage: Any, trial_id: int, attrs: Mapping[str, Any]) -> bool:
     """One multi-row upsert of a RUNNING trial's user attrs into Optuna's RDB tables (SQLite,
@@ -65,7 +68,7 @@ class Asked:
         self.trial = trial
         self.trial_id: int = trial._trial_id
         self.number: int = trial.number
-        self.enqueued: dict[str, Any] = dict(trial.user_attrs)
+        self.enqueued: dict[str, Any] = asked_attrs(trial)
         fixed = getattr(trial, "_fixed_params", None)  # read by Trial(): saves a query
         if fixed is None:  # pragma: no cover - an Optuna without it
             fixed = study._storage.get_trial_system_attrs(self.trial_id).get("fixed_params")
@@ -108,9 +111,7 @@ class Recorder:
             close_storage(self.study._storage)  # SQLite: one self-contained file again
 
     def trials(self) -> list[StoredTrial]:
-        return [StoredTrial(t._trial_id, t.number, _STATES.get(t.state.name, t.state.name),
-                            t.values, dict(t.params), dict(t.user_attrs))
-                for t in self.study.get_trials(deepcopy=False)]
+        return [StoredTrial.from_frozen(t) for t in self.study.get_trials(deepcopy=False)]
 
     def enqueue(self, params: Mapping[str, Any], enqueued: Mapping[str, Any]) -> None:
         self.study.enqueue_trial(dict(params), user_attrs=dict(enqueued))

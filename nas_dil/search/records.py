@@ -10,8 +10,16 @@ A nas-dil study is an ordinary Optuna study plus two kinds of record, both plain
   each as a column). `TrialRecord.to_attrs()` is what the driver writes; `from_frozen()` reads
   any stored trial back, including those written before a field was renamed.
 
+Stored attributes are decoded here and nowhere else (a test holds every other module to it):
+`StoredTrial.from_frozen` turns an Optuna trial into number, state, values, Optuna's
+constraints, the typed `TrialRecord` and parameters, once; the driver's recovery, the report,
+the dashboard and export read those. `TrialRecord`'s typed reads (`number`, `flag`,
+`rf_facts`, `schedule_facts`, `dead_taps`) are what they show. Feasibility has one rule,
+`feasible`: every stored constraint value <= 0 (Optuna's).
+
 `TrialPayload` is what the driver sends a Ray worker for one trial. The search writes these
-records; report, export and dashboard read them (they sit to the right of ``search``).
+records; report, export and dashboard read them (they sit to the right of ``search``). The
+looks at one candidate (``[sampler] repeats``) are merged in `nas_dil.search.looks`.
 
 Renamed attribute: up to nas-dil 0.1, ``hdc_rule1`` was the per-group verdict of HDC rule 1
 and ``hdc_rule1_whole`` the whole-schedule one. Now ``hdc_rule1`` is the whole-schedule
@@ -21,9 +29,10 @@ verdict everywhere (as in `nas_dil.schedule.analyze` and the export certificate)
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -37,11 +46,16 @@ __all__ = [
     "STORAGE_FILE",
     "Metric",
     "Objective",
+    "RFFacts",
+    "StoredTrial",
     "StudyMeta",
     "TrialPayload",
     "TrialRecord",
-    "look_group",
-    "merge_looks",
+    "as_number",
+    "asked_attrs",
+    "feasible",
+    "rf_facts",
+    "stored_meta",
 ]
 
 META_KEY = "nas_dil"  # the study user attr every nas-dil study carries
@@ -221,6 +235,177 @@ class TrialRecord:
             return self.extra[name]
         return getattr(self, name, None) if name not in ("analytic", "result", "extra") else None
 
+    # -- typed reads (what report, export and dashboard show) ------------------------------
+
+    def number(self, name: str) -> float | None:
+        """A stored number as a finite float (None: absent, not a number, a bool, inf/nan)."""
+        return as_number(self.get(name))
+
+    def integer(self, name: str) -> int | None:
+        return _int(self.get(name))
+
+    def flag(self, name: str) -> bool | None:
+        v = self.get(name)
+        numpy_bool = type(v).__module__ == "numpy" and type(v).__name__ in ("bool", "bool_")
+        return bool(v) if isinstance(v, bool) or numpy_bool else None
+
+    @property
+    def dead_taps(self) -> int:
+        """The stack's taps that were dead in the trial's training (not recorded: 0)."""
+        return _int(self.analytic.get("dead_taps")) or 0
+
+    def schedule_facts(self) -> tuple[str, int | None, int | None, int | None]:
+        """(rates "1,2,5", kernel, output_stride, width) of the ``candidate``; "?" if none."""
+        c = self.candidate
+        if not isinstance(c, Mapping):
+            return "?", None, None, None
+        rates = c.get("rates") or []
+        return (",".join(str(r) for r in rates) or "?", _int(c.get("kernel")),
+                _int(c.get("output_stride")), _int(c.get("width")))
+
+    def crop(self) -> tuple[int, int] | None:
+        """(h, w) of the trial's training crop (its trial_config), None if not recorded."""
+        tc = self.trial_config
+        data = tc.get("data") if isinstance(tc, Mapping) else None
+        return _crop(data.get("image_size") if isinstance(data, Mapping) else None)
+
+    def rf_facts(self, fallback_crop: Any = None) -> RFFacts:
+        """The trial's RF against its training crop; ``fallback_crop``: the study's
+        ``image_size`` for trials that carry no ``trial_config``."""
+        a = self.analytic
+        crop = self.crop() or _crop(fallback_crop)
+        rf = a.get("rf")
+        rf = float(rf) if isinstance(rf, int | float) and not isinstance(rf, bool) else None
+        if "rf_nominal" not in a:  # written before the usable RF: ``rf`` is the nominal one
+            return RFFacts(None, rf, crop, None, ())
+        nominal = a.get("rf_nominal")
+        layers = a.get("dead_layers")
+        return RFFacts(
+            usable=rf,
+            nominal=float(nominal) if isinstance(nominal, int | float) else None,
+            crop=crop, dead_taps=_int(a.get("dead_taps")),
+            dead_layers=tuple(x for d in (layers if isinstance(layers, list) else ())
+                              if (x := _dead_layer(d)) is not None))
+
+
+def as_number(v: Any) -> float | None:
+    """A stored value as a finite float (None: absent, not a number, a bool, inf/nan)."""
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _int(v: Any) -> int | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return int(v) if ok else None
+
+
+def _crop(v: Any) -> tuple[int, int] | None:
+    """(h, w) of a data config's ``image_size`` (a side or [h, w]); None if neither."""
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        return v, v
+    if isinstance(v, list | tuple) and len(v) == 2 and all(_int(x) for x in v):
+        return int(v[0]), int(v[1])
+    return None
+
+
+def _dead_layer(d: Any) -> str | None:
+    if not isinstance(d, dict) or not str(d.get("name", "")).startswith("stack."):
+        return None
+    dil = d.get("dilation") or []
+    rate = (f"r{dil[0]}" if len(dil) == 2 and dil[0] == dil[1] else
+            f"r({','.join(map(str, dil))})")
+    return f"{d['name']} {rate}: {d.get('dead', '?')} dead"
+
+
+@dataclass(frozen=True)
+class RFFacts:
+    """A trial's RF against its training crop (its analytic attrs, `nas_dil.models.analytic`).
+
+    Studies written before the usable RF was recorded (no ``rf_nominal`` attr) stored the
+    nominal RF as ``rf``: there ``usable`` and ``dead_taps`` are None (unknown), and every rule
+    that avoids dead taps counts them as 0.
+    """
+
+    usable: float | None  # image px, smaller axis: the ``rf`` objective (None: not recorded)
+    nominal: float | None  # every tap, the formula's RF, image px
+    crop: tuple[int, int] | None  # (h, w) of the training crop
+    dead_taps: int | None  # the stack's taps that read only padding at the crop
+    dead_layers: tuple[str, ...]  # the stack's layers with dead taps
+
+    def per_crop(self, rf: float | None) -> float | None:
+        """``rf`` over the crop's smaller side (the usable RF's axis): at most 1 for usable."""
+        return None if rf is None or self.crop is None else rf / min(self.crop)
+
+
+def rf_facts(attrs: Mapping[str, Any], fallback_crop: Any = None) -> RFFacts:
+    """The RF facts of stored trial attributes (`TrialRecord.rf_facts`)."""
+    return TrialRecord.from_attrs(attrs).rf_facts(fallback_crop)
+
+
+# -- a stored trial, decoded once ------------------------------------------------------------
+
+def feasible(constraints: Mapping[str, float]) -> bool:
+    """The one feasibility rule, Optuna's: every constraint value <= 0 (none: feasible). The
+    search computes the values (`nas_dil.search.resolved.constraint_values`) and stores them
+    with the trial; everything that reads a study judges feasibility by them."""
+    return all(float(v) <= 0.0 for v in constraints.values())
+
+
+_STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "fail", "RUNNING": "running",
+           "WAITING": "waiting"}
+
+
+@dataclass(frozen=True)
+class StoredTrial:
+    """A trial as the storage holds it, decoded once (`from_frozen`): what the driver's
+    recovery, the report, the dashboard and export read instead of Optuna's `FrozenTrial`."""
+
+    number: int
+    state: str  # "complete", "pruned", "fail", "running", "waiting"
+    values: tuple[float, ...] | None  # the objectives (COMPLETE trials), study order
+    record: TrialRecord = field(default_factory=TrialRecord)  # its user attributes
+    constraints: Mapping[str, float] = field(default_factory=dict)  # Optuna's (<= 0: met)
+    params: Mapping[str, Any] = field(default_factory=dict)  # its Optuna parameters
+    trial_id: int = -1  # Optuna's storage id (-1: a trial not read from storage)
+    intermediate: tuple[float, ...] = ()  # reported values (by step), when any
+    datetime_start: datetime | None = None
+    datetime_complete: datetime | None = None
+
+    @classmethod
+    def from_frozen(cls, t: FrozenTrial) -> StoredTrial:
+        iv = t.intermediate_values
+        return cls(number=t.number, state=_STATES.get(t.state.name, t.state.name.lower()),
+                   values=None if t.values is None else tuple(float(v) for v in t.values),
+                   record=TrialRecord.from_attrs(t.user_attrs), constraints=dict(t.constraints),
+                   params=dict(t.params), trial_id=t._trial_id,
+                   intermediate=tuple(float(iv[k]) for k in sorted(iv)),
+                   datetime_start=t.datetime_start, datetime_complete=t.datetime_complete)
+
+    @property
+    def feasible(self) -> bool:
+        return feasible(self.constraints)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Its user attributes as stored (today's names)."""
+        return self.record.to_attrs()
+
+
+def asked_attrs(trial: Any) -> dict[str, Any]:
+    """The user attributes an asked trial came with (what it was enqueued with)."""
+    return dict(trial.user_attrs)
+
+
+def stored_meta(study: Any) -> Any:
+    """The `META_KEY` study attribute as stored (a dict, or None when absent) of an Optuna
+    study or frozen study; `StudyMeta.from_dict` decodes it."""
+    return study.user_attrs.get(META_KEY)
+
 
 # -- what a worker gets ----------------------------------------------------------------------
 
@@ -228,7 +413,7 @@ class TrialRecord:
 class TrialPayload:
     """One trial as the driver sends it to a Ray worker (`nas_dil.search.worker.execute`)."""
 
-    kind: str  # "train", "sleep" or "tabular"
+    kind: str  # a `nas_dil.search.kinds.KINDS` name (its runner: worker.RUNNERS)
     trial_config: Mapping[str, Any]  # TrialConfig.to_dict()
     schedule: Mapping[str, Any]  # Schedule.to_dict()
     seed: int
@@ -237,63 +422,7 @@ class TrialPayload:
     analytic: Mapping[str, Any]  # ANALYTIC_KEYS of the candidate
     losses: tuple[float, ...]  # analytic objectives as losses, for early stopping
     keep_weights: bool
-    options: Mapping[str, Any]  # the [trial] table: sleep and tabular options
+    options: Mapping[str, Any]  # the whole [trial] table (TrialKindConfig, every kind's
+    # keys; each runner reads its own), plus ``feature_cache`` when [train] freeze is set
     snapshot: Any = None  # early_stop.FrontSnapshot at submit time, or None
     look: int = 0  # a repeat's look (``seed`` is already the study's seed + look)
-
-
-# -- repeats: several looks (training seeds) at one candidate ---------------------------------
-
-def look_group(attrs: Mapping[str, Any]) -> str | None:
-    """The key shared by every look at a trial's candidate (its look-0 key); None for a
-    duplicate answered from another trial's result (``reused_from``: not a look of its own)."""
-    if attrs.get("reused_from") is not None:
-        return None
-    g = attrs.get("look_of") or attrs.get("key")
-    return None if g is None else str(g)
-
-
-def merge_looks(complete: Sequence[FrozenTrial],
-                objectives: Sequence[Objective]) -> list[FrozenTrial]:
-    """``complete`` (COMPLETE trials) with the looks at one candidate merged into one trial.
-
-    A study with ``[sampler] repeats`` trains a promising candidate again with another seed;
-    what it learned about that candidate is the mean of its looks, not its luckiest one. The
-    merged trial is a copy of the look that kept weights (else the first), with each measured
-    objective the mean over the looks (in ``values`` and in its user attribute) and
-    ``looks``, ``look_trials``, ``<name>_looks``, ``<name>_std`` added. Single looks are
-    returned as they are (the same objects), in input order; a group sits where its first
-    look was.
-    """
-    groups: dict[object, list[FrozenTrial]] = {}  # in first-look order (dicts keep it)
-    for i, t in enumerate(complete):
-        g = look_group(t.user_attrs)
-        groups.setdefault(i if g is None else g, []).append(t)
-    measured = [i for i, o in enumerate(objectives) if o.measured]
-    out: list[FrozenTrial] = []
-    for looks in groups.values():
-        if len(looks) == 1:
-            out.append(looks[0])
-            continue
-        rep = next((t for t in looks if t.user_attrs.get("weights")), looks[0])
-        merged = copy.copy(rep)
-        attrs = dict(rep.user_attrs)
-        attrs["looks"] = len(looks)
-        attrs["look_trials"] = [t.number for t in looks]
-        values = list(rep.values) if rep.values is not None else None
-        for i in measured:
-            name = objectives[i].name
-            ys = [float(t.values[i]) for t in looks if t.values is not None]
-            if not ys:
-                continue
-            mean = sum(ys) / len(ys)
-            attrs[name] = mean
-            attrs[f"{name}_looks"] = ys
-            attrs[f"{name}_std"] = (sum((y - mean) ** 2 for y in ys) / (len(ys) - 1)) ** 0.5
-            if values is not None:
-                values[i] = mean
-        merged.user_attrs = attrs
-        if values is not None:
-            merged.values = values
-        out.append(merged)
-    return out

@@ -14,13 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nas_dil._toml import TomlReader
+from nas_dil._check import SEED, Bound
+from nas_dil._toml import TomlReader, annotation_kinds
 from nas_dil.errors import UserError, first_line
 
 if TYPE_CHECKING:
     from nas_dil.search.hvi import SamplerContext
 
-__all__ = ["SAMPLERS", "SamplerConfig", "build_sampler", "parse_sampler", "sampler_class"]
+__all__ = ["SAMPLERS", "SamplerConfig", "build_sampler", "option_bound", "parse_sampler",
+           "sampler_class"]
 
 # name -> sampler class name (Optuna's: optuna.samplers.<class>, imported on first use)
 SAMPLERS: dict[str, str] = {
@@ -64,12 +66,32 @@ def _annotation(p: inspect.Parameter) -> str | None:
     return a if isinstance(a, str) else getattr(a, "__name__", str(a))
 
 
+# Optuna's samplers check some options when they are built (preflight) and take others that
+# fail later: a numeric option is >= 0 unless named here (hvi checks its own: check_options)
+_OPTION_RANGES = {
+    "seed": SEED,  # numpy's RandomState, every sampler
+    "n_ei_candidates": Bound(True, ge=1),  # tpe: candidates scored per ask
+    "prior_weight": Bound(False, gt=0),  # tpe
+}
+
+
+def option_bound(name: str, option: str, annotation: str | None) -> Bound | None:
+    """The range a study file's ``[sampler]`` numeric option must lie in (None: not a
+    number, or the hvi sampler's, checked by ``hvi.check_options``)."""
+    kinds = annotation_kinds(annotation or "")
+    if option in _OPTION_RANGES and (name != "hvi" or option == "seed"):
+        return _OPTION_RANGES[option]
+    if name == "hvi" or not {"int", "float"} & set(kinds):
+        return None
+    return Bound("float" not in kinds, ge=0)
+
+
 def parse_sampler(table: Mapping[str, Any], rd: TomlReader) -> SamplerConfig:
     """The ``[sampler]`` table checked: a known name, options the class takes, each of the
     type its signature declares (ints are not floats' only spelling: ``beta = 2`` is 2.0),
     and the hvi sampler's own ranges. Errors go through ``rd`` (one line)."""
     t = dict(table)
-    name = t.pop("name", "hvi")
+    name = rd.string(t.pop("name", "hvi"), "sampler.name")
     if name not in SAMPLERS:
         raise rd.err("sampler.name", f"unknown sampler {name!r} "
                                      f"(expected one of {', '.join(SAMPLERS)})")
@@ -87,6 +109,9 @@ def parse_sampler(table: Mapping[str, Any], rd: TomlReader) -> SamplerConfig:
                                          f"(allowed: {', '.join(allowed)})")
         annotation = _annotation(params[k])
         options[k] = v if annotation is None else rd.typed(v, annotation, f"sampler.{k}")
+        bound = option_bound(name, k, annotation)
+        if bound is not None and options[k] is not None and bound.problem(options[k]):
+            raise rd.err(f"sampler.{k}", f"{bound.problem(options[k])}, got {options[k]!r}")
     if name == "hvi":
         from nas_dil.search.hvi import check_options
 

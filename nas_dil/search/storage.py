@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_dil.errors import UserError, first_line
-from nas_dil.search.records import META_KEY, STORAGE_FILE
+from nas_dil.search.records import META_KEY, STORAGE_FILE, stored_meta
 
 __all__ = ["META_KEY", "STORAGE_FILE", "StorageError", "check_storage", "close_storage",
            "default_url", "open_storage", "read_meta", "safe_url"]
@@ -191,7 +191,7 @@ def read_meta(url: str, name: str) -> tuple[bool, dict[str, Any] | None, list[st
             storage.engine.dispose()
     for s in studies:
         if s.study_name == name:
-            meta = s.user_attrs.get(META_KEY)
+            meta = stored_meta(s)
             return True, meta if isinstance(meta, dict) else None, [
                 d.name.lower() for d in s.directions]
     return False, None, []

@@ -1,6 +1,6 @@
 """A candidate as a trial of a study: its net, its training config and key, its analytic
 metrics, the constraints it violates, what a worker gets, and the sampler that sees all of it
-before training. Pure functions of the study config; nothing here touches the storage.
+before training. Pure functions of the resolved study; nothing here touches the storage.
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from nas_dil.models.analytic import analytic_attrs, analytic_batch, trial_schedule
-from nas_dil.models.config import ArchConfig
+from nas_dil.models.analytic import analytic_attrs, trial_schedule
 from nas_dil.search.config import StudyConfig
 from nas_dil.search.hvi import SamplerContext
+from nas_dil.search.looks import look_seed
 from nas_dil.search.records import TrialPayload, TrialRecord
+from nas_dil.search.resolved import ResolvedStudy, constraint_values, feasible
 from nas_dil.search.samplers import build_sampler
-from nas_dil.spaces import Candidate, Space, dead_tap_reason
+from nas_dil.spaces import Candidate
 
-__all__ = ["Plan", "feasible", "make_sampler", "plan_trial", "trial_arch", "trial_key"]
+__all__ = ["Plan", "feasible", "make_sampler", "plan_trial", "trial_key"]
 
 
 def trial_key(cand: Candidate, trial_config: Mapping[str, Any], seed: int,
@@ -28,20 +29,6 @@ def trial_key(cand: Candidate, trial_config: Mapping[str, Any], seed: int,
     ident = {"candidate": cand.to_dict(), "trial_config": trial_config, "seed": seed,
              "kind": kind}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def trial_arch(cfg: StudyConfig, cand: Candidate, num_classes: int) -> ArchConfig:
-    """The net a trial of ``cand`` trains: the study's [arch] with the candidate's choices."""
-    return ArchConfig(**cfg.arch, output_stride=cand.output_stride, width=cand.width,
-                      num_classes=num_classes)
-
-
-def feasible(cfg: StudyConfig, attrs: Mapping[str, Any]) -> bool:
-    """Whether a trial's analytic ``attrs`` meet the study's constraints (dead taps at the
-    crop included, unless the study allows them; attrs of older studies have none)."""
-    return (all(c.violation(float(attrs[c.metric])) <= 0 for c in cfg.constraints
-                if c.metric in attrs) and not (cfg.gridding_free and attrs.get("holes"))
-            and (cfg.allow_dead_taps or not attrs.get("dead_taps")))
 
 
 def losses(cfg: StudyConfig, analytic: Mapping[str, Any]) -> tuple[float, ...]:
@@ -64,46 +51,42 @@ class Plan:
         return self.payload.key
 
 
-def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
-               repaired: bool | None, next_look: Callable[[str], int] | None = None) -> Plan:
-    """The trial of ``cand`` under ``cfg`` (trial ``number``; ``repaired`` as sampling said).
+def plan_trial(study: ResolvedStudy, cand: Candidate, number: int, repaired: bool | None,
+               next_look: Callable[[str], int] | None = None) -> Plan:
+    """The trial of ``cand`` in ``study`` (trial ``number``; ``repaired`` as sampling said).
     ``next_look`` (``[sampler] repeats``): the candidate's first-look key -> which look this
     is; look k > 0 is a repeat, trained from seed ``cfg.seed + k`` (another key)."""
     from nas_dil.train.config import TrialConfig
 
-    arch = trial_arch(cfg, cand, num_classes)
+    cfg = study.cfg
+    arch = study.arch(cand)
     train = cfg.train
     if train.cpus is None and cfg.parallel.cpus >= 1:  # the CPUs Ray gives each trial
         train = replace(train, cpus=int(cfg.parallel.cpus))
     tc = TrialConfig(arch, cfg.data, train).to_dict()
-    crop = cfg.data.crop_hw
+    crop = study.crop
     schedule = trial_schedule(cand, arch)  # on a backbone the blocks keep their kernels
     analytic = analytic_attrs(schedule, arch, crop)
     options = asdict(cfg.trial)
-    kind = {"kind": cfg.trial.kind, **(options if cfg.trial.kind == "sleep" else {})}
+    kind = {"kind": cfg.trial.kind, **(options if study.kind.keyed_options else {})}
     first = trial_key(cand, tc, cfg.seed, kind)
     look = next_look(first) if next_look is not None else 0
-    seed = cfg.seed + look
+    seed = look_seed(cfg.seed, look)
     key = trial_key(cand, tc, seed, kind) if look else first
     record = TrialRecord(candidate=cand.to_dict(), repaired=repaired, arch=arch.to_dict(),
                          trial_config=tc, seed=seed, key=key, analytic=analytic,
                          look=look or None, look_of=first if look else None)
-    constraints: dict[str, float] = {}
+    constraints = constraint_values(cfg, analytic)
     violated: list[str] = []
     for c in cfg.constraints:
-        v = c.violation(float(analytic[c.metric]))
-        constraints[c.name] = v
-        if v > 0:
+        if constraints[c.name] > 0:
             violated.append(f"{c.metric} {analytic[c.metric]:g} "
                             f"{'>' if c.kind == 'max' else '<'} {c.name} {c.bound:g}")
-    if cfg.gridding_free:
-        constraints["gridding_free"] = float(analytic["holes"])
-        if analytic["holes"]:
-            violated.append(f"{analytic['holes']} holes (gridding_free)")
-    if not cfg.allow_dead_taps:
-        constraints["dead_taps"] = float(analytic["dead_taps"])
-        if analytic["dead_taps"]:
-            violated.append(dead_tap_reason({**analytic, "crop": list(crop)}))
+    if constraints.get("gridding_free"):
+        violated.append(f"{analytic['holes']} holes (gridding_free)")
+    dead = cfg.dead_taps.constraint(analytic, crop)
+    if dead is not None and dead[1]:
+        violated.append(dead[1])
     payload = TrialPayload(kind=cfg.trial.kind, trial_config=tc,
                            schedule=schedule.to_dict(), seed=seed, key=key, look=look,
                            number=number, analytic=analytic, losses=losses(cfg, analytic),
@@ -113,12 +96,9 @@ def plan_trial(cfg: StudyConfig, cand: Candidate, num_classes: int, number: int,
     return Plan(cand, record, constraints, tuple(violated), payload)
 
 
-def make_sampler(cfg: StudyConfig, space: Space, num_classes: int) -> Any:
+def make_sampler(study: ResolvedStudy) -> Any:
     """The study's sampler (seeded with the study's seed unless [sampler] sets one); the hvi
     sampler also gets what is known before training: analytic objectives, constraints."""
-    image_size = cfg.data.crop_hw
-    context = SamplerContext(
-        space, tuple(cfg.objectives),
-        lambda cs: analytic_batch(cs, {**cfg.arch, "num_classes": num_classes}, image_size),
-        lambda attrs: feasible(cfg, attrs))
+    cfg = study.cfg
+    context = SamplerContext(study.space, tuple(cfg.objectives), study.score, study.feasible)
     return build_sampler(cfg.sampler, seed=cfg.seed, context=context, where=str(cfg.path))

@@ -5,7 +5,7 @@
 reason. Anything else is a bug and propagates (Ray wraps it in a RayTaskError). A dead worker
 or node is Ray's error, seen by the driver, which retries the trial.
 
-Two kinds of trial:
+Three kinds of trial (what each needs: `nas_dil.search.kinds`), one runner each (`RUNNERS`):
 - ``train``: `nas_dil.train.run_trial`, with the early-stopping rule as its callback; the
   state_dict of a completed trial comes back as bytes (torch.save), with the model config.
 - ``sleep``: sleeps ``sleep_s`` over ``evals`` evaluations and reports a synthetic, seeded
@@ -28,13 +28,14 @@ import platform
 import resource
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nas_dil.errors import UserError
 from nas_dil.search.early_stop import FrontSnapshot, stop_reason
 from nas_dil.search.records import TrialPayload
 
-__all__ = ["describe_data", "execute", "n_evals", "nas_dil_trial"]
+__all__ = ["RUNNERS", "describe_data", "execute", "nas_dil_trial"]
 
 _DATA: dict[str, Any] = {}  # one loaded data set per worker process (key: config + device)
 
@@ -70,15 +71,6 @@ def describe_data(data_cfg: dict[str, Any], device_name: str) -> dict[str, Any]:
     return {"describe": d.describe(), "num_classes": int(d.num_classes)}
 
 
-def n_evals(train: dict[str, Any]) -> int | None:
-    """Evaluations a trial makes under this train config (None: a seconds budget)."""
-    if train.get("epochs"):
-        return int(train["epochs"])
-    if train.get("steps"):
-        return math.ceil(int(train["steps"]) / int(train["eval_every_steps"]))
-    return None
-
-
 def execute(payload: TrialPayload) -> dict[str, Any]:
     """Run one trial (``payload``: `TrialPayload`, built by the driver)."""
     info = _where()
@@ -94,12 +86,7 @@ def execute(payload: TrialPayload) -> dict[str, Any]:
         return bool(reason)
 
     try:
-        if payload.kind == "sleep":
-            result, weights = _sleep_trial(payload, callback), None
-        elif payload.kind == "tabular":
-            result, weights = _tabular_trial(payload, callback), None
-        else:
-            result, weights = _train_trial(payload, callback)
+        result, weights = RUNNERS[payload.kind](payload, callback)
     except UserError as e:
         return {**info, "status": "fail", "reason": f"bad setting: {e}", "result": None,
                 "weights": None, "wall_s": time.perf_counter() - t0}
@@ -129,13 +116,14 @@ def _train_trial(payload: TrialPayload, callback: Any) -> tuple[dict[str, Any], 
 
     cfg = TrialConfig.from_dict(dict(payload.trial_config))
     data = _data(payload.trial_config["data"], cfg.train.device)
-    keep: dict[str, Any] | None = {} if payload.keep_weights else None
-    r = run_trial(cfg, Schedule.from_dict(dict(payload.schedule)), payload.seed,
-                  callback=callback, data=data, keep_model=keep,
-                  feature_cache=payload.options.get("feature_cache"))
+    outcome = run_trial(cfg, Schedule.from_dict(dict(payload.schedule)), payload.seed,
+                        callback=callback, data=data,
+                        feature_cache=payload.options.get("feature_cache"),
+                        known=payload.analytic)
+    r = outcome.result
+    model: Any = outcome.model  # a DilatedSegNet or BackboneSegNet: both have a model_config
     weights = None
-    if keep and not r.stopped_early:
-        model = keep["model"]
+    if payload.keep_weights and not r.stopped_early:
         buf = io.BytesIO()
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save({"state_dict": state, "model_config": model_config(model)}, buf)
@@ -181,18 +169,16 @@ def _sleep_trial(payload: TrialPayload, callback: Any) -> dict[str, Any]:
 
 
 def _tabular_trial(payload: TrialPayload, callback: Any) -> dict[str, Any]:
+    from nas_dil.search.looks import table_seed
     from nas_dil.search.tabular import load_table
 
     opts = payload.options  # the [trial] table: kind, table, table_seed
     arch = payload.trial_config["arch"]
     sched = payload.schedule
     table = load_table(opts["table"])
-    seed = opts.get("table_seed")
-    seed = payload.seed - payload.look if seed is None else int(seed)
-    if payload.look:  # a repeat reads the table's next seed (cycling through them)
-        seeds = table.seeds
-        at = seeds.index(seed) if seed in seeds else 0
-        seed = seeds[(at + payload.look) % len(seeds)]
+    first = opts.get("table_seed")  # look 0's seed: the table's, else the study's
+    first = payload.seed - payload.look if first is None else int(first)
+    seed = table_seed(table.seeds, first, payload.look)  # a repeat: the table's next seed
     row = table.lookup(sched["rates"], sched["kernels"][0], arch["output_stride"],
                        arch["width"], seed)
     t0 = time.perf_counter()
@@ -211,3 +197,12 @@ def _tabular_trial(payload: TrialPayload, callback: Any) -> dict[str, Any]:
             "images_per_s": 0.0, "stopped_early": stopped, "device": "table",
             "peak_mem_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "peak_mem_kind": "process_rss", "steps": len(curve), "epochs": float(len(curve))}
+
+
+# how each kind of `nas_dil.search.kinds.KINDS` runs: (payload, callback) -> (result, weights)
+Runner = Callable[[TrialPayload, Any], tuple[dict[str, Any], bytes | None]]
+RUNNERS: dict[str, Runner] = {
+    "train": _train_trial,
+    "sleep": lambda payload, callback: (_sleep_trial(payload, callback), None),
+    "tabular": lambda payload, callback: (_tabular_trial(payload, callback), None),
+}

@@ -6,9 +6,10 @@ A space is data. Its keys (every shipped file documents each one with a comment)
     description = "…"                   # optional free text
     depth = 6 | { min = 3, max = 9 }    # layers in the stack (required by free/gapfree;
                                         #   for the other rules an optional filter)
-    kernel = [3]                        # K×K choices (odd ints >= 1); an int is a one-item list
+    kernel = [3]                        # K×K choices (odd ints in [1, 63]); an int is a
+                                        #   one-item list
     output_stride = [8, 16]             # subset of 4, 8, 16, 32 (the [arch] decides)
-    width = [16, 32]                    # channel choices (ints >= 1)
+    width = [16, 32]                    # channel choices (ints in [1, 4096])
     require_gridding_free = false       # optional: keep only hole-free stacks
     smooth = [false, true]              # optional: smoothed dilated convs (Wang & Ji) as a
                                         #   choice; default [false]
@@ -16,14 +17,16 @@ A space is data. Its keys (every shipped file documents each one with a comment)
                                         #   of rates, [] = none); default [[]]
     per_axis = false                    # optional: true draws a width rate per layer too
                                         #   (same rule, same depth): (r_h, r_w)
-    avoid_dead_taps = false             # optional: true proposes only stacks whose taps all
-                                        #   land on the image at the study's training crop
+    avoid_dead_taps = false             # optional, older files: true reads as the study's
+                                        #   dead_taps = "avoid" (only stacks whose taps all
+                                        #   land on the image at its crop; search/dead_taps.py)
     [rates]
     rule = "free" | "gapfree" | "hdc" | "exponential" | "multigrid"
     …                                   # the rule's own options (see the *Rates classes)
 
 Every problem raises `SpaceError("<file>: <dotted.key>: <problem>")`: unknown keys, wrong
-types, bad values, min > max, unknown rule. Whether a valid config admits any candidate at
+types, bad values (every number is an integer with a range: NaN, inf and floats are refused
+as not integers), min > max, unknown rule. Whether a valid config admits any candidate at
 all is checked by the rules (`nas_dil.spaces.rules`), also at load time.
 """
 
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from nas_dil._check import MAX_CHANNELS, MAX_KERNEL
 from nas_dil._toml import TomlReader, is_int
 from nas_dil.spaces.candidate import OUTPUT_STRIDES
 from nas_dil.spaces.errors import space_error
@@ -171,7 +175,8 @@ class SpaceConfig:
     smooth: tuple[bool, ...] = (False,)  # smoothing choices (Wang & Ji pre-filter)
     tail: tuple[tuple[int, ...], ...] = ((),)  # degridding-tail choices; () = none
     per_axis: bool = False  # each layer draws (r_h, r_w) by the same rule
-    avoid_dead_taps: bool = False  # a study binds the space to its crop (`Space.live`)
+    avoid_dead_taps: bool = False  # older files: a study that refuses dead taps avoids them
+    # (nas_dil.search.dead_taps binds the space to its crop, `Space.live`)
 
     @property
     def rule(self) -> str:
@@ -246,16 +251,18 @@ def parse_config(data: Mapping[str, Any], path: str | Path) -> SpaceConfig:
     name = rd.string(data.get("name", Path(path).stem), "name", nonempty=True)
     description = rd.string(data.get("description", ""), "description")
     depth = (rd.int_range(data["depth"], "depth", 1, MAX_DEPTH) if "depth" in data else None)
-    kernel = rd.int_list(data["kernel"], "kernel", 1, what="odd integers >= 1")
+    kernel = rd.int_list(data["kernel"], "kernel", 1, MAX_KERNEL,
+                         what=f"odd integers in [1, {MAX_KERNEL}]")
     even = [k for k in kernel if k % 2 == 0]
     if even:
-        raise rd.err("kernel", f"expected a list of odd integers >= 1, got {even[0]!r}")
+        raise rd.err("kernel", f"expected a list of odd integers in [1, {MAX_KERNEL}], "
+                               f"got {even[0]!r}")
     stride_what = f"output strides from {list(OUTPUT_STRIDES)}"
     output_stride = rd.int_list(data["output_stride"], "output_stride", 1, what=stride_what)
     bad = [s for s in output_stride if s not in OUTPUT_STRIDES]
     if bad:
         raise rd.err("output_stride", f"expected a list of {stride_what}, got {bad[0]!r}")
-    width = rd.int_list(data["width"], "width", 1)
+    width = rd.int_list(data["width"], "width", 1, MAX_CHANNELS)
     rgf_given = "require_gridding_free" in data
     rgf = rd.boolean(data.get("require_gridding_free", False), "require_gridding_free")
 

@@ -29,10 +29,10 @@ class Space:
     Degridding dimensions, only where the space opens them (so older spaces suggest exactly
     what they did): ``w1 … wN`` / ``rates_w_d<N>[_k<K>]`` (per_axis), ``smooth``, ``tail``.
 
-    A space bound to a training crop (`live`, or ``avoid_dead_taps = true`` in the space file,
-    bound by the study) admits only the candidates whose stack taps all land on the image
-    there: every rate (tail included) at most the largest live rate of its stack's feature
-    map (`nas_dil.schedule.crop.max_live_rate`). Rates that a cap drops rename the parameters
+    A space bound to a training crop (`live`; a study with ``dead_taps = "avoid"`` binds its
+    space) admits only the candidates whose stack taps all land on the image there: every rate
+    (tail included) at most the largest live rate of its stack's feature map
+    (`nas_dil.schedule.crop.max_live_rate`). Rates that a cap drops rename the parameters
     it touches (``_le<m>``; ``output_stride_k<K>`` when the live strides differ by kernel).
     Per-axis rates take the smaller side's cap on both axes (conservative on non-square crops).
     """
@@ -290,9 +290,6 @@ def load_space(name_or_path: str | Path | Space) -> Space:
         return name_or_path
     data, path = load_toml("search_spaces", name_or_path, SpaceError, "space")
     return space_from_dict(data, path)
-
-
-SEED_MAX = 2**32 - 1  # Optuna's samplers seed numpy's legacy generator: seeds in [0, 2**32)
 
 
 def sample_candidates(space: Space | str | Path, n: int, seed: int) -> list[Candidate]:

@@ -1,4 +1,4 @@
-"""Training trials: `run_trial(config, schedule, seed) -> TrialResult`.
+"""Training trials: `run_trial(config, schedule, seed) -> TrialOutcome` (metrics and net).
 
 Names load on first use, so reading a trial config (`nas_dil.train.config`, which a study file
 parse needs) does not import torch.
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         TrialDiverged,
         TrialFailed,
         TrialOOM,
+        TrialOutcome,
         TrialResult,
         cpu_plan,
         evaluate,
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
 
 _LAZY = {
     **dict.fromkeys(("TrainConfig", "TrialConfig", "TrialConfigError"), "nas_dil.train.config"),
-    **dict.fromkeys(("EvalCallback", "TrialDiverged", "TrialFailed", "TrialOOM", "TrialResult",
-                     "cpu_plan", "evaluate", "resolve_device", "run_trial"),
+    **dict.fromkeys(("EvalCallback", "TrialDiverged", "TrialFailed", "TrialOOM", "TrialOutcome",
+                     "TrialResult", "cpu_plan", "evaluate", "resolve_device", "run_trial"),
                     "nas_dil.train.trial"),
     **dict.fromkeys(("evaluate_model", "parse_scales"), "nas_dil.train.evaluate"),
 }
@@ -41,6 +42,7 @@ __all__ = [
     "TrialDiverged",
     "TrialFailed",
     "TrialOOM",
+    "TrialOutcome",
     "TrialResult",
     "cpu_plan",
     "evaluate",

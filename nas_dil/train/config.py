@@ -2,6 +2,10 @@
 
 Frozen dataclasses, plain JSON: ``TrialConfig.from_dict(json.loads(json.dumps(c.to_dict())))``
 rebuilds an equal config. Torch-free.
+
+Each number's range is declared on its field (``bounded(…)``, `nas_dil._check`) and checked
+in ``__post_init__``, NaN and inf refused: the one check for a config built in Python, read
+from a study file's ``[train]`` table or filled from ``nas-dil train``'s flags.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from nas_dil._check import bounded, check_fields
 from nas_dil.data.config import DataConfig
 from nas_dil.errors import UserError
 from nas_dil.models.config import ArchConfig
@@ -26,30 +31,37 @@ class TrialConfigError(UserError, ValueError):
 class TrainConfig:
     """How one trial trains. Exactly one budget (epochs, steps or seconds) is set."""
 
-    epochs: int | None = 6  # budget in passes over the training split
-    steps: int | None = None  # budget in optimiser steps (evaluates every `eval_every_steps`)
-    seconds: float | None = None  # budget in wall seconds of training (not deterministic)
-    eval_every_steps: int = 100  # with a steps/seconds budget: steps between evaluations
-    batch_size: int = 16  # images per step
-    val_batch_size: int = 32  # images per evaluation batch
-    lr: float = 3e-3  # AdamW learning rate (cosine decay to 0 over the budget)
-    weight_decay: float = 1e-4  # AdamW weight decay
-    warmup_steps: int = 0  # linear warm-up steps
+    epochs: int | None = bounded(6, ge=1, le=10**6)  # budget in passes over the training split
+    steps: int | None = bounded(None, ge=1, le=10**9, integer=True)  # budget in optimiser steps
+    # (evaluates every `eval_every_steps`)
+    seconds: float | None = bounded(None, gt=0, le=10**7, integer=False)  # budget in wall
+    # seconds of training (not deterministic; at most ~16 weeks)
+    eval_every_steps: int = bounded(100, ge=1, le=10**9)  # with a steps/seconds budget: steps
+    # between evaluations
+    batch_size: int = bounded(16, ge=1, le=2**16)  # images per step
+    val_batch_size: int = bounded(32, ge=1, le=2**16)  # images per evaluation batch
+    lr: float = bounded(3e-3, gt=0)  # AdamW learning rate (cosine decay to 0 over the budget)
+    weight_decay: float = bounded(1e-4, ge=0)  # AdamW weight decay
+    warmup_steps: int = bounded(0, ge=0, le=10**9)  # linear warm-up steps
     device: str = "auto"  # "auto" (cuda if there is one), "cpu", "cuda", "cuda:1", …
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU, where it would be slower)
     channels_last: bool = True  # NHWC on CUDA (faster convs); ignored on CPU
     cudnn_benchmark: bool = True  # let cuDNN pick conv algorithms on CUDA
-    threads: int | None = None  # torch CPU threads (None: from cpus, else torch's default)
-    cpus: int | None = None  # CPUs this trial may use (a search passes Ray's num_cpus):
-    # torch threads and DataLoader workers are split from it; None: the CPUs this process
-    # may run on (and torch's default thread count)
-    max_batch_pixels: int = 16 * 512 * 512  # cap on batch_size × H × W (memory guard)
-    check_finite_every: int = 20  # steps between NaN/Inf checks (each check syncs the GPU)
+    threads: int | None = bounded(None, ge=1, le=4096, integer=True)  # torch CPU threads
+    # (None: from cpus, else torch's default)
+    cpus: int | None = bounded(None, ge=1, le=4096, integer=True)  # CPUs this trial may use
+    # (a search passes Ray's num_cpus): torch threads and DataLoader workers are split from
+    # it; None: the CPUs this process may run on (and torch's default thread count)
+    max_batch_pixels: int = bounded(16 * 512 * 512, ge=1, le=2**40)  # cap on batch_size × H × W
+    # (memory guard)
+    check_finite_every: int = bounded(20, ge=1, le=10**9)  # steps between NaN/Inf checks (each
+    # check syncs the GPU)
     freeze: str = "none"  # "backbone": train only the head on the frozen backbone's features,
     # computed once and cached on disk (nas_dil.train.features); needs a torchvision backbone
     # and arch.target "head". "none": the whole net trains
-    freeze_views: int = 4  # freeze: augmented views of the training set cached (epoch e reads
-    # view e mod freeze_views; more views: more augmentation, a larger cache)
+    freeze_views: int = bounded(4, ge=1, le=256)  # freeze: augmented views of the training
+    # set cached (epoch e reads view e mod freeze_views; more views: more augmentation, a
+    # larger cache)
 
     def __post_init__(self) -> None:
         budgets = [b for b in (self.epochs, self.steps, self.seconds) if b is not None]
@@ -58,27 +70,12 @@ class TrainConfig:
                 f"train: set exactly one budget, got epochs={self.epochs}, steps={self.steps}, "
                 f"seconds={self.seconds}"
             )
-        if budgets[0] <= 0:
-            raise TrialConfigError(f"train: the budget must be > 0, got {budgets[0]}")
-        for name in ("batch_size", "val_batch_size", "eval_every_steps", "check_finite_every",
-                     "max_batch_pixels"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise TrialConfigError(f"train: {name}={v!r} must be an integer >= 1")
-        for name in ("threads", "cpus"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise TrialConfigError(f"train: {name}={v!r} must be an integer >= 1")
+        check_fields(self, TrialConfigError, "train")  # every range, NaN and inf refused
         if self.freeze not in FREEZE:
             raise TrialConfigError(f"train: freeze={self.freeze!r}: must be one of "
                                    f"{', '.join(FREEZE)}")
-        if isinstance(self.freeze_views, bool) or not isinstance(self.freeze_views, int) or (
-                self.freeze_views < 1):
-            raise TrialConfigError(f"train: freeze_views={self.freeze_views!r} must be an "
-                                   "integer >= 1")
-        if not self.lr > 0:
-            raise TrialConfigError(f"train: lr={self.lr!r} must be > 0")
-        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+        if not isinstance(self.device, str) or (self.device != "auto" and not (
+                self.device == "cpu" or self.device.startswith("cuda"))):
             raise TrialConfigError(f"train: device={self.device!r}: use auto, cpu or cuda[:N]")
 
     def to_dict(self) -> dict[str, Any]:

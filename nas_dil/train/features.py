@@ -35,10 +35,10 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -46,10 +46,20 @@ from torch import nn
 
 from nas_dil.data.base import Batch, SegData, check_batch_size, mixed_rng
 from nas_dil.data.check import cache_dir
+from nas_dil.data.load import load_data
 from nas_dil.errors import UserError
+from nas_dil.models import build_model
+from nas_dil.models.config import ArchConfig
+from nas_dil.schedule import Schedule
+from nas_dil.train.config import TrialConfig
 
-__all__ = ["CacheError", "FeatureCache", "FeatureKey", "cache_bytes", "check_room",
-           "default_root", "estimate_seconds", "find", "open_or_build", "state_digest"]
+if TYPE_CHECKING:  # torchvision is an extra: imported when a frozen net is built
+    from nas_dil.models.backbones import BackboneSegNet
+
+__all__ = ["CacheError", "CachedFeatures", "FeatureCache", "FeatureKey", "FeaturePlan",
+           "PlannedCache", "cache_bytes", "cache_root", "check_room", "default_root",
+           "estimate_seconds", "feature_key", "find", "frozen_backbone", "frozen_net",
+           "open_or_build", "plan_features", "state_digest"]
 
 FORMAT = 1  # bump when the layout changes: old caches then no longer match any key
 FILES = ("train_x", "train_y", "val_x", "val_y")
@@ -385,3 +395,145 @@ def _progress(on: bool, total: int, what: str) -> Any:
 
     bar = tqdm(total=total, desc=f"caching {what} features", unit="img")
     return bar.update
+
+
+# -- the frozen net, and the caches its trials read, planned in one call ----------------------
+
+def frozen_net(schedule: Schedule, arch: ArchConfig, seed: int) -> BackboneSegNet:
+    """The net of a frozen-backbone trial, its backbone frozen (no gradients, eval mode).
+
+    Seeded here, just before it is built, so the backbone (built first, before the head) has
+    the same weights in every trial of a seed, also with ``weights = "none"``: the cache a
+    driver builds ahead (`frozen_backbone`) is the one the trials find.
+    """
+    torch.manual_seed(seed)
+    model = cast("BackboneSegNet", build_model(schedule, arch=arch))
+    model.backbone.requires_grad_(False)
+    model.backbone.eval()
+    return model
+
+
+def frozen_backbone(arch: ArchConfig, seed: int) -> nn.Module:
+    """The frozen backbone every trial of (arch, seed) gets (whatever its head)."""
+    return frozen_net(Schedule.coerce([1]), arch, seed).backbone
+
+
+def feature_key(arch: ArchConfig, data: SegData, backbone: nn.Module, views: int,
+                seed: int) -> FeatureKey:
+    """The key of a frozen backbone's features on ``data``."""
+    return FeatureKey.of(data, arch.backbone, state_digest(backbone), arch.output_stride,
+                         None, views, seed)
+
+
+def cache_root(where: str | os.PathLike[str] | bool | None) -> Path:
+    """The folder caches live in: ``where``, or `default_root()` for None, "auto" (a study's
+    ``feature_cache`` default) or True."""
+    if not isinstance(where, str | os.PathLike) or str(where) in ("", "auto"):
+        return default_root()
+    return Path(where)
+
+
+class CachedFeatures:
+    """A cache presented as the data set it was computed from: the same train/val batch
+    methods and counts, its batches the backbone's features (and the masks) on ``device``."""
+
+    def __init__(self, cache: FeatureCache, data: SegData, device: torch.device) -> None:
+        self.cache, self.device = cache, device
+        self.n_train, self.num_classes, self.ignore_index = (data.n_train, data.num_classes,
+                                                             data.ignore_index)
+
+    def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[Batch]:
+        return self._on_device(self.cache.train_batches(batch_size, epoch, seed))
+
+    def val_batches(self, batch_size: int) -> Iterator[Batch]:
+        return self._on_device(self.cache.val_batches(batch_size))
+
+    def _on_device(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        for x, y in batches:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+@dataclass(frozen=True)
+class PlannedCache:
+    """One cache of a plan: found valid, or to be built from ``backbone``."""
+
+    output_stride: int
+    backbone: nn.Module  # the frozen backbone at this output stride
+    key: FeatureKey
+    found: FeatureCache | None  # the valid cache of ``key``; None: to be built
+    nbytes: int  # its size on disk
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    """The feature caches frozen trials will read (`plan_features`), checked to fit the disk;
+    `build` makes those missing (a search, with messages), `open` a trial's one cache."""
+
+    root: Path
+    data: SegData  # what the features are computed from
+    views: int  # augmented views of the training set
+    batch_size: int  # images per backbone forward while building
+    caches: tuple[PlannedCache, ...]
+
+    def build(self, say: Callable[[str], Any] | None = None, bar: bool = False,
+              duration: Callable[[float], str] = "{:.0f} s".format) -> dict[str, Any]:
+        """Every cache, found or built here (``say``: one message per cache before and after
+        a build, durations as ``duration`` writes them; ``bar``: a tqdm bar while building);
+        what they are, for the summary."""
+        note = say or (lambda _m: None)
+        info: dict[str, Any] = {"root": str(self.root), "caches": []}
+        for c in self.caches:
+            what = (f"feature cache: {c.key.backbone} at output stride {c.output_stride}, "
+                    f"{self.views} view(s) of {self.data.n_train} + {self.data.n_val} val "
+                    f"images, {c.nbytes / 2**20:.0f} MiB")
+            t = time.perf_counter()
+            if c.found is not None:
+                note(f"{what}: found valid at {c.found.folder}")
+                folder, built = c.found.folder, False
+            else:
+                est = estimate_seconds(c.backbone, self.data, self.views, self.batch_size,
+                                       c.key.seed)
+                note(f"{what}: building at {self.root} (about {duration(est)} here)")
+                folder, built = self._open(c, bar).folder, True
+                note(f"feature cache built in {duration(time.perf_counter() - t)}: {folder}")
+            info["caches"].append({"output_stride": c.output_stride, "folder": str(folder),
+                                   "bytes": int(c.nbytes), "built": built,
+                                   "seconds": time.perf_counter() - t})
+        return info
+
+    def open(self) -> FeatureCache:
+        """The cache of a one-stride plan (a trial's), built first when it was missing."""
+        [c] = self.caches
+        return self._open(c, False)
+
+    def _open(self, c: PlannedCache, bar: bool) -> FeatureCache:
+        return open_or_build(self.root, c.key, c.backbone, self.data,
+                             batch_size=self.batch_size, progress=bar)
+
+
+def plan_features(cfg: TrialConfig, seed: int,
+                  root: str | os.PathLike[str] | bool | None = None, *,
+                  archs: Iterable[ArchConfig] = (), data: SegData | None = None,
+                  backbone: nn.Module | None = None) -> FeaturePlan:
+    """The feature caches the frozen trials of ``cfg`` from ``seed`` read: ``cfg.arch``'s and
+    those of ``archs`` (the same backbone at other output strides), one per output stride,
+    each found valid under ``root`` (`cache_root`) or sized for its build. Those to build must
+    fit the disk together: else one line (`CacheError`), before anything is written.
+    ``data`` (default: ``cfg.data`` loaded here, on the CPU) and ``backbone`` (``cfg.arch``'s
+    frozen backbone; default: `frozen_backbone`) may come already made."""
+    where = cache_root(root)
+    data = load_data(cfg.data) if data is None else data
+    views = cfg.train.freeze_views
+    by_stride = {a.output_stride: a for a in (*archs, cfg.arch)}  # cfg.arch's wins its own
+    caches = []
+    for stride, arch in sorted(by_stride.items()):
+        bb = (backbone if backbone is not None and arch is cfg.arch
+              else frozen_backbone(arch, seed))
+        key = feature_key(arch, data, bb, views, seed)
+        found = find(where, key)
+        caches.append(PlannedCache(stride, bb, key, found,
+                                   found.nbytes if found else cache_bytes(bb, data, views)))
+    remove_stale(where)  # a killed builder's space counts as free below
+    check_room(where, sum(c.nbytes for c in caches if c.found is None),
+               f"{cfg.arch.backbone} (output stride {', '.join(map(str, sorted(by_stride)))})")
+    return FeaturePlan(where, data, views, cfg.train.batch_size, tuple(caches))

@@ -20,8 +20,7 @@ def run(quick: bool) -> dict[str, Any]:
     from nas_dil.data import DataConfig, load_data
     from nas_dil.models import ArchConfig
     from nas_dil.train import TrainConfig, TrialConfig, resolve_device, run_trial
-    from nas_dil.train.features import open_or_build
-    from nas_dil.train.trial import feature_key, frozen_backbone
+    from nas_dil.train.features import frozen_backbone, plan_features
 
     device = resolve_device("auto")
     backbone = "resnet18" if quick else "resnet50"
@@ -38,14 +37,14 @@ def run(quick: bool) -> dict[str, Any]:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="nas-dil-frozen-") as root:
         bb = frozen_backbone(arch, seed).to(device)
-        key = feature_key(arch, data, bb, views, seed)
+        plan = plan_features(cfg, seed, root, data=data, backbone=bb)
         t0 = time.perf_counter()
-        cache = open_or_build(root, key, bb, data, batch_size=16)
+        cache = plan.open()
         build_s = time.perf_counter() - t0
         nbytes = cache.nbytes
-        del bb
-        cached = run_trial(cfg, schedule, seed, data=data, feature_cache=root)
-        recomputed = run_trial(cfg, schedule, seed, data=data, feature_cache=False)
+        del bb, plan
+        cached = run_trial(cfg, schedule, seed, data=data, feature_cache=root).result
+        recomputed = run_trial(cfg, schedule, seed, data=data, feature_cache=False).result
     ratio = recomputed.wall_time_s / cached.wall_time_s
     saved = recomputed.wall_time_s - cached.wall_time_s
     return {

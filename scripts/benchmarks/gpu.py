@@ -21,7 +21,7 @@ def _gpu_trial(args: tuple[int, int, int, int]) -> dict[str, float]:
     cfg = TrialConfig(arch=ArchConfig(output_stride=8, width=width),
                       data=DataConfig(image_size=size, n_train=32 * steps, n_val=32),
                       train=TrainConfig(epochs=1, batch_size=32, device="cuda"))
-    r = run_trial(cfg, "1,2,5,1,2,5", seed=seed)
+    r = run_trial(cfg, "1,2,5,1,2,5", seed=seed).result
     return {"images": float(r.train_images), "train_time_s": r.train_time_s,
             "images_per_s": r.images_per_s, "flops": float(r.flops)}
 

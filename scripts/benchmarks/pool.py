@@ -16,7 +16,8 @@ def run(quick: bool) -> dict[str, Any]:
     from nas_dil.data.synthetic import NUM_CLASSES
     from nas_dil.models.analytic import analytic_attrs, analytic_batch
     from nas_dil.search.config import SamplerConfig, load_study_config
-    from nas_dil.search.driver import make_sampler, trial_arch
+    from nas_dil.search.driver import make_sampler
+    from nas_dil.search.resolved import ResolvedStudy
     from nas_dil.spaces import load_space
 
     pool_size = 1_024 if quick else 4_096
@@ -25,13 +26,13 @@ def run(quick: bool) -> dict[str, Any]:
     cfg = load_study_config(QUICKSTART)  # its [arch] and image size; hvi as its sampler
     cfg = dataclasses.replace(cfg, sampler=SamplerConfig("hvi", {"pool_size": pool_size}))
     space = load_space("free")
-    t_build = best_of(lambda: make_sampler(cfg, space, NUM_CLASSES), repeats)
-    cands = make_sampler(cfg, space, NUM_CLASSES)._pool.keys  # the pool's Candidates
+    t_build = best_of(lambda: make_sampler(ResolvedStudy(cfg, space, NUM_CLASSES)), repeats)
+    cands = make_sampler(ResolvedStudy(cfg, space, NUM_CLASSES))._pool.keys  # the pool's Candidates
     size = cfg.data.image_size
     arch = {**cfg.arch, "num_classes": NUM_CLASSES}
     t_batch = best_of(lambda: analytic_batch(cands, arch, size), repeats)
     some = cands[:n_loop]
-    t_loop = best_of(lambda: [analytic_attrs(c.schedule, trial_arch(cfg, c, NUM_CLASSES), size)
+    t_loop = best_of(lambda: [analytic_attrs(c.schedule, cfg.arch.at(c, NUM_CLASSES), size)
                               for c in some], repeats)
     batch_rate, loop_rate = len(cands) / t_batch, len(some) / t_loop
     return {

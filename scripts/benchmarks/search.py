@@ -60,12 +60,13 @@ def make_sampler(label: str, seed: int, space_path: Path = TABULAR_SPACE) -> Any
     from nas_dil.data.synthetic import NUM_CLASSES
     from nas_dil.search.config import SamplerConfig, load_study_config
     from nas_dil.search.driver import make_sampler as driver_sampler
+    from nas_dil.search.resolved import ResolvedStudy
     from nas_dil.spaces import load_space
 
     name, options = SAMPLER_VARIANTS.get(label, (label, {}))
     cfg = dataclasses.replace(load_study_config(TABULAR_STUDY), seed=seed,
                               sampler=SamplerConfig(name, options))
-    return driver_sampler(cfg, load_space(space_path), NUM_CLASSES)
+    return driver_sampler(ResolvedStudy(cfg, load_space(space_path), NUM_CLASSES))
 
 
 def sampler_run(name: str, seed: int, points: dict[str, tuple[float, float, float]],
@@ -385,6 +386,7 @@ def make_sampler_v2(label: str, seed: int) -> Any:
     from nas_dil.data.synthetic import NUM_CLASSES
     from nas_dil.search.config import SamplerConfig, load_study_config
     from nas_dil.search.driver import make_sampler as driver_sampler
+    from nas_dil.search.resolved import ResolvedStudy
     from nas_dil.spaces import load_space
 
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -400,7 +402,7 @@ def make_sampler_v2(label: str, seed: int) -> Any:
     name, options = V2_VARIANTS.get(label, (label, {}))
     cfg = dataclasses.replace(load_study_config(TABULAR_V2_STUDY), seed=seed,
                               sampler=SamplerConfig(name, options))
-    return driver_sampler(cfg, load_space(TABULAR_V2_SPACE), NUM_CLASSES)
+    return driver_sampler(ResolvedStudy(cfg, load_space(TABULAR_V2_SPACE), NUM_CLASSES))
 
 
 def run_v2_one(label: str, seed: int, tab: TabV2,

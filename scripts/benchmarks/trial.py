@@ -53,7 +53,7 @@ def run(quick: bool) -> dict[str, Any]:
         return n / (time.perf_counter() - t0)
 
     def trial() -> float:
-        return run_trial(cfg, schedule, seed=0, data=data).images_per_s
+        return run_trial(cfg, schedule, seed=0, data=data).result.images_per_s
 
     plain()  # warm-up: allocator, oneDNN/cuDNN kernel choice
     trial()

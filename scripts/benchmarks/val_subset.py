@@ -209,9 +209,9 @@ def measure(plan: Plan, root: Path) -> dict[str, Any]:
     for name, rates, width in cands:
         cfg = TrialConfig(arch=ArchConfig(output_stride=4, stem_width=8, width=width),
                           data=train_data.cfg, train=train)
-        keep: dict[str, Any] = {}
-        r = run_trial(cfg, rates, seed=0, data=train_data, keep_model=keep)
-        models.append(keep["model"])
+        outcome = run_trial(cfg, rates, seed=0, data=train_data)
+        r = outcome.result
+        models.append(outcome.model)
         trained.append({"name": name, "rates": rates, "width": width,
                         "train_s": round(r.wall_time_s, 1)})
         print(f"  trained {name} ({rates}, width {width}) in {r.wall_time_s:.0f} s",

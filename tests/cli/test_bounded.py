@@ -76,16 +76,13 @@ def test_model_with_a_huge_rate() -> None:
     # 2·3^i: 3^14 distinct offsets over an RF of 3^14·2: neither dense nor sparse is small
     (["analyze", ",".join(str(2 * 3**i) for i in range(14))], "too wide and too dense"),
     (["analyze", "3000", "--plot", "x.png"], "heat map"),
-    (["space", "free", "--sample", "1000000000"], "--sample 1000000000"),
+    (["space", "free", "--sample", "1000000000"], "--sample: 1000000000"),
     (["model", "--schedule", "1,2", "--size", "0"], "--size"),
     (["model", "--schedule", "1,2", "--size", "64,x"], "--size"),
     (["analyze", "1,2", "--size", "100000"], "--size"),
     # issue 23 item 2: the repeat count meets the layer limit before any expansion (was > 60 s)
     (["analyze", "1,2*100000000"], "200000000 layers: at most 256"),
     (["analyze", "1*1000000000"], "1000000000 layers: at most 256"),
-    # issue 23 item 9: numpy's seeding refused them with a traceback
-    (["space", "hdc", "--sample", "2", "--seed", "-1"], "--seed -1: must be in [0, 4294967295]"),
-    (["space", "hdc", "--sample", "2", "--seed", "99999999999"], "--seed 99999999999: must be"),
 ])
 def test_refused_in_one_line(args: list[str], fragment: str) -> None:
     # `model` imports torch, which reserves much address space at import (a CUDA build more
@@ -136,3 +133,49 @@ def test_plot_where_nothing_can_be_written_is_one_line(
         assert out == "" and err.count("\n") == 1, err
         assert f"--plot {plot}: cannot write" in err, err
     assert f.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1"])
+def test_train_budget_nan_inf_refused(value: str, tmp_path: Path) -> None:
+    """Issue 23 item 1: `--seconds nan` (or inf) trained forever: `<= 0` lets NaN through."""
+    out = limited("train", "--schedule", "1,2", "--image-size", "16", f"--seconds={value}",
+                  "--out", str(tmp_path / "x"), mem_gb=None, cpu_s=60)
+    assert out.returncode == 2, out.stderr[-500:]
+    assert out.stderr == (f"nas-dil train: error: argument --seconds: {value}: expected a "
+                          "finite number in (0, 10000000]\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("table", "line"), [
+    ("[train]\nseconds = nan", "train.seconds: expected a finite number, got nan"),
+    ("[parallel]\ncpus = nan", "parallel.cpus: expected a finite number, got nan"),
+    ("[data]\nn_train = 1000000000000",
+     "data.n_train: expected an integer in [1, 100000000], got 1000000000000"),
+])
+def test_search_refuses_nan_and_huge_and_writes_nothing(table: str, line: str,
+                                                        tmp_path: Path) -> None:
+    """Issue 23 items 1 and 13, through the real command: one line naming the file and the
+    key, exit 2, no output folder and no study.db."""
+    study = tmp_path / "s.toml"
+    study.write_text(f'space = "hdc"\nn_trials = 2\n{table}\n')
+    out = limited("search", str(study), "--out", str(tmp_path / "out"), mem_gb=None, cpu_s=60)
+    assert out.returncode == 2, out.stderr[-500:]
+    assert out.stderr == f"nas-dil search: error: {study}: {line}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    # issue 23 item 9: a seed numpy cannot take was a ValueError traceback
+    (["space", "hdc", "--sample", "2", "--seed", "-1"],
+     "argument --seed: -1: expected an integer in [0, 4294967295]"),
+    (["space", "hdc", "--sample", "2", "--seed", "99999999999"],
+     "argument --seed: 99999999999: expected an integer in [0, 4294967295]"),
+    (["dashboard", "x", "--refresh", "nan"], "argument --refresh: nan: expected a finite"),
+    (["train", "--schedule", "1,2", "--lr", "inf"], "argument --lr: inf: expected a finite"),
+    (["train", "--schedule", "1,2", "--cpus", "0"], "argument --cpus: 0: expected an integer"),
+])
+def test_numeric_flag_out_of_range_in_process(args: list[str], fragment: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err, err

@@ -44,7 +44,7 @@ def test_analyze_text_and_plot(tmp_path: Path) -> None:
         (["analyze", "1,2", "--kernel", "4"], "kernels=[4, 4]"),
         (["analyze", "1,2", "--plot", "/nonexistent-dir/a.png"], "does not exist"),
         (["space", "no-such-space"], "no-such-space"),
-        (["space", "hdc", "--sample", "0"], "--sample 0"),
+        (["space", "hdc", "--sample", "0"], "--sample: 0"),
         (["space", "hdc", "--crop", "4x"], "--crop '4x'"),
         (["space", "hdc", "--crop", "8"], "no candidate of space hdc has every tap on the image"),
         (["model", "--schedule", "1,2", "--arch", "output_stride=5"], "output_stride=5"),

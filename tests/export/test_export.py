@@ -119,7 +119,7 @@ def test_knee_of_a_real_crop_study_is_live(tmp_path: Path) -> None:
     crop_study(tmp_path / "c")
     for pick in ("knee", "best-miou"):
         t, why = select_trial(open_study(tmp_path / "c"), pick)
-        assert t.number == 0 and t.user_attrs["dead_taps"] == 0, why
+        assert t.number == 0 and t.record.analytic["dead_taps"] == 0, why
     r = export_trial(tmp_path / "c", "best-miou", tmp_path / "x")
     assert r.trial == 0 and "#1 (16)" in r.document["pick"]["reason"]
 

@@ -30,3 +30,26 @@ def test_write_bundle_round_trips_a_net(tmp_path: Path) -> None:
     write_bundle(tmp_path / "out", {"model_config": model_config(model)}, model,
                  weights=False, force=True)
     assert not (tmp_path / "out" / "weights.pt").exists()  # --force leaves no stale file
+
+
+def test_an_older_schedule_json_still_loads(tmp_path: Path) -> None:
+    """A schedule.json as nas-dil wrote it before `ExportDoc` (keys hand-built, one this
+    version does not know, none of ``mmseg`` / ``class_names``) loads, and reads back whole."""
+    import json
+
+    from nas_dil.export.doc import ExportDoc
+
+    torch.manual_seed(0)
+    model = build_model("1,2", arch=ArchConfig(output_stride=4, stem_width=8, width=8,
+                                                num_classes=3))
+    write_bundle(tmp_path / "new", {"model_config": model_config(model)}, model)
+    old = read_export(tmp_path / "new")
+    del old["mmseg"]
+    old["from_the_future"] = {"x": 1}
+    (tmp_path / "new" / "schedule.json").write_text(json.dumps(old))
+    assert count_params(load_exported(tmp_path / "new")) == old["params"]
+    doc = ExportDoc.from_dict(old)
+    assert doc.mmseg is None and doc.extra == {"from_the_future": {"x": 1}}
+    assert doc.to_dict() == {**old, "mmseg": None}
+    with pytest.raises(ValueError, match="model_config"):
+        ExportDoc.from_dict({"format": "nas-dil-export"})

@@ -226,9 +226,9 @@ def trained_study(out_dir: Path) -> Trained:
     for number, (rates, width) in enumerate(TRAINED):
         cfg = tiny_trial_config(width)
         cand = Candidate(rates, 3, cfg.arch.output_stride, width)
-        kept: dict[str, Any] = {}
-        r = run_trial(cfg, cand.schedule, seed=number, keep_model=kept)
-        model = kept["model"].eval()
+        outcome = run_trial(cfg, cand.schedule, seed=number)
+        r = outcome.result
+        model = outcome.model.eval()
         with torch.no_grad():
             outputs[number] = model(fixed_input())
         params[number] = r.params

@@ -11,9 +11,10 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_dil.report import build_report
-from nas_dil.report.data import NoCompleteTrialError, RFFacts, rf_facts
+from nas_dil.report.data import NoCompleteTrialError
 from nas_dil.report.source import StudySourceError, open_study
 from nas_dil.schedule import Schedule, count_map_2d
+from nas_dil.search.records import RFFacts, rf_facts
 from tests.report.studies import (
     HAND_MADE,
     Spec,

@@ -39,7 +39,7 @@ def one_line_error(code: int, err: str, fragment: str) -> None:
     ('space = "hdc"\nobjectives = ["latency"]\n', (), "unknown objective 'latency'"),
     ('space = "nowhere"\n', (), "space: 'nowhere': no such file"),
     ('space = "hdc"\nn_trials = 0\n', (), "n_trials: expected an integer >= 1"),
-    ('space = "hdc"\n', ("--n-trials", "0"), "--n-trials 0: must be >= 1"),
+    ('space = "hdc"\n', ("--n-trials", "0"), "argument --n-trials: 0: expected an integer >= 1"),
     ('space = "hdc"\n', ("--storage", "postgresql://nobody@127.0.0.1:1/none"), "cannot connect"),
     ('space = "hdc"\n', ("--storage", "nosuchdialect://x"), "storage nosuchdialect://x"),
     ('space = "hdc"\n', ("--address", "127.0.0.1:1"), "Ray address 127.0.0.1:1: cannot connect"),

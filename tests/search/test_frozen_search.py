@@ -102,6 +102,30 @@ def test_frozen_search_builds_the_cache_once(ray_cluster: RayCluster, tmp_path: 
     assert (folder / "manifest.json").stat().st_mtime_ns == stamp
 
 
+def test_resume_after_the_driver_died_building_the_cache(
+        ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study exists before the (long) build starts: a driver killed while it builds is
+    resumed with ``--resume`` (issue 23 item 4), which builds the cache and runs the trials."""
+    from nas_dil.train import features
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*a: object, **k: object) -> None:
+        raise Killed
+
+    cfg = study(tmp_path, n_trials=2)
+    out = tmp_path / "out"
+    monkeypatch.setattr(features, "_build", killed)
+    with pytest.raises(Killed):
+        run_search(cfg, out=out, address=ray_cluster.address, progress=False)
+    assert not caches(tmp_path)
+    monkeypatch.undo()
+    r = run_search(cfg, out=out, resume=True, address=ray_cluster.address, progress=False)
+    assert r.done == 2 and r.failed == 0 and r.feature_cache["caches"][0]["built"]
+    assert len(caches(tmp_path)) == 1
+
+
 def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     code = main(["search", *args])
     out, err = capsys.readouterr()

@@ -22,6 +22,7 @@ from nas_dil.search.config import (
 )
 from nas_dil.search.driver import make_sampler
 from nas_dil.search.hvi import HVISampler, check_options
+from nas_dil.search.resolved import ResolvedStudy
 from nas_dil.search.surrogate import fit_gp
 from nas_dil.search.tabular import load_table, schedule_key
 from nas_dil.spaces import load_space
@@ -72,7 +73,7 @@ def _run(cfg: Any, n: int, points: dict[str, tuple[float, float, float]] | None 
          tell: bool = True) -> tuple[list[str], optuna.Study]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(cfg.space_path)
-    sampler = make_sampler(cfg, space, NUM_CLASSES)
+    sampler = make_sampler(ResolvedStudy(cfg, space, NUM_CLASSES))
     study = optuna.create_study(directions=[o.direction for o in cfg.objectives],
                                 sampler=sampler)
     points = _points() if points is None else points
@@ -103,7 +104,7 @@ def test_repeats_look_again_at_tried_candidates_within_the_limit() -> None:
     base = _points()
     space = load_space(_cfg().space_path)
     cfg = _cfg(n_startup=4, noise=True, repeats=1, seed=1)
-    sampler = make_sampler(cfg, space, NUM_CLASSES)
+    sampler = make_sampler(ResolvedStudy(cfg, space, NUM_CLASSES))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=[o.direction for o in cfg.objectives],
                                 sampler=sampler)
@@ -179,7 +180,7 @@ def test_parameters_are_an_ordinary_define_by_run_trial() -> None:
                               constraints=())
     space = load_space(cfg.space_path)
     study = optuna.create_study(directions=["maximize", "maximize", "minimize"],
-                                sampler=make_sampler(cfg, space, NUM_CLASSES))
+                                sampler=make_sampler(ResolvedStudy(cfg, space, NUM_CLASSES)))
     seen = set()
     for i in range(6):
         trial = study.ask()
@@ -194,7 +195,7 @@ def test_large_space_is_sampled_not_enumerated() -> None:
     cfg = dataclasses.replace(_cfg(n_startup=2, pool_size=64),
                               space_path=REPO / "search_spaces" / "free.toml", constraints=())
     space = load_space(cfg.space_path)
-    sampler = make_sampler(cfg, space, NUM_CLASSES)
+    sampler = make_sampler(ResolvedStudy(cfg, space, NUM_CLASSES))
     study = optuna.create_study(directions=["maximize", "maximize", "minimize"],
                                 sampler=sampler)
     keys = []

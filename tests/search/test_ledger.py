@@ -8,20 +8,20 @@ from typing import Any
 
 import pytest
 
-from nas_dil.search.ledger import Ledger, Run, StoredTrial
-from nas_dil.search.records import Objective, TrialPayload, TrialRecord
+from nas_dil.search.ledger import Ledger, Run
+from nas_dil.search.records import Objective, StoredTrial, TrialPayload, TrialRecord
 from nas_dil.spaces import Candidate
 
 OBJS = (Objective("miou", "maximize"), Objective("rf", "maximize"),
         Objective("gflops", "minimize"))
 
 
-def _feasible(attrs: Mapping[str, Any]) -> bool:
-    return float(attrs.get("gflops", 0.0)) <= 1.0
+def _constraints(attrs: Mapping[str, Any]) -> dict[str, float]:
+    return {"max_gflops": float(attrs.get("gflops", 0.0)) - 1.0}
 
 
 def ledger(n_trials: int = 10) -> Ledger:
-    return Ledger(n_trials, OBJS, _feasible)
+    return Ledger(n_trials, OBJS, _constraints)
 
 
 def run(number: int, key: str, baseline: str | None = None) -> Run:
@@ -97,7 +97,8 @@ def test_front_uses_feasible_trials_and_dominance() -> None:
 
 def _stored(number: int, state: str, values: list[float] | None = None,
             **attrs: Any) -> StoredTrial:
-    return StoredTrial(number + 100, number, state, values, {}, attrs)
+    return StoredTrial(number, state, None if values is None else tuple(values),
+                       TrialRecord.from_attrs(attrs), _constraints(attrs), trial_id=number + 100)
 
 
 def test_recover_counts_keeps_keys_and_returns_orphans() -> None:
@@ -138,7 +139,7 @@ def test_snapshot_is_cached_until_a_trial_completes() -> None:
         calls.append(len(completed))
         return len(completed)
 
-    led = Ledger(10, OBJS, _feasible, make)
+    led = Ledger(10, OBJS, _constraints, make)
     assert led.snapshot() == 0 and led.snapshot() == 0 and calls == [0]
     led.finish("k", 0, "complete", {"miou": 0.5, "rf": 1, "gflops": 0.1,
                                      "miou_curve": [0.4, 0.5]}, [0.5, 1.0, 0.1])
@@ -161,7 +162,9 @@ def test_looks_at_one_candidate_are_one_front_row_with_their_mean() -> None:
         led.finish(k, n, "complete", {"key": k, "look_of": "a", "miou": m}, [m, 10.0, 0.5])
     assert led.next_look("a") == 3
     assert led.front()[0] == [1]  # a's mean 0.55 < b's 0.6 at less RF: dominated
-    assert len(led.front_rows) == 2 and led.front_rows[0][1] == pytest.approx([0.55, 10, 0.5])
+    rows = led.candidates()
+    assert len(rows) == 2 and rows[0].values == pytest.approx([0.55, 10, 0.5])
+    assert rows[0].number == 0 and rows[0].n_looks == 3
     assert led.status.complete == 4 and led.status.repeats == 0  # attrs without "look"
 
 
@@ -177,5 +180,17 @@ def test_recover_counts_looks_but_not_reused_duplicates() -> None:
     ])
     assert led.next_look("a") == 3  # looks 0, 1, 2 were asked; the requeued one is asked again
     assert led.status.repeats == 2
-    assert led.front_rows[0][1] == pytest.approx([0.6, 10.0, 0.5])
-    assert [n for n, _, _ in led.front_rows] == [0, 3]  # the duplicate is its own row
+    assert led.candidates()[0].values == pytest.approx([0.6, 10.0, 0.5])
+    assert [r.number for r in led.candidates()] == [0, 3]  # the duplicate is its own row
+
+
+def test_recovery_judges_feasibility_by_the_stored_constraints() -> None:
+    """A restarted driver reads feasibility as everything else does: the constraint values
+    stored with the trial (all <= 0), not a rule recomputed from its attributes."""
+    led = ledger()
+    v = [0.9, 10.0, 0.5]
+    bad = StoredTrial(0, "complete", tuple(v), TrialRecord.from_attrs({"key": "a", "gflops": 0.5}),
+                      {"max_gflops": 0.25}, trial_id=100)
+    led.recover([bad, _stored(1, "complete", [0.5, 10.0, 0.5], key="b", gflops=0.5)])
+    assert led.front()[0] == [1]
+    assert led.on_front(v) and not led.on_front([0.4, 10.0, 0.5])

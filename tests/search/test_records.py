@@ -3,7 +3,9 @@ older attribute names read as today's, unknown ones survive."""
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +14,10 @@ from nas_dil.search.records import (
     ANALYTIC_KEYS,
     RESULT_KEYS,
     Objective,
+    StoredTrial,
     StudyMeta,
     TrialRecord,
-    merge_looks,
+    feasible,
 )
 
 ATTRS = {
@@ -92,28 +95,75 @@ def test_analytic_keys_are_what_the_search_stores() -> None:
     assert set(attrs) == set(ANALYTIC_KEYS) == {*BATCH_KEYS, "m", "dead_layers"}
 
 
-def _trial(number: int, miou: float, **attrs: Any) -> Any:
+def test_stored_trial_is_decoded_once_from_optuna() -> None:
     import optuna
 
-    t = optuna.trial.create_trial(values=[miou, 10.0], user_attrs={"miou": miou, **attrs})
-    t.number = number
-    return t
+    t = optuna.trial.create_trial(
+        values=[0.5, 10.0], params={"a": 1},
+        distributions={"a": optuna.distributions.IntDistribution(0, 3)},
+        user_attrs={**ATTRS, "hdc_rule1_whole": False}, intermediate_values={1: 0.4, 0: 0.3},
+        system_attrs={"constraints": [0.0, -1.0]})
+    t.number = 7
+    st = StoredTrial.from_frozen(t)
+    assert (st.number, st.state, st.values, dict(st.params)) == (7, "complete", (0.5, 10.0),
+                                                                 {"a": 1})
+    assert st.record.analytic["hdc_rule1"] is False  # older names read as today's
+    assert st.record.weights == "weights/trial_3.pt" and st.intermediate == (0.3, 0.4)
+    assert st.feasible and list(st.constraints.values()) == [0.0, -1.0]
 
 
-def test_merge_looks_averages_each_candidate_and_leaves_the_rest() -> None:
-    objs = [Objective("miou", "maximize"), Objective("rf", "maximize")]
-    trials = [_trial(0, 0.6, key="a"), _trial(1, 0.5, key="b"),
-              _trial(2, 0.3, key="a1", look_of="a", look=1, weights="weights/trial_2.pt"),
-              _trial(3, 0.5, key="b", reused_from=1),
-              _trial(4, 0.45, key="a2", look_of="a", look=2)]
-    out = merge_looks(trials, objs)
-    assert [t.number for t in out] == [2, 1, 3]  # a sits where its first look was
-    a = out[0]
-    assert a.values == pytest.approx([0.45, 10.0]) and a.user_attrs["miou"] == pytest.approx(0.45)
-    assert a.user_attrs["looks"] == 3 and a.user_attrs["look_trials"] == [0, 2, 4]
-    assert a.user_attrs["miou_looks"] == [0.6, 0.3, 0.45]
-    assert a.user_attrs["miou_std"] == pytest.approx(0.15)  # (n - 1): std of .6 .3 .45
-    assert a.user_attrs["weights"] == "weights/trial_2.pt"  # the look with weights
-    assert out[1] is trials[1] and out[2] is trials[3]  # single looks, reused: untouched
-    assert trials[2].values == [0.3, 10.0] and "looks" not in trials[2].user_attrs
-    assert merge_looks(trials[1:2], objs)[0] is trials[1]
+@pytest.mark.parametrize(("constraints", "ok"), [
+    ({}, True), ({"max_gflops": 0.0}, True), ({"a": -1.0, "b": 0.5}, False),
+    ({"dead_taps": 3.0}, False), ({"a": float("nan")}, False),
+])
+def test_the_one_feasibility_rule(constraints: dict[str, float], ok: bool) -> None:
+    assert feasible(constraints) is ok
+    assert StoredTrial(0, "complete", (1.0,), constraints=constraints).feasible is ok
+
+
+@pytest.mark.parametrize(("attrs", "facts"), [
+    ({"rates": None}, ("?", None, None, None)),
+    ({"candidate": {"rates": [1, 2, 5], "kernel": 3, "output_stride": 8, "width": 16}},
+     ("1,2,5", 3, 8, 16)),
+])
+def test_schedule_facts(attrs: dict[str, Any], facts: tuple[Any, ...]) -> None:
+    assert TrialRecord.from_attrs(attrs).schedule_facts() == facts
+
+
+@pytest.mark.parametrize(("stored", "num", "integer", "flag"), [
+    (0.5, 0.5, 0, None), (True, None, None, True), (float("inf"), None, None, None),
+    ("x", None, None, None), (3, 3.0, 3, None), (None, None, None, None),
+])
+def test_typed_reads(stored: Any, num: float | None, integer: int | None,
+                     flag: bool | None) -> None:
+    rec = TrialRecord.from_attrs({"coverage": stored})
+    assert rec.number("coverage") == num and rec.flag("coverage") == flag
+    assert rec.integer("coverage") == integer
+
+
+# -- stored attributes are decoded in one place --------------------------------------------
+
+PKG = Path(__file__).resolve().parents[2] / "nas_dil"
+DECODER = PKG / "search" / "records.py"
+
+
+def _user_attrs_reads(source: str) -> list[int]:
+    """Lines that read some object's ``user_attrs`` (an object's own ``self.user_attrs``, a
+    trial stand-in that records them, is not a read of a stored trial)."""
+    return sorted(n.lineno for n in ast.walk(ast.parse(source))
+            if isinstance(n, ast.Attribute) and n.attr == "user_attrs"
+            and not (isinstance(n.value, ast.Name) and n.value.id == "self"))
+
+
+def test_the_read_check_finds_reads() -> None:
+    assert _user_attrs_reads("a = t.user_attrs.get('x')\nb = s.user_attrs\n") == [1, 2]
+    assert _user_attrs_reads("self.user_attrs = {}\nf(user_attrs={})\n") == []
+
+
+@pytest.mark.parametrize("path", sorted(p for p in PKG.rglob("*.py") if p != DECODER),
+                         ids=lambda p: str(p.relative_to(PKG)))
+def test_only_records_reads_user_attrs(path: Path) -> None:
+    """Stored attributes are decoded once, in `nas_dil.search.records` (`StoredTrial`,
+    `TrialRecord.from_frozen`, `stored_meta`, `asked_attrs`); nothing else reads them raw."""
+    lines = _user_attrs_reads(path.read_text())
+    assert not lines, f"{path.relative_to(PKG)} reads user_attrs on lines {lines}"

@@ -238,5 +238,5 @@ def test_every_candidate_dead_at_the_crop_is_refused(capsys: pytest.CaptureFixtu
     for _ in range(2):
         line = refused(capsys, str(cfg), "--out", str(out), "--address", ray_cluster.address)
         assert ("every candidate of the 96 candidates of space hdc has dead taps at the 8×8 "
-                "crop" in line and "allow_dead_taps = true" in line), line
+                "crop" in line and 'set dead_taps = "allow"' in line), line
         assert not (out / "study.db").exists()

@@ -139,10 +139,23 @@ def test_dead_taps_are_refused_untrained(ray_cluster: RayCluster, tmp_path: Path
     assert any("have dead taps at the 64×64 crop" in w for w in s.warnings)  # 5 of 9 dead
 
 
-def test_allow_dead_taps_trains_them(ray_cluster: RayCluster, tmp_path: Path) -> None:
+def with_top(path: Path, line: str) -> Path:
+    """The study file with a top-level ``line`` (sleep_study's ``extra`` lands in a table)."""
+    path.write_text(line + "\n" + path.read_text())
+    return path
+
+
+@pytest.mark.parametrize("spelling", ["dead_taps", "old allow_dead_taps"])
+def test_allow_dead_taps_trains_them(ray_cluster: RayCluster, tmp_path: Path,
+                                     spelling: str) -> None:
+    """``dead_taps = "allow"`` (an older file: ``[constraints] allow_dead_taps = true``)."""
     (tmp_path / "dead.toml").write_text(DEAD_SPACE)
+    old = spelling.startswith("old")
     cfg = sleep_study(tmp_path / "s.toml", space="dead.toml", n_trials=9, sleep_s=0.01,
-                      extra='[constraints]\nallow_dead_taps = true\n[sampler]\nname = "brute"\n')
+                      extra=('[constraints]\nallow_dead_taps = true\n' if old else '')
+                      + '[sampler]\nname = "brute"\n')
+    if not old:
+        with_top(cfg, 'dead_taps = "allow"')
     search(ray_cluster, cfg, tmp_path / "out")
     study = load(tmp_path / "out")
     assert not [t for t in study.trials if t.user_attrs.get("infeasible")]
@@ -186,6 +199,25 @@ def test_brute_force_stops_when_the_space_is_exhausted(ray_cluster: RayCluster,
                       in_flight=1, extra='[sampler]\nname = "brute"\n')
     s = search(ray_cluster, cfg, tmp_path / "out")
     assert s.exhausted and s.done == 2
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2"])
+def test_any_sampler_stops_when_every_candidate_was_asked(ray_cluster: RayCluster,
+                                                          tmp_path: Path, sampler: str) -> None:
+    """Optuna's samplers never stop on a finite space (issue 23, item 13): once every one of
+    its candidates has been asked, the driver asks no more (before: reused duplicates without
+    end), and a resumed study stops at once."""
+    space = tmp_path / "tiny.toml"  # 2 candidates
+    space.write_text('kernel = [3]\noutput_stride = [8]\nwidth = [16, 32]\ndepth = 2\n'
+                     '[rates]\nrule = "hdc"\nchoices = [1, 2]\ngroup_size = 2\nrepeats = 1\n')
+    cfg = sleep_study(tmp_path / "s.toml", space="tiny.toml", n_trials=400, sleep_s=0.01,
+                      in_flight=1, extra=f'[sampler]\nname = "{sampler}"\n')
+    s = search(ray_cluster, cfg, tmp_path / "out")
+    assert s.exhausted and s.done < 400
+    widths = {t.user_attrs["candidate"]["width"] for t in load(tmp_path / "out").trials}
+    assert widths == {16, 32}
+    again = search(ray_cluster, cfg, tmp_path / "out", resume=True)
+    assert again.exhausted and again.done == s.done
 
 
 def test_early_stopping_prunes_with_curve(ray_cluster: RayCluster, tmp_path: Path) -> None:
@@ -318,15 +350,19 @@ def test_a_non_square_crop_is_searched_per_axis(ray_cluster: RayCluster, tmp_pat
     assert a["trial_config"]["train"]["cpus"] == 1
 
 
-@pytest.mark.parametrize("sampler", ["random", "tpe", "brute"])
+@pytest.mark.parametrize(("sampler", "where"), [("random", "space"), ("tpe", "space"),
+                                               ("brute", "space"), ("brute", "study")])
 def test_avoid_dead_taps_space_proposes_only_live_candidates(
-        ray_cluster: RayCluster, tmp_path: Path, sampler: str) -> None:
-    """The space file's ``avoid_dead_taps = true``: bound to the study's 64-px crop, the space
-    proposes no rate 9 at output stride 8 (8×8 maps), so no ask is refused and no warning is
-    needed; brute force walks exactly the 4 live candidates."""
-    (tmp_path / "dead.toml").write_text("avoid_dead_taps = true\n" + DEAD_SPACE)
+        ray_cluster: RayCluster, tmp_path: Path, sampler: str, where: str) -> None:
+    """``dead_taps = "avoid"`` (an older space file: ``avoid_dead_taps = true``): bound to the
+    study's 64-px crop, the space proposes no rate 9 at output stride 8 (8×8 maps), so no ask
+    is refused and no warning is needed; brute force walks exactly the 4 live candidates."""
+    (tmp_path / "dead.toml").write_text(("avoid_dead_taps = true\n" if where == "space" else "")
+                                        + DEAD_SPACE)
     cfg = sleep_study(tmp_path / "s.toml", space="dead.toml", n_trials=4, sleep_s=0.01,
                       extra=f'[sampler]\nname = "{sampler}"\n')
+    if where == "study":
+        with_top(cfg, 'dead_taps = "avoid"')
     s = search(ray_cluster, cfg, tmp_path / "out")
     study = load(tmp_path / "out")
     assert s.infeasible == 0 and not [t for t in study.trials if t.user_attrs.get("infeasible")]
@@ -341,13 +377,19 @@ def test_avoid_dead_taps_space_proposes_only_live_candidates(
             (1, 1), (1, 2), (2, 1), (2, 2)]
 
 
+@pytest.mark.parametrize("spelling", ["dead_taps", "old allow_dead_taps"])
 def test_avoid_dead_taps_contradicting_allow_is_refused(capsys: pytest.CaptureFixture[str],
-                                                        tmp_path: Path) -> None:
+                                                        tmp_path: Path, spelling: str) -> None:
+    """An older space file's ``avoid_dead_taps = true`` with a study that allows dead taps:
+    one line, nothing written."""
     from nas_dil.cli import main
 
     (tmp_path / "dead.toml").write_text("avoid_dead_taps = true\n" + DEAD_SPACE)
+    old = spelling.startswith("old")
     cfg = sleep_study(tmp_path / "s.toml", space="dead.toml",
-                      extra="[constraints]\nallow_dead_taps = true\n")
+                      extra="[constraints]\nallow_dead_taps = true\n" if old else "")
+    if not old:
+        with_top(cfg, 'dead_taps = "allow"')
     assert main(["search", str(cfg), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "avoid_dead_taps = true: choose one" in err[0]

@@ -246,5 +246,20 @@ def test_repeats_train_another_seed_and_the_front_takes_the_mean(
     assert len(sc.numbers) == len(firsts) == len(set(sc.numbers))
     assert sc.y[sc.numbers.index(row.number)] == pytest.approx(row.miou)
     trial, _ = select_trial(open_study(tmp_path / "out"), "best-miou")
-    assert tuple(trial.user_attrs["candidate"]["rates"]) == (2, 2, 2)
+    assert tuple(trial.record.candidate["rates"]) == (2, 2, 2)
     assert trial.values[0] == pytest.approx(row.miou)  # the mean, not its best look
+    assert trial.n_looks == looks
+
+
+@pytest.mark.parametrize("epochs", [3, 7])
+def test_evaluations_come_from_the_table_not_the_train_budget(tmp_path: Path,
+                                                             epochs: int) -> None:
+    """A tabular trial reports one evaluation per curve point (3 here, 8 in the shipped
+    table): [train] epochs need not restate it."""
+    write_table(tmp_path / "t.csv")
+    study = write_study(tmp_path)
+    study.write_text(study.read_text().replace("epochs = 3", f"epochs = {epochs}"))
+    cfg = load_study_config(study)
+    assert cfg.kind.n_evals(cfg.trial, cfg.train) == 3
+    shipped = load_study_config(REPO / "studies" / "tabular.toml")
+    assert shipped.kind.n_evals(shipped.trial, shipped.train) == 8

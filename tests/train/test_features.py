@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +11,16 @@ import torch
 
 from nas_dil.data import DataConfig, load_data
 from nas_dil.models.backbones import Backbone
-from nas_dil.train.features import CacheError, FeatureKey, cache_bytes, open_or_build
+from nas_dil.train.features import (
+    CacheError,
+    FeatureKey,
+    cache_bytes,
+    cache_root,
+    default_root,
+    frozen_backbone,
+    open_or_build,
+    plan_features,
+)
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +214,62 @@ def test_stale_build_folders_are_removed_before_the_disk_check(
     with pytest.raises(CacheError, match="needs"):
         open_or_build(tmp_path, FeatureKey.of(data, "resnet18", "none", 8), backbone, data)
     assert not stale.exists()
+
+
+def _trial_config(data_cfg: DataConfig, output_stride: int = 8) -> Any:
+    from nas_dil.models import ArchConfig
+    from nas_dil.train import TrainConfig, TrialConfig
+
+    return TrialConfig(ArchConfig(backbone="resnet18", target="head",
+                                  output_stride=output_stride, width=8),
+                       data_cfg, TrainConfig(epochs=1, batch_size=4, freeze="backbone",
+                                             freeze_views=2))
+
+
+def test_plan_sizes_builds_then_finds_every_stride(tmp_path: Path, data) -> None:
+    """One call plans a study's caches (one per output stride), checked to fit together;
+    `build` makes the missing ones, a second plan finds them all."""
+    cfg = _trial_config(DataConfig(image_size=32, n_train=6, n_val=4, seed=3))
+    at16 = _trial_config(cfg.data, 16).arch
+    plan = plan_features(cfg, 0, tmp_path, archs=[at16, cfg.arch], data=data)
+    assert [c.output_stride for c in plan.caches] == [8, 16]
+    assert all(c.found is None for c in plan.caches) and not any(tmp_path.iterdir())
+    assert [c.nbytes for c in plan.caches] == [cache_bytes(c.backbone, data, 2)
+                                               for c in plan.caches]
+    said: list[str] = []
+    info = plan.build(said.append)
+    assert [c["built"] for c in info["caches"]] == [True, True] and len(said) == 4
+    assert "feature cache: resnet18 at output stride 16, 2 view(s) of 6 + 4 val images" in (
+        said[2])
+    again = plan_features(cfg, 0, tmp_path, archs=[at16], data=data)
+    assert [c.found.folder for c in again.caches if c.found] == [
+        Path(c["folder"]) for c in info["caches"]]
+    assert [c["built"] for c in again.build()["caches"]] == [False, False]
+    # a trial's plan (its own backbone, one stride) opens the same cache
+    net_bb = frozen_backbone(cfg.arch, 0)
+    assert plan_features(cfg, 0, tmp_path, data=data, backbone=net_bb).open().folder == (
+        Path(info["caches"][0]["folder"]))
+
+
+def test_a_plan_that_does_not_fit_is_refused_before_writing(
+        tmp_path: Path, data, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    class Usage:
+        free = 1000
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: Usage)
+    cfg = _trial_config(DataConfig(image_size=32, n_train=6, n_val=4, seed=3))
+    with pytest.raises(CacheError, match=r"for resnet18 \(output stride 8, 16\) needs"):
+        plan_features(cfg, 0, tmp_path / "fc", archs=[_trial_config(cfg.data, 16).arch],
+                      data=data)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("where", "expected"), [
+    (None, "default"), ("auto", "default"), (True, "default"), ("", "default"),
+    ("/x/fc", "/x/fc"), (Path("rel/fc"), "rel/fc"),
+])
+def test_cache_root(where: Any, expected: str) -> None:
+    got = cache_root(where)
+    assert got == (default_root() if expected == "default" else Path(expected))

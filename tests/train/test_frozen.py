@@ -16,7 +16,8 @@ from nas_dil.models.net import model_config, model_from_config
 from nas_dil.train import TrainConfig, TrialConfig, run_trial
 from nas_dil.train import features as feats
 from nas_dil.train.config import TrialConfigError
-from nas_dil.train.trial import evaluate, frozen_net
+from nas_dil.train.features import frozen_net
+from nas_dil.train.trial import evaluate
 
 DATA = DataConfig(image_size=32, n_train=16, n_val=8, seed=1)
 
@@ -49,7 +50,7 @@ def _cfg(weights: Path, **train) -> TrialConfig:
 
 @pytest.mark.parametrize(("make", "fragment"), [
     (lambda: TrainConfig(freeze="head"), "freeze='head': must be one of none, backbone"),
-    (lambda: TrainConfig(freeze_views=0), "freeze_views=0 must be an integer >= 1"),
+    (lambda: TrainConfig(freeze_views=0), "freeze_views=0: expected an integer in [1, 256]"),
     (lambda: TrialConfig(train=TrainConfig(freeze="backbone")),
      "needs a torchvision backbone and arch.target='head' (got backbone='stem'"),
     (lambda: TrialConfig(ArchConfig(backbone="resnet18", target="backbone"),
@@ -75,15 +76,15 @@ def test_frozen_trial(tmp_path: Path, data, monkeypatch: pytest.MonkeyPatch) -> 
     weights = _random_weights(tmp_path / "r18.pt", 3)
     cfg = _cfg(weights)
     root = tmp_path / "cache"
-    keep: dict = {}
-    r = run_trial(cfg, [1, 2], seed=0, data=data, feature_cache=root, keep_model=keep)
+    outcome = run_trial(cfg, [1, 2], seed=0, data=data, feature_cache=root)
+    r = outcome.result
     folders = [p for p in root.iterdir() if not p.name.startswith(".")]
     assert len(folders) == 1
     assert r.config["train"]["freeze"] == "backbone" and 0 <= r.miou <= 1
     assert len(r.miou_curve) == 2 and r.train_images == 2 * DATA.n_train
 
     # the backbone did not move: it is the weights file's, BatchNorm statistics included
-    model = keep["model"]
+    model = outcome.model
     fresh = Backbone("resnet18", 8, weights=str(weights)).state_dict()
     got = model.backbone.state_dict()
     assert all(torch.equal(got[k], v) for k, v in fresh.items())
@@ -104,19 +105,19 @@ def test_frozen_trial(tmp_path: Path, data, monkeypatch: pytest.MonkeyPatch) -> 
         raise AssertionError("rebuilt a valid cache")
 
     monkeypatch.setattr(feats, "_build", no_build)
-    again = run_trial(cfg, [1, 2], seed=0, data=data, feature_cache=root)
+    again = run_trial(cfg, [1, 2], seed=0, data=data, feature_cache=root).result
     assert again.miou == r.miou and again.miou_curve == r.miou_curve
     feats._OPENED.clear()  # another process: hashes the files again, then reads them
-    assert run_trial(cfg, [1, 2], seed=0, data=data, feature_cache=root).miou == r.miou
+    assert run_trial(cfg, [1, 2], seed=0, data=data, feature_cache=root).result.miou == r.miou
 
 
 def test_changed_weights_file_is_rebuilt_never_read(tmp_path: Path, data) -> None:
     weights = _random_weights(tmp_path / "r18.pt", 3)
     cfg = _cfg(weights, epochs=None, steps=2)
     root = tmp_path / "cache"
-    first = run_trial(cfg, [1], seed=0, data=data, feature_cache=root)
+    first = run_trial(cfg, [1], seed=0, data=data, feature_cache=root).result
     _random_weights(weights, 4)  # same path, new bytes
-    second = run_trial(cfg, [1], seed=0, data=data, feature_cache=root)
+    second = run_trial(cfg, [1], seed=0, data=data, feature_cache=root).result
     folders = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
     assert len(folders) == 2  # a new key: built anew, the old cache never read
     assert second.loss_curve != first.loss_curve
@@ -128,8 +129,8 @@ def test_recomputed_backbone_is_the_same_trial_without_a_cache(tmp_path: Path, d
     weights = _random_weights(tmp_path / "r18.pt", 3)
     cfg = replace(_cfg(weights), train=replace(_cfg(weights).train, epochs=1, freeze_views=1))
     before = sorted(tmp_path.iterdir())
-    b = run_trial(cfg, [1, 2], seed=0, data=data, feature_cache=False)
+    b = run_trial(cfg, [1, 2], seed=0, data=data, feature_cache=False).result
     assert sorted(tmp_path.iterdir()) == before
-    a = run_trial(cfg, [1, 2], seed=0, data=data, feature_cache=tmp_path / "c")
+    a = run_trial(cfg, [1, 2], seed=0, data=data, feature_cache=tmp_path / "c").result
     assert a.params == b.params and a.train_images == b.train_images
     assert abs(a.loss_curve[0] - b.loss_curve[0]) < 0.2 and 0 <= b.miou <= 1

@@ -11,6 +11,7 @@ import torch
 
 from nas_dil.data import DataConfig, load_data
 from nas_dil.models import ArchConfig, count_params
+from nas_dil.models.analytic import analytic_attrs
 from nas_dil.schedule import Schedule, net_cost
 from nas_dil.train import (
     TrainConfig,
@@ -32,15 +33,15 @@ def _cfg(**train: object) -> TrialConfig:
 
 
 def test_same_seed_same_result_other_seed_other_result() -> None:
-    a = run_trial(_cfg(), "1,2,3", seed=1)
-    b = run_trial(_cfg(), "1,2,3", seed=1)
-    c = run_trial(_cfg(), "1,2,3", seed=2)
+    a = run_trial(_cfg(), "1,2,3", seed=1).result
+    b = run_trial(_cfg(), "1,2,3", seed=1).result
+    c = run_trial(_cfg(), "1,2,3", seed=2).result
     assert a.miou == b.miou and a.loss_curve == b.loss_curve
     assert a.loss_curve != c.loss_curve
 
 
 def test_result_fields_are_analytic_and_json() -> None:
-    r = run_trial(_cfg(), "1,2,5", seed=0)
+    r = run_trial(_cfg(), "1,2,5", seed=0).result
     s = Schedule((1, 2, 5))
     arch = ArchConfig(output_stride=4, stem_width=8, width=8, num_classes=len(r.per_class_iou))
     cost = net_cost(24, 24, s.rates, **arch.cost_kwargs())
@@ -54,26 +55,38 @@ def test_result_fields_are_analytic_and_json() -> None:
     assert r.images_per_s > 0 and r.peak_mem_bytes > 0
 
 
+def test_known_analytic_attributes_are_taken_as_given() -> None:
+    """The search passes what it computed at ask time (`payload.analytic`); the trial
+    takes it rather than computing it again, and computes it only when not given."""
+    r = run_trial(_cfg(), "1,2,5", seed=0).result
+    arch = ArchConfig(output_stride=4, stem_width=8, width=8, num_classes=len(r.per_class_iou))
+    known = analytic_attrs(Schedule((1, 2, 5)), arch, (24, 24))
+    assert (known["rf"], known["flops"], known["holes"]) == (r.rf, r.flops, r.holes)
+    given = run_trial(_cfg(), "1,2,5", seed=0, known={**known, "rf": 999, "flops": 7}).result
+    assert (given.rf, given.flops, given.holes) == (999, 7, r.holes)
+    assert given.loss_curve == r.loss_curve  # the training is the same
+
+
 def test_params_match_the_model() -> None:
-    keep: dict = {}
-    r = run_trial(_cfg(), "2,2", seed=0, keep_model=keep)
-    assert r.params == count_params(keep["model"])
+    outcome = run_trial(_cfg(), "2,2", seed=0)
+    r = outcome.result
+    assert r.params == count_params(outcome.model)
     assert r.holes > 0 and not r.gridding_free
 
 
 def test_epoch_budget_evaluates_each_epoch() -> None:
-    r = run_trial(_cfg(steps=None, epochs=2), "1,2", seed=0)
+    r = run_trial(_cfg(steps=None, epochs=2), "1,2", seed=0).result
     assert r.steps == 2 * math.ceil(32 / 8) and len(r.miou_curve) == 2 == len(r.loss_curve)
     assert r.epochs == pytest.approx(2.0)
 
 
 def test_steps_budget_with_intermediate_evaluations() -> None:
-    r = run_trial(_cfg(steps=5, eval_every_steps=2), "1,2", seed=0)
+    r = run_trial(_cfg(steps=5, eval_every_steps=2), "1,2", seed=0).result
     assert r.steps == 5 and len(r.miou_curve) == 3  # after steps 2, 4 and the final 5
 
 
 def test_seconds_budget_stops() -> None:
-    r = run_trial(_cfg(steps=None, seconds=0.5, eval_every_steps=1000), "1", seed=0)
+    r = run_trial(_cfg(steps=None, seconds=0.5, eval_every_steps=1000), "1", seed=0).result
     assert r.steps >= 1 and r.train_time_s < 10
 
 
@@ -85,7 +98,7 @@ def test_callback_stops_early() -> None:
         assert partial["miou_curve"][-1] == miou
         return i >= 2
 
-    r = run_trial(_cfg(steps=None, epochs=5), "1,2", seed=0, callback=cb)
+    r = run_trial(_cfg(steps=None, epochs=5), "1,2", seed=0, callback=cb).result
     assert r.stopped_early and seen == [1, 2] and len(r.miou_curve) == 2
 
 
@@ -156,7 +169,7 @@ def test_folder_trial_same_with_worker_processes(tmp_path) -> None:  # type: ign
                           train=TrainConfig(epochs=None, steps=3, batch_size=4, threads=1,
                                             device="cpu", eval_every_steps=2,
                                             max_batch_pixels=4 * 24 * 28))
-        results.append(run_trial(cfg, "1,2", seed=0))
+        results.append(run_trial(cfg, "1,2", seed=0).result)
     a, b = results
     assert a.loss_curve == b.loss_curve and a.miou_curve == b.miou_curve
     assert len(a.miou_curve) == 2  # an evaluation mid-epoch did not disturb the training pass

@@ -1,0 +1,169 @@
+"""Repeats (``[sampler] repeats = k``): several looks, each a training seed, at one candidate.
+
+The one home of the feature. A candidate the sampler asks again is not a duplicate answered
+from storage but its next look: look k trains from seed ``study seed + k`` (`look_seed`; the
+tabular benchmark reads the table's next seed instead, `table_seed`) under another key, and
+records ``look`` and ``look_of`` (the key of its look 0), which group its looks
+(`look_group`). `LookCounter` is the driver's count of looks asked per candidate;
+`count_looks` the sampler's.
+
+What a study learned about a candidate is the mean of its looks, not its luckiest one:
+`merge_looks` turns stored trials into one `CandidateResult` per candidate (each measured
+objective the mean over the looks, with their sample std), and `feasible_front` is the one
+feasible Pareto front over those, used by the driver's ledger, the report and export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from nas_dil.pareto import pareto_mask
+from nas_dil.search.records import Objective, StoredTrial, TrialRecord, as_number
+
+__all__ = ["CandidateResult", "LookCounter", "count_looks", "feasible_front", "look_group",
+           "look_seed", "mean", "merge_looks", "std", "table_seed"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+def look_group(record: TrialRecord) -> str | None:
+    """The key shared by every look at a trial's candidate (its look-0 key); None for a
+    duplicate answered from another trial's result (``reused_from``: not a look of its own)."""
+    if record.reused_from is not None:
+        return None
+    g = record.look_of or record.key
+    return None if g is None else str(g)
+
+
+def look_seed(study_seed: int, look: int) -> int:
+    """The training seed of look ``look`` (0: the candidate's first training)."""
+    return study_seed + look
+
+
+def table_seed(seeds: Sequence[int], seed: int, look: int) -> int:
+    """The tabular benchmark's seed for look ``look`` of a candidate whose look 0 reads
+    ``seed``: the table's seeds in turn from there (a seed the table lacks starts at its
+    first), cycling when the looks outnumber them."""
+    if not look:
+        return seed
+    at = list(seeds).index(seed) if seed in seeds else 0
+    return seeds[(at + look) % len(seeds)]
+
+
+class LookCounter:
+    """Looks asked per candidate (by `look_group`): which look the next ask of it is."""
+
+    def __init__(self) -> None:
+        self._asked: dict[str, int] = {}
+
+    def next_look(self, group: str) -> int:
+        """The look the next trial of a candidate is (0: its first)."""
+        return self._asked.get(group, 0)
+
+    def looked(self, group: str) -> None:
+        """A trial of the candidate was asked (or found finished in the storage)."""
+        self._asked[group] = self._asked.get(group, 0) + 1
+
+
+def count_looks(keys: Iterable[K]) -> dict[K, int]:
+    """How many looks each candidate (by whatever key identifies it) has, in first-seen order."""
+    out: dict[K, int] = {}
+    for k in keys:
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
+def mean(ys: Sequence[float]) -> float:
+    return sum(ys) / len(ys)
+
+
+def std(ys: Sequence[float]) -> float:
+    """The sample standard deviation (n - 1) of two looks or more."""
+    m = mean(ys)
+    return (sum((y - m) ** 2 for y in ys) / (len(ys) - 1)) ** 0.5
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """What a study learned about one candidate from its looks (one look: that trial)."""
+
+    looks: tuple[StoredTrial, ...]  # its trials, in trial order
+    representative: StoredTrial  # the look that kept weights, else the first
+    values: tuple[float, ...] | None  # the objectives; a measured one the mean over looks
+    std: Mapping[str, float] = field(default_factory=dict)  # measured objective -> std (n-1)
+    means: Mapping[str, float] = field(default_factory=dict)  # measured objective -> mean
+
+    @property
+    def n_looks(self) -> int:
+        return len(self.looks)
+
+    @property
+    def number(self) -> int:
+        """The trial that stands for the candidate (the representative's number)."""
+        return self.representative.number
+
+    @property
+    def record(self) -> TrialRecord:
+        return self.representative.record
+
+    @property
+    def feasible(self) -> bool:
+        return self.representative.feasible
+
+    def get(self, name: str) -> object:
+        """A stored attribute of the representative, a measured objective its mean."""
+        return self.means[name] if name in self.means else self.record.get(name)
+
+    def number_of(self, name: str, objectives: Sequence[Objective] = ()) -> float | None:
+        """`get` as a finite float; not stored: the value of the objective ``name``."""
+        v = self.get(name)
+        if v is None and self.values is not None:
+            for o, val in zip(objectives, self.values, strict=False):
+                if o.name == name:
+                    v = val
+        return as_number(v)
+
+
+def _merge(looks: list[StoredTrial], measured: Sequence[tuple[int, str]]) -> CandidateResult:
+    rep = next((t for t in looks if t.record.weights), looks[0])
+    if len(looks) == 1:
+        return CandidateResult(tuple(looks), rep, rep.values)
+    values = list(rep.values) if rep.values is not None else None
+    means: dict[str, float] = {}
+    stds: dict[str, float] = {}
+    for i, name in measured:
+        ys = [float(t.values[i]) for t in looks if t.values is not None]
+        if not ys:
+            continue
+        means[name] = mean(ys)
+        if len(ys) > 1:
+            stds[name] = std(ys)
+        if values is not None:
+            values[i] = means[name]
+    return CandidateResult(tuple(looks), rep, None if values is None else tuple(values),
+                           stds, means)
+
+
+def merge_looks(trials: Sequence[StoredTrial],
+                objectives: Sequence[Objective]) -> list[CandidateResult]:
+    """One `CandidateResult` per candidate of ``trials`` (COMPLETE ones, as a rule), in the
+    order of each candidate's first look; a duplicate answered from storage stands alone."""
+    groups: dict[object, list[StoredTrial]] = {}  # first-look order (dicts keep it)
+    for i, t in enumerate(trials):
+        g = look_group(t.record)
+        groups.setdefault(("alone", i) if g is None else g, []).append(t)
+    measured = [(i, o.name) for i, o in enumerate(objectives) if o.measured]
+    return [_merge(looks, measured) for looks in groups.values()]
+
+
+def feasible_front(results: Sequence[CandidateResult],
+                   objectives: Sequence[Objective]) -> list[CandidateResult]:
+    """The one feasible Pareto front: the non-dominated feasible candidates (`records.feasible`
+    on the stored constraints) over the study's objectives, in input order."""
+    cand = [(r, r.values) for r in results if r.feasible and r.values is not None]
+    if not cand:
+        return []
+    mask = pareto_mask([v for _, v in cand], [o.direction for o in objectives])
+    return [r for (r, _), m in zip(cand, mask, strict=True) if m]

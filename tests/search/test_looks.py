@@ -1,0 +1,86 @@
+"""Repeats in their one module: the look group, the look's seed (the table's too), the mean
+and std of a candidate's looks, the merged candidate results and the one feasible front."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nas_dil.search.looks import (
+    LookCounter,
+    count_looks,
+    feasible_front,
+    look_group,
+    look_seed,
+    merge_looks,
+    std,
+    table_seed,
+)
+from nas_dil.search.records import Objective, StoredTrial, TrialRecord
+
+OBJS = [Objective("miou", "maximize"), Objective("rf", "maximize")]
+
+
+def _trial(number: int, miou: float, rf: float = 10.0, infeasible: bool = False,
+           **attrs: Any) -> StoredTrial:
+    return StoredTrial(number, "complete", (miou, rf), TrialRecord.from_attrs(
+        {"miou": miou, **attrs}), {"max_gflops": 1.0 if infeasible else -1.0})
+
+
+@pytest.mark.parametrize(("attrs", "group"), [
+    ({"key": "a"}, "a"), ({"key": "a1", "look_of": "a", "look": 1}, "a"),
+    ({"key": "a", "reused_from": 3}, None), ({}, None),
+])
+def test_look_group(attrs: dict[str, Any], group: str | None) -> None:
+    assert look_group(TrialRecord.from_attrs(attrs)) == group
+
+
+@pytest.mark.parametrize(("seeds", "first", "look", "seed"), [
+    ([0, 1, 2], 0, 0, 0), ([0, 1, 2], 0, 1, 1), ([0, 1, 2], 1, 2, 0),  # cycles
+    ([0, 1, 2], 7, 0, 7), ([0, 1, 2], 7, 1, 1),  # a seed the table lacks starts at its first
+])
+def test_table_seed(seeds: list[int], first: int, look: int, seed: int) -> None:
+    assert table_seed(seeds, first, look) == seed
+
+
+def test_look_seed_and_counter() -> None:
+    assert [look_seed(5, k) for k in range(3)] == [5, 6, 7]
+    c = LookCounter()
+    assert c.next_look("a") == 0
+    c.looked("a")
+    c.looked("a")
+    assert (c.next_look("a"), c.next_look("b")) == (2, 0)
+    assert count_looks(["x", "y", "x"]) == {"x": 2, "y": 1}
+
+
+@pytest.mark.parametrize(("ys", "sd"), [([0.6, 0.3, 0.45], 0.15), ([1.0, 3.0], 2 ** 0.5)])
+def test_std_is_the_sample_std(ys: list[float], sd: float) -> None:
+    assert std(ys) == pytest.approx(sd)
+
+
+def test_merge_looks_averages_each_candidate_and_leaves_the_rest() -> None:
+    trials = [_trial(0, 0.6, key="a"), _trial(1, 0.5, key="b"),
+              _trial(2, 0.3, key="a1", look_of="a", look=1, weights="weights/trial_2.pt"),
+              _trial(3, 0.5, key="b", reused_from=1),
+              _trial(4, 0.45, key="a2", look_of="a", look=2)]
+    out = merge_looks(trials, OBJS)
+    assert [r.number for r in out] == [2, 1, 3]  # a sits where its first look was
+    a = out[0]
+    assert a.values == pytest.approx([0.45, 10.0]) and a.get("miou") == pytest.approx(0.45)
+    assert a.n_looks == 3 and [t.number for t in a.looks] == [0, 2, 4]
+    assert a.std == {"miou": pytest.approx(0.15)}  # (n - 1): std of .6 .3 .45
+    assert a.representative is trials[2]  # the look with weights
+    assert out[1].looks == (trials[1],) and out[1].values == trials[1].values
+    assert out[1].std == {} and out[1].get("miou") == 0.5
+    assert trials[2].values == (0.3, 10.0)  # the stored trials are not touched
+
+
+def test_feasible_front_over_merged_candidates() -> None:
+    trials = [_trial(0, 0.9, 10.0, key="a"), _trial(1, 0.6, 20.0, key="b"),
+              _trial(2, 0.95, 30.0, infeasible=True, key="c"),
+              _trial(3, 0.3, 10.0, key="a1", look_of="a", look=1)]
+    front = feasible_front(merge_looks(trials, OBJS), OBJS)
+    assert [r.number for r in front] == [1]  # a's mean 0.6 at RF 10 is dominated by b
+    front = feasible_front(merge_looks(trials[:3], OBJS), OBJS)
+    assert [r.number for r in front] == [0, 1]  # c dominates both but is infeasible
