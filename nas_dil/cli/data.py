@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _verdict(args: argparse.Namespace, root: Path, layout: str, scan: Any) -> dict[str, Any]:
-    from nas_dil.data.check import infer_classes
+    from nas_dil.data.check import check_ignore_index, infer_classes
     from nas_dil.data.errors import DataError
     from nas_dil.data.folders import class_names_file, fewer_classes_note, layout_classes
 
@@ -79,6 +79,11 @@ def _verdict(args: argparse.Namespace, root: Path, layout: str, scan: Any) -> di
             error = str(e)
     elif args.num_classes:
         source = "--num-classes"
+    if n is not None and error is None:
+        try:  # the check training makes (FolderData), so both give one verdict
+            check_ignore_index(n, args.ignore_index, root)
+        except DataError as e:
+            error = str(e)
     if n is not None and error is None:
         bad = [v for v in labels if v >= n or v < 0]
         if bad:

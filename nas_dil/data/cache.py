@@ -43,7 +43,9 @@ def _key(train: Sequence[Item], val: Sequence[Item], val_size: int | None) -> st
         for it in items:
             for p in (it.image_path, it.mask_path):
                 st = p.stat()
-                h.update(f"{split}\0{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                # fsencode: a name that is not UTF-8 (`im\xff03.png`) hashes as its bytes
+                h.update(f"{split}\0".encode() + os.fsencode(p.resolve())
+                         + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:24]
 
 

@@ -178,7 +178,8 @@ def _fingerprint(pairs: Sequence[_Pair], images: bool) -> str:
                 st = path.stat()
             except OSError as e:
                 raise DataError(f"{path}: cannot stat ({e.strerror or e})") from None
-            h.update(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            # fsencode: a name that is not UTF-8 (`im\xff03.png`) hashes as its bytes
+            h.update(os.fsencode(path.resolve()) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:32]
 
 
@@ -261,6 +262,14 @@ def noise_labels(scan: LabelScan, ignore_index: int) -> list[int]:
         else:
             break
     return out
+
+
+def check_ignore_index(num_classes: int, ignore_index: int, where: Path) -> None:
+    """The one verdict `data check` and training give: ``ignore_index`` must not be a class
+    (labels 0..300 with ignore_index 255 would train on ignored pixels)."""
+    if 0 <= ignore_index < num_classes:
+        raise DataError(f"{where}: ignore_index {ignore_index} is a real class "
+                        f"(num_classes {num_classes})")
 
 
 def infer_classes(scan: LabelScan, ignore_index: int, where: Path) -> int:

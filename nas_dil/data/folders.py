@@ -15,7 +15,14 @@ import numpy as np
 import torch
 
 from nas_dil.data.base import Batch, SegData, check_batch_size, mixed_rng, normalise
-from nas_dil.data.check import LabelScan, cached_scan, header_check, infer_classes, scan_labels
+from nas_dil.data.check import (
+    LabelScan,
+    cached_scan,
+    check_ignore_index,
+    header_check,
+    infer_classes,
+    scan_labels,
+)
 from nas_dil.data.config import DataConfig
 from nas_dil.data.errors import DataError
 from nas_dil.data.loader import Augment, Item, Loader, SegDataset, val_shape
@@ -275,9 +282,7 @@ class FolderData(SegData):
         self.ignore_index = cfg.ignore_index
         self.notes: list[str] = []
         self.num_classes, self.class_names, self.classes_from = self._classes(everything)
-        if 0 <= self.ignore_index < self.num_classes:
-            raise DataError(f"{self.root}: ignore_index {self.ignore_index} is a real class "
-                            f"(num_classes {self.num_classes})")
+        check_ignore_index(self.num_classes, self.ignore_index, self.root)
         if cfg.val_subset is not None and cfg.val_subset < len(val):
             pick = np.random.default_rng([cfg.seed, 17]).choice(len(val), cfg.val_subset,
                                                                 replace=False)

@@ -13,8 +13,13 @@ crossing the process boundary would be re-wrapped with a worker traceback).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import select
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -184,9 +189,42 @@ def mp_context() -> Any:
     return mp.get_context("spawn")
 
 
+def _end_with(owner: int, worker_id: int) -> None:
+    """A worker's init: end this worker when ``owner`` (the process that trains) ends.
+
+    The worker's parent is the forkserver, not the owner: torch's own watchdog looks at the
+    parent, and the forkserver waits for every holder of its pipe, the workers included, to
+    end; so when the owner died (SIGTERM, SIGKILL, a killed Ray worker) both lived on. A
+    daemon thread waits on the owner (a pidfd where Linux has one, else polls) and exits."""
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(owner)
+        except (AttributeError, OSError):  # no pidfd (macOS, old kernels): poll
+            fd = None
+        if fd is not None:
+            select.select([fd], [], [])  # readable once the owner has exited
+        else:
+            while _alive(owner):
+                time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="nas-dil-owner-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
 class Loader:
     """A persistent DataLoader over `SegDataset` fed batch plans; batches come out as bad-file
-    checked (uint8 images, int32 masks) CPU tensors, pinned when asked."""
+    checked (uint8 images, int32 masks) CPU tensors, pinned when asked. Its workers end with
+    the process that made it (`_end_with`)."""
 
     def __init__(self, dataset: SegDataset, workers: int, pin_memory: bool) -> None:
         self.plan = Plan()
@@ -194,7 +232,7 @@ class Loader:
         kw: dict[str, Any] = {}
         if workers > 0:
             kw = {"multiprocessing_context": mp_context(), "persistent_workers": True,
-                  "prefetch_factor": 2}
+                  "prefetch_factor": 2, "worker_init_fn": partial(_end_with, os.getpid())}
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=self.plan, num_workers=workers, collate_fn=collate,
             pin_memory=pin_memory, **kw)

@@ -112,8 +112,8 @@ def _load_state_dict(path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a pickle with code in it, a truncated file, not torch at all
-        raise ExportError(f"{path}: not a loadable state_dict ({str(e).splitlines()[0][:160]})"
-                          ) from None
+        why = (str(e).splitlines() or [type(e).__name__])[0][:160]  # an empty file: EOFError()
+        raise ExportError(f"{path}: not a loadable state_dict ({why})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]  # a checkpoint dict around the state_dict
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -392,7 +392,7 @@ def read_export(path: str | os.PathLike[str]) -> dict[str, Any]:
     doc_path = _doc_path(path)
     try:
         doc = json.loads(doc_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON, or bytes that are not UTF-8
         raise ExportError(f"{doc_path}: unreadable ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ExportError(f"{doc_path}: not a nas-dil export (format {FORMAT!r} expected)")

@@ -272,8 +272,9 @@ def _state_dict(name: str, weights: str) -> dict[str, torch.Tensor]:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a pickle with code, a truncated file, not a torch file at all
-        raise BackboneError(f"weights={str(path)!r}: cannot load a state_dict "
-                            f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        why = ": ".join([type(e).__name__, *str(e).splitlines()[:1]])  # EOFError has no text
+        raise BackboneError(f"weights={str(path)!r}: cannot load a state_dict ({why})"
+                            ) from None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise BackboneError(f"weights={str(path)!r}: not a state_dict (name -> tensor)")
     return sd

@@ -85,6 +85,10 @@ def plot_coverage_map(d: CoverageMapData, path: str | Path) -> Path:
     im = draw_coverage_map(ax, d)
     fig.colorbar(im, ax=ax, label="paths to the centre unit (log)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as e:  # a read-only folder, a file in the way
+        raise UserError(f"--plot {path}: cannot write ({e.strerror or e})") from None
+    finally:
+        plt.close(fig)
     return path

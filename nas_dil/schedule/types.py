@@ -61,6 +61,9 @@ def parse_ints(text: str, what: str = "rates") -> tuple[int, ...]:
             values.append(int(p))
         except ValueError:
             raise ScheduleError(f"{what}={text!r}: {p!r} is not an integer") from None
+    if len(values) * repeat > MAX_LAYERS:  # before the expansion: `1*10**9` is one line, at once
+        raise ScheduleError(f"{what}={text!r}: {len(values)} entries *{repeat} = "
+                            f"{len(values) * repeat} layers: at most {MAX_LAYERS} are supported")
     return tuple(values) * repeat
 
 

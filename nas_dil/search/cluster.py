@@ -9,9 +9,12 @@ Ray itself uses on laptops); a real cluster address is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 from typing import TYPE_CHECKING, Any
 
 from nas_dil.errors import UserError, first_line
@@ -20,8 +23,8 @@ if TYPE_CHECKING:
     from nas_dil.search.config import ParallelConfig
     from nas_dil.search.records import TrialPayload
 
-__all__ = ["Lost", "RayAddressError", "TaskError", "TrialTasks", "check_resources", "connect",
-           "disconnect", "loopback_only", "trial_request", "unfit"]
+__all__ = ["Lost", "RayAddressError", "RayStartError", "TaskError", "TrialTasks",
+           "check_resources", "connect", "disconnect", "loopback_only", "trial_request", "unfit"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PROBE_TIMEOUT_S = 3.0
@@ -29,6 +32,10 @@ PROBE_TIMEOUT_S = 3.0
 
 class RayAddressError(UserError, ConnectionError):
     """A Ray address that cannot be reached."""
+
+
+class RayStartError(UserError, RuntimeError):
+    """A local Ray that did not start (its start timed out on a loaded machine)."""
 
 
 def loopback_only() -> None:
@@ -64,8 +71,22 @@ def connect(address: str | None, *, num_cpus: int | None = None,
                              "include_dashboard": False}
     if address == "local":
         loopback_only()
-        ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=num_cpus,
-                 num_gpus=num_gpus, **quiet)
+        before = _descendants()
+        try:
+            _init(address="local", _node_ip_address="127.0.0.1", num_cpus=num_cpus,
+                  num_gpus=num_gpus, **quiet)
+        except BaseException as e:  # a bare Exception when its start times out; a stop
+            ray.shutdown()
+            for _ in range(2):  # what the failed start left (a child may have started one)
+                for pid in _descendants() - before:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+            if not isinstance(e, Exception):  # Ctrl-C or SIGTERM while Ray started
+                raise
+            raise RayStartError(
+                f"Ray could not start on this machine: {first_line(e, 200)} (a loaded machine "
+                "starts slowly): run again, or start Ray once yourself (`ray start --head "
+                "--node-ip-address 127.0.0.1`) and pass --address 127.0.0.1:6379") from None
         return True
     if address != "auto":
         hp = _host_port(address)
@@ -82,11 +103,60 @@ def connect(address: str | None, *, num_cpus: int | None = None,
                                   f"({e.strerror or e})") from None
     quiet.pop("include_dashboard")  # only for a new instance
     try:
-        ray.init(address=address, **quiet)
+        _init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as e:
         text = first_line(e, 200)
         raise RayAddressError(f"Ray address {address}: {text}") from None
     return True
+
+
+def _descendants() -> set[int]:
+    """Pids of the processes below this one (Linux: /proc; elsewhere none). A local Ray
+    that fails to start is not known to ``ray.shutdown``: its GCS, raylet and their agents
+    are found here, as the processes that were not below this one before the start."""
+    children: dict[int, list[int]] = {}
+    try:
+        stats = os.listdir("/proc")
+    except OSError:
+        return set()
+    for name in stats:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    found, todo = set(), [os.getpid()]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in found:
+                found.add(c)
+                todo.append(c)
+    return found
+
+
+def _init(**kw: Any) -> None:
+    """``ray.init`` that leaves this process's SIGINT/SIGTERM to it (the search stops on
+    them: one line, exit 130). Ray sets SIGTERM to ``sys.exit`` while it starts, and its C++
+    failure handler dumps a stack on SIGTERM, then aborts; the driver keeps that handler for
+    real crashes (SIGSEGV, SIGABRT) but not for SIGTERM, restored as it was here."""
+    import ray
+
+    main = threading.current_thread() is threading.main_thread()
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        ray.init(**kw)
+    except SystemExit as e:  # Ray's own SIGTERM handler, while it started: a stop
+        if e.code != signal.SIGTERM:
+            raise
+        ray.shutdown()
+        raise KeyboardInterrupt from None
+    finally:
+        for s, h in kept.items():
+            if h is not None:
+                signal.signal(s, h)
 
 
 def disconnect(connected_here: bool) -> None:
@@ -94,6 +164,13 @@ def disconnect(connected_here: bool) -> None:
     import ray
 
     if connected_here and ray.is_initialized():
+        # a local instance: its autoscaler monitor answers SIGTERM by reporting to the GCS,
+        # which `ray.shutdown` stops first, and so is killed only after a 1 s wait (1.5 s of
+        # a 1.9 s shutdown, measured); it has nothing to save
+        node = getattr(ray._private.worker, "_global_node", None)
+        for info in (getattr(node, "all_processes", None) or {}).get("monitor", []):
+            with contextlib.suppress(OSError, AttributeError):
+                info.process.kill()
         ray.shutdown()
 
 

@@ -43,7 +43,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -468,22 +468,46 @@ def _size(space: Any) -> float:
         return math.inf
 
 
+_TERMINATED = threading.Event()  # a search of this process stopped on SIGTERM
+
+
+def stopped_by_sigterm() -> bool:
+    """Whether SIGTERM stopped a search of this process (the CLI then ends the process as
+    soon as the stop is clean, as SIGTERM asks)."""
+    return _TERMINATED.is_set()
+
+
 @contextmanager
-def _stop_signals(search: _Search) -> Iterator[None]:
-    """First Ctrl-C (or SIGTERM): finish cleanly at the next poll; second: abort now."""
+def _stop_signals(search: _Search) -> Iterator[Callable[[], None]]:
+    """First Ctrl-C (or SIGTERM): finish cleanly at the next poll; second: abort now.
+
+    Before the loop (Ray starting, a feature cache building) no poll would see the request
+    and nothing runs to finish: the first one stops at once. Yields the call that says the
+    loop has started."""
+    looping = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield looping.set
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if search.stop_requested:
+        if signum == signal.SIGTERM:
+            _TERMINATED.set()
+        if search.stop_requested or not looping.is_set():
+            if not search.stop_requested:
+                search.stop_requested = True
+                search.progress.message("stopping: before the first trial")
             raise KeyboardInterrupt
         search.stop_requested = True
         search.progress.message("stopping: cancelling running trials (Ctrl-C again to abort)")
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield looping.set
+    except KeyboardInterrupt:
+        if not search.stop_requested:  # Ray's own SIGTERM handler ran while it started
+            _TERMINATED.set()
+            search.progress.message("stopping: before the first trial")
+        raise
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -504,13 +528,18 @@ def run_search(config: StudyConfig | str | Path, *, n_trials: int | None = None,
     prog = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
     search = _Search(cfg, n_trials=n_trials, storage=storage, out=out, address=address,
                      resume=resume, progress=prog, num_cpus=num_cpus)
-    search.prepare()
-    search.board = Board(search.out / "tb" if tensorboard else None, prog.message)
     interrupted = False
-    try:
-        for w in search.warnings:
-            prog.message(f"warning: {w}")
-        with _stop_signals(search):
+    with _stop_signals(search) as looping:  # from the start: Ray's start, a cache build
+        try:
+            search.prepare()
+        except KeyboardInterrupt:  # stopped during a cache build: the study exists already
+            search.recorder.close()
+            raise
+        search.board = Board(search.out / "tb" if tensorboard else None, prog.message)
+        try:
+            for w in search.warnings:
+                prog.message(f"warning: {w}")
+            looping()
             try:
                 search.recover()
                 search._show()
@@ -518,11 +547,11 @@ def run_search(config: StudyConfig | str | Path, *, n_trials: int | None = None,
             except KeyboardInterrupt:
                 interrupted = True
                 search.interrupt()
-    finally:
-        search.lock.release()  # first: its connection would keep the WAL from folding back
-        search.recorder.close()
-        search.board.close()
-        cluster.disconnect(search.connected)
+        finally:
+            search.lock.release()  # first: its connection would keep the WAL from folding back
+            search.recorder.close()
+            search.board.close()
+            cluster.disconnect(search.connected)
     summary = search.summary(interrupted)
     search._show()
     prog.close(search.status)

@@ -31,7 +31,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -199,10 +201,13 @@ def _valid(folder: Path, key: FeatureKey) -> bool:
         m = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError):
         return False
-    if m.get("key") != json.loads(json.dumps(asdict(key))):
+    # valid JSON of another shape (`null`, no "sha256") is as corrupt as a truncated file
+    if not isinstance(m, dict) or m.get("key") != json.loads(json.dumps(asdict(key))):
         return False
-    return all((folder / f"{k}.npy").is_file()
-               and file_digest(folder / f"{k}.npy") == m["sha256"].get(k) for k in FILES)
+    sha = m.get("sha256")
+    return isinstance(sha, dict) and all(
+        (folder / f"{k}.npy").is_file() and file_digest(folder / f"{k}.npy") == sha.get(k)
+        for k in FILES)
 
 
 def _batches(backbone: nn.Module, it: Iterator[Batch]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -258,7 +263,8 @@ def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: 
                   batch_size: int = 16, progress: bool | Callable[[int], Any] = False,
                   ) -> FeatureCache:
     """The cache of ``key`` under ``root``: reused when valid, else built (atomically: in a
-    temporary folder renamed into place once every file and the manifest are written).
+    temporary folder renamed into place once every file and the manifest are written; the
+    temporary folder of a builder that died is removed by the next one, `remove_stale`).
 
     ``progress``: True for a tqdm bar, or a callable given the images done after each batch.
     """
@@ -268,6 +274,7 @@ def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: 
         return found
     backbone = backbone.eval()
     shapes = _shapes(backbone, data, key.views)
+    remove_stale(root)  # a killed builder's space counts as free below
     check_room(root, sum(int(np.prod(s)) * _dtypes()[k].itemsize for k, s in shapes.items()),
                key.backbone)  # before anything is written
     try:
@@ -287,6 +294,41 @@ def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: 
     return cache
 
 
+_TMP = re.compile(r"\.tmp-[0-9a-f]{24}-(?:(?P<host>.+)-)?(?P<pid>\d+)-\d+")
+
+
+def _tmp_name(folder: Path) -> str:
+    """The build folder of one builder: host and pid tell a later builder whether it died."""
+    return f".tmp-{folder.name}-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: another user's live process
+        return True
+    return True
+
+
+def remove_stale(root: Path) -> list[Path]:
+    """Remove the build folders of builders on this host that died (kill -9, a lost node);
+    a build in progress, or one from another host sharing ``root``, is kept. Returns them."""
+    try:
+        entries = list(Path(root).iterdir())
+    except OSError:  # no root yet: nothing left behind
+        return []
+    host, gone = socket.gethostname(), []
+    for p in entries:
+        m = _TMP.fullmatch(p.name)
+        # names without a host (before round 3) were made on the node-local default root
+        if m and m["host"] in (None, host) and not _alive(int(m["pid"])) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
+
+
 def check_room(root: Path, need: int, what: str) -> None:
     """One line when ``need`` bytes do not fit the disk of ``root`` (or its nearest parent)."""
     where = Path(root).absolute()
@@ -302,7 +344,7 @@ def check_room(root: Path, need: int, what: str) -> None:
 def _build(root: Path, folder: Path, key: FeatureKey, backbone: nn.Module, data: SegData,
            batch_size: int, progress: bool | Callable[[int], Any],
            shapes: dict[str, tuple[int, ...]]) -> None:
-    tmp = root / f".tmp-{folder.name}-{os.getpid()}-{time.time_ns()}"
+    tmp = root / _tmp_name(folder)
     tmp.mkdir()
     try:
         arrays = {k: np.lib.format.open_memmap(tmp / f"{k}.npy", mode="w+", dtype=_dtypes()[k],
@@ -491,6 +533,7 @@ def plan_features(cfg: TrialConfig, seed: int,
         found = find(where, key)
         caches.append(PlannedCache(stride, bb, key, found,
                                    found.nbytes if found else cache_bytes(bb, data, views)))
+    remove_stale(where)  # a killed builder's space counts as free below
     check_room(where, sum(c.nbytes for c in caches if c.found is None),
                f"{cfg.arch.backbone} (output stride {', '.join(map(str, sorted(by_stride)))})")
     return FeaturePlan(where, data, views, cfg.train.batch_size, tuple(caches))

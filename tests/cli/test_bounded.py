@@ -80,6 +80,9 @@ def test_model_with_a_huge_rate() -> None:
     (["model", "--schedule", "1,2", "--size", "0"], "--size"),
     (["model", "--schedule", "1,2", "--size", "64,x"], "--size"),
     (["analyze", "1,2", "--size", "100000"], "--size"),
+    # issue 23 item 2: the repeat count meets the layer limit before any expansion (was > 60 s)
+    (["analyze", "1,2*100000000"], "200000000 layers: at most 256"),
+    (["analyze", "1*1000000000"], "1000000000 layers: at most 256"),
 ])
 def test_refused_in_one_line(args: list[str], fragment: str) -> None:
     # `model` imports torch, which reserves much address space at import (a CUDA build more
@@ -115,6 +118,21 @@ def test_model_size_reports_dead_taps(capsys: pytest.CaptureFixture[str]) -> Non
     assert d["crop"]["rf_nominal"] == [431, 431] and d["crop"]["rf_usable"] == [48, 48]
     assert main(["model", "--schedule", "1,2,5", "--size", "64,48"]) == 0
     assert "dead taps: none" in capsys.readouterr().out
+
+
+def test_plot_where_nothing_can_be_written_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23 item 10: `--plot` into a folder that cannot be written was an OSError traceback.
+    Tests run as root, which writes through permission bits: the folder is a file here, and
+    /proc (which takes no new files, even from root)."""
+    f = tmp_path / "afile"
+    f.write_text("keep me")
+    for plot in (f / "x.png", "/proc/x.png"):
+        assert main(["analyze", "1,2,5", "--plot", str(plot)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1, err
+        assert f"--plot {plot}: cannot write" in err, err
+    assert f.read_text() == "keep me"
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1"])

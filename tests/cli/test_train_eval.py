@@ -118,3 +118,49 @@ def test_train_recipe_flags_then_eval_slide(tmp_path: Path,
     assert scores[2]["slide"] == {"window": [12, 16], "stride": [6, 8]}
     assert main(["eval", str(out), "--data", str(data), "--stride", "8,8"]) == 2
     assert "--stride 8,8: needs --slide H,W" in capsys.readouterr().err
+
+
+def _one_line_2(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert main(list(args)) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_unreadable_exports_are_one_line(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23 items 5 and 8: an empty weights.pt (IndexError) and a schedule.json with
+    bytes that are not UTF-8 (UnicodeDecodeError) were tracebacks in `eval`/`load_exported`."""
+    from nas_dil.errors import UserError
+    from nas_dil.export import load_exported
+
+    data = make_folder(tmp_path / "data", n=4)
+    out = tmp_path / "net"
+    assert main(["train", *TINY, "--data", str(data), "--steps", "1", "--image-size", "16",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    weights = out / "weights.pt"
+    kept = weights.read_bytes()
+    for broken in (b"", kept[:100]):  # empty, truncated
+        weights.write_bytes(broken)
+        err = _one_line_2(capsys, "eval", str(out), "--data", str(data))
+        assert "weights.pt: not a loadable state_dict" in err
+        with pytest.raises(UserError, match=r"weights\.pt: not a loadable"):
+            load_exported(out)
+    weights.write_bytes(kept)
+    doc = out / "schedule.json"
+    doc.write_bytes(doc.read_bytes().replace(b'"format"', b'"\xff\xfeformat"', 1))
+    err = _one_line_2(capsys, "eval", str(out), "--data", str(data))
+    assert "schedule.json: unreadable" in err and "utf-8" in err
+    with pytest.raises(UserError, match=r"schedule\.json: unreadable"):
+        load_exported(out)
+
+
+def test_empty_weights_for_a_backbone_is_one_line(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23 item 5: `model --arch backbone=…,weights=<empty file>` was an IndexError."""
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    err = _one_line_2(capsys, "model", "--schedule", "1,2", "--arch",
+                      f"backbone=resnet18,weights={empty}")
+    assert f"weights={str(empty)!r}: cannot load a state_dict (EOFError" in err

@@ -4,6 +4,7 @@ labels checked per batch, stray-label classes, the node-local cache."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 from nas_dil.data import DataConfig, DataError, SegData, load_data
 from nas_dil.data.check import NOISE_PIXELS
 from nas_dil.train import cpu_plan
+from tests.processes import MARK, marked_processes
 
 from ._builders import make_cityscapes, make_folder, make_voc, write_image, write_mask
 from .test_data_folders import red_code
@@ -244,3 +246,109 @@ def test_cache_lock_of_a_dead_builder_is_taken_over(tmp_path: Path) -> None:
     data = load_data(cfg_for(root, cache="auto"))
     assert (folder / "index.json").is_file() and not folder.with_suffix(".lock").exists()
     assert data.describe()["cache"]["folder"] == str(folder)
+
+
+# --- issue 23 items 6 and 11: file names that are not UTF-8; one verdict for check and train ----
+
+def test_file_names_that_are_not_utf8(tmp_path: Path) -> None:
+    """`im\\xff03.png` (a Latin-1 name on a UTF-8 system) was a UnicodeEncodeError in `data
+    check` and `train`; now both read it, and the JSON verdict prints (a real process: its
+    stdout encodes strictly)."""
+    import os
+    import subprocess
+    import sys
+
+    from nas_dil.cli import main
+
+    root = make_folder(tmp_path / "d", n=6)
+    for sub in ("images", "masks"):
+        os.rename(os.fsencode(root / sub / "0003.png"), os.fsencode(root / sub) + b"/im\xff03.png")
+    assert any(b"\xff" in os.fsencode(p) for p in (root / "images").iterdir())
+    check = subprocess.run([sys.executable, "-m", "nas_dil", "data", "check", str(root), "--json"],
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["num_classes"] == 3
+    assert main(["train", "--data", str(root), "--schedule", "1,2", "--image-size", "16",
+                 "--steps", "1", "--threads", "1", "--quiet"]) == 0
+    for cache in ("", "auto"):  # the node-local decoded cache keys files by name too
+        data = load_data(cfg_for(root, workers=1, cache=cache))
+        assert data.n_train + data.n_val == 6 and len(batches(data)) > 0
+        data.close()
+
+
+def _sixteen_bit_masks(root: Path, label: int) -> None:
+    for f in (root / "masks").glob("*.png"):
+        m = np.array(Image.open(f)).astype(np.uint16)
+        m[m == 2] = label  # a real class: a third of every mask
+        Image.fromarray(m).save(f)
+        assert Image.open(f).mode == "I;16"
+
+
+def test_check_and_training_give_one_verdict(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A 16-bit mask with label 300: `data check` said "ok, 301 classes", training refused
+    (ignore_index 255 inside the classes). Now both refuse with the same line."""
+    from nas_dil.cli import main
+
+    root = make_folder(tmp_path / "d", n=5)
+    _sixteen_bit_masks(root, 300)
+    with pytest.raises(DataError) as e:
+        load_data(cfg_for(root))
+    assert "ignore_index 255 is a real class (num_classes 301)" in str(e.value)
+    assert main(["data", "check", str(root), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"nas-dil data: error: {e.value}\n"
+    assert main(["train", "--data", str(root), "--schedule", "1,2", "--steps", "1"]) == 2
+    assert capsys.readouterr().err == f"nas-dil train: error: {e.value}\n"
+    # an ignore_index outside the classes: both take it
+    assert main(["data", "check", str(root), "--quiet", "--ignore-index", "1000"]) == 0
+    assert load_data(cfg_for(root, ignore_index=1000)).num_classes == 301
+
+
+# --- issue 23 item 16: no DataLoader process outlives the process that trains ----------------
+
+_TRAINING = """
+import sys
+from nas_dil.data import DataConfig
+from nas_dil.train import TrialConfig, run_trial
+from nas_dil.train.config import TrainConfig
+
+cfg = TrialConfig(data=DataConfig(source=sys.argv[1], image_size=32),
+                  train=TrainConfig(epochs=None, seconds=600, cpus=2, batch_size=2))
+run_trial(cfg, "1,2", progress=lambda step, total, info: print("step", step, flush=True))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_no_loader_process_outlives_a_killed_trial(tmp_path: Path, sig: signal.Signals) -> None:
+    """A trial on folder data with cpus = 2 decodes in a DataLoader worker forked by a
+    forkserver. Killed mid-training (SIGTERM; SIGKILL, as a Ray worker is), the forkserver and
+    the worker lived on (each held the other's pipe open); now they end with the trial."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+    import time
+
+    root = make_folder(tmp_path / "d", n=12, sizes=[(48, 64)])
+    mark = secrets.token_hex(8)
+    proc = subprocess.Popen([sys.executable, "-c", _TRAINING, str(root)], text=True,
+                            stdout=subprocess.PIPE, env={**os.environ, MARK: mark})
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("step 3"):  # training: the worker has served batches
+                break
+        helpers = {p: c for p, c in marked_processes(mark).items() if p != proc.pid}
+        assert sum(b"forkserver" in c for c in helpers.values()) >= 2, helpers  # + its worker
+        proc.send_signal(sig)
+        proc.wait(30)
+        deadline = time.monotonic() + 5
+        while (left := marked_processes(mark)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left, left
+    finally:
+        for pid in marked_processes(mark):
+            os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()

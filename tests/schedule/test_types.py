@@ -28,6 +28,9 @@ def test_parse(text: str, rates: tuple[int, ...]) -> None:
         ("1,-2", 3, "rates"),
         ("1,2*0", 3, "repeat count"),
         ("1,2", "3,3,3", "3 entries for 2 layers"),
+        # issue 23 item 2: the count is checked before the expansion (was a MemoryError)
+        ("1,2*1000000000000", 3, "2000000000000 layers: at most 256"),
+        ("1*257", 3, "257 layers: at most 256"),
     ],
 )
 def test_bad_schedules(text: str, kernel: int | str, fragment: str) -> None:

@@ -164,15 +164,15 @@ def test_allow_dead_taps_trains_them(ray_cluster: RayCluster, tmp_path: Path,
 
 
 def test_duplicates_are_reused_not_retrained(ray_cluster: RayCluster, tmp_path: Path) -> None:
-    space = tmp_path / "tiny.toml"  # 4 candidates
-    space.write_text('kernel = [3]\noutput_stride = [8]\nwidth = [16, 32]\n'
+    space = tmp_path / "tiny.toml"  # 8 candidates: the random sampler asks some twice
+    space.write_text('kernel = [3]\noutput_stride = [8]\nwidth = [8, 16, 24, 32, 40, 48, 56, 64]\n'
                      'depth = 2\n[rates]\nrule = "hdc"\nchoices = [1, 2]\ngroup_size = 2\n'
                      'repeats = { min = 1, max = 2 }\n')
     cfg = sleep_study(tmp_path / "s.toml", space="tiny.toml", n_trials=10, sleep_s=0.05,
                       extra='[sampler]\nname = "random"\n')
     s = search(ray_cluster, cfg, tmp_path / "out")
     study = load(tmp_path / "out")
-    assert s.done == 10 and s.reused >= 6
+    assert s.reused >= 2 and (s.done == 10 or s.exhausted)
     keys = Counter(t.user_attrs["key"] for t in trained(study))
     assert max(keys.values()) == 1  # no candidate trained twice
     for t in study.trials:

@@ -156,6 +156,15 @@ def test_backbone_refusals(capsys: pytest.CaptureFixture[str], tmp_path: Path, k
     assert fragment in line, line
 
 
+def test_empty_weights_file_is_one_line(capsys: pytest.CaptureFixture[str],
+                                        tmp_path: Path) -> None:
+    # issue 23 item 5: an empty (0-byte) weights file was an IndexError traceback
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    line = _refused(capsys, _study(tmp_path, weights=str(empty)), tmp_path / "out")
+    assert f"weights={str(empty)!r}: cannot load a state_dict (EOFError)" in line, line
+
+
 def test_a_baseline_that_does_not_fit_is_refused(capsys: pytest.CaptureFixture[str],
                                                  tmp_path: Path) -> None:
     cfg = _study(tmp_path, weights="none")

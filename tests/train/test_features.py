@@ -108,6 +108,114 @@ def test_no_room_is_one_line(tmp_path: Path, data, backbone,
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
+def _manifest_null(m: dict) -> object:
+    return None
+
+
+def _manifest_list(m: dict) -> object:
+    return [m]
+
+
+def _no_sha256(m: dict) -> object:
+    return {k: v for k, v in m.items() if k != "sha256"}
+
+
+def _sha256_list(m: dict) -> object:
+    return {**m, "sha256": list(m["sha256"].values())}
+
+
+def _sha256_numbers(m: dict) -> object:
+    return {**m, "sha256": {k: 7 for k in m["sha256"]}}
+
+
+@pytest.mark.parametrize("reshape", [_manifest_null, _manifest_list, _no_sha256, _sha256_list,
+                                     _sha256_numbers])
+def test_a_manifest_of_the_wrong_shape_is_rebuilt(tmp_path: Path, data, backbone,
+                                                  reshape) -> None:
+    # issue 23 item 3: valid JSON of the wrong shape was an AttributeError / KeyError
+    import json
+
+    key = FeatureKey.of(data, "resnet18", "none", 8, views=1)
+    folder = open_or_build(tmp_path, key, backbone, data).folder
+    manifest = folder / "manifest.json"
+    manifest.write_text(json.dumps(reshape(json.loads(manifest.read_text()))))
+    counting = _Counting(backbone)
+    rebuilt = open_or_build(tmp_path, key, counting, data)
+    assert counting.images > 0 and rebuilt.folder == folder
+    assert set(json.loads(manifest.read_text())["sha256"]) == {
+        "train_x", "train_y", "val_x", "val_y"}
+
+
+_STUCK_BUILDER = """
+import sys, time, torch
+from nas_dil.data import DataConfig, load_data
+from nas_dil.train.features import FeatureKey, open_or_build
+
+class Stuck(torch.nn.Module):  # answers the two shape probes, then hangs in the build
+    calls = 0
+    def forward(self, x):
+        Stuck.calls += 1
+        if Stuck.calls > 2:
+            time.sleep(600)
+        return torch.zeros(x.shape[0], 4, 2, 2)
+
+data = load_data(DataConfig(image_size=32, n_train=6, n_val=4, seed=3))
+open_or_build(sys.argv[1], FeatureKey.of(data, "resnet18", "none", 8, views=1), Stuck(), data)
+"""
+
+
+def _killed_mid_build(root: Path) -> Path:
+    """The ``.tmp-…`` folder a real builder process left when it was killed with SIGKILL."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _STUCK_BUILDER, str(root)])
+    try:
+        deadline = time.monotonic() + 180
+        while not (tmps := list(root.glob(".tmp-*"))) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the builder ended before its build started"
+            time.sleep(0.05)
+        assert len(tmps) == 1, "the builder never started its build"
+        assert str(proc.pid) in tmps[0].name
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    assert tmps[0].is_dir()  # left behind: nobody removed it
+    return tmps[0]
+
+
+def test_a_killed_builders_folder_is_removed_by_the_next_builder(tmp_path: Path, data,
+                                                                 backbone) -> None:
+    # issue 23 item 4: kill -9 during a build left `.tmp-<digest>-<pid>-<ns>/` forever
+    import os
+    import socket
+
+    stale = _killed_mid_build(tmp_path)
+    live = tmp_path / f".tmp-{'0' * 24}-{socket.gethostname()}-{os.getpid()}-1"
+    live.mkdir()  # a build in progress (this process is alive): never touched
+    key = FeatureKey.of(data, "resnet18", "none", 8, views=1)
+    open_or_build(tmp_path, key, backbone, data)
+    assert not stale.exists() and live.is_dir()
+
+
+def test_stale_build_folders_are_removed_before_the_disk_check(
+        tmp_path: Path, data, backbone, monkeypatch: pytest.MonkeyPatch) -> None:
+    # their space counts as free: they go before the check, even when the build is refused
+    import shutil
+
+    stale = _killed_mid_build(tmp_path)
+
+    class Usage:
+        free = 1000
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: Usage)
+    with pytest.raises(CacheError, match="needs"):
+        open_or_build(tmp_path, FeatureKey.of(data, "resnet18", "none", 8), backbone, data)
+    assert not stale.exists()
+
+
 def _trial_config(data_cfg: DataConfig, output_stride: int = 8) -> Any:
     from nas_dil.models import ArchConfig
     from nas_dil.train import TrainConfig, TrialConfig
