@@ -195,8 +195,10 @@ def run_study(study: Study | StudyConfig | str | os.PathLike[str] | Mapping[str,
     from nas_dil.search.storage import default_url
 
     cfg = _config(study)
-    summary = run_search(cfg, n_trials=n_trials, storage=storage, out=None if out is None else Path(out),
-                         address=address, resume=resume, progress=_progress(progress), num_cpus=num_cpus)
+    prog = _progress(progress)
+    summary = run_search(cfg, n_trials=n_trials, storage=storage,
+                         out=None if out is None else Path(out), address=address,
+                         resume=resume, progress=prog, num_cpus=num_cpus)
     url = storage or cfg.storage or default_url(Path(summary.out_dir))
     return Results(url, study=summary.study_name, summary=summary, storage_url=url)
 
