@@ -260,19 +260,28 @@ class Results:
     """A nas-dil study's storage, read-only: its front, tables and exports.
 
     ``nas_dil.open_results(OUT_DIR_OR_STORAGE)`` or what `Study.run` returns (then with the
-    run's ``summary``). Every read looks at the storage afresh, so it can follow a running
-    search.
+    run's ``summary``). The storage is opened on first use; every read looks at it afresh,
+    so it can follow a running search.
     """
 
     def __init__(self, source: str | os.PathLike[str] | optuna.Study, *,
                  study: str | None = None, summary: SearchSummary | None = None,
                  storage_url: str | None = None) -> None:
-        from nas_dil.report.source import open_study
-
-        self.source: StudySource = open_study(source, study)
+        self._where = source
+        self._study = study
+        self._source: StudySource | None = None  # opened on first use
         self.summary = summary  # the run's, when these results come from `Study.run`
         # the URL the search wrote to (None: opened from elsewhere; see source.storage_url)
         self.storage_url = storage_url
+
+    @property
+    def source(self) -> StudySource:
+        """The study, opened read-only (`nas_dil.report.source.open_study`) on first use."""
+        if self._source is None:
+            from nas_dil.report.source import open_study
+
+            self._source = open_study(self._where, self._study)
+        return self._source
 
     def __repr__(self) -> str:
         return f"Results(study={self.name!r}, location={self.source.location!r})"
@@ -384,8 +393,11 @@ def _candidate(r: CandidateResult, objectives: Sequence[Any], pareto: bool,
 def open_results(source: str | os.PathLike[str] | optuna.Study, study: str | None = None
                  ) -> Results:
     """The `Results` of a search: its output folder, its study.db, a storage URL or an open
-    ``optuna.Study``; ``study`` names one when the storage holds several."""
-    return Results(source, study=study)
+    ``optuna.Study``; ``study`` names one when the storage holds several. A location that
+    holds no nas-dil study raises `StudySourceError` here."""
+    results = Results(source, study=study)
+    results.source  # noqa: B018 - open now: a bad location is refused at once
+    return results
 
 
 def write_report(source: str | os.PathLike[str] | optuna.Study | StudySource,

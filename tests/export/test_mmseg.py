@@ -246,3 +246,20 @@ def test_mmseg_builds_the_exported_net(tmp_path: Path, backbone: str, os_: int,
         got = model.encode_decode(x, [{"img_shape": (67, 83)}] * 2)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_cli_export_mmseg_of_a_stem_net_is_one_line(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """tests/fixtures/study_v0_1.db holds nets on nas-dil's own stem: --mmseg refuses, exit 2,
+    one line, nothing written."""
+    import shutil
+
+    from nas_dil.cli import main
+
+    db = tmp_path / "study.db"
+    shutil.copy(Path(__file__).resolve().parents[1] / "fixtures" / "study_v0_1.db", db)
+    out = tmp_path / "exp"
+    assert main(["export", str(db), "--pick", "knee", "--out", str(out), "--mmseg"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--mmseg: mmseg cannot build this net" in err
+    assert "stem net has no mmseg backbone" in err and not out.exists()
