@@ -137,7 +137,7 @@ class Study:
     """A validated study description (a study file's content), ready to run.
 
     ``Study.from_toml("quickstart")`` reads a study file or a shipped study; ``from_dict``
-    takes the same keys as a study file (docs/study_file.md), relative paths starting at
+    takes the same keys as a study file (README "Search"; search/config.py), relative paths at
     ``base_dir``. Either raises a one-line `StudyConfigError` naming the key.
     """
 
