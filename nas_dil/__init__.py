@@ -17,6 +17,12 @@ _LAZY = {
     "load_space": "nas_dil.spaces",
     "load_exported": "nas_dil.export",
     "trials_dataframe": "nas_dil.report",
+    # the Python API (docs/python_api.md)
+    "FrontCandidate": "nas_dil.api",
+    "Results": "nas_dil.api",
+    "Study": "nas_dil.api",
+    "open_results": "nas_dil.api",
+    "run_study": "nas_dil.api",
 }
 
 __all__ = ["Schedule", "ScheduleError", "__version__", "analyze", *_LAZY]

@@ -1,5 +1,5 @@
 """`nas-dil export OUT_DIR_OR_STORAGE --pick knee|best-miou|trial=N|max-gflops=X[,min-rf=Y]
---out DIR [--study NAME] [--force] [--onnx] [--json]`."""
+--out DIR [--study NAME] [--force] [--onnx] [--mmseg] [--json]`."""
 
 from __future__ import annotations
 
@@ -19,14 +19,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace the files of an earlier export in --out")
     p.add_argument("--onnx", action="store_true",
                    help="also write model.onnx (needs: pip install 'nas-dil[onnx]')")
+    p.add_argument("--mmseg", action="store_true",
+                   help="also write mmseg_config.py and mmseg_weights.pth, an mmsegmentation "
+                        "1.x config and checkpoint of the net (torchvision ResNet backbones, "
+                        "target = \"backbone\", no context module)")
     p.add_argument("--json", action="store_true", help="print schedule.json's content")
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_dil.export.bundle import export_trial
+    from nas_dil.api import export
 
-    r = export_trial(args.source, args.pick, args.out, study=args.study, force=args.force,
-                     onnx=args.onnx)
+    r = export(args.source, args.pick, args.out, study=args.study, force=args.force,
+               onnx=args.onnx, mmseg=args.mmseg)
     if args.json:
         print_json(r.document)
         return 0
@@ -39,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
           + f"; holes {d['holes']}; params {d['params']}; HDC {'pass' if cert['hdc'] else 'fail'}")
     print(d["weights_note"])
     print(f"written: {r.schedule_json}"
-          + (f", {r.weights}" if r.weights else "") + (f", {r.onnx}" if r.onnx else ""))
+          + (f", {r.weights}" if r.weights else "") + (f", {r.onnx}" if r.onnx else "")
+          + (f", {r.mmseg_config}" if r.mmseg_config else "")
+          + (f", {r.mmseg_weights}" if r.mmseg_weights else ""))
     print(f"load with: nas_dil.load_exported({str(r.out_dir)!r})")
     return 0

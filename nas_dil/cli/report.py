@@ -33,7 +33,7 @@ def _f(v: Any, fmt: str = "{:.4g}") -> str:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from nas_dil.report.files import write_report
+    from nas_dil.api import write_report
 
     files = write_report(args.source, args.out, study=args.study)
     d = files.data

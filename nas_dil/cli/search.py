@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _report(url: str, name: str, out_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(report files, None) or (None, why there is none)."""
     try:
-        from nas_dil.report import write_report
+        from nas_dil.api import write_report
     except (ImportError, AttributeError) as e:  # pragma: no cover - report not installed
         return None, f"report unavailable ({e})"
     try:
@@ -50,20 +50,22 @@ def _report(url: str, name: str, out_dir: Path) -> tuple[dict[str, Any] | None, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_dil.search import load_study_config, run_search
+    from nas_dil.api import Study, run_study
     from nas_dil.search.progress import fmt_duration
-    from nas_dil.search.storage import default_url, safe_url
+    from nas_dil.search.storage import safe_url
 
-    cfg = load_study_config(args.study)
     try:
-        summary = run_search(cfg, n_trials=args.n_trials, storage=args.storage, out=args.out,
-                             address=args.address, resume=args.resume, progress=not args.quiet,
-                             tensorboard=args.tensorboard)
+        results = run_study(Study.from_toml(args.study), args.n_trials, storage=args.storage,
+                            out=args.out, address=args.address, resume=args.resume,
+                            progress="line" if not args.quiet else None,
+                            tensorboard=args.tensorboard)
     except KeyboardInterrupt:  # stopped before the first trial
         _end_if_terminated("nas-dil search: interrupted")
         raise
+    summary = results.summary
+    assert summary is not None and results.storage_url is not None  # set by run_study
     out_dir = Path(summary.out_dir)
-    url = args.storage or cfg.storage or default_url(out_dir)
+    url = results.storage_url
     report, why = None, None
     if args.no_report:
         why = "--no-report"

@@ -59,6 +59,8 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "ExportDoc", "ExportError", "ExportResult
 SCHEDULE_FILE = "schedule.json"
 WEIGHTS_FILE = "weights.pt"
 ONNX_FILE = "model.onnx"
+MMSEG_CONFIG_FILE = "mmseg_config.py"  # = nas_dil.export.mmseg's (not imported: lazy)
+MMSEG_WEIGHTS_FILE = "mmseg_weights.pth"
 _VERSIONED = ("nas-dil", "torch", "optuna", "numpy", "optuna-dashboard", "plotly", "onnx")
 _METRICS = ("miou", "pixel_acc", "per_class_iou", "miou_curve", "loss_curve", "wall_time_s",
             "images_per_s", "peak_mem_bytes")
@@ -78,6 +80,8 @@ class ExportResult:
     weights_source: Path | None  # where it came from
     onnx: Path | None
     document: dict[str, Any]  # the content of schedule.json
+    mmseg_config: Path | None = None  # mmseg_config.py (mmseg=True)
+    mmseg_weights: Path | None = None  # the converted checkpoint (mmseg=True, with weights)
 
 
 def _versions() -> dict[str, str | None]:
@@ -165,6 +169,26 @@ def _mmseg(config: dict[str, Any]) -> dict[str, Any]:
     return mmseg_fragment(config["schedule"], config["arch"])
 
 
+def _mmseg_files(config: dict[str, Any], state: Mapping[str, Any] | None,
+                 meta: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """(mmseg_config.py's text, the converted checkpoint or None); ExportError when mmseg
+    cannot build the net."""
+    from nas_dil.export.mmseg import (
+        MMSEG_WEIGHTS_FILE,
+        MmsegExportError,
+        mmseg_checkpoint,
+        mmseg_config_text,
+    )
+
+    try:
+        text = mmseg_config_text(config["schedule"], config["arch"],
+                                 weights_file=MMSEG_WEIGHTS_FILE if state is not None else None)
+        ckpt = mmseg_checkpoint(state, meta) if state is not None else None
+    except MmsegExportError as e:
+        raise ExportError(f"--mmseg: mmseg cannot build this net ({e})") from None
+    return text, ckpt
+
+
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out}: exists and is not a folder")
@@ -204,7 +228,8 @@ def _publish(tmp: Path, out: Path) -> None:
         out.rmdir()
         tmp.rename(out)
         return
-    for name in (SCHEDULE_FILE, WEIGHTS_FILE, ONNX_FILE):  # --force: no stale file survives
+    # --force: no stale file survives
+    for name in (SCHEDULE_FILE, WEIGHTS_FILE, ONNX_FILE, MMSEG_CONFIG_FILE, MMSEG_WEIGHTS_FILE):
         if (out / name).is_file() and not (tmp / name).exists():
             (out / name).unlink()
     for f in tmp.iterdir():  # --force over an earlier export: replace file by file
@@ -223,8 +248,10 @@ def export_trial(
     study: str | None = None,
     force: bool = False,
     onnx: bool = False,
+    mmseg: bool = False,
 ) -> ExportResult:
-    """Export the picked trial of a nas-dil study into ``out`` (see the module docstring)."""
+    """Export the picked trial of a nas-dil study into ``out`` (see the module docstring);
+    ``mmseg``: also ``mmseg_config.py`` and ``mmseg_weights.pth`` (`nas_dil.export.mmseg`)."""
     p = parse_pick(pick) if isinstance(pick, str) else pick
     out_dir = Path(out)
     _check_out(out_dir, force)
@@ -237,11 +264,11 @@ def export_trial(
                               ) from None
     src = open_study(source, study)
     picked, reason = select_trial(src, p)
-    return _export(src, picked, p, reason, out_dir, force=force, onnx=onnx)
+    return _export(src, picked, p, reason, out_dir, force=force, onnx=onnx, mmseg=mmseg)
 
 
 def _export(src: StudySource, picked: CandidateResult, p: Pick, reason: str, out_dir: Path, *,
-            force: bool, onnx: bool) -> ExportResult:
+            force: bool, onnx: bool, mmseg: bool = False) -> ExportResult:
     """Export ``picked`` (a candidate: its representative look's net and weights, its values
     the mean over its looks)."""
     rec = picked.record
@@ -309,21 +336,24 @@ def _export(src: StudySource, picked: CandidateResult, p: Pick, reason: str, out
     )
 
     written = write_bundle(out_dir, doc, model, weights=state is not None, force=force,
-                           onnx_hw=(rec.crop() or (64, 64)) if onnx else None)
+                           onnx_hw=(rec.crop() or (64, 64)) if onnx else None, mmseg=mmseg)
     return ExportResult(
         out_dir=out_dir, trial=picked.number, reason=reason,
         schedule_json=out_dir / SCHEDULE_FILE,
         weights=out_dir / WEIGHTS_FILE if state is not None else None,
         weights_source=weights_src, onnx=out_dir / ONNX_FILE if onnx else None,
         document=written,
+        mmseg_config=out_dir / MMSEG_CONFIG_FILE if mmseg else None,
+        mmseg_weights=out_dir / MMSEG_WEIGHTS_FILE if mmseg and state is not None else None,
     )
 
 
 def write_bundle(out: str | os.PathLike[str], doc: ExportDoc | Mapping[str, Any],
                  model: torch.nn.Module, *, weights: bool = True, force: bool = False,
-                 onnx_hw: tuple[int, int] | None = None) -> dict[str, Any]:
+                 onnx_hw: tuple[int, int] | None = None, mmseg: bool = False) -> dict[str, Any]:
     """Write an export folder: ``schedule.json`` from ``doc`` (+ ``weights.pt``, + ``model.onnx``
-    traced at ``onnx_hw``), all or nothing (see the module docstring). The one writer of the
+    traced at ``onnx_hw``, + ``mmseg_config.py`` and ``mmseg_weights.pth`` with ``mmseg``),
+    all or nothing (see the module docstring). The one writer of the
     format: `export_trial` and ``nas-dil train --out`` both use it.
 
     ``doc`` (an `ExportDoc`, or its dict) needs ``model_config`` (what `model_from_config`
@@ -347,6 +377,12 @@ def write_bundle(out: str | os.PathLike[str], doc: ExportDoc | Mapping[str, Any]
         except ValueError as e:
             raise ExportError(f"--out {out_dir}: {e}") from None
     config = dict(doc.model_config)
+    state = ({k: v.detach().cpu() for k, v in model.state_dict().items()} if weights
+             else None)
+    mm = (_mmseg_files(config, state, {"nas_dil_export": SCHEDULE_FILE,
+                                       "provenance": {k: doc.provenance.get(k) for k in
+                                                      ("study", "trial", "seed")}})
+          if mmseg else None)
     prov = dict(doc.provenance)
     prov.setdefault("exported_at", datetime.now(UTC).isoformat(timespec="seconds"))
     prov.setdefault("versions", _versions())
@@ -360,13 +396,19 @@ def write_bundle(out: str | os.PathLike[str], doc: ExportDoc | Mapping[str, Any]
         files=({"weights": WEIGHTS_FILE if weights else None,
                 "onnx": ONNX_FILE if onnx_hw is not None else None}
                if doc.files is None else doc.files))
+    if mm is not None:
+        doc = replace(doc, files={**(doc.files or {}), "mmseg_config": MMSEG_CONFIG_FILE,
+                                  "mmseg_weights": MMSEG_WEIGHTS_FILE if mm[1] else None})
     written = doc.to_dict()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        if weights:
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                       tmp / WEIGHTS_FILE)
+        if state is not None:
+            torch.save(state, tmp / WEIGHTS_FILE)
+        if mm is not None:
+            (tmp / MMSEG_CONFIG_FILE).write_text(mm[0])
+            if mm[1] is not None:
+                torch.save(mm[1], tmp / MMSEG_WEIGHTS_FILE)
         if onnx_hw is not None:
             _export_onnx(model.cpu(), int(config["arch"]["in_channels"]), onnx_hw,
                          tmp / ONNX_FILE)

@@ -16,6 +16,7 @@ from torch import nn
 
 from nas_dil.cli import main
 from nas_dil.export import export_trial, load_exported
+from nas_dil.export.mmseg import from_mmseg_state_dict
 from nas_dil.models import model_from_config
 from tests.search.conftest import RayCluster
 
@@ -118,6 +119,21 @@ def test_search_export_and_load(ray_cluster: RayCluster, tmp_path: Path,
     x = torch.randn(1, 3, 48, 40)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref.eval()(x))
+    # export --mmseg of the undilated trial: its weights in mmseg's names, beside the config
+    n = next(t.number for t in done if tuple(t.user_attrs["candidate"]["rates"]) == (1, 1))
+    mm = tmp_path / "mm"
+    code = main(["export", str(out), "--pick", f"trial={n}", "--out", str(mm), "--mmseg"])
+    assert code == 0, capsys.readouterr().err
+    assert "mmseg_config.py" in capsys.readouterr().out
+    text = (mm / "mmseg_config.py").read_text()
+    assert "dilations=(1, 1, 1, 1)" in text and "num_classes=" in text
+    if (mm / "weights.pt").exists():  # the search kept this trial's weights (on the front)
+        ckpt = torch.load(mm / "mmseg_weights.pth", weights_only=True)["state_dict"]
+        mine = torch.load(mm / "weights.pt", weights_only=True)
+        back = from_mmseg_state_dict(ckpt)
+        assert list(back) == list(mine) and all(torch.equal(back[k], mine[k]) for k in mine)
+    else:  # no weights: none converted, and the config loads none
+        assert not (mm / "mmseg_weights.pth").exists() and "load_from = None" in text
     # the weights file the search started from is not needed to rebuild the trained net
     w.unlink()
     assert isinstance(load_exported(tmp_path / "x"), nn.Module)
