@@ -179,7 +179,8 @@ def _square(value: Any, what: str, name: str) -> int:
 def _leaf_types() -> tuple[type, ...]:
     """Modules traced as one op: norms (timm's BatchNormAct2d/LayerNorm2d subclass torch's),
     timm's DropPath (pointwise) and split attention (``_split_attn_ops``)."""
-    out: tuple[type, ...] = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
+    out: tuple[type, ...] = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.Conv2d,
+                             nn.MaxPool2d, nn.AvgPool2d)  # subclasses too: refused by name
     try:
         from timm.layers import DropPath, SplitAttn
     except ImportError:  # no timm: no timm modules to meet
@@ -214,6 +215,9 @@ def _module_op(name: str, m: nn.Module, inputs: tuple[int, ...], block: str) -> 
         c = int(m.normalized_shape[0])
         return TableOp(name, "norm", inputs, c, c, bias=bool(m.elementwise_affine), block=block)
     if isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
+        if type(m).__name__ not in ("MaxPool2d", "AvgPool2d"):  # timm's *Same: one-sided pad
+            raise BackboneError(f"{name}: {type(m).__name__} unsupported: layer tables need "
+                                "symmetric zero padding")
         if isinstance(m, nn.AvgPool2d) and (m.divisor_override or (
                 not m.count_include_pad and _square(m.padding, "padding", name))):
             # count_include_pad matters only where a window reads padding
@@ -377,7 +381,11 @@ def layer_table(name: str) -> LayerTable:
     (tested)."""
     with torch.device("meta"):
         trunk = _stock(name)
-    return extract_table(trunk, block_of=_block_rule(name, trunk))
+    try:
+        return extract_table(trunk, block_of=_block_rule(name, trunk))
+    except fx.proxy.TraceError as e:  # data-dependent control flow in a module
+        raise BackboneError(f"backbone={name!r}: cannot trace its trunk "
+                            f"({str(e).splitlines()[0]})") from None
 
 
 registry.set_table_source(layer_table)  # timm models without a stored table

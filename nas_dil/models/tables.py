@@ -26,7 +26,7 @@ from nas_dil.schedule import Schedule, ScheduleError
 from nas_dil.schedule.layertable import LayerTable, TableOp, dilate, target_blocks
 
 __all__ = ["TABLE_DIR", "BackboneError", "backbone_table", "block_kernels", "candidate_schedule",
-           "check_name", "net_table", "rate_blocks", "searched_rows", "seg_table",
+           "check_name", "needs_extraction", "net_table", "rate_blocks", "searched_rows", "seg_table",
            "split_schedule", "table_path", "trunk_table"]
 
 TABLE_DIR = Path(__file__).with_name("tables")  # <backbone>.json: LayerTable.to_dict()
@@ -54,6 +54,12 @@ def table_path(name: str) -> Path:
     return TABLE_DIR / f"{name}.json"
 
 
+def needs_extraction(name: str) -> bool:
+    """A timm model whose table is not stored: ``trunk_table`` extracts it (torch, timm)."""
+    return (name.startswith(TIMM_PREFIX) and registry.get(name) is None
+            and not table_path(name).is_file())
+
+
 def trunk_table(name: str) -> LayerTable:
     """The layer table of backbone ``name`` as its library builds it (its own output stride):
     stored (torchvision, the shipped timm models), registered (``register_backbone``), or, for
@@ -63,7 +69,7 @@ def trunk_table(name: str) -> LayerTable:
     if user is not None:
         return user.table
     path = table_path(name)
-    if name.startswith(TIMM_PREFIX) and not path.is_file():
+    if needs_extraction(name):
         extract = registry.table_source()
         if extract is None:
             raise BackboneError(f"backbone={name!r}: no stored layer table; it is extracted "
