@@ -106,10 +106,14 @@ def test_macs_and_params_are_flop_counter_mode(name: str) -> None:
         assert a["rf_nominal"] == table_rf(model_table(model))
 
 
-def _linearise(model: nn.Module, seed: int = 0) -> nn.Module:
+_GATED = ("SEModule", "SqueezeExcite", "SplitAttn")  # timm's gates on a global pool
+
+
+def _linearise(model: nn.Module, seed: int = 0, gates: bool = True) -> nn.Module:
     """Same geometry, no cancellation (as tests/models/test_backbones._linearise): positive
     weights, zero biases, identity activations and LayerNorms, avg- for max-pools, BatchNorm a
-    unit scale, layer scale 1, squeeze-excitation and split-attention gates constant."""
+    unit scale, layer scale 1, squeeze-excitation and split-attention gates constant (unless
+    ``gates`` is false: then they stay live, positive)."""
     g = torch.Generator().manual_seed(seed)
     model = model.double().eval()
     acts = (nn.ReLU, nn.SiLU, nn.GELU, nn.Hardswish, nn.LayerNorm)
@@ -130,7 +134,9 @@ def _linearise(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.weight.copy_(w / w[0].sum())
                 if m.bias is not None:
                     m.bias.zero_()
-                if name.endswith(("fc2", "conv_expand")):  # the gates: constant, positive
+                parent = model.get_submodule(name.rpartition(".")[0])
+                if gates and type(parent).__name__ in _GATED and name.endswith(("fc2", "conv_expand")):
+                    # the gate's last conv: a constant, positive gate
                     m.weight.zero_()
                     m.bias.fill_(1.0)
             elif isinstance(m, nn.BatchNorm2d):
@@ -160,20 +166,21 @@ def test_support_matches_gradient(name: str) -> None:
 
 
 @pytest.mark.slow
-def test_squeeze_excitation_reaches_every_pixel_uniformly() -> None:
-    # the convention for SE (as for torchvision's MobileNetV3): the table's support is the
-    # local paths'; a live gate adds a global path that reaches every pixel. Shown here: with
-    # live gates the gradient covers the whole input, with constant gates it is the table's.
-    arch = {"backbone": "timm:efficientnet_b0", "output_stride": 32, "target": "head",
-            "width": 2, "num_classes": 1, "act": "identity", "context": False}
-    live = build_model([1], **arch).double().eval()
-    n = 96
+@pytest.mark.parametrize(("name", "n"), [("timm:regnety_002", 384), ("timm:resnest14d", 160)])
+def test_a_live_gate_reaches_every_pixel(name: str, n: int) -> None:
+    # the convention for gates on a global pool (squeeze-excitation, split attention; as for
+    # torchvision's MobileNetV3): the table's support is the local paths'; a live gate adds a
+    # global path that reaches every pixel. With live gates the gradient covers the whole
+    # input; with constant gates it is the table's (test_support_matches_gradient).
+    arch = {"backbone": name, "output_stride": 32, "target": "head", "width": 2,
+            "num_classes": 1, "act": "identity", "context": False}
+    live = _linearise(build_model([1], **arch), gates=False)
     table = model_table(live)
-    w = _columns(table, n)
-    (g,) = _grad_supports(live.forward_lowres, n, w, [0])
-    assert g.tolist() == list(range(n))  # every row: the global path
-    lo, mask = table_support(table, n, 0)
-    assert mask.sum() < n  # the local support is smaller
+    # a positive input: the gate's path x·g(x) has gradient x·g'(x), zero at x = 0
+    x = (torch.rand(1, 3, n, _columns(table, n), dtype=torch.float64) + 0.1).requires_grad_()
+    (g,) = torch.autograd.grad(live.forward_lowres(x)[0, 0, 0, 0], x)
+    assert bool((g.abs().sum(dim=(0, 1, 3)) > 0).all())  # every row: the global path
+    assert table_support(table, n, 0)[1].sum() < n  # the local paths reach fewer
 
 
 def test_real_forward_at_each_output_stride() -> None:
