@@ -243,20 +243,25 @@ def _split_attn_ops(name: str, m: nn.Module, x: int, block: str, at: int) -> lis
     the channels), norm, the attention from a global pool (fc1, norm, fc2), and the gate. The
     radix sum after the gate changes no cost and no support (the table's channels past it are
     the module's, read from the next conv)."""
-    ops = [_module_op(f"{name}.conv", m.conv, (x,), block)]
-    if isinstance(m.bn0, nn.BatchNorm2d):
-        ops.append(_module_op(f"{name}.bn0", m.bn0, (at + len(ops) - 1,), block))
-    feat = at + len(ops) - 1
+    ops: list[TableOp] = []
+
+    def add(part: str, src: int) -> int:
+        op = _module_op(f"{name}.{part}", m.get_submodule(part), (src,), block)
+        if op is None:
+            raise BackboneError(f"{name}.{part}: split attention with an unsupported part")
+        ops.append(op)
+        return at + len(ops) - 1
+
+    feat = add("conv", x)
+    if isinstance(m.get_submodule("bn0"), nn.BatchNorm2d):
+        feat = add("bn0", feat)
     ops.append(TableOp(f"{name}.gap", "global", (feat,), block=block))
-    ops.append(_module_op(f"{name}.fc1", m.fc1, (at + len(ops) - 1,), block))
-    if isinstance(m.bn1, nn.BatchNorm2d):
-        ops.append(_module_op(f"{name}.bn1", m.bn1, (at + len(ops) - 1,), block))
-    ops.append(_module_op(f"{name}.fc2", m.fc2, (at + len(ops) - 1,), block))
-    ops.append(TableOp(f"{name}.attn", "gate", (feat, at + len(ops) - 1), block=block))
-    out = [op for op in ops if op is not None]
-    if len(out) != len(ops):
-        raise BackboneError(f"{name}: split attention with an unsupported part")
-    return out
+    attn = add("fc1", at + len(ops) - 1)
+    if isinstance(m.get_submodule("bn1"), nn.BatchNorm2d):
+        attn = add("bn1", attn)
+    attn = add("fc2", attn)
+    ops.append(TableOp(f"{name}.attn", "gate", (feat, attn), block=block))
+    return ops
 
 
 def extract_table(trunk: nn.Module, in_channels: int = 3,
@@ -701,10 +706,9 @@ def register_backbone(name: str, build: Callable[[], nn.Module],
     if dilated:
         raise BackboneError(f"register_backbone({name!r}): {dilated[0]} has dilation "
                             "already; register the trunk as built (output_stride sets it)")
-    for e in entries:
-        ks = [op for op in table.convs() if op.block == e and op.kernel > 1]
-        if not ks:
-            raise BackboneError(f"register_backbone({name!r}): rate_convs entry {e!r} names "
-                                "no conv with a kernel > 1")
+    for entry in entries:
+        if not any(op.block == entry and op.kernel > 1 for op in table.convs()):
+            raise BackboneError(f"register_backbone({name!r}): rate_convs entry {entry!r} "
+                                "names no conv with a kernel > 1")
     registry.add(registry.UserBackbone(name, build, table, entries))
     return table

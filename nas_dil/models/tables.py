@@ -26,8 +26,8 @@ from nas_dil.schedule import Schedule, ScheduleError
 from nas_dil.schedule.layertable import LayerTable, TableOp, dilate, target_blocks
 
 __all__ = ["TABLE_DIR", "BackboneError", "backbone_table", "block_kernels", "candidate_schedule",
-           "check_name", "needs_extraction", "net_table", "rate_blocks", "searched_rows", "seg_table",
-           "split_schedule", "table_path", "trunk_table"]
+           "check_name", "needs_extraction", "net_table", "rate_blocks", "searched_rows",
+           "seg_table", "split_schedule", "table_path", "trunk_table"]
 
 TABLE_DIR = Path(__file__).with_name("tables")  # <backbone>.json: LayerTable.to_dict()
 

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas_dil.models import ArchConfig, build_model, count_params, register_backbone
-from nas_dil.models import registry
+from nas_dil.models import ArchConfig, build_model, count_params, register_backbone, registry
 from nas_dil.models.analytic import analytic_attrs
 from nas_dil.models.backbones import BackboneError, model_table
 from nas_dil.models.tables import block_kernels

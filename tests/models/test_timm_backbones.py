@@ -134,8 +134,8 @@ def _linearise(model: nn.Module, seed: int = 0, gates: bool = True) -> nn.Module
                 m.weight.copy_(w / w[0].sum())
                 if m.bias is not None:
                     m.bias.zero_()
-                parent = model.get_submodule(name.rpartition(".")[0])
-                if gates and type(parent).__name__ in _GATED and name.endswith(("fc2", "conv_expand")):
+                gate = type(model.get_submodule(name.rpartition(".")[0])).__name__ in _GATED
+                if gates and gate and name.endswith(("fc2", "conv_expand")):
                     # the gate's last conv: a constant, positive gate
                     m.weight.zero_()
                     m.bias.fill_(1.0)
