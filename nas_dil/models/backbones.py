@@ -1,16 +1,19 @@
-"""torchvision backbones with searched per-block dilation rates, and ``apply_schedule``.
+"""Backbones (torchvision, timm, registered) with searched per-block dilation rates, and
+``apply_schedule``.
 
-A backbone is a torchvision classification net cut before its pooling and classifier (its
-*trunk*). Its layer table (``nas_dil.schedule.layertable``) is extracted by tracing the trunk
-built on the meta device (no weights, no memory: ``layer_table``) and shipped as package data
-(``nas_dil.models.tables``, written by ``write_tables``, held equal to a fresh extraction by
-the tests); output stride and rates are applied to the stored table in pure numpy
-(``dilate``), and the same table then sets each conv's stride, dilation and padding on the
-torch modules. Weight shapes never change, so
+A backbone is a torchvision or timm classification net cut before its pooling and classifier
+(its *trunk*; timm's: what ``forward_features`` runs), or a user's module given to
+``register_backbone``. Its layer table (``nas_dil.schedule.layertable``) is extracted by
+tracing the trunk built on the meta device (no weights, no memory: ``layer_table``) and
+shipped as package data (``nas_dil.models.tables``, written by ``write_tables``, held equal to
+a fresh extraction by the tests); output stride and rates are applied to the stored table
+in pure numpy (``dilate``), and the same table then sets each conv's stride, dilation and
+padding on the torch modules. Weight shapes never change, so
 pretrained weights load at any output stride and any rates.
 
-torchvision is an optional dependency (``pip install 'nas-dil[vision]'``): it is imported on
-first use, and its absence is one line naming the extra.
+torchvision and timm are optional dependencies (``pip install 'nas-dil[vision]'``,
+``'nas-dil[timm]'``): imported on first use, their absence is one line naming the extra.
+docs/backbones.md has the timm families, their conventions and the refusals.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from nas_dil.models.tables import (
     TABLE_DIR,
     BackboneError,
     backbone_table,
+    check_dilated,
     check_name,
     seg_table,
     split_schedule,
@@ -628,11 +632,12 @@ def describe_backbone_model(model: BackboneSegNet, h: int, w: int) -> dict[str, 
 
 def apply_schedule(model: nn.Module, rates: Sequence[int], *, target: str = "backbone",
                    output_stride: int = 32) -> list[str]:
-    """Set searched per-block dilation ``rates`` on a torchvision ResNet/VGG/MobileNetV3
-    in place, as ``[arch] backbone``/``output_stride``/``target = "backbone"`` build it;
-    returns the names of the convs whose dilation the rates set.
+    """Set searched per-block dilation ``rates`` on a torchvision ResNet/VGG/MobileNetV3 or
+    a timm model of a supported family (``timm.create_model(name)``) in place, as ``[arch]
+    backbone``/``output_stride``/``target = "backbone"`` build it; returns the names of the
+    convs whose dilation the rates set.
 
-    The model must be as torchvision builds it (no dilation yet; weights may be loaded).
+    The model must be as its library builds it (no dilation yet; weights may be loaded).
     ``output_stride`` (8, 16, 32) first turns the strides past it into dilations; the rates
     then go to the K>1 convs of the blocks ``target_blocks`` names, one rate per block.
     ``target`` must be "backbone": a torchvision model has no nas-dil head.
@@ -642,7 +647,9 @@ def apply_schedule(model: nn.Module, rates: Sequence[int], *, target: str = "bac
                             "apply_schedule sets target='backbone' rates")
     trunk = trunk_of(model)
     first = next(m for m in trunk.modules() if isinstance(m, nn.Conv2d))
-    table = extract_table(trunk, int(first.in_channels))
+    family = _timm_family(model)
+    table = extract_table(trunk, int(first.in_channels),
+                          _block_of if family is None else _timm_block_of(family))
     dilated = [op.name for op in table.convs() if op.dilation > 1]
     if dilated:
         raise BackboneError(f"{dilated[0]} has dilation already: apply_schedule takes the "
@@ -651,6 +658,7 @@ def apply_schedule(model: nn.Module, rates: Sequence[int], *, target: str = "bac
         new = dilate(table, output_stride, [int(r) for r in rates])
     except ValueError as e:
         raise BackboneError(str(e)) from None
+    check_dilated(table, new, type(model).__name__, output_stride)
     apply_table(trunk, new)
     blocks = set(target_blocks(table, output_stride))
     return [op.name for op in new.convs() if op.kernel > 1 and op.block in blocks]

@@ -1,9 +1,10 @@
-"""The torchvision backbones' layer tables as package data, and the whole net's table. Torch-free.
+"""The backbones' layer tables as package data, and the whole net's table. Torch-free.
 
 Each trunk's table (``nas_dil.schedule.layertable``) is extracted once by tracing the
-torchvision model on the meta device (``backbones.layer_table``) and stored as JSON under
-``nas_dil/models/tables/`` (``backbones.write_tables`` writes them; a test holds every stored
-table equal to a fresh extraction, so they cannot go stale). The search scores backbones from
+torchvision or timm model on the meta device (``backbones.layer_table``) and stored as JSON
+under ``nas_dil/models/tables/`` (timm's as ``timm-<model>.json``; ``backbones.write_tables``
+writes them; a test holds every stored table equal to a fresh extraction, so they cannot go
+stale). A registered backbone's table lives in ``registry``. The search scores backbones from
 these files in pure numpy: no torch, no torchvision at search time.
 
 ``split_schedule`` is the one reading of a rate list for a net on a backbone (what
@@ -26,8 +27,8 @@ from nas_dil.schedule import Schedule, ScheduleError
 from nas_dil.schedule.layertable import LayerTable, TableOp, dilate, target_blocks
 
 __all__ = ["TABLE_DIR", "BackboneError", "backbone_table", "block_kernels", "candidate_schedule",
-           "check_name", "needs_extraction", "net_table", "rate_blocks", "searched_rows",
-           "seg_table", "split_schedule", "table_path", "trunk_table"]
+           "check_dilated", "check_name", "needs_extraction", "net_table", "rate_blocks",
+           "searched_rows", "seg_table", "split_schedule", "table_path", "trunk_table"]
 
 TABLE_DIR = Path(__file__).with_name("tables")  # <backbone>.json: LayerTable.to_dict()
 
@@ -96,17 +97,22 @@ def backbone_table(name: str, output_stride: int = 32,
         new = dilate(t, output_stride, None if user is not None else rates)
     except ValueError as e:
         raise BackboneError(f"backbone={name!r}: {e}") from None
+    check_dilated(t, new, name, output_stride)
+    if user is not None and rates is not None:
+        new = _set_block_rates(new, user.rate_blocks, rates, name)
+    return new
+
+
+def check_dilated(t: LayerTable, new: LayerTable, name: str, output_stride: int) -> None:
+    """``new`` (``dilate(t, output_stride)``) removed no even kernel's stride: an even kernel
+    has no symmetric "same" padding at stride 1 (timm pads it on one side only, ConvNeXt's
+    2×2 downsampling) and layer tables hold symmetric padding; one line otherwise."""
     for old, op in zip(t.ops, new.ops, strict=True):
         if op.kind == "conv" and op.stride != old.stride and old.kernel % 2 == 0:
-            # an even kernel has no symmetric "same" padding at stride 1 (timm pads it on one
-            # side only); layer tables hold symmetric padding
             raise BackboneError(
                 f"backbone={name!r} at output_stride={output_stride}: {old.name} is a "
                 f"{old.kernel}×{old.kernel} stride-{old.stride} conv, which has no symmetric "
                 f"stride-1 form; use output_stride={_own_stride(t)}")
-    if user is not None and rates is not None:
-        new = _set_block_rates(new, user.rate_blocks, rates, name)
-    return new
 
 
 def _own_stride(t: LayerTable) -> int:

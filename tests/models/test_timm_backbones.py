@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from nas_dil import apply_schedule
 from nas_dil.errors import UserError
 from nas_dil.models import ArchConfig, ArchError, build_model, count_params
 from nas_dil.models.analytic import analytic_attrs
@@ -193,6 +194,22 @@ def test_real_forward_at_each_output_stride() -> None:
         assert [convs[f"layer4.{i}.conv2"].dilation[0] for i in range(2)] == rates[-2:]
     m = build_model([2], backbone="timm:convnext_atto", output_stride=32, num_classes=3).eval()
     assert m(torch.randn(2, 3, 64, 48)).shape == (2, 3, 64, 48)
+
+
+def test_apply_schedule_on_a_timm_model() -> None:
+    # a timm model as timm builds it gets the rates [arch] would give it
+    model = timm.create_model("regnetx_002")
+    rates = [2, 3, 1, 2, 4, 1, 2]  # RegNetX-200MF's last stage: blocks s4.b1 … s4.b7
+    names = apply_schedule(model, rates, output_stride=16)
+    ref = Backbone("timm:regnetx_002", 16, rates).trunk
+    assert names == [f"s4.b{i}.conv2.conv" for i in range(1, 8)]
+    got = dict(trunk_of(model).named_modules())
+    for n, m in ref.named_modules():
+        if isinstance(m, nn.Conv2d):
+            assert (m.stride, m.dilation, m.padding) == (
+                got[n].stride, got[n].dilation, got[n].padding), n
+    with pytest.raises(BackboneError, match="no symmetric stride-1 form"):
+        apply_schedule(timm.create_model("convnext_atto"), [1, 1], output_stride=16)
 
 
 def test_weights_from_a_timm_state_dict(tmp_path: Path) -> None:
