@@ -63,6 +63,18 @@ def test_stored_table_is_a_fresh_extraction(name: str) -> None:
     assert trunk_table(name) == layer_table(name), f"{table_path(name)} is stale"
 
 
+def test_the_analytic_path_needs_neither_torch_nor_timm() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from nas_dil.models import ArchConfig; "
+            "from nas_dil.models.analytic import analytic_attrs; "
+            "analytic_attrs([1, 2, 4], ArchConfig(backbone='timm:convnext_atto', "
+            "target='both', output_stride=32), 64); "
+            "assert not {'torch', 'timm'} & set(sys.modules), 'torch or timm imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "regnetx_002", "regnety_002",
                                   "efficientnet_b0"])
 @pytest.mark.parametrize("os_", [8, 16])
