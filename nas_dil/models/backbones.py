@@ -180,6 +180,7 @@ def _square(value: Any, what: str, name: str) -> int:
     return int(vals[0])
 
 
+@cache
 def _leaf_types() -> tuple[type, ...]:
     """Modules traced as one op: norms (timm's BatchNormAct2d/LayerNorm2d subclass torch's),
     timm's DropPath (pointwise) and split attention (``_split_attn_ops``)."""
