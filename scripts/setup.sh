@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Create .venv/ at the repo root and install nas-dil into it. Idempotent: a second run only
-# checks. `--dev` adds the test tools (pytest, hypothesis, ruff, mypy) and torchvision (the
-# backbone tests run, never skip); `--vision` adds torchvision alone (`[arch] backbone`).
+# checks. `--dev` adds the test tools (pytest, hypothesis, ruff, mypy), torchvision and timm
+# (the backbone tests run, never skip); `--vision` adds torchvision alone (`[arch] backbone`),
+# `--timm` timm and torchvision (`[arch] backbone = "timm:<name>"`).
 #
 # torch: an importable torch is kept as it is (a cluster's CUDA build: create the venv with
 # NAS_DIL_SYSTEM_SITE=1 to see the system's packages, or set NAS_DIL_TORCH to the pip
 # requirement to install, e.g. NAS_DIL_TORCH="torch==2.13.0+cu128 --index-url <your index>").
 # Otherwise the CPU build torch==2.13.0 is installed (a local wheel on the dev machines).
 #
-# torchvision (--dev, --vision): its compiled ops must match torch exactly. Kept when
+# torchvision (--dev, --vision, --timm): its compiled ops must match torch exactly. Kept when
 # `import torchvision` works; otherwise NAS_DIL_VISION is installed, by default
 # "torch==2.14.1 torchvision==0.29.1" (the only pair whose wheels are here and run on CPU:
 # the torchvision 0.28 wheel is built against CUDA torch 2.13 and fails to import on the
@@ -20,10 +21,11 @@ cd "$(dirname "$0")/.."
 extras=""
 vision=""
 case "${1:-}" in
-  --dev) extras="[dev,vision]"; vision=1 ;;
+  --dev) extras="[dev,vision,timm]"; vision=1 ;;
   --vision) extras="[vision]"; vision=1 ;;
+  --timm) extras="[timm]"; vision=1 ;;
   "") ;;
-  *) echo "setup.sh: unknown option ${1}; use --dev or --vision" >&2; exit 2 ;;
+  *) echo "setup.sh: unknown option ${1}; use --dev, --vision or --timm" >&2; exit 2 ;;
 esac
 py="${PYTHON:-python3}"
 

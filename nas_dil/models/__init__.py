@@ -12,7 +12,13 @@ from nas_dil._lazy import lazy_getattr
 from nas_dil.models.config import ACTS, BACKBONES, OUTPUT_STRIDES, TARGETS, ArchConfig, ArchError
 
 if TYPE_CHECKING:
-    from nas_dil.models.backbones import Backbone, BackboneSegNet, apply_schedule, layer_table
+    from nas_dil.models.backbones import (
+        Backbone,
+        BackboneSegNet,
+        apply_schedule,
+        layer_table,
+        register_backbone,
+    )
     from nas_dil.models.net import (
         ContextModule,
         ConvNormAct,
@@ -38,7 +44,7 @@ _NET = ("ContextModule", "ConvNormAct", "DilatedSegNet", "DilatedStack", "Head",
         "count_params", "describe_model", "model_config", "model_from_config")
 _PRESETS = ("PRESETS", "context_module", "context_module_vgg16", "deeplab_multigrid",
             "hdc_sawtooth", "yu_koltun_front_end")
-_BACKBONES = ("Backbone", "BackboneSegNet", "apply_schedule", "layer_table")
+_BACKBONES = ("Backbone", "BackboneSegNet", "apply_schedule", "layer_table", "register_backbone")
 _LAZY = {**dict.fromkeys(_NET, "nas_dil.models.net"),
          **dict.fromkeys(_BACKBONES, "nas_dil.models.backbones"),
          **dict.fromkeys(_PRESETS, "nas_dil.models.presets")}
@@ -69,6 +75,7 @@ __all__ = [
     "layer_table",
     "model_config",
     "model_from_config",
+    "register_backbone",
     "yu_koltun_front_end",
 ]
 

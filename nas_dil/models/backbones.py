@@ -1,25 +1,29 @@
-"""torchvision backbones with searched per-block dilation rates, and ``apply_schedule``.
+"""Backbones (torchvision, timm, registered) with searched per-block dilation rates, and
+``apply_schedule``.
 
-A backbone is a torchvision classification net cut before its pooling and classifier (its
-*trunk*). Its layer table (``nas_dil.schedule.layertable``) is extracted by tracing the trunk
-built on the meta device (no weights, no memory: ``layer_table``) and shipped as package data
-(``nas_dil.models.tables``, written by ``write_tables``, held equal to a fresh extraction by
-the tests); output stride and rates are applied to the stored table in pure numpy
-(``dilate``), and the same table then sets each conv's stride, dilation and padding on the
-torch modules. Weight shapes never change, so
+A backbone is a torchvision or timm classification net cut before its pooling and classifier
+(its *trunk*; timm's: what ``forward_features`` runs), or a user's module given to
+``register_backbone``. Its layer table (``nas_dil.schedule.layertable``) is extracted by
+tracing the trunk built on the meta device (no weights, no memory: ``layer_table``) and
+shipped as package data (``nas_dil.models.tables``, written by ``write_tables``, held equal to
+a fresh extraction by the tests); output stride and rates are applied to the stored table
+in pure numpy (``dilate``), and the same table then sets each conv's stride, dilation and
+padding on the torch modules. Weight shapes never change, so
 pretrained weights load at any output stride and any rates.
 
-torchvision is an optional dependency (``pip install 'nas-dil[vision]'``): it is imported on
-first use, and its absence is one line naming the extra.
+torchvision and timm are optional dependencies (``pip install 'nas-dil[vision]'``,
+``'nas-dil[timm]'``): imported on first use, their absence is one line naming the extra.
+docs/backbones.md has the timm families, their conventions and the refusals.
 """
 
 from __future__ import annotations
 
 import json
 import operator
+import re
 import urllib.error
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -29,15 +33,18 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from nas_dil.models.config import TV_BACKBONES, ArchConfig
+from nas_dil.models import registry
+from nas_dil.models.config import TIMM_BACKBONES, TIMM_PREFIX, TV_BACKBONES, ArchConfig
 from nas_dil.models.layers import ConvNormAct, DilatedStack, Head
 from nas_dil.models.tables import (
     TABLE_DIR,
     BackboneError,
     backbone_table,
+    check_dilated,
     check_name,
     seg_table,
     split_schedule,
+    table_path,
 )
 from nas_dil.schedule import Schedule, coverage
 from nas_dil.schedule.layertable import (
@@ -65,6 +72,7 @@ __all__ = [
     "layer_table",
     "load_weights",
     "model_table",
+    "register_backbone",
     "seg_table",
     "trunk_of",
     "write_tables",
@@ -83,12 +91,56 @@ def _tvm() -> Any:
     return tvm
 
 
+def _timm() -> Any:
+    try:
+        import timm
+    except (ImportError, RuntimeError) as e:
+        raise BackboneError(f"timm backbones need timm ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0]}); install it with "
+                            "`pip install 'nas-dil[timm]'`") from None
+    return timm
+
+
+# timm's families nas-dil tabulates: class name -> (the children forward_features runs, in
+# order; the pattern of a block's module path, what one block rate sets)
+TIMM_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "ResNet": (("conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4"),
+               r"layer\d+\.\d+"),  # ResNet, ResNet-D, ResNeSt (split attention blocks)
+    "RegNet": (("stem", "s1", "s2", "s3", "s4", "final_conv"), r"s\d+\.b\d+"),
+    "ConvNeXt": (("stem", "stages", "norm_pre"), r"stages\.\d+\.blocks\.\d+"),
+    "EfficientNet": (("conv_stem", "bn1", "blocks", "conv_head", "bn2"), r"blocks\.\d+\.\d+"),
+}
+
+
+def _timm_family(model: nn.Module) -> str | None:
+    cls = type(model)
+    if cls.__module__.startswith("timm.") and cls.__name__ in TIMM_FAMILIES:
+        return cls.__name__
+    return None
+
+
+def _timm_block_of(family: str) -> Callable[[str], str]:
+    pattern = re.compile(TIMM_FAMILIES[family][1])
+
+    def block_of(path: str) -> str:
+        m = pattern.match(path)
+        return m.group(0) if m else ""  # stems, downsampling layers, final norms: no block
+
+    return block_of
+
+
 def trunk_of(model: nn.Module) -> nn.Sequential:
-    """The feature trunk of a torchvision ResNet, VGG or MobileNetV3, sharing its modules.
+    """The feature trunk of a torchvision ResNet, VGG or MobileNetV3, or of a timm ResNet,
+    ResNeSt, RegNet, ConvNeXt or EfficientNet (what its ``forward_features`` runs), sharing
+    its modules.
 
     Module paths inside the trunk are those of the model, so the trunk's state_dict keys are
     the model's (pretrained checkpoints load into either).
     """
+    family = _timm_family(model)
+    if family is not None:
+        names = TIMM_FAMILIES[family][0]
+        return nn.Sequential(OrderedDict((n, getattr(model, n)) for n in names))
     tvm = _tvm()
     if isinstance(model, tvm.ResNet):
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
@@ -96,16 +148,20 @@ def trunk_of(model: nn.Module) -> nn.Sequential:
     if isinstance(model, tvm.VGG | tvm.MobileNetV3):
         return nn.Sequential(OrderedDict(features=model.features))
     raise BackboneError(f"model of type {type(model).__name__}: apply_schedule and backbones "
-                        "take a torchvision ResNet, VGG or MobileNetV3")
+                        "take a torchvision ResNet, VGG or MobileNetV3 or a timm "
+                        f"{', '.join(TIMM_FAMILIES)}")
 
 
 # -- the layer table, by tracing -------------------------------------------------------------
 
 _POINTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.Sigmoid,
-                      nn.Identity, nn.Dropout)
-_POINTWISE_FUNCS = {F.relu, F.relu6, F.hardswish, F.hardsigmoid, torch.relu, torch.sigmoid}
+                      nn.GELU, nn.Identity, nn.Dropout)
+_POINTWISE_FUNCS = {F.relu, F.relu6, F.hardswish, F.hardsigmoid, F.gelu, F.silu, torch.relu,
+                    torch.sigmoid}
+_POINTWISE_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "contiguous"}
 _ADD = {operator.add, operator.iadd, torch.add}
 _MUL = {operator.mul, operator.imul, torch.mul}
+PARAM = -2  # a row index for a learned tensor (layer scale γ) in extract_table
 
 
 def _block_of(path: str) -> str:
@@ -124,11 +180,31 @@ def _square(value: Any, what: str, name: str) -> int:
     return int(vals[0])
 
 
-def _module_op(name: str, m: nn.Module, inputs: tuple[int, ...]) -> TableOp | None:
-    block = _block_of(name)
+@cache
+def _leaf_types() -> tuple[type, ...]:
+    """Modules traced as one op: norms (timm's BatchNormAct2d/LayerNorm2d subclass torch's),
+    timm's DropPath (pointwise) and split attention (``_split_attn_ops``)."""
+    out: tuple[type, ...] = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.Conv2d,
+                             nn.MaxPool2d, nn.AvgPool2d)  # subclasses too: refused by name
+    try:
+        from timm.layers import DropPath, SplitAttn
+    except ImportError:  # no timm: no timm modules to meet
+        return out
+    return (*out, DropPath, SplitAttn)
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, _leaf_types()) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _module_op(name: str, m: nn.Module, inputs: tuple[int, ...], block: str) -> TableOp | None:
     if isinstance(m, nn.Conv2d):
-        if m.padding_mode != "zeros" or isinstance(m.padding, str):
-            raise BackboneError(f"{name}: padding={m.padding!r} ({m.padding_mode}) unsupported")
+        if m.padding_mode != "zeros" or isinstance(m.padding, str) or type(m).__name__ in (
+                "Conv2dSame", "Conv2dSameExport"):  # timm's asymmetric "same" padding
+            raise BackboneError(f"{name}: padding={m.padding!r} ({m.padding_mode}, "
+                                f"{type(m).__name__}) unsupported: layer tables need symmetric "
+                                "zero padding")
         return TableOp(name, "conv", inputs, m.in_channels, m.out_channels,
                        _square(m.kernel_size, "kernel_size", name),
                        _square(m.stride, "stride", name), _square(m.dilation, "dilation", name),
@@ -137,8 +213,19 @@ def _module_op(name: str, m: nn.Module, inputs: tuple[int, ...]) -> TableOp | No
     if isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
         c = m.num_features if isinstance(m, nn.BatchNorm2d) else m.num_channels
         return TableOp(name, "norm", inputs, c, c, bias=bool(m.affine), block=block)
+    if isinstance(m, nn.LayerNorm):  # timm's LayerNorm2d (NCHW) or NHWC: per pixel, over C
+        if len(m.normalized_shape) != 1 or (m.elementwise_affine and m.bias is None):
+            raise BackboneError(f"{name}: LayerNorm{list(m.normalized_shape)} (bias="
+                                f"{m.bias is not None}) has no layer-table rule")
+        c = int(m.normalized_shape[0])
+        return TableOp(name, "norm", inputs, c, c, bias=bool(m.elementwise_affine), block=block)
     if isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
-        if isinstance(m, nn.AvgPool2d) and (not m.count_include_pad or m.divisor_override):
+        if type(m).__name__ not in ("MaxPool2d", "AvgPool2d"):  # timm's *Same: one-sided pad
+            raise BackboneError(f"{name}: {type(m).__name__} unsupported: layer tables need "
+                                "symmetric zero padding")
+        if isinstance(m, nn.AvgPool2d) and (m.divisor_override or (
+                not m.count_include_pad and _square(m.padding, "padding", name))):
+            # count_include_pad matters only where a window reads padding
             raise BackboneError(f"{name}: AvgPool2d without count_include_pad is unsupported")
         dil = m.dilation if isinstance(m, nn.MaxPool2d) else 1
         kind = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
@@ -151,24 +238,60 @@ def _module_op(name: str, m: nn.Module, inputs: tuple[int, ...]) -> TableOp | No
         if _square(m.output_size, "output_size", name) != 1:
             raise BackboneError(f"{name}: only a global (1×1) adaptive pool is supported")
         return TableOp(name, "global", inputs, block=block)
-    if isinstance(m, _POINTWISE_MODULES):
+    if isinstance(m, _POINTWISE_MODULES) or type(m).__name__ == "DropPath":
         return None
     raise BackboneError(f"{name}: module {type(m).__name__} has no layer-table rule")
 
 
-def extract_table(trunk: nn.Module, in_channels: int = 3) -> LayerTable:
-    """The layer table of ``trunk`` by symbolic tracing (nothing is computed; meta is fine)."""
-    gm = fx.symbolic_trace(trunk)
+def _split_attn_ops(name: str, m: nn.Module, x: int, block: str, at: int) -> list[TableOp]:
+    """timm's split attention (ResNeSt) as rows from row ``at`` on: its grouped conv (radix ×
+    the channels), norm, the attention from a global pool (fc1, norm, fc2), and the gate. The
+    radix sum after the gate changes no cost and no support (the table's channels past it are
+    the module's, read from the next conv)."""
     ops: list[TableOp] = []
-    row: dict[str, int] = {}  # fx node name -> table row (IMAGE for the input)
+
+    def add(part: str, src: int) -> int:
+        op = _module_op(f"{name}.{part}", m.get_submodule(part), (src,), block)
+        if op is None:
+            raise BackboneError(f"{name}.{part}: split attention with an unsupported part")
+        ops.append(op)
+        return at + len(ops) - 1
+
+    feat = add("conv", x)
+    if isinstance(m.get_submodule("bn0"), nn.BatchNorm2d):
+        feat = add("bn0", feat)
+    ops.append(TableOp(f"{name}.gap", "global", (feat,), block=block))
+    attn = add("fc1", at + len(ops) - 1)
+    if isinstance(m.get_submodule("bn1"), nn.BatchNorm2d):
+        attn = add("bn1", attn)
+    attn = add("fc2", attn)
+    ops.append(TableOp(f"{name}.attn", "gate", (feat, attn), block=block))
+    return ops
+
+
+def extract_table(trunk: nn.Module, in_channels: int = 3,
+                  block_of: Callable[[str], str] = _block_of) -> LayerTable:
+    """The layer table of ``trunk`` by symbolic tracing (nothing is computed; meta is fine).
+    ``block_of`` names each module's block (what one block rate sets; "" for none)."""
+    gm = fx.GraphModule(trunk, _Tracer().trace(trunk))
+    ops: list[TableOp] = []
+    row: dict[str, int] = {}  # fx node name -> table row (IMAGE for the input, PARAM)
     out = None
     for node in gm.graph.nodes:
         args = [a for a in node.args if isinstance(a, fx.Node)]
         ins = tuple(row[a.name] for a in args)
         if node.op == "placeholder":
             row[node.name] = IMAGE
+        elif node.op == "get_attr":
+            row[node.name] = PARAM
         elif node.op == "call_module":
-            op = _module_op(str(node.target), gm.get_submodule(str(node.target)), ins[:1])
+            target = str(node.target)
+            m = gm.get_submodule(target)
+            if type(m).__name__ == "SplitAttn":
+                ops.extend(_split_attn_ops(target, m, ins[0], block_of(target), len(ops)))
+                row[node.name] = len(ops) - 1
+                continue
+            op = _module_op(target, m, ins[:1], block_of(target))
             if op is None:
                 row[node.name] = ins[0]
             else:
@@ -176,19 +299,30 @@ def extract_table(trunk: nn.Module, in_channels: int = 3) -> LayerTable:
                 row[node.name] = len(ops) - 1
         elif node.op in ("call_function", "call_method"):
             t = node.target
-            block = ops[ins[0]].block if ins and ins[0] != IMAGE else ""
-            if t in _ADD or t in ("add", "add_"):
+            local = [j for j in ins if j != PARAM]
+            block = ops[local[0]].block if local and local[0] != IMAGE else ""
+            if ins and all(j == PARAM for j in ins):
+                row[node.name] = PARAM  # γ.reshape(1, -1, 1, 1): still the parameter
+            elif t in _ADD or t in ("add", "add_"):
                 ops.append(TableOp(f"{node.name}@{block}", "add", ins, block=block))
+                row[node.name] = len(ops) - 1
+            elif (t in _MUL or t in ("mul", "mul_")) and PARAM in ins:
+                # layer scale x · γ: one learned factor per channel
+                p = next(a for a in args if row[a.name] == PARAM)
+                c = int(_param_of(gm, p).numel())
+                ops.append(TableOp(f"{node.name}@{block}", "scale", tuple(local), c, c,
+                                   block=block))
                 row[node.name] = len(ops) - 1
             elif t in _MUL or t in ("mul", "mul_"):
                 # SE: scale · x; list the feature map first
                 ins = tuple(sorted(ins, key=lambda j: j != IMAGE and ops[j].kind == "global"))
                 ops.append(TableOp(f"{node.name}@{block}", "gate", ins, block=block))
                 row[node.name] = len(ops) - 1
-            elif t is F.adaptive_avg_pool2d and node.args[1] in (1, (1, 1)):
+            elif (t is F.adaptive_avg_pool2d and node.args[1] in (1, (1, 1))) or (
+                    t == "mean" and _global_mean(node)):
                 ops.append(TableOp(f"{node.name}@{block}", "global", ins, block=block))
                 row[node.name] = len(ops) - 1
-            elif t in _POINTWISE_FUNCS or t in ("relu", "relu_"):
+            elif t in _POINTWISE_FUNCS or t in _POINTWISE_METHODS:
                 row[node.name] = ins[0]
             else:
                 raise BackboneError(f"{node.name}: function {t} has no layer-table rule")
@@ -199,27 +333,82 @@ def extract_table(trunk: nn.Module, in_channels: int = 3) -> LayerTable:
     return LayerTable(tuple(ops), in_channels)
 
 
+def _param_of(gm: fx.GraphModule, node: fx.Node) -> torch.Tensor:
+    """The parameter a node reads (through reshapes): the get_attr at its root."""
+    while node.op != "get_attr":
+        node = next(a for a in node.args if isinstance(a, fx.Node))
+    t = gm.get_parameter(str(node.target))
+    return t
+
+
+def _global_mean(node: fx.Node) -> bool:
+    """``x.mean((2, 3), keepdim=True)``: a global average pool (timm's squeeze-excitation)."""
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    return tuple(dims) in ((2, 3), (-2, -1)) and bool(keep) if isinstance(
+        dims, tuple | list) else False
+
+
 def _stock(name: str) -> nn.Module:
+    """Backbone ``name``'s trunk as its library builds it (output stride 32, random weights)."""
     check_name(name)
-    return getattr(_tvm(), name)(weights=None)
+    user = registry.get(name)
+    if user is not None:
+        m = user.build()
+        if not isinstance(m, nn.Module):
+            raise BackboneError(f"backbone={name!r}: its build function returned a "
+                                f"{type(m).__name__}, not an nn.Module")
+        return m
+    if name.startswith(TIMM_PREFIX):
+        return trunk_of(_timm_model(name.removeprefix(TIMM_PREFIX)))
+    return trunk_of(getattr(_tvm(), name)(weights=None))
+
+
+def _timm_model(model: str) -> nn.Module:
+    timm = _timm()
+    if not timm.is_model(model):
+        raise BackboneError(f"backbone='timm:{model}': timm {timm.__version__} has no model "
+                            f"{model!r} (timm.list_models('{model[:6]}*') lists near names)")
+    m = timm.create_model(model, pretrained=False)
+    if _timm_family(m) is None:
+        raise BackboneError(f"backbone='timm:{model}': a timm {type(m).__name__}; nas-dil "
+                            f"tabulates the timm families {', '.join(TIMM_FAMILIES)}")
+    return m
+
+
+def _block_rule(name: str, trunk: nn.Module) -> Callable[[str], str]:
+    """How module paths of backbone ``name``'s trunk name their blocks."""
+    if name.startswith(TIMM_PREFIX):  # the family, by the children forward_features runs
+        kids = tuple(n for n, _ in trunk.named_children())
+        return _timm_block_of(next(f for f, (k, _) in TIMM_FAMILIES.items() if k == kids))
+    return _block_of
 
 
 @cache
 def layer_table(name: str) -> LayerTable:
-    """Layer table of backbone ``name`` freshly extracted from torchvision (output stride 32);
-    equal to the stored ``tables.trunk_table(name)`` the rest of nas-dil reads (tested)."""
+    """Layer table of backbone ``name`` freshly extracted from torchvision or timm (output
+    stride 32); equal to the stored ``tables.trunk_table(name)`` the rest of nas-dil reads
+    (tested)."""
     with torch.device("meta"):
-        model = _stock(name)
-    return extract_table(trunk_of(model))
+        trunk = _stock(name)
+    try:
+        return extract_table(trunk, block_of=_block_rule(name, trunk))
+    except fx.proxy.TraceError as e:  # data-dependent control flow in a module
+        raise BackboneError(f"backbone={name!r}: cannot trace its trunk "
+                            f"({str(e).splitlines()[0]})") from None
 
 
-def write_tables(names: Sequence[str] = TV_BACKBONES, folder: Path = TABLE_DIR) -> list[Path]:
+registry.set_table_source(layer_table)  # timm models without a stored table
+
+
+def write_tables(names: Sequence[str] = TV_BACKBONES + TIMM_BACKBONES,
+                 folder: Path = TABLE_DIR) -> list[Path]:
     """Store every backbone's freshly extracted table as JSON (what ``trunk_table`` reads);
-    run after a torchvision upgrade changes a trunk (tests/models says when)."""
+    run after a torchvision or timm upgrade changes a trunk (tests/models says when)."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for name in names:
-        path = folder / f"{name}.json"
+        path = folder / table_path(name).name
         t = layer_table(name)
         rows = ",\n".join(json.dumps(op.to_dict(), separators=(",", ":")) for op in t.ops)
         path.write_text(f'{{"in_channels": {t.in_channels}, "ops": [\n{rows}\n]}}\n')
@@ -251,6 +440,11 @@ def apply_table(trunk: nn.Module, table: LayerTable) -> None:
 # -- weights ---------------------------------------------------------------------------------
 
 def _state_dict(name: str, weights: str) -> dict[str, torch.Tensor]:
+    if weights == "imagenet" and name not in TV_BACKBONES:  # nas-dil never downloads these
+        raise BackboneError(
+            f"weights='imagenet' with backbone={name!r}: only torchvision trunks take "
+            "'imagenet'; give the path of a state_dict (for timm: torch.save(timm.create_model("
+            "name, pretrained=True).state_dict(), path) where timm can download)")
     if weights == "imagenet":
         w = _tvm().get_model_weights(name).DEFAULT
         path = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
@@ -315,7 +509,7 @@ def check_backbone(name: str, weights: str) -> None:
     `BackboneError` line otherwise."""
     check_name(name)
     with torch.device("meta"):
-        own = trunk_of(_stock(name)).state_dict()  # imports torchvision: its error first
+        own = _stock(name).state_dict()  # imports torchvision/timm: its error first
     if weights != "none":
         _check_state_dict(own, _state_dict(name, weights), name, weights)
 
@@ -334,7 +528,7 @@ class Backbone(nn.Module):
         super().__init__()
         self.name = name
         self.table = backbone_table(name, output_stride, rates)
-        self.trunk = trunk_of(_stock(name))
+        self.trunk = _stock(name)
         load_weights(self.trunk, name, weights)
         apply_table(self.trunk, self.table)
         self.out_channels = self.table.out_channels
@@ -440,11 +634,12 @@ def describe_backbone_model(model: BackboneSegNet, h: int, w: int) -> dict[str, 
 
 def apply_schedule(model: nn.Module, rates: Sequence[int], *, target: str = "backbone",
                    output_stride: int = 32) -> list[str]:
-    """Set searched per-block dilation ``rates`` on a torchvision ResNet/VGG/MobileNetV3
-    in place, as ``[arch] backbone``/``output_stride``/``target = "backbone"`` build it;
-    returns the names of the convs whose dilation the rates set.
+    """Set searched per-block dilation ``rates`` on a torchvision ResNet/VGG/MobileNetV3 or
+    a timm model of a supported family (``timm.create_model(name)``) in place, as ``[arch]
+    backbone``/``output_stride``/``target = "backbone"`` build it; returns the names of the
+    convs whose dilation the rates set.
 
-    The model must be as torchvision builds it (no dilation yet; weights may be loaded).
+    The model must be as its library builds it (no dilation yet; weights may be loaded).
     ``output_stride`` (8, 16, 32) first turns the strides past it into dilations; the rates
     then go to the K>1 convs of the blocks ``target_blocks`` names, one rate per block.
     ``target`` must be "backbone": a torchvision model has no nas-dil head.
@@ -454,7 +649,9 @@ def apply_schedule(model: nn.Module, rates: Sequence[int], *, target: str = "bac
                             "apply_schedule sets target='backbone' rates")
     trunk = trunk_of(model)
     first = next(m for m in trunk.modules() if isinstance(m, nn.Conv2d))
-    table = extract_table(trunk, int(first.in_channels))
+    family = _timm_family(model)
+    table = extract_table(trunk, int(first.in_channels),
+                          _block_of if family is None else _timm_block_of(family))
     dilated = [op.name for op in table.convs() if op.dilation > 1]
     if dilated:
         raise BackboneError(f"{dilated[0]} has dilation already: apply_schedule takes the "
@@ -463,6 +660,65 @@ def apply_schedule(model: nn.Module, rates: Sequence[int], *, target: str = "bac
         new = dilate(table, output_stride, [int(r) for r in rates])
     except ValueError as e:
         raise BackboneError(str(e)) from None
+    check_dilated(table, new, type(model).__name__, output_stride)
     apply_table(trunk, new)
     blocks = set(target_blocks(table, output_stride))
     return [op.name for op in new.convs() if op.kernel > 1 and op.block in blocks]
+
+
+# -- a user's own backbone -------------------------------------------------------------------
+
+def register_backbone(name: str, build: Callable[[], nn.Module],
+                      rate_convs: Sequence[str] = ()) -> LayerTable:
+    """Make a user's trunk a backbone: ``[arch] backbone = name`` (or ``ArchConfig(backbone=
+    name)``) then builds ``build()`` as it builds a torchvision or timm trunk.
+
+    ``build`` returns a fresh ``nn.Module`` mapping an image batch to features (no
+    dilation yet; weights as the user wants them: ``[arch] weights`` may still name a
+    state_dict). ``rate_convs`` names what a per-block rate list sets (targets "backbone" and
+    "both"): module paths, one rate each, setting every K>1 conv at or under that path (a
+    conv, or a block of convs); with none the net takes target "head" only. The module is
+    traced once here (``extract_table``: convs with symmetric zero padding, BatchNorm/
+    GroupNorm/LayerNorm, pools, residual adds, squeeze-excitation gates); whatever it cannot
+    tabulate is one `BackboneError` line. Returns the layer table, which gives the exact
+    analytic cost and support as for every backbone. The registration lives in this process
+    (docs/backbones.md: studies whose trials run in other processes).
+    """
+    if not isinstance(name, str) or not name.isidentifier() or name == "stem" or (
+            name in TV_BACKBONES):
+        raise BackboneError(f"register_backbone: name={name!r} must be an identifier other "
+                            f"than 'stem' and {', '.join(TV_BACKBONES)}")
+    entries = tuple(str(p) for p in rate_convs)
+    try:
+        with torch.device("meta"):
+            trunk = build()
+    except Exception:  # a build that needs real tensors (loads a file, checks values)
+        trunk = build()
+    if not isinstance(trunk, nn.Module):
+        raise BackboneError(f"register_backbone({name!r}): build() returned a "
+                            f"{type(trunk).__name__}, not an nn.Module")
+
+    def block_of(path: str) -> str:
+        for e in entries:
+            if path == e or path.startswith(e + "."):
+                return e
+        return _block_of(path)
+
+    first = next((m for m in trunk.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise BackboneError(f"register_backbone({name!r}): the module has no Conv2d")
+    try:
+        table = extract_table(trunk, int(first.in_channels), block_of)
+    except fx.proxy.TraceError as e:
+        raise BackboneError(f"register_backbone({name!r}): cannot trace the module "
+                            f"({str(e).splitlines()[0]})") from None
+    dilated = [op.name for op in table.convs() if op.dilation > 1]
+    if dilated:
+        raise BackboneError(f"register_backbone({name!r}): {dilated[0]} has dilation "
+                            "already; register the trunk as built (output_stride sets it)")
+    for entry in entries:
+        if not any(op.block == entry and op.kernel > 1 for op in table.convs()):
+            raise BackboneError(f"register_backbone({name!r}): rate_convs entry {entry!r} "
+                                "names no conv with a kernel > 1")
+    registry.add(registry.UserBackbone(name, build, table, entries))
+    return table

@@ -21,6 +21,8 @@ __all__ = [
     "OUTPUT_STRIDES",
     "PER_NET",
     "TARGETS",
+    "TIMM_BACKBONES",
+    "TIMM_PREFIX",
     "TV_BACKBONES",
     "ArchConfig",
     "ArchError",
@@ -34,6 +36,12 @@ OUTPUT_STRIDES = (2, 4, 8, 16, 32)
 # torchvision models (``nas_dil.models.backbones``; needs the extra nas-dil[vision])
 TV_BACKBONES = ("resnet18", "resnet50", "resnet101", "mobilenet_v3_large", "vgg16")
 BACKBONES = ("stem", *TV_BACKBONES)  # "stem": nas-dil's own small stem (stem_plan)
+# timm models: "timm:<name>" (``nas_dil.models.timm_backbones``; needs the extra nas-dil[timm]).
+# Any model of a supported family works; these ship their layer tables (no timm at search time)
+TIMM_PREFIX = "timm:"
+TIMM_BACKBONES = ("timm:resnet18", "timm:resnet26", "timm:resnet50", "timm:resnest14d",
+                  "timm:regnetx_002", "timm:regnety_002", "timm:convnext_atto",
+                  "timm:efficientnet_b0")
 TARGETS = ("head", "backbone", "both")  # what the schedule's rates set (see ArchConfig.target)
 TV_OUTPUT_STRIDES = (8, 16, 32)
 MAX_CLASSES = 2**16  # the label values a 16-bit mask can hold
@@ -42,6 +50,15 @@ MAX_CONTEXT_RATE = 1024  # as the search spaces' rates (spaces.config.MAX_RATE)
 
 class ArchError(UserError, ValueError):
     """An architecture field that is not valid; the message shows the value."""
+
+
+def known_backbone(name: object) -> bool:
+    """A name ``[arch] backbone`` takes (timm names are checked against timm on first use)."""
+    from nas_dil.models.registry import registered
+
+    return isinstance(name, str) and (
+        name in BACKBONES or name in registered()
+        or (name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX)))
 
 
 def _int(value: Any, what: str, lo: int = 1) -> None:
@@ -73,7 +90,8 @@ class ArchConfig:
     residual: bool = False  # stack layers compute x + f(x)
     context: bool = False  # Yu & Koltun context module after the classifier
     context_rates: tuple[int, ...] = DEFAULT_CONTEXT_RATES  # dilations of its 3×3 layers
-    backbone: str = "stem"  # "stem" or a torchvision trunk (TV_BACKBONES) before the stack
+    backbone: str = "stem"  # "stem", a torchvision trunk (TV_BACKBONES), "timm:<name>" or a
+    # backbone registered from Python (``nas_dil.models.register_backbone``) before the stack
     target: str = "head"  # rates set: "head" the stack, "backbone" the dilated last stage(s)
     # block by block (one rate per block), "both" the blocks' rates then the stack's
     weights: str = "none"  # backbone weights: "none", "imagenet" or a state_dict path
@@ -112,8 +130,9 @@ class ArchConfig:
         self._check_backbone()
 
     def _check_backbone(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ArchError(f"backbone={self.backbone!r}: must be one of {', '.join(BACKBONES)}")
+        if not known_backbone(self.backbone):
+            raise ArchError(f"backbone={self.backbone!r}: must be one of {', '.join(BACKBONES)}, "
+                            "'timm:<model name>' or a name given to register_backbone")
         if self.target not in TARGETS:
             raise ArchError(f"target={self.target!r}: must be one of {', '.join(TARGETS)}")
         if not isinstance(self.weights, str) or not self.weights:

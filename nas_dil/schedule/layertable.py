@@ -56,10 +56,11 @@ __all__ = [
 ]
 
 IMAGE = -1  # the input of the net, as an op index
-KINDS = ("conv", "maxpool", "avgpool", "norm", "add", "gate", "global", "skip")
+KINDS = ("conv", "maxpool", "avgpool", "norm", "add", "gate", "global", "skip", "scale")
 # conv: Conv2d; maxpool/avgpool: spatial pools; norm: BatchNorm/GroupNorm (params only);
 # add: sum of its inputs (residual); gate: x · g with g one value per channel (SE);
-# global: global average pool to 1×1; skip: a removed op (identity), kept for its name
+# global: global average pool to 1×1; skip: a removed op (identity), kept for its name;
+# scale: x · γ, a learned factor per channel (layer scale; c_out params, no MACs)
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,9 @@ def table_cost(t: LayerTable, h: int, w: int) -> TableCost:
         elif op.kind == "norm":
             macs.append(0)
             params.append(2 * op.c_out if op.bias else 0)
+        elif op.kind == "scale":
+            macs.append(0)
+            params.append(op.c_out)
         else:
             macs.append(0)
             params.append(0)

@@ -115,6 +115,15 @@ def check_arch(cfg: StudyConfig, space: Space) -> None:
     name = cfg.arch.backbone
     if name == "stem":
         return
+    from nas_dil.models.tables import backbone_table, needs_extraction
+
+    if needs_extraction(name):  # a timm model without a stored table: tabulated from timm
+        import nas_dil.models.backbones  # noqa: F401  (registers the extraction)
+    for os_ in sc.output_stride:  # the model exists, tabulates, and runs at each stride
+        try:
+            backbone_table(name, os_)
+        except UserError as e:
+            raise UserError(f"{where}: {e}") from None
     if sc.degridding:
         raise UserError(f"{where}: smooth, tail and per_axis are the stem net's; "
                         f"backbone={name!r} takes square, unsmoothed layers")
