@@ -192,3 +192,19 @@ def test_a_constant_axis_states_its_value_instead_of_a_line(tmp_path: Path) -> N
                                     "every trial: rf = 48 image px"), strict=True):
         assert s.constant == note and note in s.title and note in s.x_label
         assert s.x == [float(n) for n in s.numbers]  # spread over the trial numbers
+
+
+def test_the_figures_and_the_dashboard_note_carry_them(noisy: ReportData) -> None:
+    from nas_dil.report.dashboard import _study_note
+    from nas_dil.report.render import plotly_figures
+
+    figs = plotly_figures(noisy, heatmaps=False)
+    for fig in (figs["miou_vs_gflops"], figs["miou_vs_rf"]):
+        errs = [e for tr in fig.data if tr.error_y is not None and tr.error_y.array is not None
+                for e in tr.error_y.array if e is not None]
+        assert sorted(errs) == pytest.approx([0.02, math.sqrt(0.0008)])
+        assert [sh.y0 for sh in fig.layout.shapes] == [pytest.approx(CHANCE)]
+        assert "front, within noise" in {tr.name for tr in fig.data}
+    note = _study_note(noisy, None)
+    assert noisy.noise_note in note and "chance level 0.150" in note
+    assert noisy.knee_close is not None and noisy.knee_close in note
