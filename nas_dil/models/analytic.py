@@ -322,8 +322,8 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: ArchTemplate, num_classes:
         by_stack: dict[tuple[int, int], list[int]] = {}
         for i in rows:
             by_stack.setdefault((cands[i].depth, cands[i].kernel), []).append(i)
-        for (_, k), idx in by_stack.items():
-            out["erf"][idx] = batch_erf(np.array([cands[i].rates for i in idx]), k, key[0], h, w,
+        for (_, k), sel in by_stack.items():
+            out["erf"][sel] = batch_erf(np.array([cands[i].rates for i in sel]), k, key[0], h, w,
                                         **{a: v for a, v in _crop_arch(net).items()
                                            if a != "output_stride"}, residual=net.residual)
     cost = batch_net_cost(h, w, os_, width, depth, kernel,
