@@ -11,8 +11,6 @@ import pytest
 
 from nas_dil.cli import main
 from nas_dil.report.data import ReportData, build_report, chance_miou
-from nas_dil.search.looks import merge_looks, pooled_seed_std, within_noise
-from nas_dil.search.records import Objective, StoredTrial, TrialRecord
 from nas_dil.spaces import Candidate
 from tests.report.studies import OBJECTIVES, Spec, add_trial, meta, new_study
 
@@ -64,21 +62,6 @@ def test_noise_is_pooled_over_candidates_with_two_looks(noisy: ReportData) -> No
     assert "2 candidate(s)" in noisy.noise_note and f"{NOISE:.4f}" in noisy.noise_note
 
 
-@pytest.mark.parametrize(("looks", "noise"), [
-    ([[0.5]], None),  # one look each: unknown
-    ([[0.5], [0.6, 0.7]], math.sqrt(0.005)),
-    ([[0.1, 0.3], [0.6, 0.7, 0.8]], math.sqrt((0.02 + 2 * 0.01) / 3)),
-])
-def test_pooled_seed_std_by_hand(looks: list[list[float]], noise: float | None) -> None:
-    objs = [Objective("miou", "maximize")]
-    trials = [StoredTrial(len(f"{g}{i}"), "complete", (y,),
-                          TrialRecord(key=f"c{g}#{i}" if i else f"c{g}", look=i or None,
-                                      look_of=f"c{g}" if i else None))
-              for g, ys in enumerate(looks) for i, y in enumerate(ys)]
-    got = pooled_seed_std(merge_looks(trials, objs))
-    assert got == (None if noise is None else pytest.approx(noise))
-
-
 def test_error_bars_only_where_two_looks_or_more(noisy: ReportData) -> None:
     for s in noisy.scatters:
         err = dict(zip(s.numbers, s.y_err, strict=True))
@@ -102,10 +85,6 @@ def test_a_front_member_within_the_noise_of_a_dominated_one_at_its_cost(
     assert [cells[col] for cells in noisy.table.rows if cells[col]] == [f"≈ #{d}"]
     s = noisy.scatters[1]
     assert [n for n, w in zip(s.numbers, s.within_noise, strict=True) if w] == [a]
-
-
-def test_within_noise_needs_a_known_noise() -> None:
-    assert within_noise([], [], [Objective("miou", "maximize")], None) == {}
 
 
 def test_the_knee_is_flagged_when_a_neighbour_is_within_the_noise(noisy: ReportData) -> None:
