@@ -251,7 +251,7 @@ def _scatter_figure(s: ScatterData) -> go.Figure:
                                          "color": _NOISE_COLOR, "line": {"width": 2}}))
     for level, label in s.y_marks:
         fig.add_hline(y=level, line={"dash": "dot", "color": _CHANCE_COLOR, "width": 2},
-                      annotation_text=label, annotation_position="bottom right")
+                      annotation_text=label, annotation_position="top left")
     knee = np.array(s.knee, dtype=bool)
     if knee.any():
         fig.add_trace(go.Scatter(x=pick(knee, s.x), y=pick(knee, s.y), mode="markers",
