@@ -267,7 +267,9 @@ def _scatter(name: str, title: str, x_key: str, x_label: str, color_key: str | N
     )
 
 
-# the RF a study can search, as its axis names it: (what it is, its unit)
+# the RF a study can search, as its axis names it: (what it is, its unit), and for short
+_RF_SHORT = {"rf": "usable RF", "rf_nominal": "nominal RF", "rf_stack": "stack RF",
+             "erf": "effective RF"}
 _RF_AXES = {
     "rf": ("usable RF at the training crop", "image px"),
     "rf_nominal": ("nominal RF (every tap, by the formula)", "image px"),
@@ -502,7 +504,8 @@ def build_report(
                                    "gflops", "GFLOPs per image", rf_key, points, objectives,
                                    front_ids, knee, rf_label, close), "GFLOPs", "per image"),
                 y_marks=marks),
-        replace(_constant(rf_scatter, rf_key, rf_unit), y_marks=marks),
+        replace(_constant(rf_scatter, _RF_SHORT[rf_key] if usable or rf_key != "rf"
+                          else "nominal RF", rf_unit), y_marks=marks),
     ]
     curves = [c for t in trials if t.state in ("complete", "pruned")
               if (c := _curve(t, front_ids)) is not None]

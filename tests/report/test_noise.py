@@ -164,11 +164,12 @@ def test_the_rf_axis_is_the_studys_rf_objective(tmp_path: Path, objective: str,
 
 
 def test_a_constant_axis_states_its_value_instead_of_a_line(tmp_path: Path) -> None:
+    # (these trials record no rf_nominal, as before 0.2: their rf is the nominal RF)
     rows = [((1, 2, 5), [0.6], 48, 1.0), ((1, 2, 3), [0.5], 48, 1.0),
             ((1, 1, 1), [0.4], 48, 1.0)]
     d = build_report(_study(tmp_path / "flat", rows))
     for s, note in zip(d.scatters, ("every trial: GFLOPs = 1 per image",
-                                    "every trial: rf = 48 image px"), strict=True):
+                                    "every trial: nominal RF = 48 image px"), strict=True):
         assert s.constant == note and note in s.title and note in s.x_label
         assert s.x == [float(n) for n in s.numbers]  # spread over the trial numbers
 
