@@ -497,8 +497,10 @@ def build_report(
     marks = () if ch is None else ((ch[0], f"chance level {ch[0]:.3f}"),)
     rf_scatter = _scatter("miou_vs_rf", f"mIoU vs {rf_name}", rf_key, rf_label, None, points,
                           objectives, front_ids, knee, close=close)
-    if usable and rf_key in ("rf", "erf"):
-        rf_scatter = replace(rf_scatter, x_mark=_crop_mark(complete, crop))
+    mark = _crop_mark(complete, crop) if usable and rf_key in ("rf", "erf") else None
+    if mark is not None and rf_key == "erf":  # the ERF is not bounded by the crop
+        mark = (mark[0], mark[1].split(" (")[0] + " (ERF mass beyond it falls off the image)")
+    rf_scatter = replace(rf_scatter, x_mark=mark)
     scatters = [
         replace(_constant(_scatter("miou_vs_gflops", f"mIoU vs GFLOPs (colour: {rf_name})",
                                    "gflops", "GFLOPs per image", rf_key, points, objectives,

@@ -251,7 +251,7 @@ def _scatter_figure(s: ScatterData) -> go.Figure:
                                          "color": _NOISE_COLOR, "line": {"width": 2}}))
     for level, label in s.y_marks:
         fig.add_hline(y=level, line={"dash": "dot", "color": _CHANCE_COLOR, "width": 2},
-                      annotation_text=label, annotation_position="top left")
+                      annotation_text=label, annotation_position="bottom right")
     knee = np.array(s.knee, dtype=bool)
     if knee.any():
         fig.add_trace(go.Scatter(x=pick(knee, s.x), y=pick(knee, s.y), mode="markers",
@@ -260,7 +260,9 @@ def _scatter_figure(s: ScatterData) -> go.Figure:
                                          "line": {"width": 3}}))
     if s.x_mark is not None:
         fig.add_vline(x=s.x_mark[0], line={"dash": "dash", "color": "#555555", "width": 1},
-                      annotation_text=s.x_mark[1], annotation_position="bottom left")
+                      annotation_text=s.x_mark[1],
+                      annotation_position="top left" if s.x and 2 * s.x_mark[0] >= min(s.x)
+                      + max(s.x) else "top right")  # the text on the roomier side
     fig.update_layout(title=s.title, xaxis_title=s.x_label, yaxis_title=s.y_label,
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 50})
     return fig
