@@ -127,36 +127,44 @@ def net_erf(stack: Schedule, h: int, w: int, *, output_stride: int = 8,
 def _batch_axis(rates: np.ndarray, kernel: int, size: int, pre: Sequence[ConvOp],
                 post: Sequence[ConvOp], residual: bool) -> tuple[np.ndarray, int]:
     """`net_counts` of a (B, layers) batch of plain stride-1 stacks between the common
-    ``pre`` (stem) and ``post`` (head) ops: (B, L) counts and the index of offset 0."""
-    s_pre = _sizes(pre, size)
-    s = s_pre[-1]  # the stack's side (stride 1: kept, as the head keeps it)
+    ``pre`` (stem) and ``post`` (head) ops: (B, L) counts and the index of offset 0.
+
+    The stack and head run in feature px (their offsets are multiples of the stem's jump);
+    the stem's counts are convolved in once, after upsampling to image px."""
+    s = _sizes(pre, size)[-1]  # the stack's side (stride 1: kept, as the head keeps it)
     jump = int(np.prod([op.stride for op in pre])) if pre else 1
-    fixed = net_counts(list(pre), size)
+    fixed: Counts = (0, np.ones(1))
     for op in post:
-        fixed = _compose(fixed, _taps(_live_offsets(op, s, jump)))
+        fixed = _compose(fixed, _taps(_live_offsets(op, s, 1)))
     half = (kernel - 1) // 2
     r = rates
     live = np.minimum(half, (s - 1) // r)  # (B, n): taps j·r live iff |j|·r < s
-    reach = int(((live * r).sum(axis=1)).max(initial=0)) * jump  # farthest stack offset
+    reach = int(((live * r).sum(axis=1)).max(initial=0))  # farthest stack offset, feature px
     lo_f, vf = fixed
     c = reach - lo_f  # index of offset 0
-    width = 2 * reach + vf.size + 2 * max(abs(lo_f), abs(lo_f + vf.size - 1))
+    width = 2 * reach + vf.size
     cur = np.zeros((r.shape[0], width), dtype=np.float64)
-    cur[:, c + lo_f: c + lo_f + vf.size] = vf  # the stem and head, then the stack's layers
+    cur[:, reach: reach + vf.size] = vf  # the head, then the stack's layers
     ar = np.arange(width, dtype=np.int64)
     for i in range(r.shape[1]):
         padded = np.zeros((r.shape[0], 3 * width), dtype=np.float64)
         padded[:, width:2 * width] = cur
         new = cur.copy() if residual else np.zeros_like(cur)
         for j in range(-half, half + 1):
-            if residual and j == 0:
-                new += cur  # the centre tap (always live); the identity is added above
+            if j == 0:
+                new += cur  # the centre tap (always live)
                 continue
-            shift = np.where(abs(j) <= live[:, i], j * r[:, i] * jump, 3 * width)  # dead: none
+            shift = np.where(abs(j) <= live[:, i], j * r[:, i], 3 * width)  # dead: no path
             idx = np.clip(ar[None, :] - shift[:, None] + width, 0, 3 * width - 1)
             new += np.take_along_axis(padded, idx, axis=1)
         cur = new
-    return cur, c
+    lo_s, vs = net_counts(list(pre), size)  # the stem, image px
+    up = np.zeros((r.shape[0], (width - 1) * jump + 1))
+    up[:, ::jump] = cur
+    out = np.zeros((r.shape[0], up.shape[1] + vs.size - 1))
+    for k in np.flatnonzero(vs):
+        out[:, k: k + up.shape[1]] += vs[k] * up
+    return out, c * jump - lo_s
 
 
 def batch_erf(rates: np.ndarray, kernel: int, output_stride: int, h: int, w: int, *,
