@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # the report table's columns printed here (every objective is printed too)
 _KEYS = ("number", "schedule", "output_stride", "width", "rf", "rf_crop", "dead_taps", "holes",
-         "params", "hdc", "baseline")
+         "params", "hdc", "baseline", "looks", "within_noise")
 _ARROW = {"maximize": " ↑", "minimize": " ↓"}
 
 
@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"study": d.study_name, "states": d.states, "knee": d.knee,
                     "knee_note": d.knee_note, "dead_taps": d.dead_taps,
+                    "noise": d.noise, "noise_note": d.noise_note, "chance": d.chance,
+                    "chance_note": d.chance_note, "knee_close": d.knee_close,
+                    "within_noise": d.within_noise, "warnings": d.warnings,
                     "pareto": [asdict(r) for r in d.pareto],
                     "hypervolume": None if d.hypervolume is None else {
                         "value": d.hypervolume.values[-1],
@@ -65,6 +68,13 @@ def run(args: argparse.Namespace) -> int:
         print("  no feasible COMPLETE trial")
     for note in t.notes:
         print(f"note: {note}")
+    if d.knee_close:
+        print(f"note: {d.knee_close}")
+    print(d.noise_note)
+    print(d.chance_note or "chance level unknown (the study did not record the val split's "
+          "class pixel counts)")
+    for w in d.warnings:
+        print(f"warning: {w}")
     if d.hypervolume is not None:
         hv = d.hypervolume
         ref = ", ".join(f"{n} {v:.4g}" for n, v in zip(hv.objectives, hv.reference_point,

@@ -45,8 +45,11 @@ def _report(url: str, name: str, out_dir: Path) -> tuple[dict[str, Any] | None, 
         files = write_report(url, out_dir / "report", study=name)
     except UserError as e:
         return None, str(e)
+    d = files.data
     return {"dir": str(files.out_dir), "html": str(files.html),
-            "pareto_csv": str(files.pareto_csv), "trials_csv": str(files.trials_csv)}, None
+            "pareto_csv": str(files.pareto_csv), "trials_csv": str(files.trials_csv),
+            "noise": d.noise, "chance": d.chance, "knee_close": d.knee_close,
+            "warnings": list(d.warnings)}, None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"  weights: {out_dir / 'weights'}")
         if report:
             print(f"  report:  {report['html']}")
+            for w in ([report["knee_close"]] if report["knee_close"] else []):
+                print(f"  note: {w}")
+            for w in report["warnings"]:
+                print(f"  warning: {w}")
         elif why:
             print(f"  report:  none ({why})")
     if summary.interrupted:

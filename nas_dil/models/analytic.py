@@ -16,7 +16,9 @@ dilated stack alone, ``holes`` / ``coverage`` / ``gridding_free`` of the
 stack's 2-D coverage, ``hdc_rule1`` rule 1 on the whole schedule, ``hdc_rule1_groups`` rule 1
 within every sawtooth group, ``hdc_rule2``, ``hdc_rule3``, ``hdc`` (rules 1 per group, 2, 3),
 ``m`` (M_1 … M_n; not in the batch form: rows differ in length), ``macs`` / ``flops`` (2·macs) /
-``gflops`` (flops / 1e9) per image at the crop, ``params``. Pure numpy (no torch).
+``gflops`` (flops / 1e9) per image at the crop, ``params``; ``erf`` the whole net's effective RF
+(image px: the side of the smallest centred window holding 95 % of the count map's path mass,
+dead taps at the crop removed; `nas_dil.schedule.erf`). Pure numpy (no torch).
 
 On a torchvision backbone (``arch.backbone != "stem"``) the same keys come from the net's
 stored layer table (`_backbone_attrs`; ``nas_dil.models.tables``): the "stack" is then the
@@ -44,6 +46,7 @@ from nas_dil.schedule import (
     score_batch,
 )
 from nas_dil.schedule.crop import crop_fields
+from nas_dil.schedule.erf import batch_erf, net_erf, table_erf
 from nas_dil.schedule.layertable import (
     IMAGE,
     dead_taps,
@@ -64,7 +67,7 @@ _CROP_SCALAR = ("rf_nominal_h", "rf_nominal_w", "rf_usable_h", "rf_usable_w", "d
                 "dead_taps_net")
 BATCH_KEYS = ("rf", "rf_nominal", *_CROP_SCALAR, "rf_stack", "holes", "coverage",
               "gridding_free", "hdc_rule1", "hdc_rule1_groups", "hdc_rule2", "hdc_rule3", "hdc",
-              "macs", "flops", "gflops", "params")
+              "macs", "flops", "gflops", "params", "erf")
 # `analytic_batch`'s columns: every key of `analytic_attrs` but the lists ``m``, ``dead_layers``
 
 
@@ -156,6 +159,7 @@ def analytic_attrs(schedule: Schedule, arch: ArchConfig,
         "flops": cost.flops,
         "gflops": cost.flops / 1e9,
         "params": cost.params,
+        "erf": net_erf(schedule, h, w, **_crop_arch(arch), residual=arch.residual),
     }
 
 
@@ -222,6 +226,7 @@ def _backbone_attrs(schedule: Schedule | Sequence[int], arch: ArchConfig, h: int
         "flops": cost.flops,
         "gflops": cost.flops / 1e9,
         "params": cost.params,
+        "erf": table_erf(table, h, w),
     }
 
 
@@ -274,7 +279,7 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: ArchTemplate, num_classes:
     if n == 0:
         out.update(macs=np.zeros(0, dtype=np.int64), params=np.zeros(0, dtype=np.int64))
         out.update(flops=out["macs"], gflops=np.zeros(0), rf=np.zeros(0, dtype=np.int64),
-                   rf_nominal=np.zeros(0, dtype=np.int64),
+                   rf_nominal=np.zeros(0, dtype=np.int64), erf=np.zeros(0, dtype=np.int64),
                    **{k: np.zeros(0, dtype=np.int64) for k in _CROP_SCALAR})
         return {k: out[k] for k in BATCH_KEYS}
     os_ = np.array([c.output_stride for c in cands], dtype=np.int64)
@@ -302,7 +307,7 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: ArchTemplate, num_classes:
         out["hdc"][idx] = hdc.passed
     # the crop facts per net around the stack (its backbone stride follows the output stride)
     # (crop_fields' nominal RF is the formula's: the whole net's RF as net_cost has it)
-    for col in ("rf", "rf_nominal", *_CROP_SCALAR):
+    for col in ("rf", "rf_nominal", "erf", *_CROP_SCALAR):
         out[col] = np.zeros(n, dtype=np.int64)
     by_net: dict[tuple[int, int], list[int]] = {}
     for i, c in enumerate(cands):
@@ -313,6 +318,14 @@ def _batch_of_plain(cands: Sequence[Candidate], arch: ArchTemplate, num_classes:
             out[col][rows] = crop[col]
         out["rf"][rows] = crop["rf_usable"]
         out["rf_nominal"][rows] = crop["rf_nominal"]
+        net = nets[key]
+        by_stack: dict[tuple[int, int], list[int]] = {}
+        for i in rows:
+            by_stack.setdefault((cands[i].depth, cands[i].kernel), []).append(i)
+        for (_, k), sel in by_stack.items():
+            out["erf"][sel] = batch_erf(np.array([cands[i].rates for i in sel]), k, key[0], h, w,
+                                        **{a: v for a, v in _crop_arch(net).items()
+                                           if a != "output_stride"}, residual=net.residual)
     cost = batch_net_cost(h, w, os_, width, depth, kernel,
                           stem_width=base.stem_width, in_channels=base.in_channels,
                           num_classes=base.num_classes, backbone_stride=bs, norm=base.norm,

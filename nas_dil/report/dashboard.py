@@ -120,12 +120,15 @@ def _study_note(data: ReportData | None, waiting: str | None) -> str:
         f"## nas-dil study `{data.study_name}`",
         "",
         f"Objectives: {objs}. Trials: {data.n_trials}; feasible COMPLETE: {data.n_feasible}.",
+        *(f"**warning**: {w}" for w in data.warnings),
+        f"{data.noise_note}; {data.chance_note or 'chance level unknown'}.",
         "The plots below the trials table and each Pareto trial's artifacts show the "
         "schedules' coverage (blue: holes, i.e. gridding).",
         "",
         f"### Pareto front ({len(data.pareto)}), {data.knee_rule}",
         "",
         *(f"- {n}" for n in data.table.notes),
+        *([f"- {data.knee_close}"] if data.knee_close else []),
         "",
         *_note_table(data),
     ]

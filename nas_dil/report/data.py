@@ -12,7 +12,17 @@ repeats``) merged into one `CandidateResult` (`nas_dil.search.looks`).
 - The Pareto table (``ParetoTable``): each objective once (marked with its direction), the
   RF as usable / nominal px and both over the crop, the crop, the dead taps.
 - Scatters: every COMPLETE trial, mIoU vs GFLOPs coloured by RF, and mIoU vs RF; each point
-  flagged Pareto / baseline / feasible.
+  flagged Pareto / baseline / feasible. The RF is the one the study searches (its RF
+  objective: ``rf``, ``rf_nominal``, ``rf_stack`` or ``erf``; ``rf`` when it has none) and the
+  axis says so; an axis on which every trial has the same value is not drawn as a line: the
+  points spread over their trial numbers and the figure states the constant.
+- Seed noise (`looks.pooled_seed_std`): a point with two looks or more carries ± its std; a
+  front member whose mIoU lead over a dominated candidate at no worse cost is below the noise
+  is marked "within noise" (`looks.within_noise`); the knee is flagged when a front
+  neighbour's mIoU is within the noise of its own.
+- Chance level (`chance_miou`): the mIoU of predicting the val split's majority class
+  everywhere (from the study's data description), a line on the mIoU axes; `warnings` say when
+  the best mIoU is within 2× of it or the front's mIoU spread is below the noise.
 - Hypervolume after each trial (feasible COMPLETE trials so far) with its reference point.
 - mIoU curves per evaluation of COMPLETE and PRUNED trials (pruned ones flagged).
 - One coverage count map per Pareto schedule (``coverage_plot.coverage_map_data``).
@@ -41,7 +51,13 @@ from nas_dil.pareto import (
 from nas_dil.report.coverage_plot import CoverageMapData, coverage_map_data
 from nas_dil.report.pareto_table import Column, ParetoRow, ParetoTable, pareto_table
 from nas_dil.report.source import Objective, StudySource, open_study
-from nas_dil.search.looks import CandidateResult, feasible_front, merge_looks
+from nas_dil.search.looks import (
+    CandidateResult,
+    feasible_front,
+    merge_looks,
+    pooled_seed_std,
+    within_noise,
+)
 from nas_dil.search.records import StoredTrial, StudyMeta, TrialRecord, as_number
 
 if TYPE_CHECKING:
@@ -58,6 +74,7 @@ __all__ = [
     "ReportData",
     "ScatterData",
     "build_report",
+    "chance_miou",
     "knee_trial",
     "pareto_table",
 ]
@@ -87,6 +104,10 @@ class ScatterData:
     knee: list[bool]
     dead: list[bool]  # dead taps at the training crop (never trained)
     x_mark: tuple[float, str] | None = None  # a vertical line: (x, label), e.g. the crop side
+    y_err: list[float | None] = field(default_factory=list)  # ± mIoU std (>= 2 looks)
+    within_noise: list[bool] = field(default_factory=list)  # front, but within the noise
+    y_marks: tuple[tuple[float, str], ...] = ()  # horizontal lines: (mIoU, label), chance
+    constant: str | None = None  # "every trial: RF = 48 px": x is then the trial number
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,13 @@ class ReportData:
     heatmaps: list[HeatMap]
     baselines: dict[str, int] = field(default_factory=dict)  # name -> trial number
     dead_taps: dict[int, int] = field(default_factory=dict)  # COMPLETE trial -> its dead taps
+    noise: float | None = None  # pooled seed std of mIoU (None: unknown, no repeated looks)
+    noise_note: str = ""  # one line: the noise and what it is pooled over, or why unknown
+    chance: float | None = None  # mIoU of predicting the majority val class (None: unknown)
+    chance_note: str | None = None  # one line: how the chance level was computed
+    knee_close: str | None = None  # the knee is not distinguishable from these, one line
+    within_noise: dict[int, int] = field(default_factory=dict)  # front trial -> dominated one
+    warnings: list[str] = field(default_factory=list)  # near chance, spread below the noise
 
 
 KNEE_RULE = ("knee: each objective normalised to [0, 1] over the Pareto trials without dead "
@@ -187,7 +215,7 @@ def _heatmap(r: CandidateResult) -> HeatMap | None:
 
 
 def _pareto_row(r: CandidateResult, objectives: Sequence[Objective], knee: bool,
-                fallback_crop: object = None) -> ParetoRow:
+                fallback_crop: object = None, close: int | None = None) -> ParetoRow:
     rec = r.record
     rates, k, os_, w = rec.schedule_facts()
     rf = rec.rf_facts(fallback_crop)
@@ -206,12 +234,14 @@ def _pareto_row(r: CandidateResult, objectives: Sequence[Objective], knee: bool,
         baseline=rec.baseline or None, knee=knee,
         weights=rec.weights if isinstance(rec.weights, str) else None,
         looks=r.n_looks if r.n_looks > 1 else None, miou_std=as_number(r.std.get("miou")),
+        within_noise=close,
     )
 
 
 def _scatter(name: str, title: str, x_key: str, x_label: str, color_key: str | None,
              points: Sequence[CandidateResult], objectives: Sequence[Objective],
-             front: set[int], knee: int | None, color_label: str | None = None) -> ScatterData:
+             front: set[int], knee: int | None, color_label: str | None = None,
+             close: dict[int, int] | None = None) -> ScatterData:
     rows = []
     for r in points:
         x, y = r.number_of(x_key, objectives), r.number_of("miou", objectives)
@@ -232,7 +262,101 @@ def _scatter(name: str, title: str, x_key: str, x_label: str, color_key: str | N
         baseline=[r.record.baseline or None for r, *_ in rows],
         knee=[r.number == knee for r, *_ in rows],
         dead=[r.record.dead_taps > 0 for r, *_ in rows],
+        y_err=[as_number(r.std.get("miou")) if r.n_looks > 1 else None for r, *_ in rows],
+        within_noise=[r.number in (close or {}) for r, *_ in rows],
     )
+
+
+# the RF a study can search, as its axis names it: (what it is, its unit), and for short
+_RF_SHORT = {"rf": "usable RF", "rf_nominal": "nominal RF", "rf_stack": "stack RF",
+             "erf": "effective RF"}
+_RF_AXES = {
+    "rf": ("usable RF at the training crop", "image px"),
+    "rf_nominal": ("nominal RF (every tap, by the formula)", "image px"),
+    "rf_stack": ("RF of the searched layers", "their input px"),
+    "erf": ("effective RF (95 % of the path-count map)", "image px"),
+}
+
+
+def rf_objective(objectives: Sequence[Objective]) -> str:
+    """The RF the study searches: its first RF objective (``rf`` when it has none)."""
+    return next((o.name for o in objectives if o.name in _RF_AXES), "rf")
+
+
+def _constant(s: ScatterData, what: str, unit: str) -> ScatterData:
+    """A scatter whose x is one value for every trial: spread over the trial numbers instead
+    of a vertical line, the constant stated in the title and on the axis."""
+    if len(s.x) < 2 or len(set(s.x)) > 1:
+        return s
+    note = f"every trial: {what} = {s.x[0]:g} {unit}"
+    return replace(s, x=[float(n) for n in s.numbers], x_label=f"trial number ({note})",
+                   title=f"{s.title} ({note})", x_mark=None, constant=note)
+
+
+def chance_miou(data: object) -> tuple[float, str] | None:
+    """(mIoU of predicting the majority class everywhere, how) from a data description's
+    ``val_class_pixels``; None when the study did not record them. The majority class scores
+    IoU = its share of the labelled val pixels, every other class present scores 0, and a
+    class absent from the labels is left out of the mean (`nas_dil.train.metrics`)."""
+    counts = data.get("val_class_pixels") if isinstance(data, dict) else None
+    if not isinstance(counts, list) or not counts:
+        return None
+    px = [int(c) for c in counts if isinstance(c, int | float) and not isinstance(c, bool)]
+    present = [c for c in px if c > 0]
+    if len(px) != len(counts) or not present:
+        return None
+    share = max(present) / sum(present)
+    names = data.get("class_names") if isinstance(data, dict) else None
+    top = px.index(max(present))
+    name = (f" {names[top]!r}" if isinstance(names, list) and top < len(names) else
+            f" {top}")
+    return share / len(present), (
+        f"chance level {share / len(present):.3f}: predicting the majority class{name} "
+        f"everywhere (IoU = its share of the labelled val pixels, {share:.3f}; the other "
+        f"{len(present) - 1} classes in the labels score 0)")
+
+
+def _noise_note(noise: float | None, points: Sequence[CandidateResult]) -> str:
+    n = sum(1 for r in points if r.n_looks > 1 and "miou" in r.std)
+    if noise is None:
+        return ("seed noise unknown: no candidate was trained with two seeds or more "
+                "([sampler] repeats); differences in mIoU cannot be judged against it")
+    return (f"seed noise (pooled mIoU std over {n} candidate(s) with two seeds or more): "
+            f"{noise:.4f}")
+
+
+def _knee_close(knee: CandidateResult | None, front: Sequence[CandidateResult],
+                objectives: Sequence[Objective], noise: float | None) -> str | None:
+    """One line when a front neighbour's mean mIoU is within the noise of the knee's."""
+    if knee is None or noise is None:
+        return None
+    k = knee.number_of("miou", objectives)
+    if k is None:
+        return None
+    near = sorted((abs(v - k), r.number, v) for r in front if r.number != knee.number
+                  if (v := r.number_of("miou", objectives)) is not None and abs(v - k) < noise)
+    if not near:
+        return None
+    which = ", ".join(f"#{n} (mIoU {v:.4f}, Δ {d:.4f})" for d, n, v in near)
+    return (f"the knee #{knee.number} (mIoU {k:.4f}) is not distinguishable from {which}: "
+            f"the difference is below the seed noise {noise:.4f}")
+
+
+def _warnings(points: Sequence[CandidateResult], front: Sequence[CandidateResult],
+              objectives: Sequence[Objective], noise: float | None,
+              chance: float | None) -> list[str]:
+    out = []
+    ys = [y for r in points if (y := r.number_of("miou", objectives)) is not None]
+    if chance is not None and ys and max(ys) <= 2 * chance:
+        out.append(f"near chance level: the best mIoU {max(ys):.4f} is within 2× of the "
+                   f"chance level {chance:.4f} (predicting the majority class everywhere); "
+                   "the trials have not learned the task, and their ranking and front are "
+                   "noise")
+    fy = [y for r in front if (y := r.number_of("miou", objectives)) is not None]
+    if noise is not None and len(fy) > 1 and max(fy) - min(fy) < noise:
+        out.append(f"the Pareto front's mIoU spread {max(fy) - min(fy):.4f} is below the seed "
+                   f"noise {noise:.4f}: its members are not distinguishable by mIoU")
+    return out
 
 
 def _crop_mark(trials: Sequence[StoredTrial], fallback: object) -> tuple[float, str] | None:
@@ -353,19 +477,37 @@ def build_report(
     knee = None if knee_r is None else knee_r.number
     first = objectives[0]
     crop = src.meta.data.get("image_size") if isinstance(src.meta.data, dict) else None
-    rows = sorted((_pareto_row(r, objectives, r.number == knee, crop) for r in front),
+    noise = pooled_seed_std(points)
+    close = within_noise(front, points, objectives, noise)
+    rows = sorted((_pareto_row(r, objectives, r.number == knee, crop, close.get(r.number))
+                   for r in front),
                   key=lambda r: (first.sign * r.values[first.name], r.number))
     front_ids = {r.number for r in front}
-    # the x axis says which RF it is: usable at the crop, or (older studies) nominal
+    # the x axis is the RF the study searches and says which: usable at the crop (older
+    # studies: nominal), the stack's own, or the effective RF
     usable = any("rf_nominal" in t.record.analytic for t in complete)
-    rf_name = "usable RF at the training crop" if usable else "nominal RF"
+    rf_key = rf_objective(objectives)
+    rf_name, rf_unit = _RF_AXES[rf_key]
+    if rf_key == "rf" and not usable:
+        rf_name = "nominal RF"
+    searched = ("the study's RF objective" if any(o.name == rf_key for o in objectives)
+                else "not an objective of this study")
+    rf_label = f"{rf_name} ({rf_unit}; {rf_key}: {searched})"
+    ch = chance_miou(src.meta.data)
+    marks = () if ch is None else ((ch[0], f"chance level {ch[0]:.3f}"),)
+    rf_scatter = _scatter("miou_vs_rf", f"mIoU vs {rf_name}", rf_key, rf_label, None, points,
+                          objectives, front_ids, knee, close=close)
+    mark = _crop_mark(complete, crop) if usable and rf_key in ("rf", "erf") else None
+    if mark is not None and rf_key == "erf":  # the ERF is not bounded by the crop
+        mark = (mark[0], mark[1].split(" (")[0] + " (ERF mass beyond it falls off the image)")
+    rf_scatter = replace(rf_scatter, x_mark=mark)
     scatters = [
-        _scatter("miou_vs_gflops", f"mIoU vs GFLOPs (colour: {rf_name})", "gflops",
-                 "GFLOPs per image", "rf", points, objectives, front_ids, knee,
-                 f"{rf_name} (image px)"),
-        replace(_scatter("miou_vs_rf", f"mIoU vs {rf_name}", "rf", f"{rf_name} (image px)",
-                         None, points, objectives, front_ids, knee),
-                x_mark=_crop_mark(complete, crop) if usable else None),
+        replace(_constant(_scatter("miou_vs_gflops", f"mIoU vs GFLOPs (colour: {rf_name})",
+                                   "gflops", "GFLOPs per image", rf_key, points, objectives,
+                                   front_ids, knee, rf_label, close), "GFLOPs", "per image"),
+                y_marks=marks),
+        replace(_constant(rf_scatter, _RF_SHORT[rf_key] if usable or rf_key != "rf"
+                          else "nominal RF", rf_unit), y_marks=marks),
     ]
     curves = [c for t in trials if t.state in ("complete", "pruned")
               if (c := _curve(t, front_ids)) is not None]
@@ -389,4 +531,11 @@ def build_report(
         heatmaps=heatmaps,
         baselines=baselines,
         dead_taps={t.number: t.record.dead_taps for t in complete if t.record.dead_taps},
+        noise=noise,
+        noise_note=_noise_note(noise, points),
+        chance=None if ch is None else ch[0],
+        chance_note=None if ch is None else ch[1],
+        knee_close=_knee_close(knee_r, front, objectives, noise),
+        within_noise=close,
+        warnings=_warnings(points, front, objectives, noise, None if ch is None else ch[0]),
     )

@@ -46,6 +46,7 @@ class ParetoRow:
     weights: str | None  # recorded weights path (relative to the output folder)
     looks: int | None = None  # training seeds averaged (`[sampler] repeats`); None: one
     miou_std: float | None = None  # their mIoU's std (n - 1)
+    within_noise: int | None = None  # a dominated trial at no worse cost within the noise
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ _QUANTITIES = [
     Column("gridding_free", "gridding-free"), Column("baseline", "baseline"),
     Column("looks", "seeds", doc=("training seeds the row's mIoU averages (sampler repeats), "
                                   "± their std")),
+    Column("within_noise", "within noise", doc=(
+        "its mIoU lead over this dominated trial, at no worse cost, is below the seed noise")),
 ]
 
 
@@ -117,6 +120,8 @@ def _cell(r: ParetoRow, key: str, nominal_only: bool) -> Any:
             str(r.crop[0]) if r.crop[0] == r.crop[1] else f"{r.crop[0]}×{r.crop[1]}")
     if key == "coverage":
         return None if r.coverage is None else f"{100 * r.coverage:.1f} %"
+    if key == "within_noise":
+        return None if r.within_noise is None else f"≈ #{r.within_noise}"
     if key == "looks":
         return "1" if not r.looks else f"{r.looks} (± {_g(r.miou_std, '{:.3f}')})"
     return getattr(r, key)
@@ -131,6 +136,8 @@ def pareto_table(rows: Sequence[ParetoRow], objectives: Sequence[Objective],
     by_key = {c.key: c for c in _QUANTITIES}
     if not any((r.looks or 0) > 1 for r in rows):  # no repeats: no column
         del by_key["looks"]
+    if not any(r.within_noise is not None for r in rows):
+        del by_key["within_noise"]
     if nominal_only:
         by_key["rf"] = Column("rf", "RF px (nominal)", doc=(
             "whole net, image px, every tap by the formula (this study did not record the "

@@ -36,6 +36,8 @@ HEATMAP_MAX_RF = 97  # plotly heat maps up to this RF (larger ones: the PNG only
 _BASELINE_COLOR = "#d62728"
 _KNEE_COLOR = "#ff7f0e"
 _DEAD_COLOR = "#8c564b"
+_CHANCE_COLOR = "#7f7f7f"
+_NOISE_COLOR = "#9467bd"
 
 
 # -- matplotlib -------------------------------------------------------------------------------
@@ -78,6 +80,18 @@ def _draw_scatter(ax: Axes, s: ScatterData) -> Any:
                    zorder=3)
     if s.x_mark is not None:
         ax.axvline(s.x_mark[0], color="#555555", ls="--", lw=1, label=s.x_mark[1], zorder=0)
+    err = _errors(s)
+    if err is not None:
+        has = np.isfinite(err)
+        ax.errorbar(x[has], y[has], yerr=err[has], fmt="none", ecolor="#444444", elinewidth=1,
+                    capsize=3, label="± seed std (≥ 2 seeds)", zorder=1)
+    for level, label in s.y_marks:
+        ax.axhline(level, color=_CHANCE_COLOR, ls=":", lw=1.5, label=label, zorder=0)
+    close = np.array(s.within_noise or [False] * len(s.x), dtype=bool)
+    if close.any():
+        ax.scatter(x[close], y[close], marker="D", s=160, facecolors="none",
+                   edgecolors=_NOISE_COLOR, linewidths=1.5, label="front, within noise",
+                   zorder=3)
     knee = np.array(s.knee, dtype=bool)
     if knee.any():
         ax.scatter(x[knee], y[knee], s=320, facecolors="none", edgecolors=_KNEE_COLOR,
@@ -88,6 +102,13 @@ def _draw_scatter(ax: Axes, s: ScatterData) -> Any:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best", framealpha=0.7)
     return mappable
+
+
+def _errors(s: ScatterData) -> np.ndarray | None:
+    """± mIoU std per point (nan: one seed); None when no point has two seeds."""
+    if not any(e is not None for e in s.y_err):
+        return None
+    return np.array([np.nan if e is None else e for e in s.y_err], dtype=float)
 
 
 def render_pngs(data: ReportData, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
@@ -161,6 +182,8 @@ def _hover(s: ScatterData) -> list[str]:
     out = []
     for i, label in enumerate(s.labels):
         extra = f"<br>{s.x_label}: {s.x[i]:.4g}<br>mIoU: {s.y[i]:.4f}"
+        if i < len(s.y_err) and s.y_err[i] is not None:
+            extra += f" ± {s.y_err[i]:.4f} (seed std)"
         if s.color is not None and math.isfinite(s.color[i]):
             extra += f"<br>{s.color_label}: {s.color[i]:.4g}"
         flags = [f for f, on in (("Pareto", s.pareto[i]), ("knee", s.knee[i]),
@@ -192,8 +215,14 @@ def _scatter_figure(s: ScatterData) -> go.Figure:
             m.update(color=pick(mask, s.color), colorscale="Viridis", cmin=_finite_min(shown),
                      cmax=_finite_max(shown), showscale=name == "Pareto front" or not par.any(),
                      colorbar={"title": {"text": s.color_label}})
+        err = _errors(s)
+        error_y = None if err is None else {
+            "type": "data", "array": [None if not math.isfinite(e) else float(e)
+                                      for e in pick(mask, list(err))],
+            "visible": True, "color": "#444444", "thickness": 1, "width": 3}
         fig.add_trace(go.Scatter(x=pick(mask, s.x), y=pick(mask, s.y), mode="markers", name=name,
-                                 text=pick(mask, text), hoverinfo="text", marker=m))
+                                 text=pick(mask, text), hoverinfo="text", marker=m,
+                                 error_y=error_y))
     if (~feas).any():
         fig.add_trace(go.Scatter(x=pick(~feas, s.x), y=pick(~feas, s.y), mode="markers",
                                  name="infeasible", text=pick(~feas, text), hoverinfo="text",
@@ -213,6 +242,16 @@ def _scatter_figure(s: ScatterData) -> go.Figure:
                                  hoverinfo="text",
                                  marker={"symbol": "square-open", "size": 28,
                                          "color": _DEAD_COLOR, "line": {"width": 2}}))
+    close = np.array(s.within_noise or [False] * len(s.x), dtype=bool)
+    if close.any():
+        fig.add_trace(go.Scatter(x=pick(close, s.x), y=pick(close, s.y), mode="markers",
+                                 name="front, within noise", hovertext=pick(close, text),
+                                 hoverinfo="text",
+                                 marker={"symbol": "diamond-open", "size": 20,
+                                         "color": _NOISE_COLOR, "line": {"width": 2}}))
+    for level, label in s.y_marks:
+        fig.add_hline(y=level, line={"dash": "dot", "color": _CHANCE_COLOR, "width": 2},
+                      annotation_text=label, annotation_position="bottom right")
     knee = np.array(s.knee, dtype=bool)
     if knee.any():
         fig.add_trace(go.Scatter(x=pick(knee, s.x), y=pick(knee, s.y), mode="markers",
@@ -221,7 +260,9 @@ def _scatter_figure(s: ScatterData) -> go.Figure:
                                          "line": {"width": 3}}))
     if s.x_mark is not None:
         fig.add_vline(x=s.x_mark[0], line={"dash": "dash", "color": "#555555", "width": 1},
-                      annotation_text=s.x_mark[1], annotation_position="bottom left")
+                      annotation_text=s.x_mark[1],
+                      annotation_position="top left" if s.x and 2 * s.x_mark[0] >= min(s.x)
+                      + max(s.x) else "top right")  # the text on the roomier side
     fig.update_layout(title=s.title, xaxis_title=s.x_label, yaxis_title=s.y_label,
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 50})
     return fig
@@ -407,6 +448,12 @@ def render_html(data: ReportData, path: str | os.PathLike[str],
             "the knee): " + ", ".join(f"#{n} ({d})" for n, d in data.dead_taps.items()) + ".")
     hv_note = (html.escape(_hv_title(data).replace("\n", "; ")) if data.hypervolume
                else "no feasible COMPLETE trial, no hypervolume")
+    warn = "".join(f'<p class="warn"><b>warning:</b> {html.escape(w)}</p>'
+                   for w in data.warnings)
+    chance = data.chance_note or ("chance level unknown: the study did not record the val "
+                                  "split's class pixel counts")
+    knee_close = ("" if not data.knee_close else
+                  f'<p class="note warn">{html.escape(data.knee_close)}</p>')
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>nas-dil report: {html.escape(data.study_name)}</title><style>{_CSS}</style></head>
@@ -416,9 +463,11 @@ def render_html(data: ReportData, path: str | os.PathLike[str],
 feasible COMPLETE: {data.n_feasible}. Seed baselines: {baselines}.{dead}<br>
 <span class="note">nas-dil {html.escape(str(meta.get("version", "?")))}; data: {data_desc};
 written {when}.</span></p>
+{warn}
+<p>{html.escape(data.noise_note)}.<br>{html.escape(chance)}.</p>
 <h2>Pareto front ({len(data.pareto)} schedules)</h2>
-<p class="note">Non-dominated feasible COMPLETE trials over the study's objectives.
-{html.escape(data.knee_rule)}.</p>
+<p class="note">Non-dominated feasible COMPLETE trials over the study's objectives, each
+mIoU the mean over its seeds. {html.escape(data.knee_rule)}.</p>{knee_close}
 {_pareto_table(data)}
 <h2>Figures</h2>
 <p class="note">{hv_note}</p>

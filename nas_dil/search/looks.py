@@ -23,7 +23,8 @@ from nas_dil.pareto import pareto_mask
 from nas_dil.search.records import Objective, StoredTrial, TrialRecord, as_number
 
 __all__ = ["CandidateResult", "LookCounter", "count_looks", "feasible_front", "look_group",
-           "look_seed", "mean", "merge_looks", "std", "table_seed"]
+           "look_seed", "mean", "merge_looks", "pooled_seed_std", "std", "table_seed",
+           "within_noise"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -167,3 +168,50 @@ def feasible_front(results: Sequence[CandidateResult],
         return []
     mask = pareto_mask([v for _, v in cand], [o.direction for o in objectives])
     return [r for (r, _), m in zip(cand, mask, strict=True) if m]
+
+
+def pooled_seed_std(results: Sequence[CandidateResult], name: str = "miou") -> float | None:
+    """The study's seed noise on ``name``: the pooled sample std over every candidate with
+    two looks or more, sqrt(Σ(n_i − 1)·s_i² / Σ(n_i − 1)); None (noise unknown) when no
+    candidate has two."""
+    dof = ss = 0.0
+    for r in results:
+        s = r.std.get(name)
+        n = sum(1 for t in r.looks if t.values is not None)
+        if s is None or n < 2:
+            continue
+        dof += n - 1
+        ss += (n - 1) * s * s
+    return (ss / dof) ** 0.5 if dof else None
+
+
+def within_noise(front: Sequence[CandidateResult], results: Sequence[CandidateResult],
+                 objectives: Sequence[Objective], noise: float | None,
+                 name: str = "miou") -> dict[int, int]:
+    """Front members whose lead in ``name`` over some dominated feasible candidate at no worse
+    cost (every other objective at least as good) is smaller than ``noise``: front trial ->
+    the closest such candidate's trial. Empty when the noise is unknown."""
+    idx = next((i for i, o in enumerate(objectives) if o.name == name), None)
+    if noise is None or idx is None:
+        return {}
+    on_front = {r.number for r in front}
+    others = [r for r in results if r.feasible and r.values is not None
+              and r.number not in on_front]
+    sign = objectives[idx].sign
+    out: dict[int, int] = {}
+    for f in front:
+        fv = f.values
+        if fv is None:
+            continue
+        close = []
+        for d in others:
+            dv = d.values
+            assert dv is not None
+            cheaper = all(o.sign * dv[i] <= o.sign * fv[i]
+                          for i, o in enumerate(objectives) if i != idx)
+            lead = sign * (dv[idx] - fv[idx])  # >= 0: the front member is better
+            if cheaper and lead < noise:
+                close.append((lead, d.number))
+        if close:
+            out[f.number] = min(close)[1]
+    return out

@@ -82,6 +82,9 @@ METRICS: dict[str, Metric] = {
                        "stack; on a backbone the targeted blocks, then the head)"),
     "gflops": Metric("gflops", "minimize", False, "GFLOPs per image at the training size"),
     "params": Metric("params", "minimize", False, "trainable parameters"),
+    "erf": Metric("erf", "maximize", False, "effective RF of the whole net (image px): the "
+                  "side of the smallest centred window holding 95 % of the path-count map's "
+                  "mass, dead taps at the crop removed (after Luo et al. 2016)"),
 }
 
 
@@ -150,7 +153,7 @@ class StudyMeta:
 ANALYTIC_KEYS = ("rf", "rf_nominal", "rf_nominal_h", "rf_nominal_w", "rf_usable_h",
                  "rf_usable_w", "dead_taps", "dead_taps_net", "dead_layers", "rf_stack", "holes",
                  "coverage", "gridding_free", "hdc_rule1", "hdc_rule1_groups", "hdc_rule2",
-                 "hdc_rule3", "hdc", "m", "macs", "flops", "gflops", "params")
+                 "hdc_rule3", "hdc", "m", "macs", "flops", "gflops", "params", "erf")
 # what a worker measured (`worker.execute`'s result)
 RESULT_KEYS = ("miou", "per_class_iou", "pixel_acc", "miou_curve", "loss_curve",
                "wall_time_s", "train_time_s", "images_per_s", "peak_mem_bytes",

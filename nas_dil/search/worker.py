@@ -66,9 +66,24 @@ def _data(data_cfg: dict[str, Any], device_name: str) -> Any:
 
 
 def describe_data(data_cfg: dict[str, Any], device_name: str) -> dict[str, Any]:
-    """``{"describe": data.describe(), "num_classes": n}`` loaded where trials run."""
+    """``{"describe": data.describe(), "num_classes": n}`` loaded where trials run; the
+    description gains ``val_class_pixels`` (labelled val pixels per class: the report's
+    chance level, `nas_dil.report.data.chance_miou`)."""
     d = _data(data_cfg, device_name)
-    return {"describe": d.describe(), "num_classes": int(d.num_classes)}
+    return {"describe": {**d.describe(), "val_class_pixels": _val_class_pixels(d)},
+            "num_classes": int(d.num_classes)}
+
+
+def _val_class_pixels(d: Any) -> list[int]:
+    """Pixels per class over the val split's labels (ignore_index left out), read once."""
+    import torch
+
+    counts = torch.zeros(int(d.num_classes), dtype=torch.int64)
+    for _, y in d.val_batches(64):
+        y = y.reshape(-1).cpu()
+        y = y[(y != d.ignore_index) & (y >= 0) & (y < d.num_classes)]
+        counts += torch.bincount(y, minlength=int(d.num_classes))
+    return [int(c) for c in counts.tolist()]
 
 
 def execute(payload: TrialPayload) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def test_rule1_whole_and_per_group_differ() -> None:
     {"stem_width": 8, "num_classes": 5},
     {"num_classes": 21, "context": True, "backbone_stride": 16, "norm": "none"},
     {"num_classes": 3, "norm": "gn", "context": True, "context_rates": (1, 2, 3)},
+    {"num_classes": 5, "residual": True},  # the ERF counts the identity paths
 ])
 def test_batch_equals_one_by_one(arch: dict) -> None:
     space = load_space("free")  # depths 3-6, OS 8/16, widths 16/32: several groups at once

@@ -273,8 +273,9 @@ def test_table_shows_each_objective_once_and_rf_against_the_crop(tmp_path: Path)
     assert r1.dead_layers == ("stack.2 r9: 8 dead", "stack.5 r9: 8 dead") and r1.crop == (48, 48)
     # the higher mIoU is the dead one: the knee is the other
     assert d.knee == 0 and t.knee == [False, True] and t.dead == [True, False]
-    assert {s.x_label for s in d.scatters} == {"GFLOPs per image",
-                                               "usable RF at the training crop (image px)"}
+    assert {s.x_label for s in d.scatters} == {
+        "GFLOPs per image",
+        "usable RF at the training crop (image px; rf: the study's RF objective)"}
     assert d.scatters[1].x_mark == (48.0, "training crop 48×48 px (the usable RF's limit)")
     assert d.dead_taps == {1: 16}  # every COMPLETE trial trained with dead taps
 

@@ -3,6 +3,7 @@ and std of a candidate's looks, the merged candidate results and the one feasibl
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -14,8 +15,10 @@ from nas_dil.search.looks import (
     look_group,
     look_seed,
     merge_looks,
+    pooled_seed_std,
     std,
     table_seed,
+    within_noise,
 )
 from nas_dil.search.records import Objective, StoredTrial, TrialRecord
 
@@ -84,3 +87,35 @@ def test_feasible_front_over_merged_candidates() -> None:
     assert [r.number for r in front] == [1]  # a's mean 0.6 at RF 10 is dominated by b
     front = feasible_front(merge_looks(trials[:3], OBJS), OBJS)
     assert [r.number for r in front] == [0, 1]  # c dominates both but is infeasible
+
+
+@pytest.mark.parametrize(("looks", "noise"), [
+    ([[0.5]], None),  # one look each: unknown
+    ([[0.5], [0.6, 0.7]], math.sqrt(0.005)),
+    ([[0.1, 0.3], [0.6, 0.7, 0.8]], math.sqrt((0.02 + 2 * 0.01) / 3)),
+])
+def test_pooled_seed_std_by_hand(looks: list[list[float]], noise: float | None) -> None:
+    objs = [Objective("miou", "maximize")]
+    flat = [(g, i, y) for g, ys in enumerate(looks) for i, y in enumerate(ys)]
+    trials = [StoredTrial(n, "complete", (y,),
+                          TrialRecord(key=f"c{g}#{i}" if i else f"c{g}", look=i or None,
+                                      look_of=f"c{g}" if i else None))
+              for n, (g, i, y) in enumerate(flat)]
+    got = pooled_seed_std(merge_looks(trials, objs))
+    assert got == (None if noise is None else pytest.approx(noise))
+
+
+def test_within_noise_needs_a_known_noise() -> None:
+    assert within_noise([], [], [Objective("miou", "maximize")], None) == {}
+
+
+def test_within_noise_by_hand() -> None:
+    """Front #0 (0.80, rf 10) leads the dominated #1 (0.79, rf 10: same cost) by 0.01 < noise
+    0.02; #2 (0.70, rf 10) is beyond it; #3 (0.795, rf 5) costs less RF, so is not "at no worse
+    cost" (a worse rf). Front #4 (0.60, rf 20): no dominated trial has an rf as good."""
+    rs = merge_looks([_trial(0, 0.80), _trial(1, 0.79), _trial(2, 0.70), _trial(3, 0.795, 5.0),
+                      _trial(4, 0.60, 20.0)], OBJS)
+    front = feasible_front(rs, OBJS)
+    assert [r.number for r in front] == [0, 4]
+    assert within_noise(front, rs, OBJS, 0.02) == {0: 1}
+    assert within_noise(front, rs, OBJS, 0.2) == {0: 1}  # the closest; #4 has none
