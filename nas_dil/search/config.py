@@ -41,6 +41,12 @@ A study file names everything a search needs; every key is optional except ``spa
     [early_stop]                 # enabled, min_completed, min_evals, margin (see early_stop.py)
     [[baselines]]                # name = yu_koltun | constant2 | hdc | multigrid, or name +
     name = "hdc"                 #   rates; kernel / output_stride / width optional
+    [noise]                      # baseline_seeds = 3: each baseline trained with that many
+                                 #   seeds (looks, as repeats): the study's seed noise
+                                 #   (`looks.pooled_noise`); 1: one training each
+    [confirm]                    # seeds = 3: after n_trials, the front's candidates are
+                                 #   trained again until each has that many seeds (0: off);
+                                 #   max_trials caps those looks (default seeds x front size)
 
 Every problem is a `StudyConfigError` (a UserError): ``"<file>: <dotted.key>: <problem>"``.
 """
@@ -74,8 +80,10 @@ __all__ = [
     "BASELINES",
     "SAMPLERS",
     "BaselineConfig",
+    "ConfirmConfig",
     "Constraint",
     "EarlyStopConfig",
+    "NoiseConfig",
     "ParallelConfig",
     "SamplerConfig",
     "StudyConfig",
@@ -97,7 +105,7 @@ class StudyConfigError(UserError, ValueError):
 _TOP = ("name", "description", "space", "n_trials", "seed", "storage", "out", "keep_weights",
         "feature_cache", "dead_taps",
         "objectives", "constraints", "sampler", "parallel", "trial", "arch", "data", "train",
-        "early_stop", "baselines")
+        "early_stop", "baselines", "noise", "confirm")
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,21 @@ class EarlyStopConfig:
 
 
 @dataclass(frozen=True)
+class NoiseConfig:
+    baseline_seeds: int = 3  # looks (training seeds) per baseline: the study's seed noise
+
+
+@dataclass(frozen=True)
+class ConfirmConfig:
+    seeds: int = 3  # seeds each front candidate needs after n_trials (0, 1: no confirmation)
+    max_trials: int | None = None  # cap on confirmation looks (None: seeds x the front's size)
+
+    @property
+    def enabled(self) -> bool:
+        return self.seeds >= 2
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     path: Path  # the study file (names it in errors; relative paths start here)
     name: str
@@ -175,6 +198,8 @@ class StudyConfig:
     train: TrainConfig
     early_stop: EarlyStopConfig
     baselines: tuple[BaselineConfig, ...]
+    noise: NoiseConfig = NoiseConfig()  # seeds per baseline (search/looks.py: the noise)
+    confirm: ConfirmConfig = ConfirmConfig()  # the front confirmed over seeds after n_trials
 
     @property
     def kind(self) -> TrialKind:
@@ -216,6 +241,8 @@ class StudyConfig:
             "train": self.train.to_dict(),
             "early_stop": asdict(self.early_stop),
             "baselines": [{**asdict(b), "rates": list(b.rates)} for b in self.baselines],
+            "noise": asdict(self.noise),
+            "confirm": asdict(self.confirm),
         }
 
     def identity(self) -> dict[str, Any]:
@@ -364,6 +391,21 @@ def _early_stop(rd: _Reader, raw: object) -> EarlyStopConfig:
     return cfg
 
 
+def _noise(rd: _Reader, raw: object) -> NoiseConfig:
+    t = rd.table(raw if raw is not None else {}, "noise")
+    rd.keys(t, ("baseline_seeds",), "noise.")
+    return NoiseConfig(rd.integer(t.get("baseline_seeds", NoiseConfig.baseline_seeds),
+                                  "noise.baseline_seeds", 1))
+
+
+def _confirm(rd: _Reader, raw: object) -> ConfirmConfig:
+    t = rd.table(raw if raw is not None else {}, "confirm")
+    rd.keys(t, ("seeds", "max_trials"), "confirm.")
+    cap = t.get("max_trials")
+    return ConfirmConfig(rd.integer(t.get("seeds", ConfirmConfig.seeds), "confirm.seeds", 0),
+                         None if cap is None else rd.integer(cap, "confirm.max_trials", 0))
+
+
 def _space_path(rd: _Reader, space: str) -> Path:
     here = rd.path.parent / space
     if here.is_file():
@@ -461,6 +503,8 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         train=train,
         early_stop=_early_stop(rd, data.get("early_stop")),
         baselines=parse_baselines(rd, data.get("baselines")),
+        noise=_noise(rd, data.get("noise")),
+        confirm=_confirm(rd, data.get("confirm")),
     )
     if cfg.kind.needs_table:
         _check_table(rd, cfg)
