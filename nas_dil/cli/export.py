@@ -1,5 +1,5 @@
 """`nas-dil export OUT_DIR_OR_STORAGE --pick knee|best-miou|trial=N|max-gflops=X[,min-rf=Y]
---out DIR [--study NAME] [--force] [--onnx] [--json]`."""
+--out DIR [--study NAME] [--force] [--onnx] [--json] [--allow-unconfirmed]`."""
 
 from __future__ import annotations
 
@@ -20,13 +20,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", action="store_true",
                    help="also write model.onnx (needs: pip install 'nas-dil[onnx]')")
     p.add_argument("--json", action="store_true", help="print schedule.json's content")
+    p.add_argument("--allow-unconfirmed", action="store_true",
+                   help="export a pick trained with fewer seeds than the study confirms over")
 
 
 def run(args: argparse.Namespace) -> int:
     from nas_dil.export.bundle import export_trial
 
     r = export_trial(args.source, args.pick, args.out, study=args.study, force=args.force,
-                     onnx=args.onnx)
+                     onnx=args.onnx, allow_unconfirmed=args.allow_unconfirmed)
     if args.json:
         print_json(r.document)
         return 0

@@ -1,5 +1,6 @@
-"""`nas-dil search STUDY [--n-trials N] [--storage URL] [--out DIR] [--address RAY_ADDRESS]
-[--resume] [--quiet] [--json] [--no-report]`: run or continue a study, then write its report."""
+"""`nas-dil search STUDY [--n-trials N] [--confirm K] [--storage URL] [--out DIR]
+[--address RAY_ADDRESS] [--resume] [--quiet] [--json] [--no-report]`: run or continue a
+study, then write its report."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="a study file (studies/quickstart.toml) or a shipped name")
     p.add_argument("--n-trials", type=int, metavar="N",
                    help="finished trials the study should reach (default: the config's)")
+    p.add_argument("--confirm", type=int, metavar="K",
+                   help="after the trials, train the Pareto front's candidates again until "
+                        "each has K seeds (default: the study's [confirm] seeds, 3; 0: off)")
     p.add_argument("--storage", metavar="URL",
                    help="SQLAlchemy URL, e.g. postgresql://user@host/db "
                         "(default: sqlite:///OUT/study.db)")
@@ -55,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--n-trials {args.n_trials}: must be >= 1")
     cfg = load_study_config(args.study)
     summary = run_search(cfg, n_trials=args.n_trials, storage=args.storage, out=args.out,
-                         address=args.address, resume=args.resume, progress=not args.quiet)
+                         address=args.address, resume=args.resume, progress=not args.quiet,
+                         confirm=args.confirm)
     out_dir = Path(summary.out_dir)
     url = args.storage or cfg.storage or default_url(out_dir)
     report, why = None, None
@@ -77,6 +82,16 @@ def run(args: argparse.Namespace) -> int:
               f"reused{f', {s.repeats} repeats' if s.repeats else ''}) in "
               f"{fmt_duration(s.elapsed_s)}")
         print(f"  Pareto front: trials {front}; hypervolume {s.hypervolume:.4f}")
+        n = s.noise
+        print("  seed noise: " + (f"mIoU std {n['std']:.4f} (pooled over {n['n_candidates']} "
+                                  f"candidate(s) with >= 2 seeds, {n['dof']} dof)" if n else
+                                  "unknown (no candidate trained with 2 seeds or more)"))
+        if s.confirm_seeds >= 2:
+            left = (f"; unconfirmed (< {s.confirm_seeds} seeds): trials "
+                    f"{', '.join(map(str, s.unconfirmed))}" if s.unconfirmed else "")
+            print(f"  confirmation: {s.confirmed} look(s) after the trials, front candidates "
+                  f"need {s.confirm_seeds} seeds"
+                  + (f" (cap {s.confirm_cap})" if s.confirm_cap is not None else "") + left)
         print(f"  storage: {safe_url(url)}")
         if (out_dir / "weights").is_dir():
             print(f"  weights: {out_dir / 'weights'}")
