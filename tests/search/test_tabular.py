@@ -44,6 +44,10 @@ epochs = 3
 max_in_flight = 2
 [early_stop]
 enabled = false
+[noise]
+baseline_seeds = 1  # one seed per baseline, no confirmation: the counts below
+[confirm]
+seeds = 0
 """
 
 
