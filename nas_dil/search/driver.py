@@ -41,7 +41,8 @@ the study's seed noise (`looks.pooled_noise`, shown in the status line and the s
 ``n_trials``, confirmation (``[confirm] seeds = k``, ``--confirm K``) trains the front's
 candidates again, one look at a time, until each has k looks or the cap is reached; the front
 is re-checked after every look. Confirmation looks record ``confirm``, count apart from
-``n_trials`` ("confirm 2/6"), never stop early, and resume like any trial.
+``n_trials`` ("confirm 2/6") and resume like any trial; neither they nor the baselines'
+looks are stopped early.
 """
 
 from __future__ import annotations
@@ -390,9 +391,10 @@ class _Search:
         # "park": the ledger holds it until its twin is told
 
     def _submit(self, run: Run) -> None:
-        # a confirmation look trains to the end: a stopped one would confirm nothing
-        run.payload = replace(run.payload, snapshot=None if run.record.confirm
-                              else self.ledger.snapshot())
+        # baselines and confirmation looks train to the end (never stopped early): a stopped
+        # one would measure no noise and confirm nothing
+        whole = run.record.confirm or run.baseline is not None
+        run.payload = replace(run.payload, snapshot=None if whole else self.ledger.snapshot())
         self.ledger.submitted(self.tasks.submit(run.payload), run)
 
     def _collect(self, ref: Any) -> None:
