@@ -369,7 +369,9 @@ class _Search:
                           look=None if look is None else int(look),
                           confirm=bool(asked.enqueued.get("confirm")))
         self.recorder.set_constraints(asked, plan.constraints)
-        run = Run(asked.trial_id, asked.number, cand, asked.params, asked.enqueued, plan.record,
+        base = asked.enqueued.get("baseline")  # stored at enqueue; the books read the record
+        record = plan.record if base is None else replace(plan.record, baseline=str(base))
+        run = Run(asked.trial_id, asked.number, cand, asked.params, asked.enqueued, record,
                   plan.payload)
         if plan.violated and not run.baseline:  # baselines train anyway, marked infeasible
             self.recorder.finish(run.trial_id, run.number, replace(
