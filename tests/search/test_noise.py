@@ -68,6 +68,7 @@ def test_baselines_get_seeds_noise_is_pooled_and_the_front_is_confirmed(
     confirm = [t for t in trials if t.record.confirm]
     main = [t for t in trials if not t.record.confirm]
     assert s["done"] == 8 == len(main) and s["confirmed"] == len(confirm) > 0
+    assert s["repeats"] == 0  # a baseline's seeds and confirmation looks are not repeats
     assert min(t.number for t in confirm) > max(t.number for t in main)  # after n_trials
     assert s["confirm_seeds"] == 3 and s["unconfirmed"] == []
     assert s["confirm_cap"] is not None and len(confirm) <= s["confirm_cap"]
