@@ -39,6 +39,14 @@ def run(args: argparse.Namespace) -> int:
           f"OS {d['arch']['output_stride']}, width {d['arch']['width']}); "
           + ", ".join(f"{k} {v:.4g}" for k, v in d["values"].items())
           + f"; holes {d['holes']}; params {d['params']}; HDC {'pass' if cert['hdc'] else 'fail'}")
+    sd = d.get("seeds") or {}
+    if sd.get("miou"):
+        noise = sd.get("noise")
+        spread = f" ± {sd['std']:.4f}" if sd.get("std") is not None else ""
+        print(f"seeds {', '.join(map(str, sd['seeds']))}: mIoU {sd['mean']:.4f}{spread} "
+              + ("(confirmed" if sd["confirmed"] else "(NOT confirmed")
+              + f" over {sd['confirm_seeds']}); study seed noise "
+              + (f"±{noise['std']:.4f}" if noise else "unknown"))
     print(d["weights_note"])
     print(f"written: {r.schedule_json}"
           + (f", {r.weights}" if r.weights else "") + (f", {r.onnx}" if r.onnx else ""))

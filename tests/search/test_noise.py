@@ -160,6 +160,7 @@ def test_export_refuses_an_unconfirmed_pick_unless_allowed(ray_cluster: RayClust
     assert not (tmp_path / "x").exists()
     r = export(out, f"trial={single.number}", tmp_path / "x", "--allow-unconfirmed")
     assert r.returncode == 0, r.stderr
+    assert "seeds 0: mIoU " in r.stdout and "(NOT confirmed over 3)" in r.stdout
     doc = json.loads((tmp_path / "x" / "schedule.json").read_text())["seeds"]
     assert (doc["seeds"], doc["n"], doc["confirm_seeds"], doc["confirmed"]) == ([0], 1, 3, False)
     assert doc["miou"] == [single.values[0]] and doc["std"] is None  # type: ignore[index]
@@ -168,6 +169,8 @@ def test_export_refuses_an_unconfirmed_pick_unless_allowed(ray_cluster: RayClust
     hdc = next(t for t in trials if t.record.baseline == "hdc" and not t.record.look)
     r = export(out, f"trial={hdc.number}", tmp_path / "b")
     assert r.returncode == 0, r.stderr
+    assert "seeds 0, 1, 2: mIoU " in r.stdout
+    assert "(confirmed over 3); study seed noise ±" in r.stdout
     doc = json.loads((tmp_path / "b" / "schedule.json").read_text())["seeds"]
     looks = sorted((t for t in trials if t.record.baseline == "hdc"), key=lambda t: t.number)
     assert doc["seeds"] == [0, 1, 2] and doc["confirmed"] and doc["n"] == 3
