@@ -171,18 +171,18 @@ class Study:
     def run(self, n_trials: int | None = None, *, out: str | os.PathLike[str] | None = None,
             storage: str | None = None, address: str | None = None, resume: bool = False,
             progress: ProgressArg = "bar", num_cpus: int | None = None,
-            tensorboard: bool = False) -> Results:
+            tensorboard: bool = False, confirm: int | None = None) -> Results:
         """Run (or continue) the study until ``n_trials`` trials finished; see `run_study`."""
         return run_study(self, n_trials, out=out, storage=storage, address=address,
                          resume=resume, progress=progress, num_cpus=num_cpus,
-                         tensorboard=tensorboard)
+                         tensorboard=tensorboard, confirm=confirm)
 
 
 def run_study(study: Study | StudyConfig | str | os.PathLike[str] | Mapping[str, Any],
               n_trials: int | None = None, *, out: str | os.PathLike[str] | None = None,
               storage: str | None = None, address: str | None = None, resume: bool = False,
               progress: ProgressArg = "bar", num_cpus: int | None = None,
-              tensorboard: bool = False) -> Results:
+              tensorboard: bool = False, confirm: int | None = None) -> Results:
     """Run (or continue: the same call again) a study; the `Results` of its storage.
 
     ``study``: a `Study`, a parsed config, a study file (or shipped name) or a dict.
@@ -193,6 +193,8 @@ def run_study(study: Study | StudyConfig | str | os.PathLike[str] | Mapping[str,
     local one. ``progress``: "bar" (tqdm.auto: a widget in Jupyter), "line" or True (the
     CLI's status line on stderr), False/None (silent), or a callable(status, event).
     ``tensorboard``: write every trial's curves and the hypervolume under ``OUT/tb/``.
+    ``confirm``: seeds each front candidate is retrained to after ``n_trials`` (default: the
+    study's ``[confirm] seeds``; 0: none).
     Ctrl-C (or the notebook's interrupt) stops cleanly: ``results.summary.interrupted``.
     """
     from nas_dil.search.driver import run_search
@@ -203,7 +205,7 @@ def run_study(study: Study | StudyConfig | str | os.PathLike[str] | Mapping[str,
     summary = run_search(cfg, n_trials=n_trials, storage=storage,
                          out=None if out is None else Path(out), address=address,
                          resume=resume, progress=prog, num_cpus=num_cpus,
-                         tensorboard=tensorboard)
+                         tensorboard=tensorboard, confirm=confirm)
     url = storage or cfg.storage or default_url(Path(summary.out_dir))
     return Results(url, study=summary.study_name, summary=summary, storage_url=url)
 
@@ -364,11 +366,14 @@ class Results:
         return trials_dataframe(self.source)
 
     def export(self, pick: str | Pick = "knee", out: str | os.PathLike[str] = "export", *,
-               force: bool = False, onnx: bool = False, mmseg: bool = False) -> ExportResult:
+               force: bool = False, onnx: bool = False, mmseg: bool = False,
+               allow_unconfirmed: bool = False) -> ExportResult:
         """Export the picked trial (`nas_dil.export.export_trial`; pick: knee, best-miou,
         trial=N, max-gflops=X[,min-rf=Y]) into ``out``; ``mmseg``: also an mmsegmentation
-        config and checkpoint (`nas_dil.export.mmseg`)."""
-        return export(self.source, pick, out, force=force, onnx=onnx, mmseg=mmseg)
+        config and checkpoint (`nas_dil.export.mmseg`). A pick with fewer seeds than the
+        study confirms over is refused unless ``allow_unconfirmed``."""
+        return export(self.source, pick, out, force=force, onnx=onnx, mmseg=mmseg,
+                      allow_unconfirmed=allow_unconfirmed)
 
     def report(self, out: str | os.PathLike[str] | None = None) -> ReportFiles:
         """Write report.html, its figures and CSVs (default: OUT_DIR/report)."""
@@ -416,8 +421,10 @@ def write_report(source: str | os.PathLike[str] | optuna.Study | StudySource,
 
 def export(source: str | os.PathLike[str] | optuna.Study | StudySource, pick: str | Pick,
            out: str | os.PathLike[str], *, study: str | None = None, force: bool = False,
-           onnx: bool = False, mmseg: bool = False) -> ExportResult:
+           onnx: bool = False, mmseg: bool = False,
+           allow_unconfirmed: bool = False) -> ExportResult:
     """Export a study's picked trial (``nas-dil export``); see `Results.export`."""
     from nas_dil.export.bundle import export_trial
 
-    return export_trial(source, pick, out, study=study, force=force, onnx=onnx, mmseg=mmseg)
+    return export_trial(source, pick, out, study=study, force=force, onnx=onnx, mmseg=mmseg,
+                        allow_unconfirmed=allow_unconfirmed)

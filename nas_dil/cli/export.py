@@ -1,5 +1,5 @@
 """`nas-dil export OUT_DIR_OR_STORAGE --pick knee|best-miou|trial=N|max-gflops=X[,min-rf=Y]
---out DIR [--study NAME] [--force] [--onnx] [--mmseg] [--json]`."""
+--out DIR [--study NAME] [--force] [--onnx] [--mmseg] [--json] [--allow-unconfirmed]`."""
 
 from __future__ import annotations
 
@@ -24,13 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "1.x config and checkpoint of the net (torchvision ResNet backbones, "
                         "target = \"backbone\", no context module)")
     p.add_argument("--json", action="store_true", help="print schedule.json's content")
+    p.add_argument("--allow-unconfirmed", action="store_true",
+                   help="export a pick trained with fewer seeds than the study confirms over")
 
 
 def run(args: argparse.Namespace) -> int:
     from nas_dil.api import export
 
     r = export(args.source, args.pick, args.out, study=args.study, force=args.force,
-               onnx=args.onnx, mmseg=args.mmseg)
+               onnx=args.onnx, mmseg=args.mmseg, allow_unconfirmed=args.allow_unconfirmed)
     if args.json:
         print_json(r.document)
         return 0
@@ -41,6 +43,14 @@ def run(args: argparse.Namespace) -> int:
           f"OS {d['arch']['output_stride']}, width {d['arch']['width']}); "
           + ", ".join(f"{k} {v:.4g}" for k, v in d["values"].items())
           + f"; holes {d['holes']}; params {d['params']}; HDC {'pass' if cert['hdc'] else 'fail'}")
+    sd = d.get("seeds") or {}
+    if sd.get("miou"):
+        noise = sd.get("noise")
+        spread = f" ± {sd['std']:.4f}" if sd.get("std") is not None else ""
+        print(f"seeds {', '.join(map(str, sd['seeds']))}: mIoU {sd['mean']:.4f}{spread} "
+              + ("(confirmed" if sd["confirmed"] else "(NOT confirmed")
+              + f" over {sd['confirm_seeds']}); study seed noise "
+              + (f"±{noise['std']:.4f}" if noise else "unknown"))
     print(d["weights_note"])
     print(f"written: {r.schedule_json}"
           + (f", {r.weights}" if r.weights else "") + (f", {r.onnx}" if r.onnx else "")

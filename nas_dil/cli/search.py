@@ -1,5 +1,6 @@
-"""`nas-dil search STUDY [--n-trials N] [--storage URL] [--out DIR] [--address RAY_ADDRESS]
-[--resume] [--quiet] [--json] [--no-report]`: run or continue a study, then write its report."""
+"""`nas-dil search STUDY [--n-trials N] [--confirm K] [--storage URL] [--out DIR]
+[--address RAY_ADDRESS] [--resume] [--quiet] [--json] [--no-report]`: run or continue a
+study, then write its report."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nas_dil._check import field_flag
 from nas_dil.cli._common import int_flag, print_json
 from nas_dil.errors import UserError
+from nas_dil.search.config import ConfirmConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="a study file (studies/quickstart.toml) or a shipped name")
     p.add_argument("--n-trials", type=int_flag("--n-trials", 1), metavar="N",
                    help="finished trials the study should reach (default: the config's)")
+    p.add_argument("--confirm", type=field_flag(ConfirmConfig, "seeds", "--confirm"),
+                   metavar="K",
+                   help="after the trials, train the Pareto front's candidates again until "
+                        "each has K seeds (default: the study's [confirm] seeds, 3; 0: off)")
     p.add_argument("--storage", metavar="URL",
                    help="SQLAlchemy URL, e.g. postgresql://user@host/db "
                         "(default: sqlite:///OUT/study.db)")
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         results = run_study(Study.from_toml(args.study), args.n_trials, storage=args.storage,
                             out=args.out, address=args.address, resume=args.resume,
                             progress="line" if not args.quiet else None,
-                            tensorboard=args.tensorboard)
+                            tensorboard=args.tensorboard, confirm=args.confirm)
     except KeyboardInterrupt:  # stopped before the first trial
         _end_if_terminated("nas-dil search: interrupted")
         raise
@@ -88,6 +95,16 @@ def run(args: argparse.Namespace) -> int:
               f"reused{f', {s.repeats} repeats' if s.repeats else ''}) in "
               f"{fmt_duration(s.elapsed_s)}")
         print(f"  Pareto front: trials {front}; hypervolume {s.hypervolume:.4f}")
+        n = s.noise
+        print("  seed noise: " + (f"mIoU std {n['std']:.4f} (pooled over {n['n_candidates']} "
+                                  f"candidate(s) with >= 2 seeds, {n['dof']} dof)" if n else
+                                  "unknown (no candidate trained with 2 seeds or more)"))
+        if s.confirm_seeds >= 2:
+            left = (f"; unconfirmed (< {s.confirm_seeds} seeds): trials "
+                    f"{', '.join(map(str, s.unconfirmed))}" if s.unconfirmed else "")
+            print(f"  confirmation: {s.confirmed} look(s) after the trials, front candidates "
+                  f"need {s.confirm_seeds} seeds"
+                  + (f" (cap {s.confirm_cap})" if s.confirm_cap is not None else "") + left)
         print(f"  storage: {safe_url(url)}")
         if (out_dir / "weights").is_dir():
             print(f"  weights: {out_dir / 'weights'}")

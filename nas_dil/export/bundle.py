@@ -10,6 +10,9 @@ files of an earlier export):
   there, and what is not: ``nas_dil.export.mmseg``), the pick rule, and provenance (study,
   storage, trial number, seed, data, trial config, package versions, git commit when the
   code is a git checkout).
+  ``seeds`` says which seeds the pick was trained with, its per-seed mIoU, their mean and
+  std, whether it is confirmed over the study's ``[confirm] seeds``, and the study's seed
+  noise (an unconfirmed pick is refused unless ``allow_unconfirmed``).
 - ``weights.pt``: the trial's state_dict, when the search kept it (a search keeps the weights
   of Pareto-front trials and seed baselines, ``OUT/weights/trial_<N>.pt``, recorded in the
   trial's ``weights`` attr). Checked on export: it loads into the rebuilt net (strict) and the
@@ -43,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas_dil.errors import UserError, writable_folder
 from nas_dil.export.doc import FORMAT, FORMAT_VERSION, ExportDoc
-from nas_dil.export.pick import Pick, parse_pick, select_trial
+from nas_dil.export.pick import Pick, check_confirmed, parse_pick, seed_facts, select_trial
 from nas_dil.report.source import StudySource, open_study
 from nas_dil.resources import source_commit
 
@@ -249,9 +252,12 @@ def export_trial(
     force: bool = False,
     onnx: bool = False,
     mmseg: bool = False,
+    allow_unconfirmed: bool = False,
 ) -> ExportResult:
     """Export the picked trial of a nas-dil study into ``out`` (see the module docstring);
-    ``mmseg``: also ``mmseg_config.py`` and ``mmseg_weights.pth`` (`nas_dil.export.mmseg`)."""
+    ``mmseg``: also ``mmseg_config.py`` and ``mmseg_weights.pth`` (`nas_dil.export.mmseg`).
+    A pick trained with fewer seeds than the study confirms over is refused
+    (`pick.check_confirmed`) unless ``allow_unconfirmed``."""
     p = parse_pick(pick) if isinstance(pick, str) else pick
     out_dir = Path(out)
     _check_out(out_dir, force)
@@ -264,6 +270,8 @@ def export_trial(
                               ) from None
     src = open_study(source, study)
     picked, reason = select_trial(src, p)
+    if not allow_unconfirmed:
+        check_confirmed(src, picked, p)
     return _export(src, picked, p, reason, out_dir, force=force, onnx=onnx, mmseg=mmseg)
 
 
@@ -310,6 +318,7 @@ def _export(src: StudySource, picked: CandidateResult, p: Pick, reason: str, out
         feasible=picked.feasible,
         constraints=dict(rep.constraints),
         pick={"rule": str(p), "reason": reason},
+        seeds=seed_facts(src, picked),
         files={"weights": WEIGHTS_FILE if state is not None else None,
                "onnx": ONNX_FILE if onnx else None},
         weights_note=note,

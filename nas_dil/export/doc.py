@@ -40,6 +40,9 @@ class ExportDoc:
     constraints: Mapping[str, float] = field(default_factory=dict)  # Optuna's, <= 0 met
     class_names: tuple[str, ...] | None = None  # the data's class names (train --out)
     pick: Mapping[str, Any] = field(default_factory=dict)  # {"rule", "reason"}
+    # the pick's looks (`export.pick.seed_facts`): trials, seeds, per-seed miou, mean, std, n,
+    # confirm_seeds, confirmed, and the study's seed noise (None: unknown); {}: not a study's
+    seeds: Mapping[str, Any] = field(default_factory=dict)
     files: Mapping[str, str | None] | None = None  # weights / onnx file names (None: writer)
     weights_note: str | None = None  # where the weights came from, or why there are none
     provenance: Mapping[str, Any] = field(default_factory=dict)  # study, trial, seed, versions…

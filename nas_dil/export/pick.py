@@ -17,6 +17,11 @@ then to the lower trial number. A candidate trained with several seeds (sampler 
 counts once, with its mean mIoU over the looks (`nas_dil.search.looks.merge_looks`), exported
 from the look whose weights were kept. Feasible and the front: `looks.feasible_front`, the same
 as the report's.
+
+Confirmation: a study created with ``[confirm] seeds = k`` (k >= 2) confirms a pick over k
+seeds; `check_confirmed` refuses a pick whose candidate has fewer looks (one line, naming how
+to confirm it or to export it anyway). Studies written before confirmation need one look.
+`seed_facts` is what ``schedule.json`` carries about the pick's seeds and the study's noise.
 """
 
 from __future__ import annotations
@@ -24,13 +29,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nas_dil.errors import UserError
 from nas_dil.report.data import knee_trial
 from nas_dil.report.source import StudySource
-from nas_dil.search.looks import CandidateResult, feasible_front, merge_looks
+from nas_dil.search.looks import (
+    CandidateResult,
+    confirmed,
+    feasible_front,
+    look_group,
+    merge_looks,
+    pooled_noise,
+)
+from nas_dil.search.records import StoredTrial
 
-__all__ = ["LIMIT_ATTRS", "Pick", "PickError", "parse_pick", "select_trial"]
+__all__ = ["LIMIT_ATTRS", "Pick", "PickError", "UnconfirmedPick", "check_confirmed",
+           "parse_pick", "seed_facts", "select_trial"]
 
 LIMIT_ATTRS = ("gflops", "flops", "macs", "params", "rf", "rf_nominal", "rf_stack", "holes",
                "miou")
@@ -39,6 +54,10 @@ _USAGE = "use knee, best-miou, trial=N or max-gflops=X[,min-rf=Y]"
 
 class PickError(UserError, ValueError):
     """A --pick that does not parse, or that no trial satisfies."""
+
+
+class UnconfirmedPick(PickError):
+    """A pick trained with fewer seeds than the study confirms over (``--allow-unconfirmed``)."""
 
 
 @dataclass(frozen=True)
@@ -177,3 +196,59 @@ def select_trial(src: StudySource, pick: Pick | str) -> tuple[CandidateResult, s
     ok, left = _trained(ok, where, f"feasible COMPLETE trial with {text}")
     return _best_miou(ok), (f"highest mIoU of the {len(ok)} feasible COMPLETE trials with "
                             f"{text}{left}")
+
+
+def _complete(src: StudySource) -> tuple[list[StoredTrial], list[CandidateResult]]:
+    complete = [t for t in src.trials() if t.state == "complete"]
+    return complete, merge_looks(complete, src.objectives)
+
+
+def looks_of(results: Sequence[CandidateResult], picked: CandidateResult) -> CandidateResult:
+    """The candidate (its looks merged) that ``picked`` (a candidate or one trial) belongs to;
+    ``picked`` itself when no COMPLETE look of it is known."""
+    group = look_group(picked.record)
+    for r in results:
+        if any(t.number == picked.number for t in r.looks) or (
+                group is not None and look_group(r.record) == group):
+            return r
+    return picked
+
+
+def check_confirmed(src: StudySource, picked: CandidateResult, pick: Pick | str) -> None:
+    """UnconfirmedPick when the study confirms picks over k seeds (``[confirm] seeds``) and
+    the picked candidate has fewer COMPLETE looks."""
+    k = src.meta.confirm_seeds
+    if k < 2:
+        return
+    _, results = _complete(src)
+    cand = looks_of(results, picked)
+    if confirmed(cand, k):
+        return
+    rates = picked.record.schedule_facts()[0]
+    raise UnconfirmedPick(
+        f"{src.location}: study {src.name!r}: --pick {pick} is trial {picked.number} "
+        f"({rates}), trained with {cand.n_looks} seed(s); the study confirms a pick over {k} "
+        f"(run its search again to confirm the front, e.g. nas-dil search STUDY --confirm {k}, "
+        "or export it anyway with --allow-unconfirmed)")
+
+
+def seed_facts(src: StudySource, picked: CandidateResult) -> dict[str, Any]:
+    """What ``schedule.json`` says about the pick's seeds: each look's seed and mIoU, their
+    mean and std, the seeds the study confirms over, whether the pick has them, and the
+    study's seed noise (`looks.pooled_noise`; None: unknown)."""
+    _, results = _complete(src)
+    cand = looks_of(results, picked)
+    miou = cand.look_values("miou", src.objectives)
+    k = src.meta.confirm_seeds
+    noise = pooled_noise(results)
+    return {
+        "trials": [t.number for t in cand.looks],
+        "seeds": list(cand.seeds),
+        "miou": list(miou),
+        "mean": sum(miou) / len(miou) if miou else None,
+        "std": cand.std.get("miou"),
+        "n": cand.n_looks,
+        "confirm_seeds": k,
+        "confirmed": confirmed(cand, k),
+        "noise": None if noise is None else noise.to_dict(),
+    }

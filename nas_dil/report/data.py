@@ -16,7 +16,7 @@ repeats``) merged into one `CandidateResult` (`nas_dil.search.looks`).
   objective: ``rf``, ``rf_nominal``, ``rf_stack`` or ``erf``; ``rf`` when it has none) and the
   axis says so; an axis on which every trial has the same value is not drawn as a line: the
   points spread over their trial numbers and the figure states the constant.
-- Seed noise (`looks.pooled_seed_std`): a point with two looks or more carries ± its std; a
+- Seed noise (`looks.pooled_noise`): a point with two looks or more carries ± its std; a
   front member whose mIoU lead over a dominated candidate at no worse cost is below the noise
   is marked "within noise" (`looks.within_noise`); the knee is flagged when a front
   neighbour's mIoU is within the noise of its own.
@@ -55,7 +55,7 @@ from nas_dil.search.looks import (
     CandidateResult,
     feasible_front,
     merge_looks,
-    pooled_seed_std,
+    pooled_noise,
     within_noise,
 )
 from nas_dil.search.records import StoredTrial, StudyMeta, TrialRecord, as_number
@@ -477,7 +477,8 @@ def build_report(
     knee = None if knee_r is None else knee_r.number
     first = objectives[0]
     crop = src.meta.data.get("image_size") if isinstance(src.meta.data, dict) else None
-    noise = pooled_seed_std(points)
+    pooled = pooled_noise(points)
+    noise = None if pooled is None else pooled.std
     close = within_noise(front, points, objectives, noise)
     rows = sorted((_pareto_row(r, objectives, r.number == knee, crop, close.get(r.number))
                    for r in front),

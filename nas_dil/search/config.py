@@ -41,6 +41,12 @@ A study file names everything a search needs; every key is optional except ``spa
     [early_stop]                 # enabled, min_completed, min_evals, margin (see early_stop.py)
     [[baselines]]                # name = yu_koltun | constant2 | hdc | multigrid, or name +
     name = "hdc"                 #   rates; kernel / output_stride / width optional
+    [noise]                      # baseline_seeds = 3: each baseline trained with that many
+                                 #   seeds (looks, as repeats): the study's seed noise
+                                 #   (`looks.pooled_noise`); 1: one training each
+    [confirm]                    # seeds = 3: after n_trials, the front's candidates are
+                                 #   trained again until each has that many seeds (0: off);
+                                 #   max_trials caps those looks (default seeds x front size)
 
 Every problem is a `StudyConfigError` (a UserError): ``"<file>: <dotted.key>: <problem>"``,
 one format for every line.
@@ -85,8 +91,10 @@ __all__ = [
     "BASELINES",
     "SAMPLERS",
     "BaselineConfig",
+    "ConfirmConfig",
     "Constraint",
     "EarlyStopConfig",
+    "NoiseConfig",
     "ParallelConfig",
     "SamplerConfig",
     "StudyConfig",
@@ -108,7 +116,7 @@ class StudyConfigError(UserError, ValueError):
 _TOP = ("name", "description", "space", "n_trials", "seed", "storage", "out", "keep_weights",
         "feature_cache", "dead_taps",
         "objectives", "constraints", "sampler", "parallel", "trial", "arch", "data", "train",
-        "early_stop", "baselines")
+        "early_stop", "baselines", "noise", "confirm")
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,30 @@ class EarlyStopConfig:
 
 
 @dataclass(frozen=True)
+class NoiseConfig:
+    baseline_seeds: int = bounded(3, ge=1, le=100)  # looks (training seeds) per baseline: the
+    # study's seed noise (1: one look each, the noise then comes only from repeats)
+
+    def __post_init__(self) -> None:
+        check_fields(self, StudyConfigError, "noise")
+
+
+@dataclass(frozen=True)
+class ConfirmConfig:
+    seeds: int = bounded(3, ge=0, le=100)  # seeds each front candidate needs after n_trials
+    # (0, 1: no confirmation)
+    max_trials: int | None = bounded(None, ge=0, le=10**6, integer=True)  # cap on
+    # confirmation looks (None: seeds x the front's size)
+
+    def __post_init__(self) -> None:
+        check_fields(self, StudyConfigError, "confirm")
+
+    @property
+    def enabled(self) -> bool:
+        return self.seeds >= 2
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     path: Path  # the study file (names it in errors; relative paths start here)
     name: str
@@ -212,6 +244,8 @@ class StudyConfig:
     train: TrainConfig
     early_stop: EarlyStopConfig
     baselines: tuple[BaselineConfig, ...]
+    noise: NoiseConfig = NoiseConfig()  # seeds per baseline (search/looks.py: the noise)
+    confirm: ConfirmConfig = ConfirmConfig()  # the front confirmed over seeds after n_trials
 
     @property
     def kind(self) -> TrialKind:
@@ -253,6 +287,8 @@ class StudyConfig:
             "train": self.train.to_dict(),
             "early_stop": asdict(self.early_stop),
             "baselines": [{**asdict(b), "rates": list(b.rates)} for b in self.baselines],
+            "noise": asdict(self.noise),
+            "confirm": asdict(self.confirm),
         }
 
     def identity(self) -> dict[str, Any]:
@@ -384,6 +420,17 @@ def _early_stop(rd: _Reader, raw: object) -> EarlyStopConfig:
                         "early_stop")
 
 
+def _noise(rd: _Reader, raw: object) -> NoiseConfig:
+    t = rd.table(raw if raw is not None else {}, "noise")
+    return rd.construct(NoiseConfig, rd.dataclass_kwargs(NoiseConfig, t, "noise."), "noise")
+
+
+def _confirm(rd: _Reader, raw: object) -> ConfirmConfig:
+    t = rd.table(raw if raw is not None else {}, "confirm")
+    return rd.construct(ConfirmConfig, rd.dataclass_kwargs(ConfirmConfig, t, "confirm."),
+                        "confirm")
+
+
 def _space_path(rd: _Reader, space: str) -> Path:
     here = rd.path.parent / space
     if here.is_file():
@@ -481,6 +528,8 @@ def parse_study_config(data: Mapping[str, Any], path: str | Path) -> StudyConfig
         train=train,
         early_stop=_early_stop(rd, data.get("early_stop")),
         baselines=parse_baselines(rd, data.get("baselines")),
+        noise=_noise(rd, data.get("noise")),
+        confirm=_confirm(rd, data.get("confirm")),
     )
     if cfg.kind.needs_table:
         _check_table(rd, cfg)

@@ -34,6 +34,15 @@ Repeats (``[sampler] repeats = k``, hvi): a candidate the sampler asks again is 
 from the next seed (study seed + look), not answered from storage; every look is its own
 trial, and the front, the report and export take a candidate's mean over its looks
 (`looks.merge_looks`).
+
+Seeds (`nas_dil.search.looks`): each baseline is enqueued ``[noise] baseline_seeds`` times,
+look k trained from seed study seed + k (its looks count towards ``n_trials``); they measure
+the study's seed noise (`looks.pooled_noise`, shown in the status line and the summary). After
+``n_trials``, confirmation (``[confirm] seeds = k``, ``--confirm K``) trains the front's
+candidates again, one look at a time, until each has k looks or the cap is reached; the front
+is re-checked after every look. Confirmation looks record ``confirm``, count apart from
+``n_trials`` ("confirm 2/6") and resume like any trial; neither they nor the baselines'
+looks are stopped early.
 """
 
 from __future__ import annotations
@@ -57,6 +66,13 @@ from nas_dil.search.cluster import Lost, TaskError, TrialTasks
 from nas_dil.search.config import StudyConfig, load_study_config
 from nas_dil.search.ledger import Ledger, Run, State, snapshot_maker
 from nas_dil.search.lock import DriverLock, StudyLocked
+from nas_dil.search.looks import (
+    confirm_group,
+    confirmed,
+    feasible_front,
+    needs_looks,
+    pooled_noise,
+)
 from nas_dil.search.preflight import (
     check_arch,
     check_baselines,
@@ -86,14 +102,17 @@ class _Search:
     board = Board(None)  # TensorBoard curves (run_search's tensorboard=True; search/tensorboard)
     def __init__(self, cfg: StudyConfig, *, n_trials: int | None, storage: str | None,
                  out: str | Path | None, address: str | None, resume: bool,
-                 progress: Progress, num_cpus: int | None) -> None:
+                 progress: Progress, num_cpus: int | None, confirm: int | None = None
+                 ) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        self.cfg = cfg
         if n_trials is not None and (isinstance(n_trials, bool) or n_trials < 1):
             raise UserError(f"--n-trials {n_trials}: must be >= 1")
+        if confirm is not None:  # ConfirmConfig checks its range
+            cfg = replace(cfg, confirm=replace(cfg.confirm, seeds=confirm))
+        self.cfg = cfg
         self.n_trials = n_trials or cfg.n_trials
         self.out = Path(out or cfg.out).resolve()
         self.url = storage or cfg.storage or default_url(self.out)
@@ -128,6 +147,10 @@ class _Search:
         self._fit_checked = 0.0  # monotonic time of the last `_check_unschedulable` look
         self._unfit_since: float | None = None  # since when no node can fit a trial
         self.feature_info: dict[str, Any] | None = None  # the feature caches of a frozen study
+        # confirmation (after n_trials): looks asked and not told per candidate, the cap
+        self.confirming: dict[str, int] = {}
+        self.confirm_cap: int | None = None
+        self.queued = 0  # trials waiting in the storage when confirmation starts
 
     # -- set-up: every refusal runs before the first write (the feature caches build after) --
 
@@ -160,12 +183,16 @@ class _Search:
             if taken:
                 self.progress.message(f"took over the driver lock of a stopped driver ({taken})")
             study = self.recorder.open(cfg.name, sampler, existing.exists, cfg.objectives, meta)
-            have = {str(r.baseline) for t in study.get_trials(deepcopy=False)
+            # each baseline's looks (seeds, [noise] baseline_seeds), look by look; new ones
+            # only: a resumed study has the others (waiting, run or rerun)
+            have = {(str(r.baseline), r.look or 0) for t in study.get_trials(deepcopy=False)
                     if (r := TrialRecord.from_frozen(t)).baseline is not None}
-            for name, cand in self.baselines:  # new ones only: a resumed study has the others
-                if name not in have:
-                    self.recorder.enqueue(self.space.params_for(cand) or {},
-                                          {"baseline": name, "candidate": cand.to_dict()})
+            for look in range(cfg.noise.baseline_seeds):
+                for name, cand in self.baselines:
+                    if (name, look) not in have:
+                        self.recorder.enqueue(self.space.params_for(cand) or {},
+                                              {"baseline": name, "candidate": cand.to_dict(),
+                                               **({"look": look} if look else {})})
             if features is not None:  # built once the study exists: --resume after a kill
                 self.feature_info = features.build(self.progress.message, self.progress.enabled,
                                                    fmt_duration)
@@ -218,8 +245,65 @@ class _Search:
                 if not self.ledger.running:
                     break
                 self._wait()
+            if self.cfg.confirm.enabled and not self.stop_asking:
+                self._confirm()
         finally:
             self.t_loop = (self.t_loop[0], time.perf_counter())
+
+    # -- confirmation: the front over seeds, after n_trials ---------------------------------
+
+    def _confirm(self) -> None:
+        """Train the front's candidates again until each has ``[confirm] seeds`` looks,
+        re-checking the front after every look (means move, the front may change), up to the
+        cap (``[confirm] max_trials``, default seeds x the front's size). Trials left waiting
+        in the storage (a stopped driver's reruns) are asked first."""
+        k = self.cfg.confirm.seeds
+        results = self.ledger.candidates()
+        front = feasible_front(results, self.objectives)
+        groups = {g for r in front if (g := confirm_group(r)) is not None}
+        cap = self.cfg.confirm.max_trials
+        self.confirm_cap = k * len(groups) if cap is None else cap
+        self.queued = sum(t.state == "waiting" for t in self.recorder.trials())
+        if not self.queued and not needs_looks(front, results, k, self.confirming):
+            return
+        while True:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            if self.lock.lost:
+                raise StudyLocked(f"study {self.cfg.name!r}: another driver took over its "
+                                  "lock (this driver's heartbeat had stopped); stopping")
+            t = time.perf_counter()
+            self._fill_confirm()
+            self.driver_s["ask"] += time.perf_counter() - t
+            if not self.ledger.running:
+                break
+            self._wait()
+
+    def _confirm_needs(self) -> list[tuple[Any, int]]:
+        results = self.ledger.candidates()
+        return needs_looks(feasible_front(results, self.objectives), results,
+                           self.cfg.confirm.seeds, self.confirming)
+
+    def _fill_confirm(self) -> None:
+        assert self.confirm_cap is not None
+        while (not self.stop_requested
+               and len(self.ledger.running) < self.cfg.parallel.max_in_flight):
+            if self.queued > 0:  # a waiting trial is what the next ask gets
+                self.queued -= 1
+                self._ask()
+                continue
+            asked = self.status.confirm_done + sum(self.confirming.values())
+            need = self._confirm_needs()
+            if not need or asked >= self.confirm_cap:
+                return
+            r = need[0][0]
+            group = confirm_group(r)
+            assert group is not None
+            cand = Candidate.from_dict(dict(r.record.candidate or {}))
+            self.recorder.enqueue(self.space.params_for(cand) or {},
+                                  {"candidate": cand.to_dict(), "confirm": True,
+                                   "look": self.ledger.next_look(group)})
+            self._ask()
 
     def _fill(self) -> None:
         limit = max(200, 20 * self.n_trials)
@@ -227,9 +311,11 @@ class _Search:
                and len(self.ledger.running) < self.cfg.parallel.max_in_flight
                and self.ledger.budget_left()):
             if self.ledger.space_tried(self.space_size):
-                self.space_exhausted = self.stop_asking = True
-                self.progress.message(f"every one of the {self.space_size:.0f} candidates of space "
-                                      f"{self.space.name} has been tried: no new trial is asked")
+                if not self.space_exhausted:  # confirmation may still retrain the front
+                    self.progress.message(f"every one of the {self.space_size:.0f} candidates "
+                                          f"of space {self.space.name} has been tried: no new "
+                                          "candidate is asked")
+                self.space_exhausted = True
                 break
             self._ask()
             if self.ledger.infeasible_this_run > limit:
@@ -291,11 +377,17 @@ class _Search:
                 else self.space.sample(asked.trial))
         if not outside:  # a baseline outside the space is no candidate of it
             self.ledger.saw(cand)
-        # repeats: a tried candidate asked again is its next look (the next seed)
+        # repeats: a tried candidate asked again is its next look (the next seed); a
+        # baseline's seeds and confirmation looks come enqueued with theirs
+        look = asked.enqueued.get("look")
         plan = plan_trial(self.study, cand, asked.number, repaired=False if outside else None,
-                          next_look=self.ledger.next_look if self.cfg.repeats else None)
+                          next_look=self.ledger.next_look if self.cfg.repeats else None,
+                          look=None if look is None else int(look),
+                          confirm=bool(asked.enqueued.get("confirm")))
         self.recorder.set_constraints(asked, plan.constraints)
-        run = Run(asked.trial_id, asked.number, cand, asked.params, asked.enqueued, plan.record,
+        base = asked.enqueued.get("baseline")  # stored at enqueue; the books read the record
+        record = plan.record if base is None else replace(plan.record, baseline=str(base))
+        run = Run(asked.trial_id, asked.number, cand, asked.params, asked.enqueued, record,
                   plan.payload)
         if plan.violated and not run.baseline:  # baselines train anyway, marked infeasible
             self.recorder.finish(run.trial_id, run.number, replace(
@@ -304,6 +396,9 @@ class _Search:
             self.ledger.infeasible()
             return
         self.ledger.looked(plan.record.look_of or plan.key)
+        if plan.record.confirm:
+            group = plan.record.look_of or plan.key
+            self.confirming[group] = self.confirming.get(group, 0) + 1
         self._route(run, self.ledger.route(run))
 
     def _route(self, run: Run, action: str) -> None:
@@ -314,7 +409,10 @@ class _Search:
         # "park": the ledger holds it until its twin is told
 
     def _submit(self, run: Run) -> None:
-        run.payload = replace(run.payload, snapshot=self.ledger.snapshot())
+        # baselines and confirmation looks train to the end (never stopped early): a stopped
+        # one would measure no noise and confirm nothing
+        whole = run.record.confirm or run.baseline is not None
+        run.payload = replace(run.payload, snapshot=None if whole else self.ledger.snapshot())
         self.ledger.submitted(self.tasks.submit(run.payload), run)
 
     def _collect(self, ref: Any) -> None:
@@ -360,6 +458,9 @@ class _Search:
               values: list[float] | None = None, out: dict[str, Any] | None = None,
               what: str = "", reused: bool = False) -> None:
         attrs = self.recorder.finish(run.trial_id, run.number, record, state, values)
+        if run.record.confirm:
+            group = run.record.look_of or run.key
+            self.confirming[group] = self.confirming.get(group, 1) - 1
         self.ledger.finish(run.key, run.number, state, attrs, values, reused=reused)
         self.board.told(run.number, record, state, self.front)
         self._event(run, what, out)
@@ -435,7 +536,18 @@ class _Search:
         s.eta_s = (s.elapsed_s / new * (self.n_trials - s.done)) if new else None
         numbers, s.hypervolume = self.front()
         s.front = len(numbers)
+        noise = self.noise()
+        s.noise = None if noise is None else noise.std
+        if self.confirm_cap is not None:  # confirming: finished + still needed, capped
+            missing = sum(n for _, n in self._confirm_needs())
+            s.confirm_total = min(self.confirm_cap, s.confirm_done
+                                  + sum(self.confirming.values()) + missing)
+            s.confirm_total = max(s.confirm_total, s.confirm_done)
         self.progress.show(s, event)
+
+    def noise(self) -> Any:
+        """The study's seed noise of mIoU so far (`looks.pooled_noise`; None: unknown)."""
+        return pooled_noise(self.ledger.candidates())
 
     def _event(self, run: Run, what: str, out: dict[str, Any] | None) -> None:
         where = ""
@@ -450,6 +562,10 @@ class _Search:
     def summary(self, interrupted: bool) -> SearchSummary:
         numbers, hv = self.front()
         s = self.status
+        k = self.cfg.confirm.seeds
+        noise = self.noise()
+        front = feasible_front(self.ledger.candidates(), self.objectives)
+        unconfirmed = sorted(r.number for r in front if not confirmed(r, max(k, 1)))
         return SearchSummary(
             study_name=self.cfg.name, storage=safe_url(self.url), out_dir=str(self.out),
             n_trials=self.n_trials, done=s.done, complete=s.complete, pruned=s.pruned,
@@ -457,7 +573,9 @@ class _Search:
             hypervolume=hv, elapsed_s=time.perf_counter() - self.t0, interrupted=interrupted,
             exhausted=self.recorder.exhausted or self.space_exhausted, warnings=list(self.warnings),
             loop_s=max(0.0, self.t_loop[1] - self.t_loop[0]), driver_s=dict(self.driver_s),
-            feature_cache=self.feature_info, repeats=s.repeats)
+            feature_cache=self.feature_info, repeats=s.repeats,
+            noise=None if noise is None else noise.to_dict(), confirm_seeds=k,
+            confirmed=s.confirm_done, confirm_cap=self.confirm_cap, unconfirmed=unconfirmed)
 
 
 def _size(space: Any) -> float:
@@ -517,17 +635,19 @@ def run_search(config: StudyConfig | str | Path, *, n_trials: int | None = None,
                storage: str | None = None, out: str | Path | None = None,
                address: str | None = None, resume: bool = False,
                progress: Progress | bool = True, num_cpus: int | None = None,
-               tensorboard: bool = False) -> SearchSummary:
+               tensorboard: bool = False, confirm: int | None = None) -> SearchSummary:
     """Run (or continue) the study ``config`` describes; see the module docstring.
 
     ``address``: Ray address (None: ``RAY_ADDRESS`` or a local Ray on 127.0.0.1). ``num_cpus``
-    caps a local Ray. ``tensorboard``: curves under ``OUT/tb/`` (search/tensorboard.py). Bad
-    input raises a one-line UserError before anything is written.
+    caps a local Ray. ``tensorboard``: curves under ``OUT/tb/`` (search/tensorboard.py).
+    ``confirm``: seeds each front candidate needs after ``n_trials`` (replaces ``[confirm]
+    seeds``; 0: no confirmation). Bad input raises a one-line UserError before anything is
+    written.
     """
     cfg = config if isinstance(config, StudyConfig) else load_study_config(config)
     prog = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
     search = _Search(cfg, n_trials=n_trials, storage=storage, out=out, address=address,
-                     resume=resume, progress=prog, num_cpus=num_cpus)
+                     resume=resume, progress=prog, num_cpus=num_cpus, confirm=confirm)
     interrupted = False
     with _stop_signals(search) as looping:  # from the start: Ray's start, a cache build
         try:

@@ -6,7 +6,8 @@ so every rule here is unit-tested on its own.
 Counting: ``n_trials`` counts finished trials (COMPLETE, PRUNED by early stopping, FAIL;
 baselines and reused duplicates included) except infeasible candidates (constraints violated:
 PRUNED, never trained) and trials failed only because the driver stopped (``requeue``: they
-are rerun).
+are rerun). Confirmation looks (``confirm``, trained after ``n_trials`` to confirm the front
+over seeds, `looks.needs_looks`) count apart, in ``status.confirm_done``.
 
 Duplicates: a trial whose key was already trained reuses the stored result; one whose twin is
 still running is parked until the twin finishes, then reuses its result, or trains when the
@@ -207,10 +208,13 @@ class Ledger:
     def _told(self, t: StoredTrial, key: str | None, attrs: Mapping[str, Any],
               reused: bool) -> None:
         state: State = t.state  # type: ignore[assignment]
-        self.count(state)
+        if t.record.confirm:  # after n_trials: counted apart
+            self.status.confirm_done += 1
+        else:
+            self.count(state)
         if reused:
             self.status.reused += 1
-        if t.record.look:
+        if t.record.look and not t.record.confirm and t.record.baseline is None:
             self.status.repeats += 1
         if key and state in ("complete", "pruned") and key not in self.finished:
             self.finished[key] = Stored(t.number, state, {k: attrs[k] for k in _LENT

@@ -11,6 +11,18 @@ What a study learned about a candidate is the mean of its looks, not its luckies
 `merge_looks` turns stored trials into one `CandidateResult` per candidate (each measured
 objective the mean over the looks, with their sample std), and `feasible_front` is the one
 feasible Pareto front over those, used by the driver's ledger, the report and export.
+
+Noise (``[noise] baseline_seeds``, default 3: every baseline trained with that many seeds):
+`pooled_noise` is the study's seed std of an objective, pooled over every candidate with two
+looks or more, ``sqrt(Σ (n_i − 1) s_i² / Σ (n_i − 1))``; None (noise unknown) when no
+candidate has two looks. It is recomputed from the stored trials wherever it is shown
+(progress line, summary, report, export): the study's metadata is written once, the looks keep
+coming.
+
+Confirmation (``[confirm] seeds = k``): after ``n_trials`` the driver trains the front's
+candidates again until each has k looks (`needs_looks`, `confirm_group`); such looks record
+``confirm``. A candidate with k looks or more is `confirmed`; export refuses an unconfirmed
+pick unless asked.
 """
 
 from __future__ import annotations
@@ -22,8 +34,9 @@ from typing import TypeVar
 from nas_dil.pareto import pareto_mask
 from nas_dil.search.records import Objective, StoredTrial, TrialRecord, as_number
 
-__all__ = ["CandidateResult", "LookCounter", "count_looks", "feasible_front", "look_group",
-           "look_seed", "mean", "merge_looks", "pooled_seed_std", "std", "table_seed",
+__all__ = ["CandidateResult", "LookCounter", "Noise", "confirm_group", "confirmed",
+           "count_looks", "feasible_front", "look_group", "look_seed", "mean", "merge_looks",
+           "needs_looks", "pooled_noise", "std", "table_seed",
            "within_noise"]
 
 K = TypeVar("K", bound=Hashable)
@@ -113,6 +126,22 @@ class CandidateResult:
     def feasible(self) -> bool:
         return self.representative.feasible
 
+    @property
+    def seeds(self) -> tuple[int | None, ...]:
+        """The training seed of each look, in trial order."""
+        return tuple(t.record.seed for t in self.looks)
+
+    def look_values(self, name: str, objectives: Sequence[Objective] = ()) -> tuple[float, ...]:
+        """Objective ``name`` of each look that has it (its stored value, else the attribute)."""
+        i = next((i for i, o in enumerate(objectives) if o.name == name), None)
+        out = []
+        for t in self.looks:
+            v = (t.values[i] if i is not None and t.values is not None
+                 else as_number(t.record.get(name)))
+            if v is not None:
+                out.append(float(v))
+        return tuple(out)
+
     def get(self, name: str) -> object:
         """A stored attribute of the representative, a measured objective its mean."""
         return self.means[name] if name in self.means else self.record.get(name)
@@ -159,6 +188,68 @@ def merge_looks(trials: Sequence[StoredTrial],
     return [_merge(looks, measured) for looks in groups.values()]
 
 
+@dataclass(frozen=True)
+class Noise:
+    """A study's seed noise of one objective: the pooled std of its candidates' looks."""
+
+    name: str  # the objective (miou)
+    std: float  # sqrt(Σ (n_i − 1) s_i² / Σ (n_i − 1))
+    dof: int  # Σ (n_i − 1): degrees of freedom
+    n_candidates: int  # candidates with two looks or more
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "std": self.std, "dof": self.dof,
+                "n_candidates": self.n_candidates}
+
+
+def pooled_noise(results: Sequence[CandidateResult], name: str = "miou") -> Noise | None:
+    """The pooled seed std of objective ``name`` over every candidate with >= 2 looks of it;
+    None: no such candidate (noise unknown)."""
+    ss, dof, n = 0.0, 0, 0
+    for r in results:
+        k = sum(1 for t in r.looks if t.values is not None) if name in r.std else 0
+        if k < 2:  # one look (or a reused duplicate's): no spread to pool
+            continue
+        ss += (k - 1) * r.std[name] ** 2
+        dof += k - 1
+        n += 1
+    return Noise(name, (ss / dof) ** 0.5, dof, n) if dof else None
+
+
+def confirmed(result: CandidateResult, seeds: int) -> bool:
+    """Whether a candidate has the ``seeds`` looks a confirmed pick needs."""
+    return result.n_looks >= seeds
+
+
+def confirm_group(result: CandidateResult) -> str | None:
+    """The look group of a candidate (its look-0 key; a reused duplicate's: its twin's)."""
+    rec = result.record
+    g = rec.look_of or rec.key
+    return None if g is None else str(g)
+
+
+def needs_looks(front: Sequence[CandidateResult], results: Sequence[CandidateResult],
+                seeds: int, pending: Mapping[str, int]) -> list[tuple[CandidateResult, int]]:
+    """(candidate, looks still missing) of each ``front`` candidate with fewer than ``seeds``
+    looks (its group's in ``results``, plus ``pending`` ones: group -> looks asked, not told);
+    each group once, in front order."""
+    looks: dict[str, int] = {}
+    for x in results:
+        if (g := confirm_group(x)) is not None:
+            looks[g] = max(looks.get(g, 0), x.n_looks)
+    out: list[tuple[CandidateResult, int]] = []
+    seen: set[str] = set()
+    for r in front:
+        g = confirm_group(r)
+        if g is None or g in seen:
+            continue
+        seen.add(g)
+        have = looks.get(g, 0) + pending.get(g, 0)
+        if have < seeds:
+            out.append((r, seeds - have))
+    return out
+
+
 def feasible_front(results: Sequence[CandidateResult],
                    objectives: Sequence[Objective]) -> list[CandidateResult]:
     """The one feasible Pareto front: the non-dominated feasible candidates (`records.feasible`
@@ -168,21 +259,6 @@ def feasible_front(results: Sequence[CandidateResult],
         return []
     mask = pareto_mask([v for _, v in cand], [o.direction for o in objectives])
     return [r for (r, _), m in zip(cand, mask, strict=True) if m]
-
-
-def pooled_seed_std(results: Sequence[CandidateResult], name: str = "miou") -> float | None:
-    """The study's seed noise on ``name``: the pooled sample std over every candidate with
-    two looks or more, sqrt(Σ(n_i − 1)·s_i² / Σ(n_i − 1)); None (noise unknown) when no
-    candidate has two."""
-    dof = ss = 0.0
-    for r in results:
-        s = r.std.get(name)
-        n = sum(1 for t in r.looks if t.values is not None)
-        if s is None or n < 2:
-            continue
-        dof += n - 1
-        ss += (n - 1) * s * s
-    return (ss / dof) ** 0.5 if dof else None
 
 
 def within_noise(front: Sequence[CandidateResult], results: Sequence[CandidateResult],

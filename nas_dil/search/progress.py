@@ -1,6 +1,8 @@
 """The live status line of a search (stderr): done / running / failed / pruned, Pareto-front
-size, hypervolume, elapsed and ETA. On a terminal it rewrites one line; otherwise it prints a
-line whenever a trial finishes. `SearchSummary`: what a finished search reports (``--json``)."""
+size, hypervolume, the seed noise once known (``noise ±std``), the confirmation looks after
+``n_trials`` (``confirm 2/6``), elapsed and ETA. On a terminal it rewrites one line;
+otherwise it prints a line whenever a trial finishes. `SearchSummary`: what a finished search
+reports (``--json``)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ class Status:
     infeasible: int = 0  # never trained (constraints); not counted in done
     reused: int = 0  # duplicates answered from a stored result
     repeats: int = 0  # further looks at a tried candidate, trained from the next seed
+    confirm_done: int = 0  # confirmation looks finished (after n_trials; not in done)
+    confirm_total: int = 0  # confirmation looks finished + still needed, capped (0: none)
+    noise: float | None = None  # the pooled seed std of mIoU (None: unknown)
     front: int = 0
     hypervolume: float = 0.0
     elapsed_s: float = 0.0
@@ -45,9 +50,12 @@ class Status:
             extra += f" · reused {self.reused}"
         if self.repeats:
             extra += f" · repeats {self.repeats}"
+        if self.confirm_total:
+            extra += f" · confirm {self.confirm_done}/{self.confirm_total}"
+        noise = "" if self.noise is None else f" · noise ±{self.noise:.4f}"
         return (f"[{self.done}/{self.n_trials}] running {self.running} · complete "
                 f"{self.complete} · pruned {self.pruned} · failed {self.failed}{extra} · "
-                f"front {self.front} · HV {self.hypervolume:.4f} · "
+                f"front {self.front} · HV {self.hypervolume:.4f}{noise} · "
                 f"{fmt_duration(self.elapsed_s)} elapsed · ETA {fmt_duration(self.eta_s)}")
 
 
@@ -126,6 +134,13 @@ class SearchSummary:
     driver_s: dict[str, float] = field(default_factory=dict)  # driver time: ask, collect
     feature_cache: dict[str, Any] | None = None  # [train] freeze: folders, bytes, built, build_s
     repeats: int = 0  # finished trials that were further looks ([sampler] repeats)
+    # the seed noise (`looks.pooled_noise` of mIoU: name, std, dof, n_candidates); None:
+    # unknown (no candidate trained with two seeds or more)
+    noise: dict[str, Any] | None = None
+    confirm_seeds: int = 0  # seeds a front candidate needs ([confirm] seeds; < 2: off)
+    confirmed: int = 0  # confirmation looks finished (after n_trials; not in done)
+    confirm_cap: int | None = None  # the cap on confirmation looks this run (None: none ran)
+    unconfirmed: list[int] = field(default_factory=list)  # front trials with < seeds looks
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -161,8 +161,9 @@ class Recorder:
         self.write(trial_id, attrs)
         self.tell(number, "fail")
         again: dict[str, Any] = {"rerun_of": number}
-        if "baseline" in enqueued:
-            again["baseline"] = enqueued["baseline"]
+        for k in ("baseline", "look", "confirm"):  # a baseline's seed, a confirmation look
+            if enqueued.get(k) is not None:
+                again[k] = enqueued[k]
         if not params and "candidate" in enqueued:
             again["candidate"] = enqueued["candidate"]
         self.enqueue(params, again)

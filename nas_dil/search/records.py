@@ -125,6 +125,14 @@ class StudyMeta:
     warnings: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys of a newer version, kept
 
+    @property
+    def confirm_seeds(self) -> int:
+        """Seeds a pick needs to count as confirmed (the study's ``[confirm] seeds``; a study
+        written before confirmation, or with it off: 1, every trained candidate)."""
+        c = self.study_config.get("confirm")
+        seeds = c.get("seeds") if isinstance(c, Mapping) else None
+        return max(1, _int(seeds) or 1)
+
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         d["objectives"] = [o.to_dict() for o in self.objectives]
@@ -179,6 +187,8 @@ class TrialRecord:
     # look, and the key of its first (look 0), which groups the looks (None: look 0)
     look: int | None = None
     look_of: str | None = None
+    confirm: bool | None = None  # a confirmation look ([confirm]): trained after n_trials to
+    # confirm a front candidate over seeds; counted apart from n_trials
     analytic: Mapping[str, Any] = field(default_factory=dict)  # ANALYTIC_KEYS
     # the outcome
     infeasible: bool | None = None  # constraints violated: PRUNED, never trained

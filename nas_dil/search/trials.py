@@ -52,10 +52,13 @@ class Plan:
 
 
 def plan_trial(study: ResolvedStudy, cand: Candidate, number: int, repaired: bool | None,
-               next_look: Callable[[str], int] | None = None) -> Plan:
+               next_look: Callable[[str], int] | None = None, look: int | None = None,
+               confirm: bool = False) -> Plan:
     """The trial of ``cand`` in ``study`` (trial ``number``; ``repaired`` as sampling said).
     ``next_look`` (``[sampler] repeats``): the candidate's first-look key -> which look this
-    is; look k > 0 is a repeat, trained from seed ``cfg.seed + k`` (another key)."""
+    is; look k > 0 is a repeat, trained from seed ``cfg.seed + k`` (another key). ``look``:
+    the look the trial was enqueued as (a baseline's seeds, a confirmation look), which wins;
+    ``confirm``: a confirmation look (recorded as such)."""
     from nas_dil.train.config import TrialConfig
 
     cfg = study.cfg
@@ -70,12 +73,14 @@ def plan_trial(study: ResolvedStudy, cand: Candidate, number: int, repaired: boo
     options = asdict(cfg.trial)
     kind = {"kind": cfg.trial.kind, **(options if study.kind.keyed_options else {})}
     first = trial_key(cand, tc, cfg.seed, kind)
-    look = next_look(first) if next_look is not None else 0
+    if look is None:
+        look = next_look(first) if next_look is not None else 0
     seed = look_seed(cfg.seed, look)
     key = trial_key(cand, tc, seed, kind) if look else first
     record = TrialRecord(candidate=cand.to_dict(), repaired=repaired, arch=arch.to_dict(),
                          trial_config=tc, seed=seed, key=key, analytic=analytic,
-                         look=look or None, look_of=first if look else None)
+                         look=look or None, look_of=first if look else None,
+                         confirm=confirm or None)
     constraints = constraint_values(cfg, analytic)
     violated: list[str] = []
     for c in cfg.constraints:

@@ -42,17 +42,20 @@ max_retries = {retries}
 [early_stop]
 enabled = {early}
 min_completed = 3
-"""
+{seeds}"""
+# the orchestration tests count trials: one seed per baseline and no confirmation, unless a
+# test asks for them (``seeds=""``: the defaults; or its own [noise] / [confirm] tables)
+ONE_SEED = "[noise]\nbaseline_seeds = 1\n[confirm]\nseeds = 0\n"
 
 
 def sleep_study(path: Path, *, name: str = "s", space: str = "hdc", n_trials: int = 6,
                 sleep_s: float = 0.2, evals: int = 3, in_flight: int = 2, retries: int = 2,
                 early: bool = False, objectives: str = "[\"miou\", \"rf\", \"gflops\"]",
-                extra: str = "") -> Path:
+                extra: str = "", seeds: str = ONE_SEED) -> Path:
     path.write_text(SLEEP_STUDY.format(name=name, space=space, n_trials=n_trials,
                                        sleep_s=sleep_s, evals=evals, in_flight=in_flight,
                                        retries=retries, early=str(early).lower(),
-                                       objectives=objectives) + extra)
+                                       objectives=objectives, seeds=seeds) + extra)
     return path
 
 

@@ -324,6 +324,10 @@ cpus = 1
 max_retries = 2
 [early_stop]
 enabled = false  # every trial runs to the end: the study's content is then exact
+[noise]
+baseline_seeds = 1  # one seed per baseline, no confirmation: the counts below
+[confirm]
+seeds = 0
 """
 
 TINY_STUDY = """
@@ -348,6 +352,10 @@ batch_size = 4
 threads = 1
 [early_stop]
 enabled = false
+[noise]
+baseline_seeds = 1  # one seed per baseline, no confirmation: the counts below
+[confirm]
+seeds = 0
 """
 
 

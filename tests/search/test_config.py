@@ -31,10 +31,12 @@ def test_quickstart_defaults_and_contract() -> None:
     assert [(o.name, o.direction) for o in cfg.objectives] == [
         ("miou", "maximize"), ("erf", "maximize"), ("gflops", "minimize")]
     assert cfg.data.source == "synthetic" and cfg.trial.kind == "train"
-    # the calibrated triple of docs/synthetic_data.md, plus two literature baselines
+    # the calibrated triple of docs/synthetic_data.md, plus HDC's sawtooth; 3 seeds each,
+    # and the front confirmed over 3 seeds
     rates = {b.name: b.rates for b in cfg.baselines}
     assert rates == {"small_rf": (1, 1, 1), "gridded": (3, 3, 3), "hole_free": (1, 3, 5),
-                     "constant2": BASELINES["constant2"], "hdc": BASELINES["hdc"]}
+                     "hdc": BASELINES["hdc"]}
+    assert cfg.noise.baseline_seeds == 3 and cfg.confirm.seeds == 3
     d = cfg.to_dict()
     assert d["objectives"][0] == {"name": "miou", "direction": "maximize"}
     assert d["train"]["epochs"] == cfg.train.epochs
@@ -278,3 +280,34 @@ def test_recipe_keys_are_accepted_and_bad_values_refused_in_one_line() -> None:
         with pytest.raises(StudyConfigError) as e:
             parse(train=train)
         assert fragment in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize(("over", "seeds", "confirm", "cap"), [
+    ({}, 3, 3, None),  # the defaults: 3 seeds per baseline, the front confirmed over 3
+    ({"noise": {"baseline_seeds": 1}, "confirm": {"seeds": 0}}, 1, 0, None),  # as before
+    ({"confirm": {"seeds": 5, "max_trials": 12}}, 3, 5, 12),
+])
+def test_noise_and_confirm_tables(over: dict[str, object], seeds: int, confirm: int,
+                                  cap: int | None) -> None:
+    cfg = parse(**over)
+    assert (cfg.noise.baseline_seeds, cfg.confirm.seeds, cfg.confirm.max_trials) == (
+        seeds, confirm, cap)
+    assert cfg.confirm.enabled is (confirm >= 2)
+    d = cfg.to_dict()
+    assert d["noise"] == {"baseline_seeds": seeds}
+    assert d["confirm"] == {"seeds": confirm, "max_trials": cap}
+    assert "noise" not in cfg.identity() and "confirm" not in cfg.identity()  # may change
+
+
+@pytest.mark.parametrize(("over", "fragment"), [
+    ({"noise": {"baseline_seeds": 0}}, "s.toml: noise.baseline_seeds: expected an integer >= 1"),
+    ({"noise": {"seeds": 3}}, "s.toml: noise.seeds: unknown key"),
+    ({"confirm": {"seeds": -1}}, "s.toml: confirm.seeds: expected an integer >= 0, got -1"),
+    ({"confirm": {"max_trials": 1.5}}, "s.toml: confirm.max_trials: expected an integer"),
+    ({"confirm": 3}, "s.toml: confirm: expected a table, got 3"),
+])
+def test_noise_and_confirm_refusals_are_one_line(over: dict[str, object],
+                                                 fragment: str) -> None:
+    with pytest.raises(StudyConfigError) as e:
+        parse(**over)
+    assert fragment in str(e.value) and "\n" not in str(e.value)

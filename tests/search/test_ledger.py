@@ -194,3 +194,23 @@ def test_recovery_judges_feasibility_by_the_stored_constraints() -> None:
     led.recover([bad, _stored(1, "complete", [0.5, 10.0, 0.5], key="b", gflops=0.5)])
     assert led.front()[0] == [1]
     assert led.on_front(v) and not led.on_front([0.4, 10.0, 0.5])
+
+
+def test_confirmation_looks_count_apart_from_n_trials() -> None:
+    """A confirmation look (``confirm``) joins its candidate's looks and the front but counts
+    in ``confirm_done``, not towards n_trials; a baseline's further seeds count towards
+    n_trials (as trials, not as repeats)."""
+    led = ledger(n_trials=2)
+    led.recover([
+        _stored(0, "complete", [0.5, 10.0, 0.5], key="a", miou=0.5, baseline="hdc"),
+        _stored(1, "complete", [0.7, 10.0, 0.5], key="a1", look_of="a", look=1, miou=0.7,
+                baseline="hdc"),
+        _stored(2, "complete", [0.6, 10.0, 0.5], key="a2", look_of="a", look=2, miou=0.6,
+                confirm=True),
+        _stored(3, "fail", key="a3", look_of="a", look=3, confirm=True, fail_reason="oom"),
+    ])
+    s = led.status
+    assert (s.done, s.complete, s.failed, s.confirm_done, s.repeats) == (2, 2, 0, 2, 0)
+    assert not led.budget_left() and led.next_look("a") == 4
+    (a,) = led.candidates()
+    assert a.n_looks == 3 and a.values == pytest.approx([0.6, 10.0, 0.5])

@@ -10,12 +10,14 @@ import pytest
 
 from nas_dil.search.looks import (
     LookCounter,
+    confirmed,
     count_looks,
     feasible_front,
     look_group,
     look_seed,
     merge_looks,
-    pooled_seed_std,
+    needs_looks,
+    pooled_noise,
     std,
     table_seed,
     within_noise,
@@ -94,15 +96,16 @@ def test_feasible_front_over_merged_candidates() -> None:
     ([[0.5], [0.6, 0.7]], math.sqrt(0.005)),
     ([[0.1, 0.3], [0.6, 0.7, 0.8]], math.sqrt((0.02 + 2 * 0.01) / 3)),
 ])
-def test_pooled_seed_std_by_hand(looks: list[list[float]], noise: float | None) -> None:
+def test_pooled_noise_by_hand(looks: list[list[float]], noise: float | None) -> None:
     objs = [Objective("miou", "maximize")]
     flat = [(g, i, y) for g, ys in enumerate(looks) for i, y in enumerate(ys)]
     trials = [StoredTrial(n, "complete", (y,),
                           TrialRecord(key=f"c{g}#{i}" if i else f"c{g}", look=i or None,
                                       look_of=f"c{g}" if i else None))
               for n, (g, i, y) in enumerate(flat)]
-    got = pooled_seed_std(merge_looks(trials, objs))
-    assert got == (None if noise is None else pytest.approx(noise))
+    got = pooled_noise(merge_looks(trials, objs))
+    assert (None if got is None else got.std) == (
+        None if noise is None else pytest.approx(noise))
 
 
 def test_within_noise_needs_a_known_noise() -> None:
@@ -119,3 +122,50 @@ def test_within_noise_by_hand() -> None:
     assert [r.number for r in front] == [0, 4]
     assert within_noise(front, rs, OBJS, 0.02) == {0: 1}
     assert within_noise(front, rs, OBJS, 0.2) == {0: 1}  # the closest; #4 has none
+
+
+def _looks(group: str, first: int, mious: list[float], rf: float = 10.0) -> list[StoredTrial]:
+    """The looks of one candidate (group ``group``), trial numbers from ``first``."""
+    return [_trial(first + i, m, rf, key=group if not i else f"{group}{i}", seed=i,
+                   **({"look": i, "look_of": group} if i else {}))
+            for i, m in enumerate(mious)]
+
+
+@pytest.mark.parametrize(("cands", "sd", "dof", "n"), [
+    # one candidate, 3 looks: its own sample std (0.15, dof 2)
+    ([[0.6, 0.3, 0.45]], 0.15, 2, 1),
+    # two candidates: s² 0.0225 (dof 2) and 2 (dof 1): sqrt((2·0.0225 + 1·2) / 3)
+    ([[0.6, 0.3, 0.45], [1.0, 3.0]], ((2 * 0.0225 + 2.0) / 3) ** 0.5, 3, 2),
+    # a single look adds nothing
+    ([[0.6, 0.3, 0.45], [0.9]], 0.15, 2, 1),
+    ([[0.6], [0.9]], None, 0, 0),  # no candidate with two looks: unknown
+])
+def test_pooled_noise(cands: list[list[float]], sd: float | None, dof: int, n: int) -> None:
+    trials = [t for i, ys in enumerate(cands) for t in _looks(f"c{i}", 10 * i, ys)]
+    noise = pooled_noise(merge_looks(trials, OBJS))
+    if sd is None:
+        assert noise is None
+        return
+    assert noise is not None
+    assert (noise.std, noise.dof, noise.n_candidates) == (pytest.approx(sd), dof, n)
+    assert noise.to_dict()["name"] == "miou"
+
+
+def test_a_candidates_seeds_and_per_look_values() -> None:
+    (r,) = merge_looks(_looks("a", 0, [0.6, 0.3, 0.45]), OBJS)
+    assert r.seeds == (0, 1, 2) and r.look_values("miou", OBJS) == (0.6, 0.3, 0.45)
+    assert confirmed(r, 3) and not confirmed(r, 4)
+
+
+def test_needs_looks_counts_looks_and_pending_ones_per_group() -> None:
+    # a: 3 looks (confirmed at 3); b: 1 look; c: 2 looks, 1 pending; all on the front
+    trials = (_looks("a", 0, [0.5, 0.5, 0.5], rf=30.0) + _looks("b", 10, [0.9], rf=10.0)
+              + _looks("c", 20, [0.7, 0.7], rf=20.0))
+    results = merge_looks(trials, OBJS)
+    front = feasible_front(results, OBJS)
+    assert len(front) == 3
+    need = needs_looks(front, results, 3, {"c": 1})
+    assert [(r.record.key, n) for r, n in need] == [("b", 2)]
+    assert [(r.record.key, n) for r, n in needs_looks(front, results, 3, {})] == [
+        ("b", 2), ("c", 1)]
+    assert needs_looks(front, results, 1, {}) == []

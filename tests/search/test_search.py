@@ -288,6 +288,10 @@ steps = 2
 eval_every_steps = 1
 batch_size = 4
 threads = 1
+[noise]
+baseline_seeds = 1  # one seed per baseline, no confirmation: the counts below
+[confirm]
+seeds = 0
 [[baselines]]
 name = "constant2"
 """)

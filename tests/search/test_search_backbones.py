@@ -61,6 +61,10 @@ batch_size = 4
 threads = 1
 [early_stop]
 enabled = false
+[noise]
+baseline_seeds = 1  # one seed per baseline, no confirmation: the counts below
+[confirm]
+seeds = 0
 """
 
 

@@ -44,6 +44,10 @@ epochs = 3
 max_in_flight = 2
 [early_stop]
 enabled = false
+[noise]
+baseline_seeds = 1  # one seed per baseline, no confirmation: the counts below
+[confirm]
+seeds = 0
 """
 
 
@@ -263,3 +267,29 @@ def test_evaluations_come_from_the_table_not_the_train_budget(tmp_path: Path,
     assert cfg.kind.n_evals(cfg.trial, cfg.train) == 3
     shipped = load_study_config(REPO / "studies" / "tabular.toml")
     assert shipped.kind.n_evals(shipped.trial, shipped.train) == 8
+
+
+def test_baseline_seeds_and_confirmation_cycle_the_tables_seeds(tmp_path: Path,
+                                                               ray_cluster: Any) -> None:
+    """``[noise] baseline_seeds = 3`` over a table of seeds 0 and 1: the baseline's looks read
+    seeds 0, 1, 0 (cycling, as repeats do); the confirmation looks after n_trials too."""
+    import optuna
+
+    write_table(tmp_path / "t.csv")
+    path = write_study(tmp_path, n=5)
+    text = path.read_text().replace("baseline_seeds = 1", "baseline_seeds = 3").replace(
+        "seeds = 0\n", "seeds = 3\n")
+    path.write_text(text + '[[baselines]]\nname = "b"\nrates = [1, 1, 1]\n')  # dominated
+    s = run_search(path, out=tmp_path / "out", address=ray_cluster.address, progress=False)
+    assert s.done == 5 and s.failed == 0 and s.unconfirmed == [] and s.noise is not None
+    study = optuna.load_study(study_name="tab", storage=f"sqlite:///{tmp_path / 'out/study.db'}")
+    base = [t for t in study.trials if t.user_attrs.get("baseline") == "b"]
+    assert [t.user_attrs.get("look", 0) for t in base] == [0, 1, 2]
+    assert [t.values[0] for t in base] == [pytest.approx(_miou((1, 1, 1), k))
+                                           for k in (0, 1, 0)]
+    for t in study.trials:
+        if t.state.name == "COMPLETE":
+            look = t.user_attrs.get("look", 0)
+            rates = tuple(t.user_attrs["candidate"]["rates"])
+            assert t.values[0] == pytest.approx(_miou(rates, (0, 1)[look % 2]))
+    assert sum(bool(t.user_attrs.get("confirm")) for t in study.trials) == s.confirmed > 0
