@@ -54,7 +54,8 @@ _KINDS: dict[str, Callable[[object], Any | None]] = {
     "bool": lambda v: v if isinstance(v, bool) else None,
     "int": lambda v: v if is_int(v) else None,
     "float": lambda v: float(v) if _finite(v) else None,  # type: ignore[arg-type]
-    "str": lambda v: v if isinstance(v, str) else None,
+    # a NUL byte is in no name, path or text a study means (and os calls fail on it)
+    "str": lambda v: v if isinstance(v, str) and "\x00" not in v else None,
     "tuple[int, ...]": lambda v: tuple(v) if isinstance(v, list) and all(map(is_int, v))
     else None,
     "tuple[float, ...]": lambda v: tuple(map(float, v)) if isinstance(v, list) and all(
@@ -98,6 +99,8 @@ class TomlReader:
     def string(self, v: object, key: str, nonempty: bool = False) -> str:
         if not isinstance(v, str) or (nonempty and not v.strip()):
             raise self.err(key, f"expected a {'non-empty ' if nonempty else ''}string, got {v!r}")
+        if "\x00" in v:  # in no name, path or text a study means (and os calls fail on it)
+            raise self.err(key, f"expected a string without NUL bytes, got {v!r}")
         return v
 
     def boolean(self, v: object, key: str) -> bool:

@@ -310,7 +310,8 @@ class _Search:
         while (not self.stop_asking and not self.recorder.exhausted and not self.stop_requested
                and len(self.ledger.running) < self.cfg.parallel.max_in_flight
                and self.ledger.budget_left()):
-            if self.ledger.space_tried(self.space_size):
+            # (with repeats hvi asks tried candidates again for their looks, and stops itself)
+            if not self.cfg.repeats and self.ledger.space_tried(self.space_size):
                 if not self.space_exhausted:  # confirmation may still retrain the front
                     self.progress.message(f"every one of the {self.space_size:.0f} candidates "
                                           f"of space {self.space.name} has been tried: no new "

@@ -300,10 +300,11 @@ def test_noise_and_confirm_tables(over: dict[str, object], seeds: int, confirm: 
 
 
 @pytest.mark.parametrize(("over", "fragment"), [
-    ({"noise": {"baseline_seeds": 0}}, "s.toml: noise.baseline_seeds: expected an integer >= 1"),
+    ({"noise": {"baseline_seeds": 0}},
+     "s.toml: noise.baseline_seeds: expected an integer in [1, 100], got 0"),
     ({"noise": {"seeds": 3}}, "s.toml: noise.seeds: unknown key"),
-    ({"confirm": {"seeds": -1}}, "s.toml: confirm.seeds: expected an integer >= 0, got -1"),
-    ({"confirm": {"max_trials": 1.5}}, "s.toml: confirm.max_trials: expected an integer"),
+    ({"confirm": {"seeds": -1}}, "s.toml: confirm.seeds: expected an integer in [0, 100], got -1"),
+    ({"confirm": {"max_trials": 1.5}}, "s.toml: confirm.max_trials: expected int | None, got 1.5"),
     ({"confirm": 3}, "s.toml: confirm: expected a table, got 3"),
 ])
 def test_noise_and_confirm_refusals_are_one_line(over: dict[str, object],
@@ -311,3 +312,13 @@ def test_noise_and_confirm_refusals_are_one_line(over: dict[str, object],
     with pytest.raises(StudyConfigError) as e:
         parse(**over)
     assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("over", [{"data": {"source": "\x00"}}, {"space": "hdc\x00"},
+                                  {"feature_cache": "a\x00b"}, {"description": "x\x00"}])
+def test_a_nul_byte_in_a_string_is_one_line(over: dict[str, object]) -> None:
+    """Found by the fuzz test: `[data] source = "\\x00"` was a ValueError from pathlib."""
+    with pytest.raises(StudyConfigError) as e:
+        parse(**over)
+    assert "NUL" in str(e.value) or "expected str" in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)

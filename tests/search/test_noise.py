@@ -105,7 +105,7 @@ def test_one_seed_says_noise_unknown_and_confirm_0_is_off(ray_cluster: RayCluste
     assert "seed noise: unknown (no candidate trained with 2 seeds or more)" in r.stdout
     bad = run_cli(str(cfg), "--out", str(out), "--confirm", "-1")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "nas-dil search: error: --confirm -1: must be >= 0 (0: no confirmation)"]
+        "nas-dil search: error: argument --confirm: -1: expected an integer in [0, 100]"]
 
 
 def test_a_killed_driver_resumes_confirmation(ray_cluster: RayCluster, tmp_path: Path) -> None:

@@ -61,6 +61,10 @@ threads = 1
 {train}
 [early_stop]
 enabled = false
+[noise]
+baseline_seeds = 1  # one look per baseline: these tests count trials
+[confirm]
+seeds = 0
 """
 
 
