@@ -148,6 +148,8 @@ def test_seeds_plans_the_quickstart_budget(benchmarks: ModuleType) -> None:
             t["train"]["threads"], t["train"]["cpus"]) == (12, 16, 0.01, 1, 1)
     assert (t["data"]["image_size"], t["data"]["n_train"], t["data"]["n_val"]) == (48, 512, 64)
     assert t["arch"]["stem_width"] == 8
+    # the proxy's fix for deep stacks (docs/synthetic_data.md, "Deep stacks at the budget")
+    assert t["arch"]["residual"] is True and t["train"]["warmup_steps"] == 32
 
 
 def test_seeds_tiny_run(benchmarks: ModuleType) -> None:
