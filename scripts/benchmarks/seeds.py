@@ -129,7 +129,9 @@ def seed_spread(study: Path = QUICKSTART, seeds: int = 5, baselines: Sequence[st
         row["mean"] = round(statistics.mean(m), 4)
         row["std"] = round(statistics.stdev(m), 4) if len(m) > 1 else 0.0
     max_std = max(r["std"] for r in rows.values())
-    return {"study": rel(Path(study)), "seeds": seeds, "trainings": len(jobs),
+    import torch
+
+    return {"study": rel(Path(study)), "torch": torch.__version__, "seeds": seeds, "trainings": len(jobs),
             "wall_s": round(time.perf_counter() - t0, 1), "workers": workers,
             "overrides": {k: dict(v) for k, v in (overrides or {}).items()},
             "rows": rows, "max_std": max_std, "target_std": TARGET_STD,
