@@ -131,8 +131,9 @@ def seed_spread(study: Path = QUICKSTART, seeds: int = 5, baselines: Sequence[st
     max_std = max(r["std"] for r in rows.values())
     import torch
 
-    return {"study": rel(Path(study)), "torch": torch.__version__, "seeds": seeds, "trainings": len(jobs),
-            "wall_s": round(time.perf_counter() - t0, 1), "workers": workers,
+    return {"study": rel(Path(study)), "torch": torch.__version__, "seeds": seeds,
+            "trainings": len(jobs), "wall_s": round(time.perf_counter() - t0, 1),
+            "workers": workers,
             "overrides": {k: dict(v) for k, v in (overrides or {}).items()},
             "rows": rows, "max_std": max_std, "target_std": TARGET_STD,
             "target_met": max_std <= TARGET_STD}
