@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench.py"
 ALL = {"scoring", "pool", "trial", "orchestration", "search", "proxy", "gpu", "nb201",
-       "val_subset", "frozen", "recipes"}
+       "val_subset", "frozen", "recipes", "seeds"}
 
 
 def _bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -129,3 +129,45 @@ def test_nb201_regret_per_size_budget_by_hand(benchmarks: ModuleType) -> None:
     hv, regret = nb.scores([0, 2, 1], t)
     np.testing.assert_allclose(regret, [15.0, 5.0, 0.0])
     assert hv[-1] == pytest.approx(1.0) and hv[0] < hv[1] < hv[2]
+
+
+def test_seeds_plans_the_quickstart_budget(benchmarks: ModuleType) -> None:
+    """The seed-spread benchmark trains the quickstart's baselines and feasible random
+    candidates with the study's own trial config, look k from seed 0 + k (as repeats do)."""
+    from nas_dil.search.config import load_study_config
+
+    seeds = benchmarks.load("seeds")
+    jobs = seeds.plan_jobs(seeds=3, n_random=3)
+    names = list(dict.fromkeys(j.name for j in jobs))
+    baselines = [b.name for b in load_study_config(seeds.QUICKSTART).baselines]
+    assert "hole_free" in baselines
+    assert names == [*baselines, "hdc #1", "hdc #2", "free #1"]
+    assert [j.seed for j in jobs if j.name == "hole_free"] == [0, 1, 2]
+    assert {j.label for j in jobs if j.name == "hole_free"} == {"1,3,5 os4 w16"}
+    assert len({j.label for j in jobs}) == len(names)  # no candidate twice
+    assert all(j.gflops <= 0.02 for j in jobs)  # the quickstart's max_gflops
+    t = jobs[0].trial_config
+    assert (t["train"]["epochs"], t["train"]["batch_size"], t["train"]["lr"],
+            t["train"]["threads"], t["train"]["cpus"]) == (12, 16, 0.01, 1, 1)
+    assert (t["data"]["image_size"], t["data"]["n_train"], t["data"]["n_val"]) == (48, 512, 64)
+    assert t["arch"]["stem_width"] == 8
+    # the proxy's fix for deep stacks (docs/synthetic_data.md, "Deep stacks at the budget")
+    assert t["arch"]["residual"] is True and t["train"]["warmup_steps"] == 32
+
+
+def test_seeds_tiny_run(benchmarks: ModuleType) -> None:
+    """A tiny budget (one step per training), 2 seeds: one row per candidate, the sample std
+    of its two mIoUs, and the verdict from the largest std."""
+    seeds = benchmarks.load("seeds")
+    r = seeds.seed_spread(seeds=2, baselines=["small_rf"], n_random=2, workers=1,
+                          overrides={"data": {"n_train": 16, "n_val": 8},
+                                     "train": {"epochs": 1}})
+    assert r["trainings"] == 6 and set(r["rows"]) == {"small_rf", "hdc #1", "free #1"}
+    for row in r["rows"].values():
+        assert row["seeds"] == [0, 1] and len(row["per_seed"]) == 2
+        a, b = row["per_seed"]
+        assert row["std"] == pytest.approx(abs(a - b) / 2 ** 0.5, abs=1e-4)
+        assert 0 <= min(row["worst_class"]) <= row["mean"] <= 1
+    assert r["max_std"] == max(row["std"] for row in r["rows"].values())
+    assert r["target_met"] == (r["max_std"] <= 0.02)
+    seeds.show(r)
