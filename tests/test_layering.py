@@ -13,7 +13,8 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "nas_dil"
 # rank of each top-level part of the package; shared helpers sit below everything
 RANK = {
-    "errors": 0, "resources": 0, "_lazy": 0, "_toml": 0, "_check": 0, "pareto": 0, "schedule": 1,
+    "errors": 0, "resources": 0, "_lazy": 0, "_toml": 0, "_check": 0, "_proc": 0, "pareto": 0,
+    "schedule": 1,
     "spaces": 2,
     "models": 3, "data": 4, "train": 5, "search": 6, "report": 7, "export": 7, "api": 8, "cli": 8,
     "__main__": 9, "__init__": 9,

@@ -14,6 +14,9 @@ pretrained weights load at any output stride and any rates.
 torchvision and timm are optional dependencies (``pip install 'nas-dil[vision]'``,
 ``'nas-dil[timm]'``): imported on first use, their absence is one line naming the extra.
 docs/backbones.md has the timm families, their conventions and the refusals.
+
+Over 500 lines on purpose: tracing a torchvision or timm trunk into its layer table and
+setting strides and rates back on its modules are two halves of one mapping.
 """
 
 from __future__ import annotations

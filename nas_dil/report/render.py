@@ -235,20 +235,17 @@ def _scatter_figure(s: ScatterData) -> go.Figure:
             hovertext=pick(base, text), hoverinfo="text",
             marker={"symbol": "star-open", "size": 18, "color": _BASELINE_COLOR,
                     "line": {"width": 2}}))
-    dead = np.array(s.dead, dtype=bool)
-    if dead.any():
-        fig.add_trace(go.Scatter(x=pick(dead, s.x), y=pick(dead, s.y), mode="markers",
-                                 name="dead taps (never trained)", hovertext=pick(dead, text),
-                                 hoverinfo="text",
-                                 marker={"symbol": "square-open", "size": 28,
-                                         "color": _DEAD_COLOR, "line": {"width": 2}}))
-    close = np.array(s.within_noise or [False] * len(s.x), dtype=bool)
-    if close.any():
-        fig.add_trace(go.Scatter(x=pick(close, s.x), y=pick(close, s.y), mode="markers",
-                                 name="front, within noise", hovertext=pick(close, text),
-                                 hoverinfo="text",
-                                 marker={"symbol": "diamond-open", "size": 20,
-                                         "color": _NOISE_COLOR, "line": {"width": 2}}))
+    # open rings around flagged points: taps that never trained, front leads within the noise
+    for flags, name, symbol, size, color in (
+            (s.dead, "dead taps (never trained)", "square-open", 28, _DEAD_COLOR),
+            (s.within_noise or [False] * len(s.x), "front, within noise", "diamond-open", 20,
+             _NOISE_COLOR)):
+        mask = np.array(flags, dtype=bool)
+        if mask.any():
+            fig.add_trace(go.Scatter(x=pick(mask, s.x), y=pick(mask, s.y), mode="markers",
+                                     name=name, hovertext=pick(mask, text), hoverinfo="text",
+                                     marker={"symbol": symbol, "size": size, "color": color,
+                                             "line": {"width": 2}}))
     for level, label in s.y_marks:
         fig.add_hline(y=level, line={"dash": "dot", "color": _CHANCE_COLOR, "width": 2},
                       annotation_text=label, annotation_position="bottom right")

@@ -58,6 +58,9 @@ field (``bounded(…)``, `nas_dil._check`), and checked by the config itself: a 
 Python code and a CLI flag meet the same check; NaN and ±inf are refused everywhere (no
 setting takes them). Kept on dataclasses rather than pydantic: their annotations already type
 each key, and pydantic's errors are multi-line and coerce values a study file must refuse.
+
+Over 500 lines on purpose: every table of the study file, its types and its checks, in
+one place (the validation rule: what the file alone decides is checked where it is parsed).
 """
 
 from __future__ import annotations

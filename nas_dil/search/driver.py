@@ -43,6 +43,9 @@ candidates again, one look at a time, until each has k looks or the cap is reach
 is re-checked after every look. Confirmation looks record ``confirm``, count apart from
 ``n_trials`` ("confirm 2/6") and resume like any trial; neither they nor the baselines'
 looks are stopped early.
+
+Over 500 lines on purpose: the loop, its confirmation phase, resume and the signal handling
+share one state (`_Search`); splitting them would pass that state between modules.
 """
 
 from __future__ import annotations
@@ -233,22 +236,27 @@ class _Search:
     def loop(self) -> None:
         self.t_loop = (time.perf_counter(), 0.0)
         try:
-            while True:
-                if self.stop_requested:
-                    raise KeyboardInterrupt
-                if self.lock.lost:
-                    raise StudyLocked(f"study {self.cfg.name!r}: another driver took over its "
-                                      "lock (this driver's heartbeat had stopped); stopping")
-                t = time.perf_counter()
-                self._fill()
-                self.driver_s["ask"] += time.perf_counter() - t
-                if not self.ledger.running:
-                    break
-                self._wait()
+            self._run(self._fill)
             if self.cfg.confirm.enabled and not self.stop_asking:
                 self._confirm()
         finally:
             self.t_loop = (self.t_loop[0], time.perf_counter())
+
+    def _run(self, fill: Callable[[], None]) -> None:
+        """Ask with ``fill`` and collect until nothing runs; a stop request or a lost lock
+        ends it."""
+        while True:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            if self.lock.lost:
+                raise StudyLocked(f"study {self.cfg.name!r}: another driver took over its "
+                                  "lock (this driver's heartbeat had stopped); stopping")
+            t = time.perf_counter()
+            fill()
+            self.driver_s["ask"] += time.perf_counter() - t
+            if not self.ledger.running:
+                break
+            self._wait()
 
     # -- confirmation: the front over seeds, after n_trials ---------------------------------
 
@@ -266,18 +274,7 @@ class _Search:
         self.queued = sum(t.state == "waiting" for t in self.recorder.trials())
         if not self.queued and not needs_looks(front, results, k, self.confirming):
             return
-        while True:
-            if self.stop_requested:
-                raise KeyboardInterrupt
-            if self.lock.lost:
-                raise StudyLocked(f"study {self.cfg.name!r}: another driver took over its "
-                                  "lock (this driver's heartbeat had stopped); stopping")
-            t = time.perf_counter()
-            self._fill_confirm()
-            self.driver_s["ask"] += time.perf_counter() - t
-            if not self.ledger.running:
-                break
-            self._wait()
+        self._run(self._fill_confirm)
 
     def _confirm_needs(self) -> list[tuple[Any, int]]:
         results = self.ledger.candidates()

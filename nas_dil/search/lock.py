@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from nas_dil._proc import pid_alive
 from nas_dil.search.storage import StorageError, _engine_kwargs, _reason, safe_url
 
 __all__ = ["HEARTBEAT_S", "STALE_S", "TABLE", "DriverLock", "Holder", "StudyLocked"]
@@ -56,18 +57,6 @@ class Holder:
     def describe(self) -> str:
         when = datetime.fromtimestamp(self.since).astimezone().isoformat(timespec="seconds")
         return f"host {self.host}, pid {self.pid}, since {when}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: it exists
-        return True
-    except OSError:
-        return True
-    return True
 
 
 def _table(metadata: Any) -> Any:
@@ -162,7 +151,7 @@ class DriverLock:
         """Why the holder is known to be gone, or None when it may still run."""
         if h.token == self.token:
             return "ours"
-        if h.host == self.host and h.pid != self.pid and not _pid_alive(h.pid):
+        if h.host == self.host and h.pid != self.pid and not pid_alive(h.pid):
             return "its process is gone"
         if now - h.heartbeat > self.stale_s:
             return f"no heartbeat for {now - h.heartbeat:.0f} s"

@@ -21,6 +21,9 @@ Two families:
 Gridding-freeness never depends on layer order (the per-axis support is a Minkowski sum),
 which makes gapfree counting fast: count hole-free multisets with `batch_holes_1d` and
 multiply each by its number of distinct orderings.
+
+Over 500 lines on purpose: every rate rule (free, hdc, gapfree, exponential, multigrid)
+with its count, enumeration and containment, side by side so they stay consistent.
 """
 
 from __future__ import annotations

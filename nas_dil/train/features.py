@@ -23,6 +23,10 @@ Augmentation: ``views`` augmented passes over the training set are cached (view 
 them); epoch e of a trial reads view e mod views, shuffled by (seed, epoch). Validation
 features are computed once without augmentation. Features are exact only for a frozen
 backbone in eval mode (BatchNorm statistics fixed), which is what freezing means.
+
+Over 500 lines on purpose: the cache's whole life (key, manifest, build, stale build
+folders, the plan a search makes) stays in one module, so its on-disk format is written down
+once.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas_dil._proc import pid_alive
 from nas_dil.data.base import Batch, SegData, check_batch_size, mixed_rng
 from nas_dil.data.check import cache_dir
 from nas_dil.data.load import load_data
@@ -302,16 +307,6 @@ def _tmp_name(folder: Path) -> str:
     return f".tmp-{folder.name}-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: another user's live process
-        return True
-    return True
-
-
 def remove_stale(root: Path) -> list[Path]:
     """Remove the build folders of builders on this host that died (kill -9, a lost node);
     a build in progress, or one from another host sharing ``root``, is kept. Returns them."""
@@ -323,7 +318,7 @@ def remove_stale(root: Path) -> list[Path]:
     for p in entries:
         m = _TMP.fullmatch(p.name)
         # names without a host (before round 3) were made on the node-local default root
-        if m and m["host"] in (None, host) and not _alive(int(m["pid"])) and p.is_dir():
+        if m and m["host"] in (None, host) and not pid_alive(int(m["pid"])) and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
             gone.append(p)
     return gone
