@@ -99,7 +99,7 @@ def train(job: Job) -> dict[str, Any]:
     from nas_dil.train import TrialConfig, run_trial
 
     r = run_trial(TrialConfig.from_dict(dict(job.trial_config)),
-                  Schedule.from_dict(dict(job.schedule)), job.seed)
+                  Schedule.from_dict(dict(job.schedule)), job.seed).result
     return {"name": job.name, "seed": job.seed, "miou": r.miou,
             "per_class_iou": r.per_class_iou, "wall_time_s": r.wall_time_s}
 
