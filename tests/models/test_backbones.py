@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import urllib.error
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -146,6 +147,18 @@ def _grad_supports(f: nn.Module, n: int, w: int, units: list[int]) -> list[np.nd
     return out
 
 
+def check_support_is_gradient(model: nn.Module, table: Any, n: int, what: object) -> None:
+    """The table's support of the first, middle and last low-res output units at input side
+    ``n`` equals the input pixels their gradient reaches (``model`` linearised)."""
+    w = _columns(table, n)
+    n_out = table_cost(table, n, w).out_h
+    units = sorted({0, n_out // 2, n_out - 1})
+    got = _grad_supports(model.forward_lowres, n, w, units)
+    for unit, g in zip(units, got, strict=True):
+        lo, mask = table_support(table, n, unit)
+        assert g.tolist() == (lo + np.flatnonzero(mask)).tolist(), (what, n, unit)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TV_BACKBONES)
 def test_support_matches_gradient(name: str) -> None:
@@ -156,14 +169,7 @@ def test_support_matches_gradient(name: str) -> None:
         arch.update(norm=rng.choice(["bn", "none"]), act="identity", context=False)
         model = _linearise(build_model(rates, **arch))
         table = model_table(model)
-        n = rng.randint(64, 160)
-        w = _columns(table, n)
-        n_out = table_cost(table, n, w).out_h
-        units = sorted({0, n_out // 2, n_out - 1})
-        got = _grad_supports(model.forward_lowres, n, w, units)
-        for unit, g in zip(units, got, strict=True):
-            lo, mask = table_support(table, n, unit)
-            assert g.tolist() == (lo + np.flatnonzero(mask)).tolist(), (rates, arch, n, unit)
+        check_support_is_gradient(model, table, rng.randint(64, 160), (rates, arch))
 
 
 @pytest.mark.slow

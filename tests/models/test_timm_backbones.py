@@ -9,7 +9,6 @@ import builtins
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import timm
 import torch
@@ -30,8 +29,8 @@ from nas_dil.models.backbones import (
 )
 from nas_dil.models.config import TIMM_BACKBONES
 from nas_dil.models.tables import backbone_table, block_kernels, table_path, trunk_table
-from nas_dil.schedule.layertable import table_cost, table_rf, table_support
-from tests.models.test_backbones import _columns, _grad_supports
+from nas_dil.schedule.layertable import table_rf, table_support
+from tests.models.test_backbones import _columns, check_support_is_gradient
 
 # one small model per family, and the output strides each runs at
 FAMILIES = {
@@ -168,14 +167,7 @@ def test_support_matches_gradient(name: str) -> None:
     arch.update(act="identity", context=False, width=2, num_classes=1)
     model = _linearise(build_model(rates, **arch))
     table = model_table(model)
-    n = rng.randint(64, 128)
-    w = _columns(table, n)
-    n_out = table_cost(table, n, w).out_h
-    units = sorted({0, n_out // 2, n_out - 1})
-    got = _grad_supports(model.forward_lowres, n, w, units)
-    for unit, gs in zip(units, got, strict=True):
-        lo, mask = table_support(table, n, unit)
-        assert gs.tolist() == (lo + np.flatnonzero(mask)).tolist(), (rates, arch, n, unit)
+    check_support_is_gradient(model, table, rng.randint(64, 128), (rates, arch))
 
 
 @pytest.mark.slow
