@@ -167,6 +167,9 @@ def test_timm_missing_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: 
             raise ImportError("No module named 'timm'")
         return real(name, *a, **k)
 
+    from nas_dil.models.backbones import layer_table
+
+    layer_table.cache_clear()  # an earlier test may have traced resnet10t in this process
     monkeypatch.setattr(builtins, "__import__", no_timm)
     line = _refused(capsys, _study(tmp_path, "timm:resnet10t"), tmp_path / "out")
     assert "timm backbones need timm" in line and "nas-dil[timm]" in line
