@@ -393,10 +393,9 @@ class _Search:
                 pruned_reason="infeasible: " + "; ".join(plan.violated)), "pruned")
             self.ledger.infeasible()
             return
-        self.ledger.looked(plan.record.look_of or plan.key)
+        self.ledger.looked(run.group)
         if plan.record.confirm:
-            group = plan.record.look_of or plan.key
-            self.confirming[group] = self.confirming.get(group, 0) + 1
+            self.confirming[run.group] = self.confirming.get(run.group, 0) + 1
         self._route(run, self.ledger.route(run))
 
     def _route(self, run: Run, action: str) -> None:
@@ -457,8 +456,7 @@ class _Search:
               what: str = "", reused: bool = False) -> None:
         attrs = self.recorder.finish(run.trial_id, run.number, record, state, values)
         if run.record.confirm:
-            group = run.record.look_of or run.key
-            self.confirming[group] = self.confirming.get(group, 1) - 1
+            self.confirming[run.group] = self.confirming.get(run.group, 1) - 1
         self.ledger.finish(run.key, run.number, state, attrs, values, reused=reused)
         self.board.told(run.number, record, state, self.front)
         self._event(run, what, out)

@@ -33,6 +33,7 @@ from nas_dil.search.looks import (
     CandidateResult,
     LookCounter,
     feasible_front,
+    group_of,
     look_group,
     merge_looks,
 )
@@ -71,6 +72,11 @@ class Run:
     @property
     def key(self) -> str:
         return self.payload.key
+
+    @property
+    def group(self) -> str:
+        """Its candidate's look group (`looks.group_of`; its own key at look 0)."""
+        return group_of(self.record) or self.key
 
     @property
     def baseline(self) -> str | None:

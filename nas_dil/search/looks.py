@@ -35,20 +35,23 @@ from nas_dil.pareto import pareto_mask
 from nas_dil.search.records import Objective, StoredTrial, TrialRecord, as_number
 
 __all__ = ["CandidateResult", "LookCounter", "Noise", "confirm_group", "confirmed",
-           "count_looks", "feasible_front", "look_group", "look_seed", "mean", "merge_looks",
-           "needs_looks", "pooled_noise", "std", "table_seed",
-           "within_noise"]
+           "count_looks", "feasible_front", "group_of", "look_group", "look_seed", "mean",
+           "merge_looks", "needs_looks", "pooled_noise", "std", "table_seed", "within_noise"]
 
 K = TypeVar("K", bound=Hashable)
+
+
+def group_of(record: TrialRecord) -> str | None:
+    """The look-0 key of a trial's candidate (a reused duplicate's: its twin's); None for a
+    record without a key (an older study's)."""
+    g = record.look_of or record.key
+    return None if g is None else str(g)
 
 
 def look_group(record: TrialRecord) -> str | None:
     """The key shared by every look at a trial's candidate (its look-0 key); None for a
     duplicate answered from another trial's result (``reused_from``: not a look of its own)."""
-    if record.reused_from is not None:
-        return None
-    g = record.look_of or record.key
-    return None if g is None else str(g)
+    return None if record.reused_from is not None else group_of(record)
 
 
 def look_seed(study_seed: int, look: int) -> int:
@@ -223,9 +226,7 @@ def confirmed(result: CandidateResult, seeds: int) -> bool:
 
 def confirm_group(result: CandidateResult) -> str | None:
     """The look group of a candidate (its look-0 key; a reused duplicate's: its twin's)."""
-    rec = result.record
-    g = rec.look_of or rec.key
-    return None if g is None else str(g)
+    return group_of(result.record)
 
 
 def needs_looks(front: Sequence[CandidateResult], results: Sequence[CandidateResult],
