@@ -16,14 +16,19 @@ files of an earlier export):
 - ``weights.pt``: the trial's state_dict, when the search kept it (a search keeps the weights
   of Pareto-front trials and seed baselines, ``OUT/weights/trial_<N>.pt``, recorded in the
   trial's ``weights`` attr). Checked on export: it loads into the rebuilt net (strict) and the
-  parameter count matches the trial's.
+  parameter count matches the trial's. A frozen-backbone trial's holds the head's tensors
+  only, and ``schedule.json``'s ``backbone`` names the frozen backbone they need
+  (`nas_dil.train.kept`: weights, seed, state digest).
 - ``model.onnx`` with ``onnx=True`` (needs the ``onnx`` extra: ``pip install nas-dil[onnx]``),
   traced at the trial's training image size.
 
 ``load_exported(out)`` rebuilds the exact net: same parameter count, the trained weights
 (``torch.load(..., weights_only=True)``), eval mode. A net on a torchvision backbone is
 rebuilt whole (trunk, head) from the state_dict; its ``weights`` setting (the backbone's
-starting point, perhaps a file on the search's machine) is not read then.
+starting point, perhaps a file on the search's machine) is not read then. Head-only weights
+(``backbone`` set) are the exception: the frozen backbone is rebuilt from its weights
+("none": seeded; "imagenet"; the file, or ``backbone_weights``) and must have the recorded
+state digest, else one line.
 
 Everything is checked and written into a temporary folder beside ``out`` first; ``out`` only
 changes once all files exist, so bad input overwrites nothing.
@@ -56,6 +61,7 @@ if TYPE_CHECKING:
 
     from nas_dil.search.looks import CandidateResult
     from nas_dil.search.records import TrialRecord
+    from nas_dil.train.kept import BackboneRef
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ExportDoc", "ExportError", "ExportResult",
            "export_trial", "load_exported", "read_export", "write_bundle"]
@@ -79,7 +85,8 @@ class ExportResult:
     trial: int
     reason: str  # why this trial was picked
     schedule_json: Path
-    weights: Path | None  # the exported state_dict, if the search kept one
+    weights: Path | None  # the exported state_dict, if the search kept one (a frozen
+    # backbone's trial: the head's tensors; ``document["backbone"]`` names the backbone)
     weights_source: Path | None  # where it came from
     onnx: Path | None
     document: dict[str, Any]  # the content of schedule.json
@@ -113,38 +120,43 @@ def _model_config(number: int, rec: TrialRecord, where: str) -> dict[str, Any]:
     return {"schedule": trial_schedule(cand, arch).to_dict(), "arch": arch.to_dict()}
 
 
-def _load_state_dict(path: Path) -> dict[str, Any]:
+def _load_state_dict(path: Path) -> tuple[dict[str, Any], BackboneRef | None]:
+    """(the tensors, the frozen backbone they need or None: every tensor) of a weights file:
+    a state_dict, or a checkpoint dict around one (the search's, with ``backbone`` when it
+    holds a frozen-backbone trial's head)."""
     import torch
+
+    from nas_dil.train.kept import BackboneRef
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a pickle with code in it, a truncated file, not torch at all
         why = (str(e).splitlines() or [type(e).__name__])[0][:160]  # an empty file: EOFError()
         raise ExportError(f"{path}: not a loadable state_dict ({why})") from None
+    ref = None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        if obj.get("backbone") is not None:
+            try:
+                ref = BackboneRef.from_dict(obj["backbone"])
+            except ValueError as e:
+                raise ExportError(f"{path}: {e}") from None
         obj = obj["state_dict"]  # a checkpoint dict around the state_dict
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ExportError(f"{path}: expected a state_dict (name -> tensor)")
-    return obj
+    return obj, ref
 
 
-def _build(config: dict[str, Any], state: dict[str, Any] | None, source: str) -> torch.nn.Module:
-    from nas_dil.models import model_from_config
+def _build(config: dict[str, Any], state: dict[str, Any] | None, source: str,
+           backbone: BackboneRef | None = None, backbone_weights: str | None = None
+           ) -> torch.nn.Module:
+    """The whole net (`nas_dil.train.kept.rebuild`: a frozen backbone rebuilt and checked
+    when ``state`` holds the head only)."""
+    from nas_dil.train.kept import KeptWeightsError, rebuild
 
-    arch = config["arch"]
-    if state is not None and arch.get("weights", "none") != "none":
-        # the state_dict holds every tensor: the backbone's starting weights (and their file,
-        # perhaps on another machine) are not needed to rebuild the trained net
-        config = {**config, "arch": {**arch, "weights": "none"}}
-    model = model_from_config(config)
-    if state is not None:
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            first = str(e).splitlines()[0][:200]
-            raise ExportError(f"{source}: weights do not fit the recorded architecture ({first})"
-                              ) from None
-    return model.eval()
+    try:
+        return rebuild(config, state, backbone, source, backbone_weights=backbone_weights)
+    except KeptWeightsError as e:
+        raise ExportError(str(e)) from None
 
 
 def _n_params(model: torch.nn.Module) -> int:
@@ -294,8 +306,11 @@ def _export(src: StudySource, picked: CandidateResult, p: Pick, reason: str, out
                 "trials and seed baselines, in OUT/weights/trial_<N>.pt); exported without")
     else:
         note = f"weights from {weights_src}"
-    state = _load_state_dict(weights_src) if weights_src is not None else None
-    model = _build(config, state, str(weights_src or "the recorded architecture"))
+    state, ref = _load_state_dict(weights_src) if weights_src is not None else (None, None)
+    if ref is not None:
+        note += (f" (the head; the frozen backbone rebuilt from weights={ref.weights!r}, seed "
+                 f"{ref.seed}, its state digest checked)")
+    model = _build(config, state, str(weights_src or "the recorded architecture"), ref)
     n_params = _n_params(model)
     recorded = rec.get("params")
     if isinstance(recorded, int) and recorded != n_params:
@@ -345,7 +360,8 @@ def _export(src: StudySource, picked: CandidateResult, p: Pick, reason: str, out
     )
 
     written = write_bundle(out_dir, doc, model, weights=state is not None, force=force,
-                           onnx_hw=(rec.crop() or (64, 64)) if onnx else None, mmseg=mmseg)
+                           onnx_hw=(rec.crop() or (64, 64)) if onnx else None, mmseg=mmseg,
+                           backbone=ref)
     return ExportResult(
         out_dir=out_dir, trial=picked.number, reason=reason,
         schedule_json=out_dir / SCHEDULE_FILE,
@@ -359,11 +375,16 @@ def _export(src: StudySource, picked: CandidateResult, p: Pick, reason: str, out
 
 def write_bundle(out: str | os.PathLike[str], doc: ExportDoc | Mapping[str, Any],
                  model: torch.nn.Module, *, weights: bool = True, force: bool = False,
-                 onnx_hw: tuple[int, int] | None = None, mmseg: bool = False) -> dict[str, Any]:
+                 onnx_hw: tuple[int, int] | None = None, mmseg: bool = False,
+                 backbone: BackboneRef | None = None) -> dict[str, Any]:
     """Write an export folder: ``schedule.json`` from ``doc`` (+ ``weights.pt``, + ``model.onnx``
     traced at ``onnx_hw``, + ``mmseg_config.py`` and ``mmseg_weights.pth`` with ``mmseg``),
     all or nothing (see the module docstring). The one writer of the
     format: `export_trial` and ``nas-dil train --out`` both use it.
+
+    ``backbone``: ``model``'s backbone is this frozen one (`nas_dil.train.kept`):
+    ``weights.pt`` keeps the head's tensors and ``schedule.json``'s ``backbone`` names it
+    (the mmseg checkpoint, which mmseg loads alone, keeps every tensor).
 
     ``doc`` (an `ExportDoc`, or its dict) needs ``model_config`` (what `model_from_config`
     takes); what the model itself says (params, HDC certificate, mmseg, files, versions, git
@@ -392,6 +413,11 @@ def write_bundle(out: str | os.PathLike[str], doc: ExportDoc | Mapping[str, Any]
                                        "provenance": {k: doc.provenance.get(k) for k in
                                                       ("study", "trial", "seed")}})
           if mmseg else None)
+    if state is not None and backbone is not None:
+        from nas_dil.train.kept import BACKBONE_PREFIX
+
+        state = {k: v for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
+        doc = replace(doc, backbone=backbone.to_dict())
     prov = dict(doc.provenance)
     prov.setdefault("exported_at", datetime.now(UTC).isoformat(timespec="seconds"))
     prov.setdefault("versions", _versions())
@@ -450,13 +476,16 @@ def read_export(path: str | os.PathLike[str]) -> dict[str, Any]:
     return doc
 
 
-def load_exported(path: str | os.PathLike[str], *, require_weights: bool = False
-                  ) -> torch.nn.Module:
+def load_exported(path: str | os.PathLike[str], *, require_weights: bool = False,
+                  backbone_weights: str | os.PathLike[str] | None = None) -> torch.nn.Module:
     """Rebuild the exported net (eval mode) from a folder ``export_trial`` wrote.
 
     Loads ``weights.pt`` with ``weights_only=True``. Without weights (the search kept none)
     the net has its initial weights and a warning says so; ``require_weights`` makes that an
-    error. The parameter count is checked against ``schedule.json``.
+    error. The parameter count is checked against ``schedule.json``. Head-only weights (a
+    frozen backbone's trial, ``schedule.json``'s ``backbone``): the backbone is rebuilt as
+    the trial had it and checked by its state digest; ``backbone_weights``: the path of its
+    weights file here, when the recorded path is another machine's.
     """
     doc_path = _doc_path(path)
     try:
@@ -465,18 +494,26 @@ def load_exported(path: str | os.PathLike[str], *, require_weights: bool = False
         raise ExportError(f"{doc_path}: {e}") from None
     folder = doc_path.parent
     wname = (doc.files or {}).get("weights")
-    state = None
+    state, ref = None, None
     if wname:
         wpath = folder / wname
         if not wpath.is_file():
             raise ExportError(f"{folder}: {wname} is missing")
-        state = _load_state_dict(wpath)
+        state, ref = _load_state_dict(wpath)
+        if doc.backbone is not None:
+            from nas_dil.train.kept import BackboneRef
+
+            try:
+                ref = BackboneRef.from_dict(doc.backbone)
+            except ValueError as e:
+                raise ExportError(f"{doc_path}: backbone: {e}") from None
     elif require_weights:
         raise ExportError(f"{folder}: exported without weights")
     else:
         warnings.warn(f"{folder}: exported without weights; the net has its initial weights",
                       stacklevel=2)
-    model = _build(dict(doc.model_config), state, str(folder))
+    model = _build(dict(doc.model_config), state, str(folder), ref,
+                   None if backbone_weights is None else str(backbone_weights))
     n = _n_params(model)
     if doc.params is not None and n != doc.params:
         raise ExportError(f"{folder}: rebuilt net has {n} parameters, {doc.params} recorded")

@@ -44,6 +44,9 @@ class ExportDoc:
     # confirm_seeds, confirmed, and the study's seed noise (None: unknown); {}: not a study's
     seeds: Mapping[str, Any] = field(default_factory=dict)
     files: Mapping[str, str | None] | None = None  # weights / onnx file names (None: writer)
+    # the weights file holds the head only: the frozen backbone that rebuilds the rest
+    # (`nas_dil.train.kept.BackboneRef.to_dict()`); None: every tensor (written only when set)
+    backbone: Mapping[str, Any] | None = None
     weights_note: str | None = None  # where the weights came from, or why there are none
     provenance: Mapping[str, Any] = field(default_factory=dict)  # study, trial, seed, versions…
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys of another version, kept
@@ -63,7 +66,8 @@ class ExportDoc:
                                "arch": self.arch}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("candidate", "extra") or (f.name == "class_names" and v is None):
+            if f.name in ("candidate", "extra") or (f.name in ("class_names", "backbone")
+                                                     and v is None):
                 continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return {**self.extra, **out}

@@ -25,10 +25,12 @@ Faults:
   Ctrl-C aborts at once.
 
 Weights: a COMPLETE trial's state_dict comes back from the worker; the driver keeps it
-(``OUT/weights/trial_<N>.pt``, recorded as ``weights``) when the trial is a baseline or is on
-the Pareto front when it finishes. Optuna freezes a trial's attributes once it is finished, so
-nothing is deleted later: the files kept are the final front, the baselines, and the trials
-that were on the front when they finished (a superset of the final front).
+(``OUT/weights/trial_<N>.pt``, recorded as ``weights``; a frozen-backbone trial's holds the
+head, its backbone recorded as ``weights_backbone``: `nas_dil.train.kept`) when the trial is a
+baseline or is on the Pareto front when it finishes. Optuna freezes a trial's attributes once
+it is finished, so nothing is deleted later: the files kept are the final front, the
+baselines, and the trials that were on the front when they finished (a superset of the final
+front).
 
 Repeats (``[sampler] repeats = k``, hvi): a candidate the sampler asks again is trained again
 from the next seed (study seed + look), not answered from storage; every look is its own
@@ -471,12 +473,13 @@ class _Search:
             self._fail(run, f"non-finite mIoU {miou}", out)
             return
         values = self._values(run, miou)
-        weights = None
+        weights = backbone = None
         if out.get("weights") and (run.baseline or (feasible(self.cfg, run.analytic)
                                                     and self.ledger.on_front(values))):
             weights = self.recorder.save_weights(run.number, out["weights"])
-        self._tell(run, self._outcome(run, out, weights=weights), "complete", values, out,
-                   f"complete {self._fmt(values)}")
+            backbone = out["result"].get("weights_backbone")  # head-only: the backbone's name
+        self._tell(run, self._outcome(run, out, weights=weights, weights_backbone=backbone),
+                   "complete", values, out, f"complete {self._fmt(values)}")
 
     def _pruned(self, run: Run, out: dict[str, Any]) -> None:
         record = self._outcome(run, out, pruned_reason=out.get("reason") or "stopped early")
@@ -492,6 +495,7 @@ class _Search:
         stored = self.ledger.finished[run.key]
         lent = TrialRecord.from_attrs(stored.attrs)
         record = replace(run.record, result=lent.result, weights=lent.weights,
+                         weights_backbone=lent.weights_backbone,
                          pruned_reason=lent.pruned_reason, node=lent.node, node_id=lent.node_id,
                          node_ip=lent.node_ip, reused_from=stored.number, retries=0)
         values = (self._values(run, lent.result["miou"]) if stored.state == "complete"

@@ -200,6 +200,9 @@ class TrialRecord:
     node_ip: str | None = None
     pid: int | None = None
     weights: str | None = None  # state_dict file, relative to the output folder
+    weights_backbone: Mapping[str, Any] | None = None  # head-only weights (a frozen backbone):
+    # the backbone they were trained on (`nas_dil.train.kept.BackboneRef`: weights, seed,
+    # state digest); None: the file holds every tensor
     reused_from: int | None = None  # a duplicate answered from this trial's result
     pruned_reason: str | None = None
     fail_reason: str | None = None

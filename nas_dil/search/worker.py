@@ -7,7 +7,9 @@ or node is Ray's error, seen by the driver, which retries the trial.
 
 Three kinds of trial (what each needs: `nas_dil.search.kinds`), one runner each (`RUNNERS`):
 - ``train``: `nas_dil.train.run_trial`, with the early-stopping rule as its callback; the
-  state_dict of a completed trial comes back as bytes (torch.save), with the model config.
+  state_dict of a completed trial comes back as bytes (torch.save), with the model config
+  (a frozen-backbone trial's: the head's tensors and the backbone they need,
+  `nas_dil.train.kept`; the result's ``weights_backbone`` says which).
 - ``sleep``: sleeps ``sleep_s`` over ``evals`` evaluations and reports a synthetic, seeded
   mIoU curve that grows with RF and coverage. It exercises everything around a trial
   (orchestration, storage, early stopping, faults) at no compute cost; never use it to
@@ -128,6 +130,7 @@ def _train_trial(payload: TrialPayload, callback: Any) -> tuple[dict[str, Any], 
     from nas_dil.models import model_config
     from nas_dil.schedule import Schedule
     from nas_dil.train import TrialConfig, run_trial
+    from nas_dil.train.kept import kept_state
 
     cfg = TrialConfig.from_dict(dict(payload.trial_config))
     data = _data(payload.trial_config["data"], cfg.train.device)
@@ -138,13 +141,17 @@ def _train_trial(payload: TrialPayload, callback: Any) -> tuple[dict[str, Any], 
     r = outcome.result
     model: Any = outcome.model  # a DilatedSegNet or BackboneSegNet: both have a model_config
     weights = None
-    if payload.keep_weights and not r.stopped_early:
-        buf = io.BytesIO()
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        torch.save({"state_dict": state, "model_config": model_config(model)}, buf)
-        weights = buf.getvalue()
     out = r.to_dict()
     out.pop("config", None)  # the driver stores the trial config itself
+    if payload.keep_weights and not r.stopped_early:
+        buf = io.BytesIO()
+        # a frozen backbone is not kept: the head's tensors and what rebuilds the backbone
+        state, backbone = kept_state(model, cfg, payload.seed)
+        blob: dict[str, Any] = {"state_dict": state, "model_config": model_config(model)}
+        if backbone is not None:
+            blob["backbone"] = out["weights_backbone"] = backbone.to_dict()
+        torch.save(blob, buf)
+        weights = buf.getvalue()
     return out, weights
 
 
