@@ -83,6 +83,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"base": base, "data": data, "weights": weights, "out": out, "trial": kept[0]}
 
 
+@pytest.mark.slow
 def test_a_kept_frozen_trial_is_its_head(searched: dict[str, Any]) -> None:
     t, out = searched["trial"], searched["out"]
     ref = t.user_attrs["weights_backbone"]
@@ -96,6 +97,7 @@ def test_a_kept_frozen_trial_is_its_head(searched: dict[str, Any]) -> None:
     assert path.stat().st_size < 0.1 * searched["weights"].stat().st_size
 
 
+@pytest.mark.slow
 def test_from_study_trains_the_stored_trial_again(searched: dict[str, Any]) -> None:
     t, base = searched["trial"], searched["base"]
     rerun, exported = base / "rerun", base / "exported"
@@ -148,6 +150,7 @@ def one_line(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_from_study_refusals(searched: dict[str, Any], tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     out, n = str(searched["out"]), str(searched["trial"].number)

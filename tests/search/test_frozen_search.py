@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from nas_dil.cli import main
-from nas_dil.models.net import model_from_config
 from nas_dil.search import run_search
+from nas_dil.train.kept import BackboneRef, rebuild
 from tests.search.conftest import RayCluster
 
 pytestmark = pytest.mark.slow
@@ -93,8 +93,10 @@ def test_frozen_search_builds_the_cache_once(ray_cluster: RayCluster, tmp_path: 
     kept = [t for t in done if t.user_attrs.get("weights")]
     assert kept  # a front trial's weights rebuild the whole net, backbone from the file
     blob = torch.load(out / kept[0].user_attrs["weights"], weights_only=True)
-    net = model_from_config(blob["model_config"])
-    net.load_state_dict(blob["state_dict"])
+    assert not any(k.startswith("backbone.") for k in blob["state_dict"])  # the head only
+    assert blob["backbone"] == kept[0].user_attrs["weights_backbone"]
+    net = rebuild(blob["model_config"], blob["state_dict"],
+                  BackboneRef.from_dict(blob["backbone"]), "kept")
     trunk = torch.load(tmp_path / "r18.pt", weights_only=True)
     assert all(torch.equal(net.backbone.trunk.state_dict()[k], v) for k, v in trunk.items())
 
