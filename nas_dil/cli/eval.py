@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch-pixels", default=16 * 512 * 512,
                    type=field_flag(TrainConfig, "max_batch_pixels", "--max-batch-pixels"),
                    help="cap on images × H × W in one batch (one image at least)")
+    p.add_argument("--backbone-weights", metavar="FILE",
+                   help="an export of a frozen backbone's head: the backbone's weights file "
+                        "here (default: the path recorded; its tensors must be the same)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--cpus", type=field_flag(TrainConfig, "cpus", "--cpus"), default=None,
                    help="CPUs to use (threads + workers)")
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stride is not None and args.slide is None:
         raise UserError(f"--stride {','.join(map(str, args.stride))}: needs --slide H,W")
     doc = read_export(args.export_dir)
-    model = load_exported(args.export_dir, require_weights=True)
+    model = load_exported(args.export_dir, require_weights=True,
+                          backbone_weights=args.backbone_weights)
     n_classes = int(doc["arch"]["num_classes"])
     device = resolve_device(args.device)
     cfg = DataConfig(source=args.data, layout=args.layout, num_classes=n_classes,

@@ -134,8 +134,12 @@ def test_from_study_trains_the_stored_trial_again(searched: dict[str, Any]) -> N
         bad = nas_dil("eval", str(exported), "--data", str(searched["data"]))
         again = nas_dil("export", str(searched["out"]), "--pick", f"trial={t.number}",
                         "--out", str(base / "never"))
+        elsewhere = nas_dil("eval", str(exported), "--data", str(searched["data"]), "--json",
+                            "--backbone-weights", str(_r18(base / "moved.pt", 5)))
     finally:
         _r18(searched["weights"], 5)
+    assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]  # the right file, elsewhere
+    assert json.loads(elsewhere.stdout)["miou"] == json.loads(ev.stdout)["miou"]
     for p in (bad, again):
         assert p.returncode == 2 and p.stdout == "", p.stderr
         assert p.stderr.count("\n") == 1 and "trained on another backbone" in p.stderr
