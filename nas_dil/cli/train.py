@@ -155,8 +155,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     st = p.add_argument_group("train a stored trial again")
     st.add_argument("--from-study", metavar="OUT_DIR_OR_STORAGE",
                     help="a search's output folder, its study.db, or a storage URL: train "
-                         "--trial N with its stored config and seed (the flags above that "
-                         "define a trial are refused with it)")
+                         "--trial N again with its stored config and seed (flags that "
+                         "define a trial, --schedule to --seed, are refused with it; "
+                         "--device, --threads, --cpus, --workers, --feature-cache apply)")
     st.add_argument("--study", metavar="NAME", help="--from-study: the study, when the "
                                                     "storage holds several")
     st.add_argument("--trial", type=int_flag("--trial", 0), metavar="N",
