@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,11 @@ from nas_dil.search.hvi_domains import DistDomain, Domain, Params, SamplerContex
 from nas_dil.search.looks import count_looks
 from nas_dil.search.surrogate import GP, NOISES, NOISES_NOISY, fit_gp
 
+try:  # the ask's BLAS threads (below); optional, so a missing package only costs speed
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover - a dependency of nas-dil
+    ThreadpoolController = None
+
 __all__ = ["HVISampler", "SamplerContext", "check_options"]
 
 # larger spaces: fresh random candidates join the pool, REFRESH per ask on average, drawn
@@ -70,6 +76,21 @@ GROW_MAX = 8  # a sampled pool grows to at most this many times pool_size
 # improvement scale with it, and with 16 trials in flight an ask must stay near 10 ms
 MAX_SCORED = 512
 MAX_OBSERVED = 600  # newest finished trials the GP is fitted on (cubic cost)
+
+
+_BLAS: list[Any] = []  # the process's BLAS libraries (a ThreadpoolController), found once
+
+
+def _one_blas_thread() -> AbstractContextManager[object]:
+    """The ask's linear algebra on one BLAS thread. Its matrices are small (hundreds of rows),
+    and a multi-threaded BLAS on cores that training or other jobs hold spent most of an ask
+    waiting on its own threads: hvi's ask took 6x the wall time and 7x the CPU time with
+    OpenBLAS's default threads (docs/benchmarks.md §20). The choices are the same."""
+    if ThreadpoolController is None:  # pragma: no cover - a dependency of nas-dil
+        return nullcontext()
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
 
 
 # -- the pool -------------------------------------------------------------------------------
@@ -252,7 +273,8 @@ class HVISampler(BaseSampler):
         if trial.system_attrs.get("fixed_params"):  # an enqueued trial (a baseline): as given
             return {}
         if trial._trial_id not in self._chosen:
-            params = self._choose(study, trial)
+            with _one_blas_thread():
+                params = self._choose(study, trial)
             self._chosen[trial._trial_id] = (params, self.domain.distributions(params)
                                              if params else {})
         return self._chosen[trial._trial_id][1]

@@ -75,7 +75,8 @@ def fit_gp(x: np.ndarray, y: np.ndarray, noises: tuple[float, ...] = NOISES) -> 
     best: tuple[float, float, float] | None = None
     for ls in LENGTH_SCALES:
         k = np.exp(-d2 / (2.0 * ls**2))
-        bordered[:, :n, :n] = k[None] + noise_arr[:, None, None] * eye
+        bordered[:, :n, :n] = k
+        bordered[:, rows, rows] += noise_arr[:, None]  # + noise·I (exactly: k + 0 = k)
         try:
             chol_b = np.linalg.cholesky(bordered)
         except np.linalg.LinAlgError:  # pragma: no cover - noise >= 1e-3 keeps K PD

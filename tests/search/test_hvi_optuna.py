@@ -127,6 +127,29 @@ def test_running_trials_are_read_once() -> None:
     assert sorted(read) == [0, 0, 1, 1, 2, 3, 4, 5, 6]
 
 
+def test_the_choice_runs_on_one_blas_thread_and_restores_it() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["user_api"] == "blas"]
+
+    study = _study(FINITE, n_startup=2)
+    sampler = study.sampler
+    assert isinstance(sampler, HVISampler)
+    during, choose = [], sampler._choose
+
+    def watched(*args: Any) -> Any:
+        during.append(blas_threads())
+        return choose(*args)
+
+    sampler._choose = watched  # type: ignore[method-assign]
+    before = blas_threads()
+    study.optimize(_objective(FINITE), n_trials=4)
+    assert before and during and all(n == [1] * len(before) for n in during)
+    assert blas_threads() == before
+
+
 @pytest.mark.parametrize("parts", [
     [(8, 16)],  # at once
     [(8, 16), (8, 16), (1, 64), (8, 16), (2, 32)],  # inside the range, beyond it, inside
