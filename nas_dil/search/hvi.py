@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,11 @@ from nas_dil.search.hvi_domains import DistDomain, Domain, Params, SamplerContex
 from nas_dil.search.looks import count_looks
 from nas_dil.search.surrogate import GP, NOISES, NOISES_NOISY, fit_gp
 
+try:  # the ask's BLAS threads (below); optional, so a missing package only costs speed
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover - a dependency of nas-dil
+    ThreadpoolController = None
+
 __all__ = ["HVISampler", "SamplerContext", "check_options"]
 
 # larger spaces: fresh random candidates join the pool, REFRESH per ask on average, drawn
@@ -72,7 +78,46 @@ MAX_SCORED = 512
 MAX_OBSERVED = 600  # newest finished trials the GP is fitted on (cubic cost)
 
 
+_BLAS: list[Any] = []  # the process's BLAS libraries (a ThreadpoolController), found once
+
+
+def _one_blas_thread() -> AbstractContextManager[object]:
+    """The ask's linear algebra on one BLAS thread. Its matrices are small (hundreds of rows),
+    and a multi-threaded BLAS on cores that training or other jobs hold spent most of an ask
+    waiting on its own threads: hvi's ask took 6x the wall time and 7x the CPU time with
+    OpenBLAS's default threads (docs/benchmarks.md §20). The choices are the same."""
+    if ThreadpoolController is None:  # pragma: no cover - a dependency of nas-dil
+        return nullcontext()
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
+
+
 # -- the pool -------------------------------------------------------------------------------
+
+class _Rows:
+    """A growing array of rows: appends copy only the new rows (its capacity doubles), so a
+    pool that grows at every ask does not copy itself at every ask."""
+
+    def __init__(self) -> None:
+        self._buf: np.ndarray | None = None
+        self.n = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        if self._buf is None:
+            self._buf = np.empty((max(len(rows), 1_024), *rows.shape[1:]), dtype=rows.dtype)
+        elif self.n + len(rows) > len(self._buf):
+            grown = np.empty((max(2 * len(self._buf), self.n + len(rows)),
+                              *self._buf.shape[1:]), dtype=self._buf.dtype)
+            grown[: self.n] = self._buf[: self.n]
+            self._buf = grown
+        self._buf[self.n: self.n + len(rows)] = rows
+        self.n += len(rows)
+
+    def view(self) -> np.ndarray:
+        assert self._buf is not None
+        return self._buf[: self.n]
+
 
 class _Pool:
     """Candidates with their Optuna parameters, known losses and surrogate features."""
@@ -82,10 +127,12 @@ class _Pool:
         self.keys: list[Hashable] = []
         self.index: dict[Hashable, int] = {}
         self.params: list[Params | None] = []  # None: outside the space (a baseline)
-        self._losses: list[np.ndarray] = []  # blocks of known losses, one per `add`
-        self._raw: list[np.ndarray] = []  # blocks of unscaled features
-        self._ok: list[np.ndarray] = []  # blocks of feasible flags
-        self._inside: list[np.ndarray] = []  # blocks of "has parameters" flags
+        self._losses, self._raw = _Rows(), _Rows()  # known losses, unscaled features
+        self._ok, self._proposable = _Rows(), _Rows()  # feasible; and inside the space
+        # features scaled to [0, 1] over the pool: the rows scaled so far, and the scale (lo,
+        # hi, kept columns) they were scaled by; new rows inside that range are scaled alone
+        self._feats = _Rows()
+        self._scale: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def add(self, keys: Sequence[Hashable], params: Sequence[Params | None]) -> None:
@@ -100,24 +147,30 @@ class _Pool:
             self.index[c] = len(self.keys)
             self.keys.append(c)
             self.params.append(p)
+        inside = np.array([p is not None for p in new.values()], dtype=bool)
         self._losses.append(losses)
         self._raw.append(raw)
         self._ok.append(ok)
-        self._inside.append(np.array([p is not None for p in new.values()], dtype=bool))
+        self._proposable.append(ok & inside)
         self._arrays = None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Known losses (n, a), features scaled to [0, 1] over the pool (n, f), feasible,
         proposable (feasible and inside the space) — cached until the next `add`."""
         if self._arrays is None:
-            self._losses, self._raw = [np.vstack(self._losses)], [np.vstack(self._raw)]
-            self._ok, self._inside = [np.concatenate(self._ok)], [np.concatenate(self._inside)]
-            raw = self._raw[0]
-            lo, hi = raw.min(axis=0), raw.max(axis=0)
-            keep = hi > lo  # constant columns carry nothing
-            feats = (raw[:, keep] - lo[keep]) / (hi[keep] - lo[keep])
-            ok = self._ok[0]
-            self._arrays = (self._losses[0], feats, ok, ok & self._inside[0])
+            raw = self._raw.view()
+            new = raw[self._feats.n:]
+            scale = self._scale
+            if scale is None or not ((new.min(axis=0) >= scale[0]).all()
+                                     and (new.max(axis=0) <= scale[1]).all()):
+                lo, hi = raw.min(axis=0), raw.max(axis=0)
+                scale = self._scale = (lo, hi, hi > lo)  # constant columns carry nothing
+                self._feats, new = _Rows(), raw
+            # elementwise: a row scales to the same values alone as with the whole pool
+            lo, hi, keep = scale
+            self._feats.append((new[:, keep] - lo[keep]) / (hi[keep] - lo[keep]))
+            self._arrays = (self._losses.view(), self._feats.view(), self._ok.view(),
+                            self._proposable.view())
         return self._arrays
 
 
@@ -185,6 +238,7 @@ class HVISampler(BaseSampler):
         self._chosen: dict[int, tuple[Params, dict[str, BaseDistribution]]] = {}
         self._gp_cache: dict[int, tuple[tuple[bytes, ...], GP]] = {}
         self._seen: dict[int, tuple[Hashable | None, list[float] | None]] = {}  # finished
+        self._running: dict[int, Hashable] = {}  # running trials' candidates
         self.n_fits = 0  # GP fits so far (tests, benchmarks: asks between finishes reuse one)
         self.last_choice: dict[str, Any] = {}  # how the last candidate was chosen (tests, logs)
         if context is not None:
@@ -219,7 +273,8 @@ class HVISampler(BaseSampler):
         if trial.system_attrs.get("fixed_params"):  # an enqueued trial (a baseline): as given
             return {}
         if trial._trial_id not in self._chosen:
-            params = self._choose(study, trial)
+            with _one_blas_thread():
+                params = self._choose(study, trial)
             self._chosen[trial._trial_id] = (params, self.domain.distributions(params)
                                              if params else {})
         return self._chosen[trial._trial_id][1]
@@ -302,23 +357,29 @@ class HVISampler(BaseSampler):
             self.last_choice = {"how": "startup", "n_observed": n_obs}
             return dict(pool.params[i] or {})
         if len(idx) > MAX_SCORED:  # bound the cost per ask on huge pools: a random subset,
-            near_free = np.intersect1d(np.array(near, dtype=int), idx)  # and the front's
-            # neighbours
-            idx = np.union1d(self._rng.choice(idx, MAX_SCORED, replace=False), near_free)
+            near_i = np.array(near, dtype=int)  # and the front's free neighbours (sorted)
+            idx = np.union1d(self._rng.choice(idx, MAX_SCORED, replace=False),
+                             near_i[free[near_i]])
         return self._by_improvement(pool, losses, feats, idx, obs_c, np.array(obs_y), running,
                                     again)
 
     def _read(self, t: FrozenTrial) -> tuple[Hashable | None, list[float] | None]:
         """A trial's candidate and measured values, cached once it has finished (its
         candidate and values no longer change; parsing them at every ask is what made asks
-        with many trials slow)."""
+        with many trials slow), and a running trial's candidate once it has one."""
         hit = self._seen.get(t._trial_id)
         if hit is not None:
             return hit
+        running = t.state == TrialState.RUNNING
+        if running and t._trial_id in self._running:  # its candidate, once set, stays
+            return self._running[t._trial_id], None
         c = self.domain.key_of(t)
         y = None if c is None else self.domain.measured_values(t)
         if c is not None and t.state.is_finished():
             self._seen[t._trial_id] = (c, y)
+            self._running.pop(t._trial_id, None)
+        elif c is not None and running:
+            self._running[t._trial_id] = c
         return c, y
 
     def _near_front(self, pool: _Pool, obs_c: list[Hashable], obs_y: np.ndarray) -> list[int]:

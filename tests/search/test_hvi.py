@@ -23,7 +23,7 @@ from nas_dil.search.config import (
 from nas_dil.search.driver import make_sampler
 from nas_dil.search.hvi import HVISampler, check_options
 from nas_dil.search.resolved import ResolvedStudy
-from nas_dil.search.surrogate import fit_gp
+from nas_dil.search.surrogate import LENGTH_SCALES, NOISES, NOISES_NOISY, fit_gp
 from nas_dil.search.tabular import load_table, schedule_key
 from nas_dil.spaces import load_space
 
@@ -54,6 +54,55 @@ def test_gp_one_point_and_bad_shapes() -> None:
     assert np.all(np.isfinite(mu)) and np.all(sd > 0)
     with pytest.raises(ValueError, match="same n"):
         fit_gp(np.zeros((2, 3)), np.zeros(3))
+
+
+@pytest.mark.parametrize(("gap", "noises", "length_scale", "noise"), [
+    (1.0, NOISES, 0.1, 1e-3),  # far apart: two independent values, no noise needed
+    (0.5, NOISES_NOISY, 0.1, 1e-3),
+    (0.1, NOISES, 0.1, 0.1),  # close, yet far apart in value: mostly noise
+    (0.01, NOISES_NOISY, 0.1, 1.0),
+])
+def test_gp_grid_picks_the_highest_likelihood_by_hand(gap: float, noises: tuple[float, ...],
+                                                      length_scale: float,
+                                                      noise: float) -> None:
+    # two points, targets standardised to -1 and +1; with r = exp(-gap²/(2 ls²)) the log
+    # marginal likelihood is -1/(1 - r + noise) - ½ log((1 + noise)² - r²), largest here at
+    # the shortest length scale and the noise in the table
+    gp = fit_gp(np.array([[0.0], [gap]]), np.array([0.0, 1.0]), noises)
+    assert (gp.length_scale, gp.noise) == (length_scale, noise)
+
+
+@pytest.mark.parametrize(("seed", "n", "repeats", "noises"), [
+    (0, 1, False, NOISES), (1, 12, False, NOISES), (2, 60, True, NOISES_NOISY),
+    (3, 110, False, NOISES_NOISY), (4, 90, True, NOISES),
+])
+def test_gp_fit_equals_one_factorisation_per_grid_point(seed: int, n: int, repeats: bool,
+                                                        noises: tuple[float, ...]) -> None:
+    """The grid is scored on bordered, stacked factorisations; the choice and the fitted
+    arrays are those of the direct computation (a Cholesky factor and solves per point),
+    bit for bit, so the sampler's choices do not depend on how the grid is scored."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 7))
+    if repeats:  # several looks at a candidate
+        x = x[rng.integers(0, max(1, n // 3), n)]
+    y = np.sin(4 * x[:, 0]) + rng.normal(0.0, 0.3, n)
+    gp = fit_gp(x, y, noises)
+    yn = (y - y.mean()) / (y.std() if n > 1 else 1.0)
+    d2 = np.maximum((x * x).sum(1)[:, None] + (x * x).sum(1)[None, :] - 2.0 * x @ x.T, 0.0)
+    best: tuple[float, float, float] | None = None
+    for ls in LENGTH_SCALES:
+        for noise in noises:
+            chol = np.linalg.cholesky(np.exp(-d2 / (2.0 * ls**2)) + noise * np.eye(n))
+            alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, yn))
+            ll = float(-0.5 * yn @ alpha - np.log(np.diag(chol)).sum())
+            if best is None or ll > best[0]:
+                best = (ll, ls, noise)
+    assert best is not None
+    assert (gp.length_scale, gp.noise) == best[1:]
+    chol = np.linalg.cholesky(np.exp(-d2 / (2.0 * best[1]**2)) + best[2] * np.eye(n))
+    assert np.array_equal(gp.chol, chol)
+    assert np.array_equal(gp.alpha, np.linalg.solve(chol.T, np.linalg.solve(chol, yn)))
+    assert np.array_equal(gp.chol_inv, np.linalg.solve(chol, np.eye(n)))
 
 
 # -- the sampler ------------------------------------------------------------------------------

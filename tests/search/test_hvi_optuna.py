@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from nas_dil.search.hvi import HVISampler
+from nas_dil.search.hvi import HVISampler, _Pool
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -102,6 +102,83 @@ def test_the_gp_is_refitted_only_when_a_trial_finishes() -> None:
     for _ in range(3):  # asks with trials in flight and no finish: the same GP
         study.ask(FINITE)
     assert sampler.n_fits == fits + 1  # one refit for the fourth trial's result, then none
+
+
+def test_running_trials_are_read_once() -> None:
+    """A running trial's candidate is parsed from storage once, not at every ask (16 in
+    flight: 16 parses per ask); a finished one's once more, with its values."""
+    study = _study(FINITE, n_startup=2)
+    sampler = study.sampler
+    assert isinstance(sampler, HVISampler)
+    read, key_of = [], sampler.domain.key_of
+
+    def counted(t: Any) -> Any:
+        read.append(t.number)
+        return key_of(t)
+
+    sampler.domain.key_of = counted  # type: ignore[method-assign]
+    for _ in range(2):
+        t = study.ask(FINITE)
+        study.tell(t, [_acc(t.params), _cost(t.params)[0]])
+    for _ in range(6):  # all left running
+        study.ask(FINITE)
+    # trials 0 and 1: while being told (the exhausted-space check) and once finished;
+    # the running 2-6 once each, at the next ask (7, just asked, is not read yet)
+    assert sorted(read) == [0, 0, 1, 1, 2, 3, 4, 5, 6]
+
+
+def test_the_choice_runs_on_one_blas_thread_and_restores_it() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["user_api"] == "blas"]
+
+    study = _study(FINITE, n_startup=2)
+    sampler = study.sampler
+    assert isinstance(sampler, HVISampler)
+    during, choose = [], sampler._choose
+
+    def watched(*args: Any) -> Any:
+        during.append(blas_threads())
+        return choose(*args)
+
+    sampler._choose = watched  # type: ignore[method-assign]
+    before = blas_threads()
+    study.optimize(_objective(FINITE), n_trials=4)
+    assert before and during and all(n == [1] * len(before) for n in during)
+    assert blas_threads() == before
+
+
+@pytest.mark.parametrize("parts", [
+    [(8, 16)],  # at once
+    [(8, 16), (8, 16), (1, 64), (8, 16), (2, 32)],  # inside the range, beyond it, inside
+    [(1, 64), (8, 8), (16, 16), (4, 32)],  # the whole range first: new rows scaled alone
+])
+def test_pool_grown_in_parts_equals_the_pool_built_at_once(
+        parts: list[tuple[int, int]]) -> None:
+    """The pool's arrays (known losses, features scaled over the pool, feasible, proposable)
+    after several additions equal those of one pool given every candidate at once, bit for
+    bit: growing it in parts (as a sampled pool grows at every ask) changes no choice."""
+    study = _study(MIXED)
+    sampler = study.sampler
+    assert isinstance(sampler, HVISampler)
+    dom = sampler.domain
+    dom.bind(study)
+    rng = np.random.default_rng(0)
+    grown, keys = _Pool(dom), []
+    for lo, hi in parts:
+        part = [(int(x), op, float(lr)) for x, op, lr in zip(
+            rng.integers(lo, hi + 1, 40), rng.choice(["a", "b", "c"], 40),
+            rng.uniform(1e-4, 1e-1, 40), strict=True)]
+        grown.add(part, dom.params(part))
+        grown.arrays()
+        keys += part
+    whole = _Pool(dom)
+    whole.add(keys, dom.params(keys))
+    assert grown.keys == whole.keys
+    for a, b in zip(grown.arrays(), whole.arrays(), strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b)
 
 
 def test_known_index_names_which_objectives_are_known() -> None:
