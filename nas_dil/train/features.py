@@ -75,6 +75,7 @@ from nas_dil.errors import UserError
 from nas_dil.models import build_model
 from nas_dil.models.config import ArchConfig
 from nas_dil.schedule import Schedule
+from nas_dil.train.codec import CODEC_FILE, MAX_FIT, Codec, CodecError, CodecSpec, parse_codec
 from nas_dil.train.config import TrialConfig
 
 if TYPE_CHECKING:  # torchvision is an extra: imported when a frozen net is built
@@ -129,16 +130,19 @@ class FeatureKey:
     rates: tuple[int, ...] | None  # backbone block rates, None: the default dilations
     views: int  # augmented views of the training set
     seed: int  # seed of the views' augmentation
-    dtype: str = "float16"
+    codec: str = "full"  # how the features are stored (`codec.parse_codec`): "full" is
+    # every channel at float16, "pca<k>", "int8", "pca<k>-int8" a reduced code
     format: int = FORMAT
 
     def __post_init__(self) -> None:
         if self.views < 1:
             raise ValueError(f"views={self.views}: need at least one view")
+        parse_codec(self.codec, "codec")  # a codec that is not one: CodecError, one line
 
     @classmethod
     def of(cls, data: SegData, backbone: str, weights: str, output_stride: int,
-           rates: tuple[int, ...] | None = None, views: int = 4, seed: int = 0) -> FeatureKey:
+           rates: tuple[int, ...] | None = None, views: int = 4, seed: int = 0,
+           codec: str = "full") -> FeatureKey:
         w = (weights if weights in ("none", "imagenet") or weights.startswith("state:")
              else file_digest(weights))
         desc = data.describe()
@@ -146,7 +150,7 @@ class FeatureKey:
         if cfg is not None:
             desc = {**desc, "config": asdict(cfg)}
         return cls(json.dumps(desc, sort_keys=True, default=str), backbone, w, output_stride,
-                   None if rates is None else tuple(rates), views, seed)
+                   None if rates is None else tuple(rates), views, seed, parse_codec(codec).key)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
@@ -241,16 +245,17 @@ def _device_of(module: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _shard_bytes(sh: Shard, probe: _Probe) -> int:
-    gh, gw = probe.grid(sh.hw)
-    return sh.n * (probe.channels * gh * gw + sh.hw[0] * sh.hw[1]) * 2  # fp16 x, int16 y
+def _shard_bytes(sh: Shard, probe: _Probe, codec: CodecSpec) -> int:
+    gh, gw = probe.grid(sh.hw)  # the codec's bytes per feature pixel; int16 masks
+    return sh.n * (codec.bytes_per_pixel(probe.channels) * gh * gw + sh.hw[0] * sh.hw[1] * 2)
 
 
-def cache_bytes(backbone: nn.Module, data: SegData, views: int) -> int:
-    """Size of the cache on disk (one forward of one crop to learn the channels; val images
-    of other sizes estimated from the feature grid's step)."""
+def cache_bytes(backbone: nn.Module, data: SegData, views: int, codec: str = "full") -> int:
+    """Size of the cache's shards on disk, stored by ``codec`` (one forward of one crop to
+    learn the channels; val images of other sizes estimated from the feature grid's step)."""
     probe = _probe(backbone, data)
-    return sum(_shard_bytes(sh, probe) for sh in plan_shards(data, views, probe.train_hw))
+    spec = parse_codec(codec)
+    return sum(_shard_bytes(sh, probe, spec) for sh in plan_shards(data, views, probe.train_hw))
 
 
 class FeatureCache:
@@ -261,6 +266,7 @@ class FeatureCache:
         self.manifest = json.loads((folder / "manifest.json").read_text())
         self.views = int(self.manifest["key"]["views"])
         self.shard = int(self.manifest["shard_images"])  # training images per shard
+        self.codec = Codec.load(folder, self.manifest["codec"])  # decodes what is stored
         self.train: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(self.views)]
         self.val: list[tuple[np.ndarray, np.ndarray]] = []
         for rec in self.manifest["shards"]:
@@ -288,21 +294,28 @@ class FeatureCache:
                 ys.append(blocks[j][1][run - j * self.shard])
         return _cat(xs), _cat(ys)
 
-    def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[Batch]:
-        """View ``epoch mod views``, shuffled by (seed, epoch): float32 features, int64 masks."""
+    def train_batches(self, batch_size: int, epoch: int, seed: int,
+                      device: torch.device | None = None) -> Iterator[Batch]:
+        """View ``epoch mod views``, shuffled by (seed, epoch): float32 features (decoded on
+        ``device``), int64 masks."""
         check_batch_size(batch_size)
         view = epoch % self.views
         order = mixed_rng(seed, epoch, 13).permutation(self.n_train)
         for start in range(0, self.n_train, batch_size):
             x, y = self.train_rows(view, np.sort(order[start:start + batch_size]))  # sequential
-            yield (torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64)))
+            yield self._decode(x, device), torch.from_numpy(y.astype(np.int64))
 
-    def val_batches(self, batch_size: int) -> Iterator[Batch]:
+    def _decode(self, x: np.ndarray, device: torch.device | None) -> torch.Tensor:
+        # a lone shard's rows are a view of the read-only map: torch wants its own copy
+        return self.codec.decode(x if x.flags.writeable else np.array(x), device)
+
+    def val_batches(self, batch_size: int, device: torch.device | None = None
+                    ) -> Iterator[Batch]:
         """The val images in order, each at its own size: a batch holds images of one size
         (it ends where the size changes), up to ``batch_size`` of them."""
         check_batch_size(batch_size)
         for x, y in _rebatch(self.val, batch_size):
-            yield (torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64)))
+            yield self._decode(x, device), torch.from_numpy(y.astype(np.int64))
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:
@@ -370,6 +383,13 @@ def _valid(folder: Path, key: FeatureKey) -> bool:
     recs = _records(m)
     if recs is None or not isinstance(m.get("shard_images"), int):
         return False
+    meta = m.get("codec")
+    if not isinstance(meta, dict) or meta.get("codec") != key.codec:
+        return False
+    try:
+        Codec.load(folder, meta)  # its parameters' file there, hashing as recorded
+    except CodecError:
+        return False
     # every image of every view and of val, once (the data's counts are in the key)
     counts = json.loads(key.data)
     want = {**{("train", v): counts.get("n_train") for v in range(key.views)},
@@ -394,6 +414,8 @@ def _stats(folder: Path) -> Any:
     try:
         recs = _records(json.loads((folder / "manifest.json").read_text()))
         names = [f"{r['name']}.{p}.npy" for r in recs or () for p in ("x", "y")]
+        if (folder / CODEC_FILE).exists():
+            names.append(CODEC_FILE)
         return tuple((st.st_size, st.st_mtime_ns, st.st_ino) for st in (
             (folder / f).stat() for f in ("manifest.json", *names)))
     except (OSError, ValueError):
@@ -450,7 +472,8 @@ def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: 
     probe = _probe(backbone, data)
     plan = plan_shards(data, key.views, probe.train_hw)
     remove_stale(root)  # a killed builder's partial files count as free below
-    need = sum(_shard_bytes(sh, probe) for sh in plan) - kept_bytes(root, key)
+    need = sum(_shard_bytes(sh, probe, parse_codec(key.codec)) for sh in plan) - kept_bytes(
+        root, key)
     check_room(root, need, key.backbone)  # before anything is written
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -462,7 +485,7 @@ def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: 
         found = find(root, key)  # built by another process while this one waited
         if found is not None:
             return found
-        _build(root, folder, key, backbone, data, batch_size, progress, plan)
+        _build(root, folder, key, backbone, data, batch_size, progress, plan, probe.channels)
     cache = find(root, key)
     if cache is None:  # pragma: no cover - written and hashed just now
         raise CacheError(f"feature cache {folder}: invalid right after it was built")
@@ -537,10 +560,10 @@ def _save(path: Path, write: Callable[[Path], Any]) -> str:
 
 
 def build_shard(work: Path, shard: Shard, x: torch.Tensor, y: torch.Tensor,
-                backbone: nn.Module, batch_size: int, what: str) -> dict[str, Any]:
+                backbone: nn.Module, batch_size: int, what: str, codec: Codec) -> dict[str, Any]:
     """Compute and write one shard (the backbone's features of ``x``, forwards of
-    ``batch_size`` images on the backbone's device; the masks ``y``); its record. The
-    record file is written last: a shard is finished once it exists."""
+    ``batch_size`` images on the backbone's device, stored by ``codec``; the masks ``y``);
+    its record. The record file is written last: a shard is finished once it exists."""
     if tuple(y.shape[-2:]) != shard.hw or len(x) != shard.n:
         raise CacheError(f"feature cache for {what}: shard {shard.name} expected {shard.n} "
                          f"image(s) of {shard.hw}, the data gave {len(x)} of "
@@ -551,13 +574,13 @@ def build_shard(work: Path, shard: Shard, x: torch.Tensor, y: torch.Tensor,
         out = None
         with torch.no_grad():
             for s in range(0, len(x), batch_size):
-                f = backbone(x[s:s + batch_size].to(device)).to(torch.float16).cpu().numpy()
-                if not np.isfinite(f).all():
+                f = codec.encode(backbone(x[s:s + batch_size].to(device)).float().cpu().numpy())
+                if f.dtype.kind == "f" and not np.isfinite(f).all():
                     raise CacheError(f"feature cache for {what}: features overflow float16 "
                                      "(the backbone's activations exceed 65504); use other "
                                      "weights")
                 if out is None:
-                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
+                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=f.dtype,
                                                     shape=(len(x), *f.shape[1:]))
                 out[s:s + len(f)] = f
         assert out is not None
@@ -628,15 +651,18 @@ def _blocks(data: SegData, plan: list[Shard], seed: int, skip: Collection[str] =
 
 
 def _build(root: Path, folder: Path, key: FeatureKey, backbone: nn.Module, data: SegData,
-           batch_size: int, progress: bool | Callable[[int], Any], plan: list[Shard]) -> None:
+           batch_size: int, progress: bool | Callable[[int], Any], plan: list[Shard],
+           channels: int) -> None:
     work = _work(root, key)
     work.mkdir(exist_ok=True)
+    codec = _codec(work, key, backbone, data, plan, batch_size, channels)
     done = _finished(work, plan)  # what a killed builder left whole: kept, not rebuilt
     bar = (progress if callable(progress)
            else _progress(progress, len(plan), len(done), key.backbone))
     for sh, (x, y) in _blocks(data, plan, key.seed, set(done)):
         if sh.name not in done:
-            done[sh.name] = build_shard(work, sh, x, y, backbone, batch_size, key.backbone)
+            done[sh.name] = build_shard(work, sh, x, y, backbone, batch_size, key.backbone,
+                                        codec)
             bar(1)
     missing = [sh.name for sh in plan if sh.name not in done]
     if missing:
@@ -644,16 +670,49 @@ def _build(root: Path, folder: Path, key: FeatureKey, backbone: nn.Module, data:
                          f"planned (shards {missing[:3]} missing); did it change?")
     manifest: dict[str, Any] = {
         "key": asdict(key), "digest": key.digest(),
-        "shard_images": shard_images(data.n_train),
+        "shard_images": shard_images(data.n_train), "codec": codec.save(work),
         "shards": [done[sh.name] for sh in plan],
     }
     _save(work / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
-    for sh in plan:  # the records live on in the manifest
-        (work / f"{sh.name}.json").unlink(missing_ok=True)
+    for name in [sh.name for sh in plan] + ["codec"]:  # the records live on in the manifest
+        (work / f"{name}.json").unlink(missing_ok=True)
     if folder.exists():  # an invalid cache of the same key: replaced, never read
         shutil.rmtree(folder)
     _OPENED.pop(folder, None)
     work.rename(folder)
+
+
+def _codec(work: Path, key: FeatureKey, backbone: nn.Module, data: SegData,
+           plan: list[Shard], batch_size: int, channels: int) -> Codec:
+    """The codec of ``key``, fitted once per build on the first training shard's features
+    (evenly spaced pixels of each image, `codec.MAX_FIT` at most) and kept in ``work`` with
+    its record (``codec.json``), so a resumed build encodes as the killed one did; when that
+    record is missing or altered, the shards left are removed (they may be another fit's)."""
+    spec = parse_codec(key.codec)
+    if not spec.needs_fit:  # "full": nothing fitted, nothing kept
+        return Codec(spec, channels)
+    try:
+        meta = json.loads((work / "codec.json").read_text())
+        if isinstance(meta, dict) and meta.get("codec") == spec.key:
+            return Codec.load(work, meta)
+    except (OSError, ValueError, CodecError):
+        pass
+    for p in work.iterdir():  # no codec record: start over
+        p.unlink()
+    first = next(sh for sh in plan if sh.split == "train")
+    _, (x, _) = next(_blocks(data, [first], key.seed))
+    device, pixels = _device_of(backbone), []
+    per = -(-MAX_FIT // len(x))  # pixels per image
+    with torch.no_grad():
+        for s in range(0, len(x), batch_size):
+            f = backbone(x[s:s + batch_size].to(device)).float().cpu().numpy()
+            flat = f.transpose(0, 2, 3, 1).reshape(len(f), -1, f.shape[1])  # [B, HW, C]
+            pick = np.linspace(0, flat.shape[1] - 1, min(per, flat.shape[1])).round()
+            pixels.append(flat[:, pick.astype(np.int64)].reshape(-1, f.shape[1]))
+    codec = spec.fit(np.concatenate(pixels))
+    meta = codec.save(work)
+    _save(work / "codec.json", lambda tmp: tmp.write_text(json.dumps(meta)))
+    return codec
 
 
 def _progress(on: bool, total: int, done: int, what: str) -> Any:
@@ -687,10 +746,10 @@ def frozen_backbone(arch: ArchConfig, seed: int) -> nn.Module:
 
 
 def feature_key(arch: ArchConfig, data: SegData, backbone: nn.Module, views: int,
-                seed: int) -> FeatureKey:
-    """The key of a frozen backbone's features on ``data``."""
+                seed: int, codec: str = "full") -> FeatureKey:
+    """The key of a frozen backbone's features on ``data``, stored by ``codec``."""
     return FeatureKey.of(data, arch.backbone, state_digest(backbone), arch.output_stride,
-                         None, views, seed)
+                         None, views, seed, codec)
 
 
 def cache_root(where: str | os.PathLike[str] | bool | None) -> Path:
@@ -711,10 +770,10 @@ class CachedFeatures:
                                                              data.ignore_index)
 
     def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[Batch]:
-        return self._on_device(self.cache.train_batches(batch_size, epoch, seed))
+        return self._on_device(self.cache.train_batches(batch_size, epoch, seed, self.device))
 
     def val_batches(self, batch_size: int) -> Iterator[Batch]:
-        return self._on_device(self.cache.val_batches(batch_size))
+        return self._on_device(self.cache.val_batches(batch_size, self.device))
 
     def _on_device(self, batches: Iterator[Batch]) -> Iterator[Batch]:
         for x, y in batches:
@@ -797,10 +856,10 @@ def plan_features(cfg: TrialConfig, seed: int,
     for stride, arch in sorted(by_stride.items()):
         bb = (backbone if backbone is not None and arch is cfg.arch
               else frozen_backbone(arch, seed))
-        key = feature_key(arch, data, bb, views, seed)
+        key = feature_key(arch, data, bb, views, seed, cfg.train.freeze_cache)
         found = find(where, key)
-        caches.append(PlannedCache(stride, bb, key, found,
-                                   found.nbytes if found else cache_bytes(bb, data, views)))
+        caches.append(PlannedCache(stride, bb, key, found, found.nbytes if found else
+                                   cache_bytes(bb, data, views, key.codec)))
     remove_stale(where)  # a killed builder's partial files count as free below
     # the finished shards of a killed build are reused: only the rest must fit
     check_room(where, sum(c.nbytes - kept_bytes(where, c.key) for c in caches if c.found is None),

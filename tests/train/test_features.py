@@ -335,3 +335,64 @@ def test_a_plan_that_does_not_fit_is_refused_before_writing(
 def test_cache_root(where: Any, expected: str) -> None:
     got = cache_root(where)
     assert got == (default_root() if expected == "default" else Path(expected))
+
+
+def test_val_images_of_mixed_sizes_are_cached_each_at_its_own_size(tmp_path: Path,
+                                                                  backbone) -> None:
+    # issue 22 item 1: val images of several sizes (as VOC's) stopped the build
+    from tests.data._builders import make_voc
+
+    voc = load_data(DataConfig(source=str(make_voc(tmp_path / "voc", train=4, val=5)),
+                               image_size=24, seed=3))
+    assert voc.val_shapes() == [(32, 36), (30, 40), (32, 36), (30, 40), (32, 36)]
+    key = FeatureKey.of(voc, "resnet18", "none", 8, views=1)
+    cache = open_or_build(tmp_path / "fc", key, backbone, voc, batch_size=4)
+    # one shard per size (first appearance first), each image at its own size, not padded
+    assert [(x.shape, y.shape) for x, y in cache.val] == [
+        ((3, 512, 4, 5), (3, 32, 36)), ((2, 512, 4, 5), (2, 30, 40))]
+    assert cache.nbytes == cache_bytes(backbone, voc, 1)
+    # batches of one size, as the data's own val batches: the backbone's features of them
+    got, want = list(cache.val_batches(4)), list(voc.val_batches(4))
+    assert [y.shape for _, y in got] == [y.shape for _, y in want] == [(3, 32, 36), (2, 30, 40)]
+    for (fx, fy), (x, y) in zip(got, want, strict=True):
+        with torch.no_grad():
+            torch.testing.assert_close(fx, backbone(x).half().float())
+        assert torch.equal(fy, y)
+
+
+def test_a_reduced_cache_is_its_own_key_stored_small_and_decoded(tmp_path: Path, data,
+                                                                 backbone) -> None:
+    # issue 22 item 2: the codec (nas_dil.train.codec) encodes each shard and is in the key
+    import json
+    import os
+
+    full = open_or_build(tmp_path, FeatureKey.of(data, "resnet18", "none", 8, views=1),
+                         backbone, data)
+    key = FeatureKey.of(data, "resnet18", "none", 8, views=1, codec="pca16-int8")
+    red = open_or_build(tmp_path, key, backbone, data)
+    assert red.folder != full.folder and red.codec.key == "pca16-int8"
+    assert red.nbytes == cache_bytes(backbone, data, 1, "pca16-int8")
+
+    def feature_bytes(c: Any) -> int:
+        return sum(x.nbytes for x, _ in (*c.train[0], *c.val))
+
+    assert feature_bytes(red) * 64 == feature_bytes(full)  # 16 int8 channels for 512 fp16
+    stored, _ = red.train_rows(0, np.arange(6))
+    x, _ = next(data.train_batches(6, 0, 0))  # the shard: the first view's 6 crops
+    with torch.no_grad():
+        assert np.array_equal(stored, red.codec.encode(backbone(x).float().numpy()))
+    fx, _ = next(red.train_batches(6, 0, 0))
+    assert fx.shape == (6, 512, 4, 4) and fx.dtype == torch.float32  # every channel again
+    # its fitted parameters are a hashed file of the cache: altered, the cache is rebuilt
+    meta = json.loads((red.folder / "manifest.json").read_text())["codec"]
+    assert meta["codec"] == "pca16-int8" and (red.folder / meta["file"]).is_file()
+    del red
+    path = tmp_path / key.digest()[:24] / "codec.npz"
+    stamp = path.stat().st_mtime_ns
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))  # later than a coarse clock's same tick
+    counting = _Counting(backbone)
+    open_or_build(tmp_path, key, counting, data)
+    assert counting.images > 0
