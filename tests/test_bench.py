@@ -218,6 +218,7 @@ def test_frozen_photo_folder_and_reduced_copy(benchmarks: ModuleType, tmp_path: 
     assert info["stored"] == {"train_x": 6 * 8 * 16, "val_x": 2 * 8 * 25}  # int8, 4x4 / 5x5 px
     copy = find(tmp_path / "reduced", plan.caches[0].key)
     assert copy is not None
-    f = np.asarray(cache.arrays["val_x"], dtype=np.float32)
-    np.testing.assert_allclose(copy.arrays["val_x"],
-                               codec.decode(codec.encode(f)).numpy(), rtol=2e-3, atol=2e-3)
+    [(vx, _)] = cache.val  # the two val images: one shard
+    [(cx, _)] = copy.val
+    f = np.asarray(vx, dtype=np.float32)
+    np.testing.assert_allclose(cx, codec.decode(codec.encode(f)).numpy(), rtol=2e-3, atol=2e-3)
