@@ -157,12 +157,14 @@ def _reduction(data_cfg: Any, device: Any, backbone: str, epochs: int, views: in
         builds.append((nviews + data.n_val) / (time.perf_counter() - t0))
         miou["full"].append(run_trial(cfg, schedule, seed, data=data,
                                       feature_cache=root / "full").result.miou)
-        tx = cache.arrays["train_x"]
+        shards = [p for view in cache.train for p in view]  # every view's training shards
+        tx, ty = shards[0]
+        x_bytes, y_bytes = (sum(int(p[i].nbytes) for p in shards) for i in (0, 1))
         fpix = int(np.prod(tx.shape[2:]))
-        rows["full"] = {"bytes_per_view": tx.nbytes / nviews,
-                        "bytes_per_feature_pixel": tx.nbytes / nviews / fpix,
-                        "label_bytes_per_view": cache.arrays["train_y"].nbytes / nviews,
-                        "label_bytes_per_pixel": cache.arrays["train_y"].itemsize,
+        rows["full"] = {"bytes_per_view": x_bytes / nviews,
+                        "bytes_per_feature_pixel": x_bytes / nviews / fpix,
+                        "label_bytes_per_view": y_bytes / nviews,
+                        "label_bytes_per_pixel": ty.itemsize,
                         "channels": int(tx.shape[1]), "feature_hw": list(tx.shape[2:])}
         sample = fit_sample(cache)
         for c in codecs:
