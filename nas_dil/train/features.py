@@ -82,10 +82,10 @@ if TYPE_CHECKING:  # torchvision is an extra: imported when a frozen net is buil
     from nas_dil.models.backbones import BackboneSegNet
 
 __all__ = ["CacheError", "CachedFeatures", "FeatureCache", "FeatureKey", "FeaturePlan",
-           "PlannedCache", "Shard", "build_shard", "cache_bytes", "cache_root", "check_room",
-           "default_root", "estimate_seconds", "feature_key", "find", "frozen_backbone",
-           "frozen_net", "kept_bytes", "open_or_build", "plan_features", "plan_shards",
-           "shard_images", "state_digest"]
+           "PlannedCache", "Shard", "build_shard", "cache_bytes", "cache_root", "check_codec",
+           "check_room", "default_root", "estimate_seconds", "feature_key", "find",
+           "frozen_backbone", "frozen_net", "kept_bytes", "open_or_build", "plan_features",
+           "plan_shards", "shard_images", "state_digest"]
 
 FORMAT = 2  # bump when the layout changes: old caches then no longer match any key
 
@@ -245,6 +245,17 @@ def _device_of(module: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def check_codec(codec: str, backbone: nn.Module, data: SegData, what: str) -> None:
+    """One line when ``codec`` cannot store this backbone's features (a projection to as many
+    channels as it has, or more), before anything is built."""
+    spec = parse_codec(codec)
+    if spec.pca is not None:
+        channels = _probe(backbone, data).channels
+        if spec.pca >= channels:
+            raise CacheError(f"train.freeze_cache={codec!r}: keeps {spec.pca} channels but "
+                             f"{what} has {channels}; use fewer, or 'full' or 'int8'")
+
+
 def _shard_bytes(sh: Shard, probe: _Probe, codec: CodecSpec) -> int:
     gh, gw = probe.grid(sh.hw)  # the codec's bytes per feature pixel; int16 masks
     return sh.n * (codec.bytes_per_pixel(probe.channels) * gh * gw + sh.hw[0] * sh.hw[1] * 2)
@@ -267,6 +278,7 @@ class FeatureCache:
         self.views = int(self.manifest["key"]["views"])
         self.shard = int(self.manifest["shard_images"])  # training images per shard
         self.codec = Codec.load(folder, self.manifest["codec"])  # decodes what is stored
+        self.last_build: dict[str, int] | None = None  # shards built and kept, when built here
         self.train: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(self.views)]
         self.val: list[tuple[np.ndarray, np.ndarray]] = []
         for rec in self.manifest["shards"]:
@@ -485,10 +497,12 @@ def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: 
         found = find(root, key)  # built by another process while this one waited
         if found is not None:
             return found
-        _build(root, folder, key, backbone, data, batch_size, progress, plan, probe.channels)
+        counts = _build(root, folder, key, backbone, data, batch_size, progress, plan,
+                        probe.channels)
     cache = find(root, key)
     if cache is None:  # pragma: no cover - written and hashed just now
         raise CacheError(f"feature cache {folder}: invalid right after it was built")
+    cache.last_build = counts
     return cache
 
 
@@ -536,6 +550,9 @@ def check_room(root: Path, need: int, what: str) -> None:
     where = Path(root).absolute()
     while not where.exists() and where != where.parent:
         where = where.parent
+    if need > 0 and not where.is_dir():
+        raise CacheError(f"feature cache for {what}: {where} is a file, not a folder "
+                         f"(feature_cache={str(root)!r})")
     if need > 0 and not os.access(where, os.W_OK):
         raise CacheError(f"feature cache for {what}: {where} is not writable (another "
                          "feature_cache folder)")
@@ -652,11 +669,13 @@ def _blocks(data: SegData, plan: list[Shard], seed: int, skip: Collection[str] =
 
 def _build(root: Path, folder: Path, key: FeatureKey, backbone: nn.Module, data: SegData,
            batch_size: int, progress: bool | Callable[[int], Any], plan: list[Shard],
-           channels: int) -> None:
+           channels: int) -> dict[str, int]:
+    """Build the missing shards; how many there are, were built here and were kept."""
     work = _work(root, key)
     work.mkdir(exist_ok=True)
     codec = _codec(work, key, backbone, data, plan, batch_size, channels)
     done = _finished(work, plan)  # what a killed builder left whole: kept, not rebuilt
+    kept = len(done)
     bar = (progress if callable(progress)
            else _progress(progress, len(plan), len(done), key.backbone))
     for sh, (x, y) in _blocks(data, plan, key.seed, set(done)):
@@ -680,6 +699,7 @@ def _build(root: Path, folder: Path, key: FeatureKey, backbone: nn.Module, data:
         shutil.rmtree(folder)
     _OPENED.pop(folder, None)
     work.rename(folder)
+    return {"shards": len(plan), "built": len(plan) - kept, "kept": kept}
 
 
 def _codec(work: Path, key: FeatureKey, backbone: nn.Module, data: SegData,
@@ -812,20 +832,28 @@ class FeaturePlan:
         for c in self.caches:
             what = (f"feature cache: {c.key.backbone} at output stride {c.output_stride}, "
                     f"{self.views} view(s) of {self.data.n_train} + {self.data.n_val} val "
-                    f"images, {c.nbytes / 2**20:.0f} MiB")
+                    f"images, {c.nbytes / 2**20:.0f} MiB"
+                    + ("" if c.key.codec == "full" else f" stored as {c.key.codec}"))
             t = time.perf_counter()
+            shards: dict[str, int] = {}
             if c.found is not None:
                 note(f"{what}: found valid at {c.found.folder}")
                 folder, built = c.found.folder, False
             else:
                 est = estimate_seconds(c.backbone, self.data, self.views, self.batch_size,
                                        c.key.seed)
-                note(f"{what}: building at {self.root} (about {duration(est)} here)")
-                folder, built = self._open(c, bar).folder, True
-                note(f"feature cache built in {duration(time.perf_counter() - t)}: {folder}")
+                kept = kept_bytes(self.root, c.key)
+                note(f"{what}: building at {self.root} (about {duration(est)} here"
+                     + (f"; resuming a stopped build, {kept / 2**20:.1f} MiB of its shards "
+                        "kept" if kept else "") + ")")
+                cache = self._open(c, bar)
+                folder, built, shards = cache.folder, True, cache.last_build or {}
+                note(f"feature cache built in {duration(time.perf_counter() - t)}"
+                     + (f" ({shards['built']} of {shards['shards']} shards built here)"
+                        if shards.get("kept") else "") + f": {folder}")
             info["caches"].append({"output_stride": c.output_stride, "folder": str(folder),
                                    "bytes": int(c.nbytes), "built": built,
-                                   "seconds": time.perf_counter() - t})
+                                   "seconds": time.perf_counter() - t, **shards})
         return info
 
     def open(self) -> FeatureCache:
@@ -836,6 +864,13 @@ class FeaturePlan:
     def _open(self, c: PlannedCache, bar: bool) -> FeatureCache:
         return open_or_build(self.root, c.key, c.backbone, self.data,
                              batch_size=self.batch_size, progress=bar)
+
+
+def _build_device(name: str) -> torch.device:
+    """Where a backbone made here builds: the trials' device, a GPU where there is one."""
+    if name == "auto" or (name.startswith("cuda") and not torch.cuda.is_available()):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def plan_features(cfg: TrialConfig, seed: int,
@@ -855,9 +890,11 @@ def plan_features(cfg: TrialConfig, seed: int,
     caches = []
     for stride, arch in sorted(by_stride.items()):
         bb = (backbone if backbone is not None and arch is cfg.arch
-              else frozen_backbone(arch, seed))
+              else frozen_backbone(arch, seed).to(_build_device(cfg.train.device)))
         key = feature_key(arch, data, bb, views, seed, cfg.train.freeze_cache)
         found = find(where, key)
+        if found is None:
+            check_codec(key.codec, bb, data, arch.backbone)
         caches.append(PlannedCache(stride, bb, key, found, found.nbytes if found else
                                    cache_bytes(bb, data, views, key.codec)))
     remove_stale(where)  # a killed builder's partial files count as free below
