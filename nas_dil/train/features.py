@@ -699,7 +699,7 @@ def _build(root: Path, folder: Path, key: FeatureKey, backbone: nn.Module, data:
         shutil.rmtree(folder)
     _OPENED.pop(folder, None)
     work.rename(folder)
-    return {"shards": len(plan), "built": len(plan) - kept, "kept": kept}
+    return {"shards": len(plan), "shards_built": len(plan) - kept, "shards_kept": kept}
 
 
 def _codec(work: Path, key: FeatureKey, backbone: nn.Module, data: SegData,
@@ -849,8 +849,8 @@ class FeaturePlan:
                 cache = self._open(c, bar)
                 folder, built, shards = cache.folder, True, cache.last_build or {}
                 note(f"feature cache built in {duration(time.perf_counter() - t)}"
-                     + (f" ({shards['built']} of {shards['shards']} shards built here)"
-                        if shards.get("kept") else "") + f": {folder}")
+                     + (f" ({shards['shards_built']} of {shards['shards']} shards built here)"
+                        if shards.get("shards_kept") else "") + f": {folder}")
             info["caches"].append({"output_stride": c.output_stride, "folder": str(folder),
                                    "bytes": int(c.nbytes), "built": built,
                                    "seconds": time.perf_counter() - t, **shards})
