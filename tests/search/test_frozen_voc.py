@@ -80,7 +80,7 @@ def test_a_frozen_resnet50_search_on_mixed_size_voc_runs_end_to_end(
     s = json.loads(capsys.readouterr().out)
     assert s["done"] == 3 and s["failed"] == 0 and s["complete"] == 3
     [c] = s["feature_cache"]["caches"]
-    assert c["built"] and c["shards"] == 1 + 3  # 12 crops in one shard; one per val size
+    assert c["built"] and c["shards"] == 2 + 3  # 12 crops in shards of 8; one per val size
     manifest = json.loads((Path(c["folder"]) / "manifest.json").read_text())
     assert [r["hw"] for r in manifest["shards"] if r["split"] == "val"] == [
         list(hw) for hw in VAL_SIZES]  # each val image cached at its own size
