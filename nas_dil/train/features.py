@@ -59,7 +59,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -82,10 +82,10 @@ if TYPE_CHECKING:  # torchvision is an extra: imported when a frozen net is buil
     from nas_dil.models.backbones import BackboneSegNet
 
 __all__ = ["CacheError", "CachedFeatures", "FeatureCache", "FeatureKey", "FeaturePlan",
-           "PlannedCache", "Shard", "build_shard", "cache_bytes", "cache_root", "check_codec",
-           "check_room", "default_root", "estimate_seconds", "feature_key", "find",
-           "frozen_backbone", "frozen_net", "kept_bytes", "open_or_build", "plan_features",
-           "plan_shards", "shard_images", "state_digest"]
+           "PlannedCache", "Shard", "build_elsewhere", "build_shard", "cache_bytes",
+           "cache_root", "check_codec", "check_room", "default_root", "estimate_seconds",
+           "feature_key", "find", "frozen_backbone", "frozen_net", "kept_bytes",
+           "open_or_build", "plan_features", "plan_shards", "shard_images", "state_digest"]
 
 FORMAT = 2  # bump when the layout changes: old caches then no longer match any key
 
@@ -821,6 +821,12 @@ class FeaturePlan:
     views: int  # augmented views of the training set
     batch_size: int  # images per backbone forward while building
     caches: tuple[PlannedCache, ...]
+    request: dict[str, Any] = field(default_factory=dict)  # what made it (`elsewhere`)
+
+    def elsewhere(self) -> dict[str, Any]:
+        """What `build_elsewhere` needs to plan and build the same caches on another node
+        (plain data: a Ray task's argument): its node-local folder resolved there."""
+        return self.request
 
     def build(self, say: Callable[[str], Any] | None = None, bar: bool = False,
               duration: Callable[[float], str] = "{:.0f} s".format) -> dict[str, Any]:
@@ -901,4 +907,18 @@ def plan_features(cfg: TrialConfig, seed: int,
     # the finished shards of a killed build are reused: only the rest must fit
     check_room(where, sum(c.nbytes - kept_bytes(where, c.key) for c in caches if c.found is None),
                f"{cfg.arch.backbone} (output stride {', '.join(map(str, sorted(by_stride)))})")
-    return FeaturePlan(where, data, views, cfg.train.batch_size, tuple(caches))
+    request = {"configs": [TrialConfig(a, cfg.data, cfg.train).to_dict()
+                           for _, a in sorted(by_stride.items())],
+               "seed": seed, "root": None if root is None or isinstance(root, bool)
+               else str(root)}
+    return FeaturePlan(where, data, views, cfg.train.batch_size, tuple(caches), request)
+
+
+def build_elsewhere(request: dict[str, Any]) -> dict[str, Any]:
+    """On another node (a Ray task): plan the caches of `FeaturePlan.elsewhere` there (its
+    data, its node-local folder, a GPU where it has one) and build those missing, shard by
+    shard as on the driver (`build_shard`, under that node's lock); what `build` says."""
+    configs = [TrialConfig.from_dict(c) for c in request["configs"]]
+    plan = plan_features(configs[0], int(request["seed"]), request["root"],
+                         archs=[c.arch for c in configs[1:]])
+    return {**plan.build(), "host": socket.gethostname()}

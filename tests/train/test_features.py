@@ -396,3 +396,22 @@ def test_a_reduced_cache_is_its_own_key_stored_small_and_decoded(tmp_path: Path,
     counting = _Counting(backbone)
     open_or_build(tmp_path, key, counting, data)
     assert counting.images > 0
+
+
+def test_another_node_plans_and_builds_the_same_caches(tmp_path: Path, data) -> None:
+    """What a Ray task on another host gets (`FeaturePlan.elsewhere`, plain data) plans the
+    same caches there and builds them with `build_shard`, as the driver would."""
+    import json
+
+    from nas_dil.train.features import build_elsewhere
+
+    cfg = _trial_config(DataConfig(image_size=32, n_train=6, n_val=4, seed=3))
+    at16 = _trial_config(cfg.data, 16).arch
+    plan = plan_features(cfg, 0, tmp_path / "fc", archs=[at16], data=data)
+    request = json.loads(json.dumps(plan.elsewhere()))  # crosses to the node as plain data
+    info = build_elsewhere(request)
+    assert [c["built"] for c in info["caches"]] == [True, True]
+    assert [c["shards_built"] for c in info["caches"]] == [2 * 1 + 1] * 2  # 2 views, val
+    again = plan_features(cfg, 0, tmp_path / "fc", archs=[at16], data=data)
+    assert [str(c.found.folder) for c in again.caches if c.found] == [
+        c["folder"] for c in info["caches"]]
