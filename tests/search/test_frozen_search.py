@@ -180,3 +180,26 @@ def test_repeats_with_a_frozen_backbone_are_refused(tmp_path: Path,
     line = refused(capsys, str(path), "--out", str(tmp_path / "out"))
     assert "repeats = 1" in line and "freeze = 'backbone'" in line
     assert not (tmp_path / "out").exists() and not (tmp_path / "fc").exists()
+
+
+@pytest.mark.parametrize(("edit", "fragment"), [
+    # a projection to as many channels as resnet18 has (512): nothing to reduce
+    (('threads = 1', 'threads = 1\nfreeze_cache = "pca512"'),
+     "train.freeze_cache='pca512': keeps 512 channels but resnet18 has 512"),
+    # the cache folder under a file
+    (('feature_cache = "{fc}"', 'feature_cache = "{fc}/blocked/fc"'), "is a file, not a folder"),
+])
+def test_what_the_frozen_path_cannot_serve_is_refused_before_any_build(
+        ray_cluster: RayCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        edit: tuple[str, str], fragment: str) -> None:
+    path = study(tmp_path)
+    fc = tmp_path / "fc"
+    fc.mkdir()
+    (fc / "blocked").write_text("")
+    old, new = (e.format(fc=fc) for e in edit)
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    out = tmp_path / "out"
+    line = refused(capsys, str(path), "--out", str(out), "--address", ray_cluster.address)
+    assert fragment in line
+    assert not (out / "study.db").exists() and [p.name for p in fc.iterdir()] == ["blocked"]
