@@ -217,6 +217,26 @@ class Codec:
             x = torch.einsum("bkhw,kc->bchw", x, comp) + mean
         return x.contiguous()
 
+    def decode_affine(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(A [C, stored_channels], b [C])`` with ``decode(a) = A @ a + b`` at every pixel
+        (float32), None for "full" (the identity). Decoding is linear, so a trial may fold it
+        into the head's first 1x1 convolution (weight W: ``W @ A`` on the stored channels,
+        ``W @ b`` added) instead of decoding C channels per pixel; the same function of W,
+        so the same gradients."""
+        if self.components is None and self.scale is None:
+            return None
+        if self.scale is not None:
+            assert self.lo is not None
+            a = np.diag(self.scale)  # [s, s]: x = scale * q + (lo + 128 scale)
+            b = self.lo + 128 * self.scale
+        else:
+            a, b = np.eye(self.stored_channels, dtype=np.float32), np.zeros(
+                self.stored_channels, np.float32)
+        if self.components is not None:
+            assert self.mean is not None
+            a, b = self.components.T @ a, self.components.T @ b + self.mean
+        return a.astype(np.float32), b.astype(np.float32)
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The fitted parameters by name (those the codec has)."""
         named = {"mean": self.mean, "components": self.components, "lo": self.lo,

@@ -164,3 +164,18 @@ def test_load_refuses_another_file(tmp_path) -> None:
     (tmp_path / CODEC_FILE).unlink()
     with pytest.raises(CodecError, match="No such file"):
         Codec.load(tmp_path, meta)
+
+
+@pytest.mark.parametrize("name", ["int8", "pca3", "pca3-int8"])
+def test_decode_affine(name: str) -> None:
+    """decode is A @ stored + b per pixel: what a trial folds into the head's first conv."""
+    codec = parse_codec(name).fit(_low_rank(100, 8, 3, 0.1))
+    f = _low_rank(12, 8, 3, 0.1).reshape(1, 3, 4, 8).transpose(0, 3, 1, 2)
+    stored = codec.encode(f)
+    ab = codec.decode_affine()
+    assert ab is not None
+    a, b = ab
+    assert a.shape == (8, codec.stored_channels) and b.shape == (8,)
+    by_hand = np.einsum("cs,bshw->bchw", a, stored.astype(np.float32)) + b[:, None, None]
+    np.testing.assert_allclose(codec.decode(stored).numpy(), by_hand, rtol=1e-5, atol=1e-5)
+    assert parse_codec("full").fit(np.zeros((2, 8), np.float32)).decode_affine() is None
