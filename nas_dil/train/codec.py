@@ -7,7 +7,8 @@ export and evaluation stay unchanged:
 
 - ``"full"``: every channel at float16 (the cache as it was).
 - ``"pca<k>"``: a fixed projection onto the top ``k`` principal components of the training
-  features, float16 (``k/C`` of the bytes).
+  features, float16 (``k/C`` of the bytes; a backbone of at most ``k`` channels keeps every
+  channel, unprojected, so a default of "pca256-int8" serves any backbone).
 - ``"int8"``: every channel at int8, affine per channel (half the bytes).
 - ``"pca<k>-int8"``: the projection, then int8 (``k/(2C)`` of the bytes).
 
@@ -86,8 +87,9 @@ class CodecSpec:
         return np.dtype(np.int8 if self.int8 else np.float16)
 
     def stored_channels(self, channels: int) -> int:
-        """Channels stored per feature pixel for a backbone of ``channels`` channels."""
-        return channels if self.pca is None else self.pca
+        """Channels stored per feature pixel for a backbone of ``channels`` channels (a
+        "pca<k>" with k >= channels keeps them all, unprojected)."""
+        return channels if self.pca is None else min(self.pca, channels)
 
     def bytes_per_pixel(self, channels: int) -> int:
         """Bytes stored per feature pixel for a backbone of ``channels`` channels (before the
@@ -108,14 +110,11 @@ class CodecSpec:
         if not np.isfinite(x).all():
             raise CodecError(f"codec {self.key}: the fit sample has NaN or inf values")
         channels = int(x.shape[1])
-        if self.pca is not None and self.pca >= channels:
-            raise CodecError(f"codec {self.key}: pca={self.pca} keeps every one of the "
-                             f"backbone's {channels} channels; use fewer or 'full'/'int8'")
         if x.shape[0] > MAX_FIT:  # evenly spaced: deterministic, spread over the images
             x = x[np.linspace(0, x.shape[0] - 1, MAX_FIT).round().astype(np.int64)]
         x = x.astype(np.float32, copy=False)
         mean = components = None
-        if self.pca is not None:
+        if self.pca is not None and self.pca < channels:  # else nothing to drop: no projection
             mean64 = x.mean(axis=0, dtype=np.float64)
             xc = x - mean64.astype(np.float32)
             cov = (xc.T.astype(np.float64) @ xc.astype(np.float64)) / max(len(xc) - 1, 1)
@@ -156,7 +155,8 @@ class Codec:
         self.channels = channels  # the backbone's channels: what decode gives back
         self.mean, self.components = mean, components  # pca: [C], [k, C]
         self.lo, self.scale = lo, scale  # int8: per stored channel, [k] or [C]
-        if (components is None) != (spec.pca is None) or (scale is None) != (not spec.int8):
+        projects = spec.pca is not None and spec.pca < channels
+        if (components is None) == projects or (scale is None) == spec.int8:
             raise CodecError(f"codec {spec.key}: parameters do not match its name")
 
     @property
@@ -216,6 +216,26 @@ class Codec:
             mean = torch.from_numpy(self.mean).to(x.device)[:, None, None]
             x = torch.einsum("bkhw,kc->bchw", x, comp) + mean
         return x.contiguous()
+
+    def decode_affine(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(A [C, stored_channels], b [C])`` with ``decode(a) = A @ a + b`` at every pixel
+        (float32), None for "full" (the identity). Decoding is linear, so a trial may fold it
+        into the head's first 1x1 convolution (weight W: ``W @ A`` on the stored channels,
+        ``W @ b`` added) instead of decoding C channels per pixel; the same function of W,
+        so the same gradients."""
+        if self.components is None and self.scale is None:
+            return None
+        if self.scale is not None:
+            assert self.lo is not None
+            a = np.diag(self.scale)  # [s, s]: x = scale * q + (lo + 128 scale)
+            b = self.lo + 128 * self.scale
+        else:
+            a, b = np.eye(self.stored_channels, dtype=np.float32), np.zeros(
+                self.stored_channels, np.float32)
+        if self.components is not None:
+            assert self.mean is not None
+            a, b = self.components.T @ a, self.components.T @ b + self.mean
+        return a.astype(np.float32), b.astype(np.float32)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The fitted parameters by name (those the codec has)."""

@@ -123,7 +123,6 @@ def test_fit_is_deterministic_and_capped() -> None:
 
 
 @pytest.mark.parametrize(("name", "sample", "match"), [
-    ("pca8", np.zeros((10, 8), np.float32), "keeps every one of the backbone's 8 channels"),
     ("int8", np.zeros((10,), np.float32), r"shape \(10,\)"),
     ("int8", np.zeros((0, 4), np.float32), r"shape \(0, 4\)"),
     ("pca2", np.full((3, 4), np.nan, np.float32), "NaN or inf"),
@@ -164,3 +163,31 @@ def test_load_refuses_another_file(tmp_path) -> None:
     (tmp_path / CODEC_FILE).unlink()
     with pytest.raises(CodecError, match="No such file"):
         Codec.load(tmp_path, meta)
+
+
+@pytest.mark.parametrize("name", ["int8", "pca3", "pca3-int8"])
+def test_decode_affine(name: str) -> None:
+    """decode is A @ stored + b per pixel: what a trial folds into the head's first conv."""
+    codec = parse_codec(name).fit(_low_rank(100, 8, 3, 0.1))
+    f = _low_rank(12, 8, 3, 0.1).reshape(1, 3, 4, 8).transpose(0, 3, 1, 2)
+    stored = codec.encode(f)
+    ab = codec.decode_affine()
+    assert ab is not None
+    a, b = ab
+    assert a.shape == (8, codec.stored_channels) and b.shape == (8,)
+    by_hand = np.einsum("cs,bshw->bchw", a, stored.astype(np.float32)) + b[:, None, None]
+    np.testing.assert_allclose(codec.decode(stored).numpy(), by_hand, rtol=1e-5, atol=1e-5)
+    assert parse_codec("full").fit(np.zeros((2, 8), np.float32)).decode_affine() is None
+
+
+@pytest.mark.parametrize(("name", "dtype"), [("pca8", np.float16), ("pca12-int8", np.int8)])
+def test_pca_of_no_fewer_channels_keeps_them_all(name: str, dtype: type) -> None:
+    """k >= C: nothing to drop, no projection (a default "pca256-int8" on a 8-channel trunk)."""
+    sample = _low_rank(50, 8, 3, 0.1)
+    codec = parse_codec(name).fit(sample)
+    assert codec.components is None and codec.stored_channels == 8
+    assert codec.spec.bytes_per_pixel(8) == 8 * np.dtype(dtype).itemsize
+    f = sample[:4].reshape(1, 2, 2, 8).transpose(0, 3, 1, 2)
+    a = codec.encode(f)
+    assert a.dtype == dtype and a.shape == (1, 8, 2, 2)
+    np.testing.assert_allclose(codec.decode(a).numpy(), f, atol=0.01 * float(np.ptp(sample)))
