@@ -83,7 +83,7 @@ if TYPE_CHECKING:  # torchvision is an extra: imported when a frozen net is buil
 
 __all__ = ["CacheError", "CachedFeatures", "FeatureCache", "FeatureKey", "FeaturePlan",
            "PlannedCache", "Shard", "build_elsewhere", "build_shard", "cache_bytes",
-           "cache_root", "check_codec", "check_room", "default_root", "estimate_seconds",
+           "cache_root", "check_room", "default_root", "estimate_seconds",
            "feature_key", "find", "frozen_backbone", "frozen_net", "kept_bytes",
            "open_or_build", "plan_features", "plan_shards", "shard_images", "state_digest"]
 
@@ -243,17 +243,6 @@ def _probe(backbone: nn.Module, data: SegData) -> _Probe:
 def _device_of(module: nn.Module) -> torch.device:
     p = next(iter(module.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
-
-
-def check_codec(codec: str, backbone: nn.Module, data: SegData, what: str) -> None:
-    """One line when ``codec`` cannot store this backbone's features (a projection to as many
-    channels as it has, or more), before anything is built."""
-    spec = parse_codec(codec)
-    if spec.pca is not None:
-        channels = _probe(backbone, data).channels
-        if spec.pca >= channels:
-            raise CacheError(f"train.freeze_cache={codec!r}: keeps {spec.pca} channels but "
-                             f"{what} has {channels}; use fewer, or 'full' or 'int8'")
 
 
 def _shard_bytes(sh: Shard, probe: _Probe, codec: CodecSpec) -> int:
@@ -899,8 +888,6 @@ def plan_features(cfg: TrialConfig, seed: int,
               else frozen_backbone(arch, seed).to(_build_device(cfg.train.device)))
         key = feature_key(arch, data, bb, views, seed, cfg.train.freeze_cache)
         found = find(where, key)
-        if found is None:
-            check_codec(key.codec, bb, data, arch.backbone)
         caches.append(PlannedCache(stride, bb, key, found, found.nbytes if found else
                                    cache_bytes(bb, data, views, key.codec)))
     remove_stale(where)  # a killed builder's partial files count as free below

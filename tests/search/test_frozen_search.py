@@ -183,9 +183,6 @@ def test_repeats_with_a_frozen_backbone_are_refused(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("edit", "fragment"), [
-    # a projection to as many channels as resnet18 has (512): nothing to reduce
-    (('threads = 1', 'threads = 1\nfreeze_cache = "pca512"'),
-     "train.freeze_cache='pca512': keeps 512 channels but resnet18 has 512"),
     # the cache folder under a file
     (('feature_cache = "{fc}"', 'feature_cache = "{fc}/blocked/fc"'), "is a file, not a folder"),
 ])
