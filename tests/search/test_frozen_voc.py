@@ -96,4 +96,4 @@ def test_a_frozen_resnet50_search_on_mixed_size_voc_runs_end_to_end(
     # every val image at full resolution, the backbone recomputed at float32 where the
     # trial read its float16 cache: the same mIoU up to that rounding
     assert ev["images"] == 6
-    assert ev["miou"] == pytest.approx(trial.values[0], abs=2e-3)
+    assert ev["miou"] == pytest.approx(trial.values[0], abs=5e-4)  # here: 3e-7 apart
