@@ -79,7 +79,7 @@ def build_features(request: dict[str, Any]) -> dict[str, Any]:
     other host, `cluster.TrialTasks.build_features`; `features.build_elsewhere`)."""
     from nas_dil.train.features import build_elsewhere
 
-    return build_elsewhere(request)
+    return {**build_elsewhere(request), "where": _where()}
 
 
 def _val_class_pixels(d: Any) -> list[int]:
