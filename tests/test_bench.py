@@ -187,3 +187,54 @@ def test_seeds_tiny_run(benchmarks: ModuleType) -> None:
     assert r["max_std"] == max(row["std"] for row in r["rows"].values())
     assert r["target_met"] == (r["max_std"] <= 0.02)
     seeds.show(r)
+
+
+@pytest.mark.parametrize(("feature_bpp", "label_bpp", "train", "val"), [
+    # 42,328 views x (64 x 64 feature px + 512 x 512 label px); 1,449 val x 500 x 375 px
+    (4096, 2, 42_328 * (4096 * 4096 + 262_144 * 2),
+     1_449 * (187_500 / 64 * 4096 + 187_500 * 2)),  # ResNet-50 full fp16: ~700 GB
+    (256, 1, 42_328 * (4096 * 256 + 262_144), 1_449 * (187_500 / 64 * 256 + 187_500)),
+])
+def test_frozen_voc_aug_estimate_by_hand(benchmarks: ModuleType, feature_bpp: float,
+                                         label_bpp: float, train: float, val: float) -> None:
+    from benchmarks._frozen_scale import voc_aug_gib
+
+    g = voc_aug_gib(feature_bpp, label_bpp)
+    assert g["train"] == pytest.approx(train / 2**30)
+    assert g["val"] == pytest.approx(val / 2**30)
+    assert g["total"] == pytest.approx((train + val) / 2**30)
+
+
+def test_frozen_photo_folder_and_reduced_copy(benchmarks: ModuleType, tmp_path: Path) -> None:
+    """The real-photo folder loads as VOC with its classes; a reduced copy of a cache is a
+    valid cache of the same key (a trial reads it) holding the codec's decoded features."""
+    from benchmarks._frozen_scale import fit_sample, photo_folder, reduced_copy
+
+    from nas_dil.data import DataConfig, load_data
+    from nas_dil.models import ArchConfig
+    from nas_dil.train import TrainConfig, TrialConfig
+    from nas_dil.train.codec import parse_codec
+    from nas_dil.train.features import find, frozen_backbone, plan_features
+
+    root = photo_folder(tmp_path / "photos", 6, 2, 40)
+    cfg_data = DataConfig(source=str(root), layout="voc", image_size=32, num_classes=5,
+                          workers=0)
+    data = load_data(cfg_data)
+    assert (data.n_train, data.n_val, data.num_classes) == (6, 2, 5)
+    _, y = next(data.val_batches(2))
+    assert tuple(y.shape) == (2, 40, 40) and len(y.unique()) >= 2  # masks segment the photo
+    arch = ArchConfig(backbone="resnet18", target="head", output_stride=8, width=8,
+                      num_classes=5)
+    cfg = TrialConfig(arch, cfg_data, TrainConfig(epochs=1, threads=1, device="cpu",
+                                                  freeze="backbone", freeze_views=1))
+    plan = plan_features(cfg, 0, tmp_path / "full", data=data, backbone=frozen_backbone(arch, 0))
+    cache = plan.open()
+    codec = parse_codec("pca8-int8").fit(fit_sample(cache))
+    info = reduced_copy(cache, codec, tmp_path / "reduced")
+    assert info["stored"] == {"train_x": 6 * 8 * 16, "val_x": 2 * 8 * 25}  # int8, 4x4 / 5x5 px
+    copy = find(tmp_path / "reduced", plan.caches[0].key)
+    assert copy is not None
+    [(vx, _)] = cache.val  # the two val images: one shard
+    [(cx, _)] = copy.val
+    f = np.asarray(vx, dtype=np.float32)
+    np.testing.assert_allclose(cx, codec.decode(codec.encode(f)).numpy(), rtol=2e-3, atol=2e-3)

@@ -18,6 +18,7 @@ from nas_dil._check import bounded, check_fields
 from nas_dil.data.config import DataConfig
 from nas_dil.errors import UserError
 from nas_dil.models.config import TV_BACKBONES, ArchConfig
+from nas_dil.train.codec import CodecError, parse_codec
 
 __all__ = ["FREEZE", "LR_SCHEDULES", "OPTIMIZERS", "TrainConfig", "TrialConfig",
            "TrialConfigError", "check_aux", "check_freeze", "check_recipe"]
@@ -68,6 +69,10 @@ class TrainConfig:
     freeze_views: int = bounded(4, ge=1, le=256)  # freeze: augmented views of the training
     # set cached (epoch e reads view e mod freeze_views; more views: more augmentation, a
     # larger cache)
+    freeze_cache: str = "full"  # freeze: how the cache stores the features (nas_dil.train.
+    # codec): "full" every channel at float16; "pca<k>" the top k principal components of the
+    # training features; "int8" per-channel int8; "pca<k>-int8" both (e.g. "pca256-int8":
+    # 1/16 of full's bytes); decoded back to every channel, so the head is the same
     # -- the recipe (nas_dil.train.recipe); each key enters to_dict() only when set, so trial
     # keys of studies from before recipes existed stay equal
     optimizer: str = "adamw"  # "adamw" or "sgd"
@@ -100,6 +105,10 @@ class TrainConfig:
         if self.freeze not in FREEZE:
             raise TrialConfigError(f"train: freeze={self.freeze!r}: must be one of "
                                    f"{', '.join(FREEZE)}")
+        try:
+            parse_codec(self.freeze_cache, "train: freeze_cache")
+        except CodecError as e:
+            raise TrialConfigError(str(e)) from None
         if not isinstance(self.device, str) or (self.device != "auto" and not (
                 self.device == "cpu" or self.device.startswith("cuda"))):
             raise TrialConfigError(f"train: device={self.device!r}: use auto, cpu or cuda[:N]")
@@ -111,7 +120,7 @@ class TrainConfig:
         existed stay equal."""
         d = asdict(self)
         if self.freeze == "none":
-            del d["freeze"], d["freeze_views"]
+            del d["freeze"], d["freeze_views"], d["freeze_cache"]
         for name in _recipe_unset(self):
             del d[name]
         return d

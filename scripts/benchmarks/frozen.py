@@ -1,7 +1,13 @@
 """Frozen-backbone trials (issue 13 §2): a head-only trial on cached backbone features vs the
 same head trained with the frozen backbone recomputed at every step (same data, epochs, seed,
 `run_trial` both times); the cache build time, and after how many trials the cache has paid
-for itself. Target >= 10x on a CPU."""
+for itself. Target >= 10x on a CPU.
+
+At scale (issue 22): bytes per image-view and mIoU of the full cache vs reduced ones
+(`nas_dil.train.codec`: PCA and/or int8), 3 seeds, on the synthetic data and on a real-photo
+VOC-layout folder; build throughput; the VOC-aug size estimate from the measured bytes; the
+peak RSS of a build and a cached trial from 100 to 1,000 images. Target: <= 1/8 of the bytes
+at <= 0.01 mIoU loss, VOC-aug <= 64 GB, RSS <= 1.3x."""
 
 from __future__ import annotations
 
@@ -11,7 +17,18 @@ import tempfile
 import time
 from typing import Any
 
+import numpy as np
+
 from benchmarks._common import met
+from benchmarks._frozen_scale import (
+    fit_sample,
+    peak_rss,
+    photo_folder,
+    reduced_copy,
+    voc_aug_gib,
+)
+
+CODECS = ("pca256-int8", "pca512-int8")  # reduced caches measured: 1/16 and 1/8 of the bytes
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -47,6 +64,9 @@ def run(quick: bool) -> dict[str, Any]:
         recomputed = run_trial(cfg, schedule, seed, data=data, feature_cache=False).result
     ratio = recomputed.wall_time_s / cached.wall_time_s
     saved = recomputed.wall_time_s - cached.wall_time_s
+    _log(f"speed-up {ratio:.1f}x (cached {cached.wall_time_s:.1f} s, recomputed "
+         f"{recomputed.wall_time_s:.1f} s), build {build_s:.1f} s")
+    scale = _scale(quick, device, backbone, size, n_train, n_val, epochs, views, schedule)
     return {
         "device": str(device),
         "torch": torch.__version__,
@@ -74,7 +94,124 @@ def run(quick: bool) -> dict[str, Any]:
         "miou_recomputed": round(recomputed.miou, 4),
         "quick": quick,  # smoke sizes: fixed costs dominate, the target is for the full run
         "target_met": None if quick else ratio >= 10,
+        "build_images_per_s": round((n_train * views + n_val) / build_s, 1),
+        **scale,
     }
+
+
+def _scale(quick: bool, device: Any, backbone: str, size: int, n_train: int, n_val: int,
+           epochs: int, views: int, schedule: str) -> dict[str, Any]:
+    """Full vs reduced caches over seeds on the synthetic data and the photo folder; the
+    VOC-aug estimate; peak RSS (full run only)."""
+    from pathlib import Path
+
+    from nas_dil.data import DataConfig
+
+    seeds = (0,) if quick else (0, 1, 2)
+    codecs = ("pca64-int8",) if quick else CODECS
+    out: dict[str, Any] = {"seeds": list(seeds), "codecs": list(codecs), "reduction": {}}
+    with tempfile.TemporaryDirectory(prefix="nas-dil-reduce-") as tmp:
+        photos = photo_folder(Path(tmp) / "photos", n_train, n_val, size + size // 4)
+        for name, data_cfg in (
+                ("synthetic", DataConfig(image_size=size, n_train=n_train, n_val=n_val)),
+                ("photos", DataConfig(source=str(photos), layout="voc", image_size=size,
+                                      num_classes=5, workers=0))):
+            out["reduction"][name] = _reduction(data_cfg, device, backbone, epochs, views,
+                                                schedule, seeds, codecs, Path(tmp) / name)
+    syn = out["reduction"]["synthetic"]
+    for key, lab in (("voc_aug_gib", syn["full"]["label_bytes_per_pixel"]),
+                     ("voc_aug_gib_uint8_labels", 1)):
+        out[key] = {c: voc_aug_gib(syn[c]["bytes_per_feature_pixel"], lab)
+                    for c in ("full", *codecs)}
+    out["rss"] = None if quick else peak_rss((100, 1000), backbone, size)
+    _log(f"peak RSS {out['rss']}")
+    return out
+
+
+def _log(line: str) -> None:
+    """Progress on stderr (stdout may be the --json document): a long run killed midway
+    still leaves its figures."""
+    import sys
+
+    print(f"[frozen {time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
+
+
+def _reduction(data_cfg: Any, device: Any, backbone: str, epochs: int, views: int,
+               schedule: str, seeds: tuple[int, ...], codecs: tuple[str, ...],
+               root: Any) -> dict[str, Any]:
+    """Per seed: the full cache built, a head trained on it, and on each codec's decoded copy
+    (`reduced_copy`), same config and seed; per codec the bytes and mIoU over the seeds."""
+    import shutil
+    import statistics
+
+    from nas_dil.data import load_data
+    from nas_dil.models import ArchConfig
+    from nas_dil.train import TrainConfig, TrialConfig, run_trial
+    from nas_dil.train.codec import parse_codec
+    from nas_dil.train.features import frozen_backbone, plan_features
+
+    data = load_data(data_cfg, device)
+    arch = ArchConfig(backbone=backbone, target="head", output_stride=8, width=32,
+                      num_classes=data.num_classes)
+    cfg = TrialConfig(arch, data_cfg, TrainConfig(
+        epochs=epochs, batch_size=16, lr=0.01, threads=1, device=str(device),
+        freeze="backbone", freeze_views=views))
+    nviews = data.n_train * views
+    miou: dict[str, list[float]] = {c: [] for c in ("full", *codecs)}
+    rows: dict[str, dict[str, Any]] = {c: {} for c in miou}
+    builds, fits = [], {c: 0.0 for c in codecs}
+    for seed in seeds:
+        plan = plan_features(cfg, seed, root / "full", data=data,
+                             backbone=frozen_backbone(arch, seed).to(device))
+        t0 = time.perf_counter()
+        cache = plan.open()
+        builds.append((nviews + data.n_val) / (time.perf_counter() - t0))
+        _log(f"{root.name} seed {seed}: full cache built, {builds[-1]:.1f} images/s")
+        miou["full"].append(run_trial(cfg, schedule, seed, data=data,
+                                      feature_cache=root / "full").result.miou)
+        shards = [p for view in cache.train for p in view]  # every view's training shards
+        tx, ty = shards[0]
+        x_bytes, y_bytes = (sum(int(p[i].nbytes) for p in shards) for i in (0, 1))
+        fpix = int(np.prod(tx.shape[2:]))
+        rows["full"] = {"bytes_per_view": x_bytes / nviews,
+                        "bytes_per_feature_pixel": x_bytes / nviews / fpix,
+                        "label_bytes_per_view": y_bytes / nviews,
+                        "label_bytes_per_pixel": ty.itemsize,
+                        "channels": int(tx.shape[1]), "feature_hw": list(tx.shape[2:])}
+        sample = fit_sample(cache)
+        for c in codecs:
+            t0 = time.perf_counter()
+            codec = parse_codec(c).fit(sample)
+            fits[c] += time.perf_counter() - t0
+            info = reduced_copy(cache, codec, root / c)
+            miou[c].append(run_trial(cfg, schedule, seed, data=data,
+                                     feature_cache=root / c).result.miou)
+            _log(f"{root.name} seed {seed}: {c} mIoU {miou[c][-1]:.4f} (full "
+                 f"{miou['full'][-1]:.4f}), {info['stored']['train_x'] / nviews:.0f} B/view")
+            n_all = nviews + data.n_val
+            rows[c] = {"bytes_per_view": info["stored"]["train_x"] / nviews,
+                       "bytes_per_feature_pixel": info["stored"]["train_x"] / nviews / fpix,
+                       "encode_images_per_s": n_all / info["encode_s"],
+                       "decode_images_per_s": n_all / info["decode_s"],
+                       "fit_sample_pixels": int(sample.shape[0])}
+            shutil.rmtree(root / c)
+
+    def spread(v: list[float]) -> list[float]:
+        return [round(statistics.fmean(v), 4), round(statistics.stdev(v), 4) if len(v) > 1
+                else 0.0]
+
+    for c, r in rows.items():
+        r["miou"] = [round(m, 4) for m in miou[c]]
+        r["miou_mean_std"] = spread(miou[c])
+        r["bytes_fraction"] = round(r["bytes_per_view"] / rows["full"]["bytes_per_view"], 4)
+        if c != "full":
+            loss = [f - m for f, m in zip(miou["full"], miou[c], strict=True)]
+            r["loss_mean_std"] = spread(loss)
+            r["fit_s"] = round(fits[c] / len(seeds), 2)
+            r["target_met"] = (r["bytes_fraction"] <= 1 / 8 + 1e-9
+                               and statistics.fmean(loss) <= 0.01)
+    return {**rows, "build_images_per_s": round(statistics.fmean(builds), 1),
+            "n_train": data.n_train, "n_val": data.n_val}
 
 
 def show(r: dict[str, Any]) -> None:
@@ -89,3 +226,34 @@ def show(r: dict[str, Any]) -> None:
           f"training alone {r['train_ratio']}x")
     print(f"  the cache pays for itself after {r['pays_off_after_trials']} trial(s); mIoU "
           f"cached {r['miou_cached']}, recomputed {r['miou_recomputed']}")
+    print(f"  build {r['build_images_per_s']} images/s (full cache, {r['backbone']})")
+    for name, red in r["reduction"].items():
+        full = red["full"]
+        print(f"  {name} ({red['n_train']} + {red['n_val']} images, {full['channels']} channels "
+              f"at {full['feature_hw']}, seeds {r['seeds']}; build {red['build_images_per_s']} "
+              f"images/s): features per image-view, mIoU mean ± std")
+        for c in ("full", *r["codecs"]):
+            row = red[c]
+            m, sd = row["miou_mean_std"]
+            line = (f"    {c:12s} {row['bytes_per_view'] / 1024:9.1f} KiB "
+                    f"({row['bytes_fraction']:.4f} of full)  mIoU {m:.4f} ± {sd:.4f}")
+            if c != "full":
+                lm, ls = row["loss_mean_std"]
+                line += (f"  loss {lm:+.4f} ± {ls:.4f}  encode {row['encode_images_per_s']:.0f}"
+                         f" img/s, decode {row['decode_images_per_s']:.0f} img/s, fit "
+                         f"{row['fit_s']} s  target (<= 1/8, <= 0.01) {met(row['target_met'])}")
+            print(line)
+    lab = r["reduction"]["synthetic"]["full"]["label_bytes_per_pixel"]
+    print(f"  VOC-aug (10,582 images x 4 views at 512 px, OS 8, + 1,449 val) in GiB, labels "
+          f"int{8 * lab} / uint8:")
+    for c, g in r["voc_aug_gib"].items():
+        g8 = r["voc_aug_gib_uint8_labels"][c]["total"]
+        print(f"    {c:12s} {g['total']:8.1f} / {g8:8.1f}  (<= 64 GB = 59.6 GiB: "
+              f"{met(g['total'] <= 64e9 / 2**30)} / {met(g8 <= 64e9 / 2**30)})")
+    if r["rss"]:
+        a, b = r["rss"][0], r["rss"][-1]
+        print("  peak RSS, fresh process: " + "; ".join(
+            f"{x['n_train']} images ({x['cache_mib']} MiB cache): build {x['build_mib']} MiB, "
+            f"cached trial {x['trial_mib']} MiB" for x in r["rss"])
+              + f"; ratio build {b['build_mib'] / a['build_mib']:.2f}x, trial "
+              f"{b['trial_mib'] / a['trial_mib']:.2f}x (target <= 1.3x)")

@@ -51,6 +51,8 @@ def _cfg(weights: Path, **train) -> TrialConfig:
 @pytest.mark.parametrize(("make", "fragment"), [
     (lambda: TrainConfig(freeze="head"), "freeze='head': must be one of none, backbone"),
     (lambda: TrainConfig(freeze_views=0), "freeze_views=0: expected an integer in [1, 256]"),
+    (lambda: TrainConfig(freeze_cache="pca0"), "train: freeze_cache='pca0': use 'full', "),
+    (lambda: TrainConfig(freeze_cache="fp16"), "train: freeze_cache='fp16': use 'full', "),
     (lambda: TrialConfig(train=TrainConfig(freeze="backbone")),
      "needs a torchvision backbone and arch.target='head' (got backbone='stem'"),
     (lambda: TrialConfig(ArchConfig(backbone="resnet18", target="backbone"),
@@ -69,6 +71,10 @@ def test_config_round_trip_keeps_freeze(tmp_path: Path) -> None:
         "none")  # a config stored before freezing existed: the whole net trains
     # and unfrozen configs are written as before, so older studies' trial keys stay equal
     assert "freeze" not in TrialConfig().to_dict()["train"]
+    assert "freeze_cache" not in TrialConfig().to_dict()["train"]
+    reduced = _cfg(tmp_path / "w.pt", freeze_cache="pca16-int8")
+    assert reduced.to_dict()["train"]["freeze_cache"] == "pca16-int8"  # a study records it
+    assert TrialConfig.from_dict(reduced.to_dict()) == reduced
     assert TrialConfig.from_dict(TrialConfig().to_dict()) == TrialConfig()
 
 
