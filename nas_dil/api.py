@@ -367,13 +367,15 @@ class Results:
 
     def export(self, pick: str | Pick = "knee", out: str | os.PathLike[str] = "export", *,
                force: bool = False, onnx: bool = False, mmseg: bool = False,
-               allow_unconfirmed: bool = False) -> ExportResult:
+               allow_unconfirmed: bool = False,
+               backbone_weights: str | os.PathLike[str] | None = None) -> ExportResult:
         """Export the picked trial (`nas_dil.export.export_trial`; pick: knee, best-miou,
         trial=N, max-gflops=X[,min-rf=Y]) into ``out``; ``mmseg``: also an mmsegmentation
         config and checkpoint (`nas_dil.export.mmseg`). A pick with fewer seeds than the
-        study confirms over is refused unless ``allow_unconfirmed``."""
+        study confirms over is refused unless ``allow_unconfirmed``; ``backbone_weights``:
+        a frozen backbone's weights file where it is now, when it moved since the search."""
         return export(self.source, pick, out, force=force, onnx=onnx, mmseg=mmseg,
-                      allow_unconfirmed=allow_unconfirmed)
+                      allow_unconfirmed=allow_unconfirmed, backbone_weights=backbone_weights)
 
     def report(self, out: str | os.PathLike[str] | None = None) -> ReportFiles:
         """Write report.html, its figures and CSVs (default: OUT_DIR/report)."""
@@ -422,9 +424,10 @@ def write_report(source: str | os.PathLike[str] | optuna.Study | StudySource,
 def export(source: str | os.PathLike[str] | optuna.Study | StudySource, pick: str | Pick,
            out: str | os.PathLike[str], *, study: str | None = None, force: bool = False,
            onnx: bool = False, mmseg: bool = False,
-           allow_unconfirmed: bool = False) -> ExportResult:
+           allow_unconfirmed: bool = False,
+           backbone_weights: str | os.PathLike[str] | None = None) -> ExportResult:
     """Export a study's picked trial (``nas-dil export``); see `Results.export`."""
     from nas_dil.export.bundle import export_trial
 
     return export_trial(source, pick, out, study=study, force=force, onnx=onnx, mmseg=mmseg,
-                        allow_unconfirmed=allow_unconfirmed)
+                        allow_unconfirmed=allow_unconfirmed, backbone_weights=backbone_weights)

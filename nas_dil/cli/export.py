@@ -1,5 +1,6 @@
 """`nas-dil export OUT_DIR_OR_STORAGE --pick knee|best-miou|trial=N|max-gflops=X[,min-rf=Y]
---out DIR [--study NAME] [--force] [--onnx] [--mmseg] [--json] [--allow-unconfirmed]`."""
+--out DIR [--study NAME] [--force] [--onnx] [--mmseg] [--json] [--allow-unconfirmed]
+[--backbone-weights FILE]`."""
 
 from __future__ import annotations
 
@@ -26,13 +27,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print schedule.json's content")
     p.add_argument("--allow-unconfirmed", action="store_true",
                    help="export a pick trained with fewer seeds than the study confirms over")
+    p.add_argument("--backbone-weights", metavar="FILE",
+                   help="a frozen-backbone trial: its backbone's weights file here, when it "
+                        "moved since the search (its tensors must be the same)")
 
 
 def run(args: argparse.Namespace) -> int:
     from nas_dil.api import export
 
     r = export(args.source, args.pick, args.out, study=args.study, force=args.force,
-               onnx=args.onnx, mmseg=args.mmseg, allow_unconfirmed=args.allow_unconfirmed)
+               onnx=args.onnx, mmseg=args.mmseg, allow_unconfirmed=args.allow_unconfirmed,
+               backbone_weights=args.backbone_weights)
     if args.json:
         print_json(r.document)
         return 0

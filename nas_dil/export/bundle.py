@@ -265,11 +265,14 @@ def export_trial(
     onnx: bool = False,
     mmseg: bool = False,
     allow_unconfirmed: bool = False,
+    backbone_weights: str | os.PathLike[str] | None = None,
 ) -> ExportResult:
     """Export the picked trial of a nas-dil study into ``out`` (see the module docstring);
     ``mmseg``: also ``mmseg_config.py`` and ``mmseg_weights.pth`` (`nas_dil.export.mmseg`).
     A pick trained with fewer seeds than the study confirms over is refused
-    (`pick.check_confirmed`) unless ``allow_unconfirmed``."""
+    (`pick.check_confirmed`) unless ``allow_unconfirmed``. ``backbone_weights``: where a
+    frozen-backbone trial's weights file is on this machine when it moved since the search
+    (its tensors must be the same; default: the recorded path)."""
     p = parse_pick(pick) if isinstance(pick, str) else pick
     out_dir = Path(out)
     _check_out(out_dir, force)
@@ -284,11 +287,13 @@ def export_trial(
     picked, reason = select_trial(src, p)
     if not allow_unconfirmed:
         check_confirmed(src, picked, p)
-    return _export(src, picked, p, reason, out_dir, force=force, onnx=onnx, mmseg=mmseg)
+    return _export(src, picked, p, reason, out_dir, force=force, onnx=onnx, mmseg=mmseg,
+                   backbone_weights=None if backbone_weights is None else str(backbone_weights))
 
 
 def _export(src: StudySource, picked: CandidateResult, p: Pick, reason: str, out_dir: Path, *,
-            force: bool, onnx: bool, mmseg: bool = False) -> ExportResult:
+            force: bool, onnx: bool, mmseg: bool = False,
+            backbone_weights: str | None = None) -> ExportResult:
     """Export ``picked`` (a candidate: its representative look's net and weights, its values
     the mean over its looks)."""
     rec = picked.record
@@ -310,7 +315,8 @@ def _export(src: StudySource, picked: CandidateResult, p: Pick, reason: str, out
     if ref is not None:
         note += (f" (the head; the frozen backbone rebuilt from weights={ref.weights!r}, seed "
                  f"{ref.seed}, its state digest checked)")
-    model = _build(config, state, str(weights_src or "the recorded architecture"), ref)
+    model = _build(config, state, str(weights_src or "the recorded architecture"), ref,
+                   backbone_weights=backbone_weights)
     n_params = _n_params(model)
     recorded = rec.get("params")
     if isinstance(recorded, int) and recorded != n_params:

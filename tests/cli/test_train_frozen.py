@@ -136,10 +136,16 @@ def test_from_study_trains_the_stored_trial_again(searched: dict[str, Any]) -> N
                         "--out", str(base / "never"))
         elsewhere = nas_dil("eval", str(exported), "--data", str(searched["data"]), "--json",
                             "--backbone-weights", str(_r18(base / "moved.pt", 5)))
+        moved = nas_dil("export", str(searched["out"]), "--pick", f"trial={t.number}",
+                        "--out", str(base / "moved_export"), "--json",
+                        "--backbone-weights", str(base / "moved.pt"))
     finally:
         _r18(searched["weights"], 5)
     assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]  # the right file, elsewhere
     assert json.loads(elsewhere.stdout)["miou"] == json.loads(ev.stdout)["miou"]
+    assert moved.returncode == 0, moved.stderr[-3000:]  # export finds the moved file too
+    m = load_exported(base / "moved_export", backbone_weights=base / "moved.pt")
+    assert all(torch.equal(m.state_dict()[k], sa[k]) for k in sa)
     for p in (bad, again):
         assert p.returncode == 2 and p.stdout == "", p.stderr
         assert p.stderr.count("\n") == 1 and "trained on another backbone" in p.stderr
