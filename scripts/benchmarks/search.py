@@ -596,13 +596,14 @@ def search_v2(quick: bool = False, table: Path = TABLE_V2, shapes: Sequence[str]
 
 def run(quick: bool) -> dict[str, Any]:
     """--quick: hvi, hvi_noise, TPE (multivariate), random on the table and the control, 3
-    seeds × 40 trials. Full: V2_SAMPLERS on every shape, 10 seeds × 120 trials (GPSampler and
-    BoTorch: `python scripts/benchmarks/search.py --samplers gp,botorch ...`)."""
+    seeds × 40 trials. Full: V2_SAMPLERS on every shape and every draw of the hard shapes,
+    10 seeds × 120 trials (GPSampler and BoTorch: `python scripts/benchmarks/search.py
+    --samplers gp,botorch ...`)."""
     if quick:
         return search_v2(shapes=("table", "control"),
                          samplers=("hvi", "hvi_noise", "tpe_mv", "random"), seeds=range(3),
                          n_trials=40)
-    return search_v2()
+    return search_v2(shapes=(*SHAPES, "hard"))
 
 
 def _cell(s: dict[str, Any]) -> str:
