@@ -5,7 +5,8 @@ a trial sees ONE seed's mIoU (each candidate's looks go through its seeds in a r
 run, so a repeat sees another seed), RF and GFLOPs are known. Scored against the seed-mean
 truth: trials to 95 % of the truth front's hypervolume and to mean mIoU regret per GFLOPs
 budget <= 0.01; hvi vs random, TPE (multivariate), NSGA-II, GPSampler, BoTorch; plus a control
-with no structure and reshaped variants of the table. The v1 benchmark (one seed, nominal RF,
+with no structure, reshaped variants of the table, and issue 24's hard shapes (mIoU shuffled
+within depth, RF hurts mIoU, best at middle cost; 3 random draws each: `--shapes hard`). The v1 benchmark (one seed, nominal RF,
 benchmarks/tabular_dilation.csv): `python scripts/benchmarks/search.py --v1`."""
 
 from __future__ import annotations
