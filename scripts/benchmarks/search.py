@@ -6,8 +6,9 @@ run, so a repeat sees another seed), RF and GFLOPs are known. Scored against the
 truth: trials to 95 % of the truth front's hypervolume and to mean mIoU regret per GFLOPs
 budget <= 0.01; hvi vs random, TPE (multivariate), NSGA-II, GPSampler, BoTorch; plus a control
 with no structure, reshaped variants of the table, and issue 24's hard shapes (mIoU shuffled
-within depth, RF hurts mIoU, best at middle cost; 3 random draws each: `--shapes hard`). The v1 benchmark (one seed, nominal RF,
-benchmarks/tabular_dilation.csv): `python scripts/benchmarks/search.py --v1`."""
+within depth, RF hurts mIoU, best at middle cost; 3 random draws each: `--shapes hard`).
+The v1 benchmark (one seed, nominal RF, benchmarks/tabular_dilation.csv):
+`python scripts/benchmarks/search.py --v1`."""
 
 from __future__ import annotations
 
