@@ -248,7 +248,6 @@ V2_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # issue 24: the one-step-ahead check hands asks to the no-repeat random order
     "hvi_x25": ("hvi", {"noise": True, "explore": 0.25}),
     "hvi_x50": ("hvi", {"noise": True, "explore": 0.5}),
-    "hvi_x100": ("hvi", {"noise": True, "explore": 1.0}),
 }
 V2_SAMPLERS = ("hvi", "hvi_noise", "hvi_rep", "hvi_rep2", "random", "brute", "tpe_mv", "nsga2")
 SHAPES = ("table", "control", "noise2", "mirror", "width_swap")
