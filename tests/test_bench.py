@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench.py"
 ALL = {"scoring", "pool", "trial", "orchestration", "search", "proxy", "gpu", "nb201",
-       "val_subset", "frozen", "recipes", "seeds", "ask"}
+       "val_subset", "frozen", "recipes", "seeds", "ask", "hpolib"}
 
 
 def _bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -145,6 +145,29 @@ def test_nb201_regret_per_size_budget_by_hand(benchmarks: ModuleType) -> None:
     hv, regret = nb.scores([0, 2, 1], t)
     np.testing.assert_allclose(regret, [15.0, 5.0, 0.0])
     assert hv[-1] == pytest.approx(1.0) and hv[0] < hv[1] < hv[2]
+
+
+@pytest.mark.parametrize(("n_in", "n1", "n2", "expected"), [
+    (9, 16, 16, 9 * 16 + 16 + 16 * 16 + 16 + 16 + 1),  # 449: the table's smallest
+    (9, 512, 512, 268_289),  # the table's largest
+    (20, 16, 16, 625),  # parkinsons_telemonitoring's smallest
+])
+def test_hpolib_parameter_count_by_hand(benchmarks: ModuleType, n_in: int, n1: int, n2: int,
+                                        expected: int) -> None:
+    assert benchmarks.load("hpolib").n_params(n_in, n1, n2) == expected
+
+
+def test_hpolib_regret_per_size_budget_by_hand(benchmarks: ModuleType) -> None:
+    """Three configurations (sizes 1, 1, 2; true log10 loss -1, -2, -3; worst -1): budgets
+    1 and 2 have best -2 and -3; trying row 0 leaves regrets 1 and 2 (mean 1.5), then row 2
+    fixes budget 2 (0.5), then row 1 leaves none."""
+    hp = benchmarks.load("hpolib")
+    t = object.__new__(hp.Table)
+    t.truth = np.array([-1.0, -2.0, -3.0])
+    t.size = np.array([1.0, 1.0, 2.0])
+    hv, regret = hp.scores([0, 2, 1], t)
+    np.testing.assert_allclose(regret, [1.5, 0.5, 0.0])
+    assert hv[-1] == pytest.approx(1.0) and hv[0] < hv[1] <= hv[2]
 
 
 def test_seeds_plans_the_quickstart_budget(benchmarks: ModuleType) -> None:

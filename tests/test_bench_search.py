@@ -155,6 +155,38 @@ def test_variants_keep_their_promises(make_tabular: ModuleType, search: ModuleTy
     assert hv[-1] == pytest.approx(1.0) and np.all(np.diff(hv) >= -1e-12)
 
 
+def test_hard_shapes_keep_their_promises(make_tabular: ModuleType, search: ModuleType,
+                                        tmp_path: Path) -> None:
+    _fake_runs(make_tabular, tmp_path / "t_runs.csv")
+    make_tabular.write_table(tmp_path / "t.csv", tmp_path / "t_runs.csv", (0, 1, 2))
+    tab = search.load_v2(tmp_path / "t.csv")
+    assert search.expand_shapes(["table", "rf_hurts", "mid_best:1"]) == [
+        "table", "rf_hurts:0", "rf_hurts:1", "rf_hurts:2", "mid_best:1"]
+    depth = np.array([len(k[0].split("-")) for k in tab.keys])
+    levels = np.unique(tab.gflops)
+    for shape in search.expand_shapes(["hard"]):
+        h = search.reshape(tab, shape)
+        assert sorted(map(tuple, h.looks)) == sorted(map(tuple, tab.looks))  # same rows
+        assert h.shape == shape
+    for d in (0, 1):  # shuffled among candidates of one depth only, differently per draw
+        h = search.reshape(tab, f"shuffle_depth:{d}")
+        for k in np.unique(depth):
+            assert sorted(h.truth[depth == k]) == pytest.approx(sorted(tab.truth[depth == k]))
+    assert not np.array_equal(search.reshape(tab, "shuffle_depth:0").looks,
+                              search.reshape(tab, "shuffle_depth:1").looks)
+    rh = search.reshape(tab, "rf_hurts:0")
+    for g in levels:  # within a GFLOPs level the same values, and mIoU falls with RF
+        at = tab.gflops == g
+        assert sorted(rh.truth[at]) == pytest.approx(sorted(tab.truth[at]))
+        lo, hi = tab.rf[at] == tab.rf[at].min(), tab.rf[at] == tab.rf[at].max()
+        if np.ptp(tab.rf[at]) > 0:  # the smallest RF's mean mIoU above the largest's
+            assert rh.truth[at][lo].mean() > rh.truth[at][hi].mean()
+            assert tab.truth[at][lo].mean() < tab.truth[at][hi].mean()  # (was the reverse)
+    mb = search.reshape(tab, "mid_best:0")
+    best = int(np.argmax(mb.truth))
+    assert mb.gflops[best] not in (levels[0], levels[-1])  # the best sits at middle cost
+
+
 @pytest.mark.skipif(not (REPO / "benchmarks" / "tabular_v2.csv").exists(),
                     reason="benchmarks/tabular_v2.csv not built")
 def test_quick_benchmark_through_the_cli() -> None:

@@ -58,6 +58,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas_dil.pareto import REFERENCE, hypervolume_improvement, nondominated, normalise
 from nas_dil.search.hvi_domains import DistDomain, Domain, Params, SamplerContext, SpaceDomain
+from nas_dil.search.hvi_portfolio import Calibration
 from nas_dil.search.looks import count_looks
 from nas_dil.search.surrogate import GP, NOISES, NOISES_NOISY, fit_gp
 
@@ -175,8 +176,12 @@ class _Pool:
 
 
 def check_options(beta: object = None, n_startup: object = 8, pool_size: object = 4_096,
-                  seed: object = None, noise: object = False, repeats: object = 0) -> None:
+                  seed: object = None, noise: object = False, repeats: object = 0,
+                  explore: object = 0.0) -> None:
     """ValueError naming the first bad `[sampler]` option of the hvi sampler."""
+    if isinstance(explore, bool) or not isinstance(explore, int | float) or not (
+            0.0 <= explore <= 1.0):
+        raise ValueError(f"explore = {explore!r}: must be a number in [0, 1]")
     if not isinstance(noise, bool):
         raise ValueError(f"noise = {noise!r}: must be true or false")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
@@ -213,12 +218,12 @@ class HVISampler(BaseSampler):
 
     def __init__(self, *, beta: float | None = None, n_startup: int = 8, pool_size: int = 4_096,
                  seed: int | None = None, noise: bool = False, repeats: int = 0,
-                 context: SamplerContext | None = None,
+                 explore: float = 0.0, context: SamplerContext | None = None,
                  search_space: Mapping[str, BaseDistribution] | None = None,
                  known_objectives: Callable[[Params], Sequence[float]] | None = None,
                  known_index: Sequence[int] | None = None) -> None:
         check_options(beta=beta, n_startup=n_startup, pool_size=pool_size, seed=seed,
-                      noise=noise, repeats=repeats)
+                      noise=noise, repeats=repeats, explore=explore)
         if (context is None) == (search_space is None):
             raise ValueError("the hvi sampler needs the study's context (the nas-dil driver "
                              "passes it) or a search_space, not both")
@@ -227,6 +232,9 @@ class HVISampler(BaseSampler):
         self.pool_size = pool_size
         self.noise = noise  # measured objectives are noisy: noise-level grid, mean front
         self.repeats = repeats  # extra looks a tried front candidate may get
+        # share of asks for the no-repeat random order while the GP predicts no better than
+        # the mean (`nas_dil.search.hvi_portfolio`)
+        self._calib = Calibration(float(explore))
         self.domain: Domain = (SpaceDomain(context) if context is not None else
                                 DistDomain(search_space or {}, known_objectives, known_index))
         self._seed = seed
@@ -356,6 +364,15 @@ class HVISampler(BaseSampler):
             i = int(self._rng.choice(idx if len(idx) else again))
             self.last_choice = {"how": "startup", "n_observed": n_obs}
             return dict(pool.params[i] or {})
+        if self._calib.share > 0:
+            self._calib.score([hit[1] if (hit := self._gp_cache.get(j)) else None
+                               for j in range(len(measured))], obs_c,
+                              feats[[pool.index[c] for c in obs_c]],
+                              np.array(obs_y) * dom.measured_signs)
+            if len(idx) and self._calib.explore(self._rng):
+                i = int(self._rng.choice(idx))
+                self.last_choice = {"how": "explore", "n_observed": n_obs}
+                return dict(pool.params[i] or {})
         if len(idx) > MAX_SCORED:  # bound the cost per ask on huge pools: a random subset,
             near_i = np.array(near, dtype=int)  # and the front's free neighbours (sorted)
             idx = np.union1d(self._rng.choice(idx, MAX_SCORED, replace=False),

@@ -5,8 +5,10 @@ a trial sees ONE seed's mIoU (each candidate's looks go through its seeds in a r
 run, so a repeat sees another seed), RF and GFLOPs are known. Scored against the seed-mean
 truth: trials to 95 % of the truth front's hypervolume and to mean mIoU regret per GFLOPs
 budget <= 0.01; hvi vs random, TPE (multivariate), NSGA-II, GPSampler, BoTorch; plus a control
-with no structure and reshaped variants of the table. The v1 benchmark (one seed, nominal RF,
-benchmarks/tabular_dilation.csv): `python scripts/benchmarks/search.py --v1`."""
+with no structure, reshaped variants of the table, and issue 24's hard shapes (mIoU shuffled
+within depth, RF hurts mIoU, best at middle cost; 3 random draws each: `--shapes hard`).
+The v1 benchmark (one seed, nominal RF, benchmarks/tabular_dilation.csv):
+`python scripts/benchmarks/search.py --v1`."""
 
 from __future__ import annotations
 
@@ -243,9 +245,15 @@ V2_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "hvi_noise_b2": ("hvi", {"noise": True, "beta": 2.0}),  # round 1's hvi_noise
     "hvi_rep": ("hvi", {"noise": True, "repeats": 1}),
     "hvi_rep2": ("hvi", {"noise": True, "repeats": 2}),
+    # issue 24: the one-step-ahead check hands asks to the no-repeat random order
+    "hvi_x25": ("hvi", {"noise": True, "explore": 0.25}),
+    "hvi_x50": ("hvi", {"noise": True, "explore": 0.5}),
 }
 V2_SAMPLERS = ("hvi", "hvi_noise", "hvi_rep", "hvi_rep2", "random", "brute", "tpe_mv", "nsga2")
 SHAPES = ("table", "control", "noise2", "mirror", "width_swap")
+# issue 24's hard shapes, each a family of random draws ("name:draw"; `reshape`)
+HARD_SHAPES = ("shuffle_depth", "rf_hurts", "mid_best")
+HARD_DRAWS = 3
 
 
 @dataclass(frozen=True)
@@ -289,9 +297,22 @@ def reshape(tab: TabV2, shape: str, seed: int = 0) -> TabV2:
     - ``mirror``: each candidate takes the looks of its reversed schedule (1-2-5 ↔ 5-2-1),
       same width: structured, same values, another landscape;
     - ``width_swap``: each candidate takes the looks of its other-width twin: the cheap
-      level now holds the best mIoU (another front shape)."""
+      level now holds the best mIoU (another front shape).
+    Issue 24's hard shapes, ``name:draw`` (``seed`` + draw picks the draw; whole rows of looks
+    move, so the values and their seed noise stay the table's):
+    - ``shuffle_depth``: rows permuted among candidates of the same depth (2 or 3 layers):
+      nothing but depth predicts mIoU, the best is an isolated point;
+    - ``rf_hurts``: within each GFLOPs level, the rows sorted by mIoU go to the candidates
+      sorted by RF ascending (ranks jittered per draw): the larger the RF — an objective the
+      search maximises — the lower the mIoU, the objectives fight;
+    - ``mid_best``: the best rows go to candidates at middle GFLOPs and middle RF, the worst
+      to the extremes (jittered per draw)."""
     looks = tab.looks
     idx = tab.index
+    name, _, draw = shape.partition(":")
+    if name in HARD_SHAPES:
+        return TabV2(tab.keys, looks[_hard_order(tab, name, seed + int(draw or 0))], tab.rf,
+                     tab.gflops, shape)
     if shape == "table":
         return tab
     if shape == "control":
@@ -306,8 +327,39 @@ def reshape(tab: TabV2, shape: str, seed: int = 0) -> TabV2:
         other = {w: widths[len(widths) - 1 - i] for i, w in enumerate(widths)}
         looks = looks[[idx[(*k[:3], other[k[3]])] for k in tab.keys]]
     else:
-        raise ValueError(f"{shape=}: expected one of {', '.join(SHAPES)}")
+        raise ValueError(f"{shape=}: expected one of {', '.join(SHAPES + HARD_SHAPES)}")
     return TabV2(tab.keys, looks, tab.rf, tab.gflops, shape)
+
+
+def _hard_order(tab: TabV2, name: str, seed: int) -> np.ndarray:
+    """Row of the table each candidate takes in hard shape ``name`` (`reshape`)."""
+    rng = np.random.default_rng(seed)
+    n = len(tab.keys)
+    src = np.empty(n, dtype=int)
+    if name == "shuffle_depth":
+        depth = np.array([len(k[0].split("-")) for k in tab.keys])
+        for d in np.unique(depth):
+            at = np.flatnonzero(depth == d)
+            src[at] = at[rng.permutation(len(at))]
+        return src
+
+    def rank01(v: np.ndarray) -> np.ndarray:  # distinct values -> evenly spaced in [0, 1]
+        u = np.unique(v)
+        return np.searchsorted(u, v) / max(len(u) - 1, 1)
+
+    jitter = rng.normal(0.0, 0.15, n)
+    if name == "rf_hurts":
+        groups = [np.flatnonzero(tab.gflops == g) for g in np.unique(tab.gflops)]
+        want = -rank01(tab.rf) + jitter  # desirability: low RF is good
+    else:  # mid_best
+        groups = [np.arange(n)]
+        want = -(np.abs(rank01(tab.gflops) - 0.5) + np.abs(rank01(tab.rf) - 0.5)) + jitter
+    truth = tab.truth
+    for at in groups:
+        # the most desirable candidate gets the best row of its group, and so on
+        src[at[np.argsort(-want[at], kind="stable")]] = at[np.argsort(-truth[at],
+                                                                      kind="stable")]
+    return src
 
 
 def regret_per_cost_level(truth: np.ndarray, cost: np.ndarray,
@@ -482,7 +534,7 @@ def evaluate_v2(tab: TabV2, samplers: Sequence[str] = V2_SAMPLERS, seeds: Sequen
             s[key] = {"median": float(np.median(v)), "per_seed": [r[key] for r in runs],
                       "reached": sum(r[key] is not None for r in runs),
                       "censored": bool(np.median(v) > nt)}
-        for b in (20, 40, 80):
+        for b in (20, 40, 50, 80, 100):
             if b <= nt:
                 s[f"hv_at_{b}"] = round(float(np.mean([r["hv"][b - 1] for r in runs])), 4)
                 s[f"regret_at_{b}"] = round(float(np.mean([r["regret"][b - 1] for r in runs])),
@@ -518,6 +570,16 @@ def targets_v2(r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def expand_shapes(shapes: Sequence[str]) -> list[str]:
+    """``hard`` -> every draw of every hard shape; a bare hard-shape name -> its draws."""
+    out: list[str] = []
+    for s in shapes:
+        names = HARD_SHAPES if s == "hard" else (s,)
+        out += [f"{n}:{d}" for n in names for d in range(HARD_DRAWS)] if s == "hard" or (
+            s in HARD_SHAPES) else [s]
+    return out
+
+
 def search_v2(quick: bool = False, table: Path = TABLE_V2, shapes: Sequence[str] = SHAPES,
               samplers: Sequence[str] = V2_SAMPLERS, seeds: Sequence[int] = range(10),
               n_trials: int = 120, caps: dict[str, tuple[int, int]] | None = None
@@ -526,7 +588,7 @@ def search_v2(quick: bool = False, table: Path = TABLE_V2, shapes: Sequence[str]
     res: dict[str, Any] = {"table": rel(table), "n_trials": n_trials, "seeds": list(seeds),
                            "regret_target": REGRET_TARGET, "hv_share": HV_SHARE,
                            "shapes": {}}
-    for shape in shapes:
+    for shape in expand_shapes(shapes):
         r = evaluate_v2(reshape(base, shape), samplers, seeds, n_trials, caps)
         r["targets"] = targets_v2(r)
         res["shapes"][shape] = r
@@ -535,13 +597,14 @@ def search_v2(quick: bool = False, table: Path = TABLE_V2, shapes: Sequence[str]
 
 def run(quick: bool) -> dict[str, Any]:
     """--quick: hvi, hvi_noise, TPE (multivariate), random on the table and the control, 3
-    seeds × 40 trials. Full: V2_SAMPLERS on every shape, 10 seeds × 120 trials (GPSampler and
-    BoTorch: `python scripts/benchmarks/search.py --samplers gp,botorch ...`)."""
+    seeds × 40 trials. Full: V2_SAMPLERS on every shape and every draw of the hard shapes,
+    10 seeds × 120 trials (GPSampler and BoTorch: `python scripts/benchmarks/search.py
+    --samplers gp,botorch ...`)."""
     if quick:
         return search_v2(shapes=("table", "control"),
                          samplers=("hvi", "hvi_noise", "tpe_mv", "random"), seeds=range(3),
                          n_trials=40)
-    return search_v2()
+    return search_v2(shapes=(*SHAPES, "hard"))
 
 
 def _cell(s: dict[str, Any]) -> str:
@@ -573,6 +636,43 @@ def show(r: dict[str, Any]) -> None:
                   f"{s['s_per_run']:>6.1f}")
         bad = [k for k, v in x["targets"].items() if not v]
         print(f"  targets NOT met: {'; '.join(bad) if bad else 'none'}")
+    show_families(r)
+
+
+def families(r: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per shape family (the draws of a hard shape together; a plain shape alone) and
+    sampler: the median over draws of the per-draw medians of trials to 95 % truth-HV and to
+    regret <= 0.01, and the mean pick regret at 50 and 100 trials."""
+    fam: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for shape, x in r["shapes"].items():
+        for label, s in x["samplers"].items():
+            fam.setdefault(shape.partition(":")[0], {}).setdefault(label, []).append(s)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for f, by in fam.items():
+        out[f] = {}
+        for label, ss in by.items():
+            out[f][label] = {
+                "draws": len(ss), "seeds": len(ss[0]["seeds"]),
+                "to_hv": float(np.median([s["to_hv"]["median"] for s in ss])),
+                "to_regret": float(np.median([s["to_regret"]["median"] for s in ss])),
+                "pick_50": float(np.mean([s.get("pick_regret_at_50", np.nan) for s in ss])),
+                "pick_100": float(np.mean([s.get("pick_regret_at_100", np.nan) for s in ss])),
+                "censored_at": ss[0]["n_trials"]}
+    return out
+
+
+def show_families(r: dict[str, Any]) -> None:
+    fam = families(r)
+    if not any(":" in s for s in r["shapes"]):
+        return
+    print("  by shape family: median over draws of the median trials (n+1 = not reached), "
+          "pick regret means")
+    print(f"  {'shape':14s} {'sampler':12s} {'draws×seeds':>11s} {'to 95% HV':>9s} "
+          f"{'to rg<=.01':>10s} {'pick@50':>8s} {'pick@100':>8s}")
+    for f, by in fam.items():
+        for label, v in by.items():
+            print(f"  {f:14s} {label:12s} {v['draws']:>5d}×{v['seeds']:<5d} {v['to_hv']:>9g} "
+                  f"{v['to_regret']:>10g} {v['pick_50']:>8.4f} {v['pick_100']:>8.4f}")
 
 
 def _jsonable(r: Any) -> Any:
@@ -599,7 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--samplers", default=",".join(V2_SAMPLERS),
                     help=f"v2 labels: {', '.join(V2_SAMPLERS)}, gp, botorch")
-    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--shapes", default=",".join(SHAPES),
+                    help=f"{', '.join(SHAPES)}; hard shapes {', '.join(HARD_SHAPES)} (all "
+                         f"{HARD_DRAWS} draws, or name:draw); 'hard' = every draw of each")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--trials", type=int, default=120)
     ap.add_argument("--table", default=str(TABLE_V2))

@@ -289,6 +289,8 @@ def test_beats_random_search_on_the_tabular_benchmark() -> None:
     ({"seed": "x"}, "seed = 'x'", "sampler.seed: expected int | None, got 'x'"),
     ({"repeats": -1}, "repeats = -1: must be an integer >= 0", "sampler: repeats = -1"),
     ({"noise": 1}, "noise = 1: must be true or false", "sampler.noise: expected bool, got 1"),
+    ({"explore": 1.5}, r"explore = 1.5: must be a number in \[0, 1\]",
+     "sampler: explore = 1.5"),
 ])
 def test_bad_options_are_one_line_errors(options: dict[str, Any], match: str,
                                          in_file: str) -> None:
