@@ -29,7 +29,7 @@ def test_trial_config_is_the_studys(cal: ModuleType) -> None:
     assert tc["arch"]["output_stride"] == 4 and tc["arch"]["width"] == 16
     assert tc["arch"]["stem_width"] == 8  # the study's [arch]
     assert (tc["data"]["image_size"], tc["data"]["n_train"], tc["data"]["n_val"]) == (48, 512, 64)
-    assert (tc["train"]["epochs"], tc["train"]["batch_size"], tc["train"]["lr"]) == (12, 16, 0.01)
+    assert (tc["train"]["epochs"], tc["train"]["batch_size"], tc["train"]["lr"]) == (10, 12, 0.005)
     assert tc["train"]["threads"] == 1 and tc["train"]["device"] == "cpu"
 
 
