@@ -161,7 +161,19 @@ def _rss_child(what: str, n: int, root: str, backbone: str, size: int) -> float:
         plan_features(cfg, 0, root, data=data, backbone=frozen_backbone(arch, 0)).open()
     else:
         run_trial(cfg, "1,2", 0, data=data, feature_cache=root)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return _peak_mib()
+
+
+def _peak_mib() -> float:
+    """This process's peak RSS in MiB: VmHWM (its address space's high-water mark, new at
+    exec; ru_maxrss would carry the forking parent's peak across the spawn's exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:  # not Linux: ru_maxrss (KiB on Linux, bytes on macOS; near enough)
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_rss(sizes: tuple[int, ...], backbone: str, size: int) -> list[dict[str, Any]]:
