@@ -210,7 +210,8 @@ def test_frozen_photo_folder_and_reduced_copy(benchmarks: ModuleType, tmp_path: 
     arch = ArchConfig(backbone="resnet18", target="head", output_stride=8, width=8,
                       num_classes=5)
     cfg = TrialConfig(arch, cfg_data, TrainConfig(epochs=1, threads=1, device="cpu",
-                                                  freeze="backbone", freeze_views=1))
+                                                  freeze="backbone", freeze_views=1,
+                                                  freeze_cache="full"))
     plan = plan_features(cfg, 0, tmp_path / "full", data=data, backbone=frozen_backbone(arch, 0))
     cache = plan.open()
     codec = parse_codec("pca8-int8").fit(fit_sample(cache))
@@ -218,6 +219,7 @@ def test_frozen_photo_folder_and_reduced_copy(benchmarks: ModuleType, tmp_path: 
     assert info["stored"] == {"train_x": 6 * 8 * 16, "val_x": 2 * 8 * 25}  # int8, 4x4 / 5x5 px
     copy = find(tmp_path / "reduced", plan.caches[0].key)
     assert copy is not None
-    f = np.asarray(cache.arrays["val_x"], dtype=np.float32)
-    np.testing.assert_allclose(copy.arrays["val_x"],
-                               codec.decode(codec.encode(f)).numpy(), rtol=2e-3, atol=2e-3)
+    [(vx, _)] = cache.val  # the two val images: one shard
+    [(cx, _)] = copy.val
+    f = np.asarray(vx, dtype=np.float32)
+    np.testing.assert_allclose(cx, codec.decode(codec.encode(f)).numpy(), rtol=2e-3, atol=2e-3)

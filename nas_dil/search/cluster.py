@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from nas_dil.search.records import TrialPayload
 
 __all__ = ["Lost", "RayAddressError", "RayStartError", "TaskError", "TrialTasks",
-           "check_resources", "connect", "disconnect", "loopback_only", "trial_request", "unfit"]
+           "check_resources", "connect", "disconnect", "feature_hosts", "loopback_only",
+           "trial_request", "unfit"]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PROBE_TIMEOUT_S = 3.0
@@ -215,6 +216,24 @@ def check_resources(parallel: ParallelConfig, where: str) -> None:
         raise UserError(f"{where}: {why}")
 
 
+def feature_hosts(nodes: list[dict[str, Any]], driver_node: str
+                  ) -> list[tuple[str, str, bool]]:
+    """(node id, host address, has a GPU) of one alive node with a CPU per host other than
+    the driver's (``nodes``: ``ray.nodes()``): each host keeps its own copy of a feature
+    cache, and the driver builds its own host's."""
+    alive = [n for n in nodes if n.get("Alive")]
+    mine = {n.get("NodeManagerAddress") for n in alive if n.get("NodeID") == driver_node}
+    out: dict[str, tuple[str, str, bool]] = {}
+    for n in alive:
+        res, host = n.get("Resources") or {}, n.get("NodeManagerAddress")
+        if host in mine or res.get("CPU", 0) < 1 or not isinstance(host, str):
+            continue
+        has_gpu = res.get("GPU", 0) >= 1
+        if host not in out or (has_gpu and not out[host][2]):  # a GPU node where there is one
+            out[host] = (str(n["NodeID"]), host, has_gpu)
+    return sorted(out.values(), key=lambda t: t[1])
+
+
 class TaskError(Exception):
     """A task that raised: ``kind`` is the exception's type name, ``text`` its first line."""
 
@@ -236,7 +255,7 @@ class TrialTasks:
     def __init__(self, parallel: ParallelConfig) -> None:
         import ray
 
-        from nas_dil.search.worker import describe_data, nas_dil_trial
+        from nas_dil.search.worker import build_features, describe_data, nas_dil_trial
 
         self.options: dict[str, Any] = {"num_cpus": parallel.cpus, "num_gpus": parallel.gpus,
                                         "max_retries": 0, "retry_exceptions": False}
@@ -246,6 +265,7 @@ class TrialTasks:
             self.options["resources"] = dict(parallel.resources)
         self._trial = ray.remote(nas_dil_trial)
         self._describe = ray.remote(describe_data)
+        self._features = ray.remote(build_features)
 
     def describe_data(self, data: dict[str, Any], device: str) -> dict[str, Any]:
         """`worker.describe_data` where trials run (a failure: `TaskError`)."""
@@ -253,6 +273,21 @@ class TrialTasks:
         ref = self._describe.options(**{**opts, "max_retries": 1}).remote(data, device)
         info: dict[str, Any] = self.get(ref)
         return info
+
+    def build_features(self, request: dict[str, Any]) -> list[tuple[str, Any]]:
+        """A feature-cache build (`worker.build_features`) on one node of every other host
+        than the driver's (`feature_hosts`: the driver's build serves its own host), a GPU
+        taken where the node has one; (host, ticket) each."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        out = []
+        for node_id, host, gpu in feature_hosts(ray.nodes(),
+                                                ray.get_runtime_context().get_node_id()):
+            opts = {"num_cpus": 1, "num_gpus": 1 if gpu else 0, "max_retries": 0,
+                    "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}
+            out.append((host, self._features.options(**opts).remote(request)))
+        return out
 
     def submit(self, payload: TrialPayload) -> Any:
         return self._trial.options(**self.options).remote(payload)

@@ -197,12 +197,32 @@ class _Search:
                                               {"baseline": name, "candidate": cand.to_dict(),
                                                **({"look": look} if look else {})})
             if features is not None:  # built once the study exists: --resume after a kill
-                self.feature_info = features.build(self.progress.message, self.progress.enabled,
-                                                   fmt_duration)
+                # the other hosts build their own copies meanwhile (Ray tasks), this one here
+                elsewhere = self.tasks.build_features(features.elsewhere())
+                try:
+                    self.feature_info = features.build(self.progress.message,
+                                                       self.progress.enabled, fmt_duration)
+                    self.feature_info["hosts"] = self._built_elsewhere(elsewhere)
+                except BaseException:  # stopped (or failed) here: theirs stop too
+                    self.tasks.cancel([ref for _, ref in elsewhere])
+                    raise
         except BaseException:
             self.lock.release()
             cluster.disconnect(self.connected)
             raise
+
+    def _built_elsewhere(self, tickets: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """Each other host's feature-cache build, waited for; one that failed is a message
+        (that host's trials build their copy when they run, as before)."""
+        out = []
+        for host, ref in tickets:
+            try:
+                out.append({"host": host, **self.tasks.get(ref)})
+            except TaskError as e:
+                self.progress.message(f"warning: feature cache on {host} not built ahead "
+                                      f"({e.text}); its trials build it when they run")
+                out.append({"host": host, "error": e.text})
+        return out
 
     def _data_info(self) -> dict[str, Any]:
         if not self.cfg.kind.reads_data:

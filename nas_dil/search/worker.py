@@ -74,6 +74,14 @@ def describe_data(data_cfg: dict[str, Any], device_name: str) -> dict[str, Any]:
             "num_classes": int(d.num_classes)}
 
 
+def build_features(request: dict[str, Any]) -> dict[str, Any]:
+    """The frozen study's feature caches planned and built on this node (a Ray task on each
+    other host, `cluster.TrialTasks.build_features`; `features.build_elsewhere`)."""
+    from nas_dil.train.features import build_elsewhere
+
+    return {**build_elsewhere(request), "where": _where()}
+
+
 def _val_class_pixels(d: Any) -> list[int]:
     """Pixels per class over the val split's labels (ignore_index left out), read once."""
     import torch

@@ -83,10 +83,10 @@ def photo_folder(root: Path, n_train: int, n_val: int, side: int, seed: int = 0)
 def fit_sample(cache: Any, limit: int = 50_000) -> np.ndarray:
     """Feature pixels [N, C] of the first training images of view 0 (at most ``limit``):
     what a build would fit a codec on."""
-    a = cache.arrays["train_x"]
+    a = cache.train[0][0][0]  # view 0's first shard (features of one crop size)
     per = int(np.prod(a.shape[2:]))
     n = max(1, min(cache.n_train, limit // per))
-    f = np.asarray(a[:n], dtype=np.float32)
+    f = np.asarray(cache.train_rows(0, np.arange(n))[0], dtype=np.float32)
     return f.transpose(0, 2, 3, 1).reshape(-1, a.shape[1])
 
 
@@ -95,16 +95,17 @@ def reduced_copy(cache: Any, codec: Any, root: Path, batch: int = 16) -> dict[st
     features are ``codec.decode(codec.encode(features))`` written back at float16: the trial
     trains on what the reduced cache decodes to. Returns the stored bytes of the encoded
     features and the encode and decode seconds."""
-    from nas_dil.train.features import FILES, file_digest
+    from nas_dil.train.features import file_digest
 
     src, dst = Path(cache.folder), Path(root) / Path(cache.folder).name
     dst.mkdir(parents=True)
-    stored, enc_s, dec_s = {}, 0.0, 0.0
-    for k in ("train_x", "val_x"):
-        a = cache.arrays[k]
-        out = np.lib.format.open_memmap(dst / f"{k}.npy", mode="w+", dtype=np.float16,
+    stored, enc_s, dec_s = {"train_x": 0, "val_x": 0}, 0.0, 0.0
+    m = json.loads((src / "manifest.json").read_text())
+    for rec in m["shards"]:  # each shard's features through the codec and back
+        name, k = rec["name"], f"{rec['split']}_x"
+        a = np.load(src / f"{name}.x.npy", mmap_mode="r")
+        out = np.lib.format.open_memmap(dst / f"{name}.x.npy", mode="w+", dtype=np.float16,
                                         shape=a.shape)
-        stored[k] = 0
         for s in range(0, len(a), batch):
             f = np.asarray(a[s:s + batch], dtype=np.float32)
             t = time.perf_counter()
@@ -117,10 +118,8 @@ def reduced_copy(cache: Any, codec: Any, root: Path, batch: int = 16) -> dict[st
             out[s:s + batch] = d.numpy().astype(np.float16)
         out.flush()
         del out
-    for k in ("train_y", "val_y"):
-        shutil.copyfile(src / f"{k}.npy", dst / f"{k}.npy")
-    m = json.loads((src / "manifest.json").read_text())
-    m["sha256"] = {k: file_digest(dst / f"{k}.npy") for k in FILES}
+        shutil.copyfile(src / f"{name}.y.npy", dst / f"{name}.y.npy")
+        rec["sha256"] = {p: file_digest(dst / f"{name}.{p}.npy") for p in ("x", "y")}
     (dst / "manifest.json").write_text(json.dumps(m, indent=1))
     return {"stored": stored, "encode_s": enc_s, "decode_s": dec_s}
 
@@ -139,7 +138,7 @@ def voc_aug_gib(feature_bytes_per_pixel: float, label_bytes_per_pixel: float) ->
 
 # -- peak RSS in a fresh process: a build of n images, then a cached trial --------------------
 
-def _rss_child(what: str, n: int, root: str, backbone: str, size: int) -> float:
+def _rss_child(what: str, n: int, root: str, backbone: str, size: int, codec: str) -> float:
     """Run in a fresh process: build the cache of ``n`` synthetic images ("build") or one
     epoch of a head on it ("trial"); that process's peak RSS in MiB."""
     import torch
@@ -156,7 +155,7 @@ def _rss_child(what: str, n: int, root: str, backbone: str, size: int) -> float:
                       num_classes=data.num_classes)
     cfg = TrialConfig(arch, data_cfg, TrainConfig(epochs=1, batch_size=16, threads=1,
                                                   device="cpu", freeze="backbone",
-                                                  freeze_views=1))
+                                                  freeze_views=1, freeze_cache=codec))
     if what == "build":
         plan_features(cfg, 0, root, data=data, backbone=frozen_backbone(arch, 0)).open()
     else:
@@ -176,9 +175,11 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def peak_rss(sizes: tuple[int, ...], backbone: str, size: int) -> list[dict[str, Any]]:
+def peak_rss(sizes: tuple[int, ...], backbone: str, size: int,
+             codec: str = "full") -> list[dict[str, Any]]:
     """Peak RSS (MiB) of a build and of a cached trial, each in a fresh process, for each
-    number of training images in ``sizes`` (today's format: whatever features.py writes)."""
+    number of training images in ``sizes``, the cache stored by ``codec`` (default "full":
+    the largest, where reading it whole would show most)."""
     out = []
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="nas-dil-rss-") as root:
@@ -186,7 +187,7 @@ def peak_rss(sizes: tuple[int, ...], backbone: str, size: int) -> list[dict[str,
             for what in ("build", "trial"):
                 with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as ex:
                     row[f"{what}_mib"] = round(
-                        ex.submit(_rss_child, what, n, root, backbone, size).result(), 1)
+                        ex.submit(_rss_child, what, n, root, backbone, size, codec).result(), 1)
             row["cache_mib"] = round(sum(p.stat().st_size for p in Path(root).rglob("*.npy"))
                                      / 2**20, 1)
             out.append(row)

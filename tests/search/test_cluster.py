@@ -493,3 +493,29 @@ def _title(pid: int) -> str:
             return f.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def _node(node_id: str, host: str, cpu: float = 2, gpu: float = 0, alive: bool = True
+          ) -> dict[str, object]:
+    return {"NodeID": node_id, "NodeManagerAddress": host, "Alive": alive,
+            "Resources": {"CPU": cpu, **({"GPU": gpu} if gpu else {})}}
+
+
+@pytest.mark.parametrize(("nodes", "expected"), [
+    # one host (a local Ray, the test clusters): the driver's build serves it
+    ([_node("d", "10.0.0.1"), _node("w", "10.0.0.1")], []),
+    # another host: one task there
+    ([_node("d", "10.0.0.1"), _node("w", "10.0.0.2")], [("w", "10.0.0.2", False)]),
+    # two nodes on one other host: one task, on the node with a GPU
+    ([_node("d", "10.0.0.1"), _node("a", "10.0.0.2"), _node("b", "10.0.0.2", gpu=1)],
+     [("b", "10.0.0.2", True)]),
+    # dead nodes and nodes without a CPU get none
+    ([_node("d", "10.0.0.1"), _node("x", "10.0.0.3", alive=False),
+      _node("y", "10.0.0.4", cpu=0)], []),
+])
+def test_feature_caches_are_built_once_per_other_host(nodes: list[dict[str, object]],
+                                                      expected: list[tuple[str, str, bool]]
+                                                      ) -> None:
+    from nas_dil.search.cluster import feature_hosts
+
+    assert feature_hosts(nodes, "d") == expected

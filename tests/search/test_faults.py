@@ -326,7 +326,7 @@ def test_sigterm_at_any_point_stops_within_3_s_and_leaves_no_process(tmp_path: P
     ready = {
         "ray starting": lambda: any(b"gcs_server" in c for c in marked_processes(mark).values()),
         "raylet started": lambda: any(b"raylet" in c for c in marked_processes(mark).values()),
-        "cache build": lambda: any(cache.glob(".tmp-*")),
+        "cache build": lambda: any(cache.glob(".build-*/*.json")),
         "mid-trial": lambda: states(out / "study.db")["RUNNING"] >= 2,
     }[moment]
     proc = _search(str(cfg), "--out", str(out), "--no-report", mark=mark)
@@ -345,7 +345,45 @@ def test_sigterm_at_any_point_stops_within_3_s_and_leaves_no_process(tmp_path: P
     assert "SIGTERM received" not in err and "Traceback" not in err, err
     assert took <= 3.0, (took, err)
     _none_left(mark)
-    assert not any(cache.glob(".tmp-*"))
+    assert not any(cache.glob("**/*.tmp-*"))  # the shard being written went with the build
+
+
+def test_a_search_killed_during_its_cache_build_resumes_the_build(
+        ray_cluster: RayCluster, tmp_path: Path) -> None:
+    """Issue 22 item 3: ``kill -9`` of a search building its feature cache, then the same
+    command with ``--resume``: the study is there (created before the build), the build
+    keeps the killed one's finished shards and builds only the rest, no temporary file is
+    left, the trials run."""
+    fc = tmp_path / "fc"
+    cfg = tmp_path / "f.toml"
+    cfg.write_text(f'feature_cache = "{fc}"\n' + FROZEN_STUDY)
+    out = tmp_path / "out"
+    args = (str(cfg), "--out", str(out), "--address", ray_cluster.address, "--no-report")
+    proc = start_cli(*args)
+    try:  # 2 views of 256 images in shards of 16, and 32 val images in shards of 8: 36
+        wait_for(lambda: len(list(fc.glob(".build-*/*.json"))) >= 3 or proc.poll() is not None,
+                 300, every=0.02)
+        assert proc.poll() is None, proc.communicate()[1]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    [work] = fc.glob(".build-*")
+    done = len(list(work.glob("*.json"))) - (work / "codec.json").exists()
+    assert 3 <= done < 36
+    assert (out / "study.db").exists()  # the study was created before the build
+    rerun = start_cli(*args, "--resume", "--json")
+    stdout, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err
+    s = json.loads(stdout)
+    [c] = s["feature_cache"]["caches"]
+    assert c["built"] and c["shards"] == 36 and c["shards_kept"] >= done
+    assert c["shards_built"] + c["shards_kept"] == 36
+    assert c["shards_built"] < 36 - 2  # fewer rebuilt than were done
+    assert "resuming a stopped build" in err
+    assert s["done"] == 4 and s["failed"] == 0
+    assert not any(fc.rglob("*.tmp-*")) and not any(fc.glob(".build-*"))
 
 
 def test_a_killed_ray_workers_loader_processes_end_with_it(ray_cluster: RayCluster,

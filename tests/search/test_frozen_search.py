@@ -180,3 +180,49 @@ def test_repeats_with_a_frozen_backbone_are_refused(tmp_path: Path,
     line = refused(capsys, str(path), "--out", str(tmp_path / "out"))
     assert "repeats = 1" in line and "freeze = 'backbone'" in line
     assert not (tmp_path / "out").exists() and not (tmp_path / "fc").exists()
+
+
+@pytest.mark.parametrize(("edit", "fragment"), [
+    # the cache folder under a file
+    (('feature_cache = "{fc}"', 'feature_cache = "{fc}/blocked/fc"'), "is a file, not a folder"),
+])
+def test_what_the_frozen_path_cannot_serve_is_refused_before_any_build(
+        ray_cluster: RayCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        edit: tuple[str, str], fragment: str) -> None:
+    path = study(tmp_path)
+    fc = tmp_path / "fc"
+    fc.mkdir()
+    (fc / "blocked").write_text("")
+    old, new = (e.format(fc=fc) for e in edit)
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    out = tmp_path / "out"
+    line = refused(capsys, str(path), "--out", str(out), "--address", ray_cluster.address)
+    assert fragment in line
+    assert not (out / "study.db").exists() and [p.name for p in fc.iterdir()] == ["blocked"]
+
+
+def test_another_hosts_copy_is_built_by_a_ray_task_on_that_node(
+        ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Ray side of a build elsewhere: the task lands on the chosen node, plans and builds
+    the same caches there (this machine's nodes share a host, so `feature_hosts` is told
+    that a worker node is another host)."""
+    from nas_dil.data import DataConfig
+    from nas_dil.models import ArchConfig
+    from nas_dil.search import cluster
+    from nas_dil.search.config import ParallelConfig
+    from nas_dil.train import TrainConfig, TrialConfig
+    from nas_dil.train.features import find, plan_features
+
+    node = ray_cluster.nodes[0]
+    monkeypatch.setattr(cluster, "feature_hosts",
+                        lambda nodes, mine: [(node.node_id, "elsewhere", False)])
+    cfg = TrialConfig(ArchConfig(backbone="resnet18", target="head", output_stride=8, width=8),
+                      DataConfig(image_size=32, n_train=6, n_val=4, seed=3),
+                      TrainConfig(epochs=1, batch_size=4, freeze="backbone", freeze_views=1))
+    plan = plan_features(cfg, 0, tmp_path / "fc")
+    [(host, ticket)] = cluster.TrialTasks(ParallelConfig()).build_features(plan.elsewhere())
+    info = cluster.TrialTasks(ParallelConfig()).get(ticket)
+    assert host == "elsewhere" and info["where"]["node_id"] == node.node_id
+    assert [c["built"] for c in info["caches"]] == [True]
+    assert find(tmp_path / "fc", plan.caches[0].key) is not None  # the driver's key
