@@ -250,7 +250,8 @@ def test_frozen_photo_folder_and_reduced_copy(benchmarks: ModuleType, tmp_path: 
     arch = ArchConfig(backbone="resnet18", target="head", output_stride=8, width=8,
                       num_classes=5)
     cfg = TrialConfig(arch, cfg_data, TrainConfig(epochs=1, threads=1, device="cpu",
-                                                  freeze="backbone", freeze_views=1))
+                                                  freeze="backbone", freeze_views=1,
+                                                  freeze_cache="full"))
     plan = plan_features(cfg, 0, tmp_path / "full", data=data, backbone=frozen_backbone(arch, 0))
     cache = plan.open()
     codec = parse_codec("pca8-int8").fit(fit_sample(cache))

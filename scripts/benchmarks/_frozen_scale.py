@@ -138,7 +138,7 @@ def voc_aug_gib(feature_bytes_per_pixel: float, label_bytes_per_pixel: float) ->
 
 # -- peak RSS in a fresh process: a build of n images, then a cached trial --------------------
 
-def _rss_child(what: str, n: int, root: str, backbone: str, size: int) -> float:
+def _rss_child(what: str, n: int, root: str, backbone: str, size: int, codec: str) -> float:
     """Run in a fresh process: build the cache of ``n`` synthetic images ("build") or one
     epoch of a head on it ("trial"); that process's peak RSS in MiB."""
     import torch
@@ -155,17 +155,31 @@ def _rss_child(what: str, n: int, root: str, backbone: str, size: int) -> float:
                       num_classes=data.num_classes)
     cfg = TrialConfig(arch, data_cfg, TrainConfig(epochs=1, batch_size=16, threads=1,
                                                   device="cpu", freeze="backbone",
-                                                  freeze_views=1))
+                                                  freeze_views=1, freeze_cache=codec))
     if what == "build":
         plan_features(cfg, 0, root, data=data, backbone=frozen_backbone(arch, 0)).open()
     else:
         run_trial(cfg, "1,2", 0, data=data, feature_cache=root)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return _peak_mib()
 
 
-def peak_rss(sizes: tuple[int, ...], backbone: str, size: int) -> list[dict[str, Any]]:
+def _peak_mib() -> float:
+    """This process's peak RSS in MiB: VmHWM (its address space's high-water mark, new at
+    exec; ru_maxrss would carry the forking parent's peak across the spawn's exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:  # not Linux: ru_maxrss (KiB on Linux, bytes on macOS; near enough)
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_rss(sizes: tuple[int, ...], backbone: str, size: int,
+             codec: str = "full") -> list[dict[str, Any]]:
     """Peak RSS (MiB) of a build and of a cached trial, each in a fresh process, for each
-    number of training images in ``sizes`` (today's format: whatever features.py writes)."""
+    number of training images in ``sizes``, the cache stored by ``codec`` (default "full":
+    the largest, where reading it whole would show most)."""
     out = []
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="nas-dil-rss-") as root:
@@ -173,7 +187,7 @@ def peak_rss(sizes: tuple[int, ...], backbone: str, size: int) -> list[dict[str,
             for what in ("build", "trial"):
                 with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as ex:
                     row[f"{what}_mib"] = round(
-                        ex.submit(_rss_child, what, n, root, backbone, size).result(), 1)
+                        ex.submit(_rss_child, what, n, root, backbone, size, codec).result(), 1)
             row["cache_mib"] = round(sum(p.stat().st_size for p in Path(root).rglob("*.npy"))
                                      / 2**20, 1)
             out.append(row)

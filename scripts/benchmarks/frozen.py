@@ -15,6 +15,7 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,7 @@ def run(quick: bool) -> dict[str, Any]:
     arch = ArchConfig(backbone=backbone, target="head", output_stride=8, width=32,
                       num_classes=data.num_classes)
     train = TrainConfig(epochs=epochs, batch_size=16, lr=0.01, threads=1, device=str(device),
-                        freeze="backbone", freeze_views=views)
+                        freeze="backbone", freeze_views=views, freeze_cache="full")
     cfg = TrialConfig(arch, data_cfg, train)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="nas-dil-frozen-") as root:
@@ -136,6 +137,15 @@ def _log(line: str) -> None:
     print(f"[frozen {time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
 
 
+def _first_view(cache: Any) -> tuple[list[Any], list[Any]]:
+    """The stored training features and masks of view 0, as arrays: one of each in the
+    single-file format (issue 13), one per shard in the sharded one (issue 22 §3)."""
+    if hasattr(cache, "train"):
+        return [x for x, _ in cache.train[0]], [y for _, y in cache.train[0]]
+    n = cache.n_train
+    return [cache.arrays["train_x"][:n]], [cache.arrays["train_y"][:n]]
+
+
 def _reduction(data_cfg: Any, device: Any, backbone: str, epochs: int, views: int,
                schedule: str, seeds: tuple[int, ...], codecs: tuple[str, ...],
                root: Any) -> dict[str, Any]:
@@ -155,7 +165,7 @@ def _reduction(data_cfg: Any, device: Any, backbone: str, epochs: int, views: in
                       num_classes=data.num_classes)
     cfg = TrialConfig(arch, data_cfg, TrainConfig(
         epochs=epochs, batch_size=16, lr=0.01, threads=1, device=str(device),
-        freeze="backbone", freeze_views=views))
+        freeze="backbone", freeze_views=views, freeze_cache="full"))
     nviews = data.n_train * views
     miou: dict[str, list[float]] = {c: [] for c in ("full", *codecs)}
     rows: dict[str, dict[str, Any]] = {c: {} for c in miou}
@@ -169,31 +179,41 @@ def _reduction(data_cfg: Any, device: Any, backbone: str, epochs: int, views: in
         _log(f"{root.name} seed {seed}: full cache built, {builds[-1]:.1f} images/s")
         miou["full"].append(run_trial(cfg, schedule, seed, data=data,
                                       feature_cache=root / "full").result.miou)
-        shards = [p for view in cache.train for p in view]  # every view's training shards
-        tx, ty = shards[0]
-        x_bytes, y_bytes = (sum(int(p[i].nbytes) for p in shards) for i in (0, 1))
-        fpix = int(np.prod(tx.shape[2:]))
-        rows["full"] = {"bytes_per_view": x_bytes / nviews,
-                        "bytes_per_feature_pixel": x_bytes / nviews / fpix,
-                        "label_bytes_per_view": y_bytes / nviews,
-                        "label_bytes_per_pixel": ty.itemsize,
-                        "channels": int(tx.shape[1]), "feature_hw": list(tx.shape[2:])}
-        sample = fit_sample(cache)
+        x0, y0 = _first_view(cache)
+        fpix = int(np.prod(x0[0].shape[2:]))
+        fbytes = sum(int(x.nbytes) for x in x0)
+        rows["full"] = {"bytes_per_view": fbytes / data.n_train,
+                        "bytes_per_feature_pixel": fbytes / data.n_train / fpix,
+                        "label_bytes_per_view": sum(int(y.nbytes) for y in y0) / data.n_train,
+                        "label_bytes_per_pixel": y0[0].itemsize,
+                        "channels": int(x0[0].shape[1]), "feature_hw": list(x0[0].shape[2:])}
+        integrated = hasattr(cache, "codec")  # the sharded format stores by freeze_cache
+        sample = None if integrated else fit_sample(cache)
         for c in codecs:
+            n_all = nviews + data.n_val
             t0 = time.perf_counter()
-            codec = parse_codec(c).fit(sample)
-            fits[c] += time.perf_counter() - t0
-            info = reduced_copy(cache, codec, root / c)
-            miou[c].append(run_trial(cfg, schedule, seed, data=data,
+            if integrated:  # the real reduced cache: fitted, encoded and stored by the build
+                cfg_c = replace(cfg, train=replace(cfg.train, freeze_cache=c))
+                red = plan_features(cfg_c, seed, root / c, data=data,
+                                    backbone=frozen_backbone(arch, seed).to(device)).open()
+                build_c = time.perf_counter() - t0
+                stored = sum(int(x.nbytes) for x in _first_view(red)[0])
+                row: dict[str, Any] = {"build_images_per_s": n_all / build_c}
+            else:  # the full cache encoded and decoded by the codec, written back at fp16
+                cfg_c = cfg
+                codec = parse_codec(c).fit(sample)
+                fits[c] += time.perf_counter() - t0
+                info = reduced_copy(cache, codec, root / c)
+                stored = info["stored"]["train_x"] // views
+                row = {"encode_images_per_s": n_all / info["encode_s"],
+                       "decode_images_per_s": n_all / info["decode_s"],
+                       "fit_sample_pixels": int(sample.shape[0])}  # type: ignore[union-attr]
+            miou[c].append(run_trial(cfg_c, schedule, seed, data=data,
                                      feature_cache=root / c).result.miou)
             _log(f"{root.name} seed {seed}: {c} mIoU {miou[c][-1]:.4f} (full "
-                 f"{miou['full'][-1]:.4f}), {info['stored']['train_x'] / nviews:.0f} B/view")
-            n_all = nviews + data.n_val
-            rows[c] = {"bytes_per_view": info["stored"]["train_x"] / nviews,
-                       "bytes_per_feature_pixel": info["stored"]["train_x"] / nviews / fpix,
-                       "encode_images_per_s": n_all / info["encode_s"],
-                       "decode_images_per_s": n_all / info["decode_s"],
-                       "fit_sample_pixels": int(sample.shape[0])}
+                 f"{miou['full'][-1]:.4f}), {stored / data.n_train:.0f} B/view")
+            rows[c] = {"bytes_per_view": stored / data.n_train,
+                       "bytes_per_feature_pixel": stored / data.n_train / fpix, **row}
             shutil.rmtree(root / c)
 
     def spread(v: list[float]) -> list[float]:
@@ -207,7 +227,7 @@ def _reduction(data_cfg: Any, device: Any, backbone: str, epochs: int, views: in
         if c != "full":
             loss = [f - m for f, m in zip(miou["full"], miou[c], strict=True)]
             r["loss_mean_std"] = spread(loss)
-            r["fit_s"] = round(fits[c] / len(seeds), 2)
+            r["fit_s"] = round(fits[c] / len(seeds), 2) if fits[c] else None
             r["target_met"] = (r["bytes_fraction"] <= 1 / 8 + 1e-9
                                and statistics.fmean(loss) <= 0.01)
     return {**rows, "build_images_per_s": round(statistics.fmean(builds), 1),
@@ -239,9 +259,11 @@ def show(r: dict[str, Any]) -> None:
                     f"({row['bytes_fraction']:.4f} of full)  mIoU {m:.4f} ± {sd:.4f}")
             if c != "full":
                 lm, ls = row["loss_mean_std"]
-                line += (f"  loss {lm:+.4f} ± {ls:.4f}  encode {row['encode_images_per_s']:.0f}"
-                         f" img/s, decode {row['decode_images_per_s']:.0f} img/s, fit "
-                         f"{row['fit_s']} s  target (<= 1/8, <= 0.01) {met(row['target_met'])}")
+                line += (f"  loss {lm:+.4f} ± {ls:.4f}  " + (
+                    f"build {row['build_images_per_s']:.1f} img/s" if "build_images_per_s" in row
+                    else f"encode {row['encode_images_per_s']:.0f} img/s, decode "
+                         f"{row['decode_images_per_s']:.0f} img/s, fit {row['fit_s']} s")
+                         + f"  target (<= 1/8, <= 0.01) {met(row['target_met'])}")
             print(line)
     lab = r["reduction"]["synthetic"]["full"]["label_bytes_per_pixel"]
     print(f"  VOC-aug (10,582 images x 4 views at 512 px, OS 8, + 1,449 val) in GiB, labels "

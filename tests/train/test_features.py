@@ -296,8 +296,8 @@ def test_plan_sizes_builds_then_finds_every_stride(tmp_path: Path, data) -> None
     plan = plan_features(cfg, 0, tmp_path, archs=[at16, cfg.arch], data=data)
     assert [c.output_stride for c in plan.caches] == [8, 16]
     assert all(c.found is None for c in plan.caches) and not any(tmp_path.iterdir())
-    assert [c.nbytes for c in plan.caches] == [cache_bytes(c.backbone, data, 2)
-                                               for c in plan.caches]
+    assert [c.nbytes for c in plan.caches] == [
+        cache_bytes(c.backbone, data, 2, cfg.train.freeze_cache) for c in plan.caches]
     said: list[str] = []
     info = plan.build(said.append)
     assert [c["built"] for c in info["caches"]] == [True, True] and len(said) == 4
