@@ -87,7 +87,8 @@ class ArchConfig:
     gn_groups: int = bounded(8, ge=1, le=MAX_CHANNELS)  # GroupNorm groups, capped per layer to
     # gcd(gn_groups, channels)
     act: str = "relu"  # "relu" or "identity" (linear net, for the theory tests)
-    residual: bool = False  # stack layers compute x + f(x)
+    residual: bool = False  # stack layers compute x + f(x), each branch scaled at init by
+    # min(1, (3/n)²) for n layers (layers.residual_gain: steadies deep stacks)
     context: bool = False  # Yu & Koltun context module after the classifier
     context_rates: tuple[int, ...] = DEFAULT_CONTEXT_RATES  # dilations of its 3×3 layers
     backbone: str = "stem"  # "stem", a torchvision trunk (TV_BACKBONES), "timm:<name>" or a

@@ -66,6 +66,14 @@ class ConvNormAct(nn.Sequential):
         super().__init__(layers)
 
 
+def residual_gain(n_layers: int) -> float:
+    """The scale a residual stack of ``n_layers`` gives each branch at init: 1 up to 3 layers
+    (the plain default), then (3/n)² (6 layers 0.25, 9 layers 0.11): measured to keep the
+    seed spread of 4-9-layer stacks ≤ 0.01 where γ = 1 left 9-layer ones at ±0.12 and a single
+    0.2 for all depths slowed 3-layer gridded stacks (docs/benchmarks.md §17)."""
+    return min(1.0, (3 / max(1, n_layers)) ** 2)
+
+
 class DilatedStack(nn.Module):
     """The searched part: one ConvNormAct width→width per rate, resolution kept.
 
@@ -89,6 +97,26 @@ class DilatedStack(nn.Module):
         )
         n = len(schedule)
         self.residual_layers = tuple(residual and i < n - schedule.tail for i in range(n))
+        self._scale_residual_branches(residual_gain(n))
+
+    @torch.no_grad()
+    def _scale_residual_branches(self, gain: float) -> None:
+        """Each residual branch starts scaled by ``gain`` (its norm's γ, or its conv without a
+        norm; ReLU is positively homogeneous, so either scales f(x)). Why: a deep stack of
+        unscaled branches adds n unit-variance terms to x at init, and at the quickstart's
+        budget 9-layer stacks then lose a class in some seeds (docs/synthetic_data.md)."""
+        if gain == 1.0:
+            return
+        for layer, res in zip(self.layers, self.residual_layers, strict=True):
+            if not res:
+                continue
+            norm = layer._modules.get("norm")
+            if norm is not None and getattr(norm, "weight", None) is not None:
+                norm.weight.fill_(gain)
+            elif norm is None:
+                layer.conv.weight.mul_(gain)
+                if layer.conv.bias is not None:
+                    layer.conv.bias.mul_(gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer, res in zip(self.layers, self.residual_layers, strict=True):

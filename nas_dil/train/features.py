@@ -9,9 +9,11 @@ A cache is used only when its manifest's key equals the asked key (so a change o
 weights or output stride never reads stale features) and every shard file's sha256 equals
 the manifest's (a truncated or altered file is rebuilt, never read).
 
-Shards (FORMAT 2): each split is cut into blocks of at most `shard_images` images (about 16
-per split, 64 at most), ``<name>.x.npy`` (features, float16) and ``<name>.y.npy`` (masks,
-int16): ``train-v<view>-<i>`` for the training crops of one view, ``val-<i>`` for val images.
+Shards (FORMAT 3): each split is cut into blocks of at most `shard_images` images (about 16
+per split, 64 at most), ``<name>.x.npy`` (features, as the codec stores them) and
+``<name>.y.npy`` (masks: uint8 where every label fits 0-255, VOC's ignore index 255 included,
+else int16): ``train-v<view>-<i>`` for the training crops of one view, ``val-<i>`` for val
+images.
 A build writes them in ``root/.build-<digest>/``, each file under a temporary name
 (``….tmp-<host>-<pid>``) renamed when whole, then the shard's record (``<name>.json``); once
 every shard is there, the manifest (the records) is written and the folder renamed into
@@ -85,9 +87,10 @@ __all__ = ["CacheError", "CachedFeatures", "FeatureCache", "FeatureKey", "Featur
            "PlannedCache", "Shard", "build_elsewhere", "build_shard", "cache_bytes",
            "cache_root", "check_room", "default_root", "estimate_seconds",
            "feature_key", "find", "frozen_backbone", "frozen_net", "kept_bytes",
-           "open_or_build", "plan_features", "plan_shards", "shard_images", "state_digest"]
+           "mask_dtype", "open_or_build", "plan_features", "plan_shards", "shard_images", "state_digest"]
 
-FORMAT = 2  # bump when the layout changes: old caches then no longer match any key
+FORMAT = 3  # bump when the layout changes: old caches then no longer match any key
+# (3: masks stored as uint8 where the labels fit)
 
 
 class CacheError(UserError, RuntimeError):
@@ -172,7 +175,7 @@ def shard_images(n: int) -> int:
 @dataclass(frozen=True)
 class Shard:
     """One block of images of a split, stored as ``<name>.x.npy`` (features, fp16) and
-    ``<name>.y.npy`` (masks, int16)."""
+    ``<name>.y.npy`` (masks, `mask_dtype`)."""
 
     split: str  # "train" or "val"
     view: int  # the training view (0 for val)
@@ -245,9 +248,21 @@ def _device_of(module: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _shard_bytes(sh: Shard, probe: _Probe, codec: CodecSpec) -> int:
-    gh, gw = probe.grid(sh.hw)  # the codec's bytes per feature pixel; int16 masks
-    return sh.n * (codec.bytes_per_pixel(probe.channels) * gh * gw + sh.hw[0] * sh.hw[1] * 2)
+def mask_dtype(num_classes: int, ignore_index: int) -> np.dtype:
+    """The stored masks' dtype: uint8 when every label (0..num_classes-1 and the ignore index)
+    fits it, as VOC's 21 classes and 255 do (half the masks' bytes), else int16."""
+    fits = num_classes <= 256 and 0 <= ignore_index <= 255
+    return np.dtype(np.uint8 if fits else np.int16)
+
+
+def _shard_bytes(sh: Shard, probe: _Probe, codec: CodecSpec, mask_bytes: int = 2) -> int:
+    gh, gw = probe.grid(sh.hw)  # the codec's bytes per feature pixel, then the masks
+    return sh.n * (codec.bytes_per_pixel(probe.channels) * gh * gw
+                   + sh.hw[0] * sh.hw[1] * mask_bytes)
+
+
+def _mask_bytes(data: SegData) -> int:
+    return mask_dtype(data.num_classes, data.ignore_index).itemsize
 
 
 def cache_bytes(backbone: nn.Module, data: SegData, views: int, codec: str = "full") -> int:
@@ -255,7 +270,9 @@ def cache_bytes(backbone: nn.Module, data: SegData, views: int, codec: str = "fu
     learn the channels; val images of other sizes estimated from the feature grid's step)."""
     probe = _probe(backbone, data)
     spec = parse_codec(codec)
-    return sum(_shard_bytes(sh, probe, spec) for sh in plan_shards(data, views, probe.train_hw))
+    mb = _mask_bytes(data)
+    return sum(_shard_bytes(sh, probe, spec, mb) for sh in plan_shards(data, views,
+                                                                     probe.train_hw))
 
 
 class FeatureCache:
@@ -473,7 +490,8 @@ def open_or_build(root: str | Path, key: FeatureKey, backbone: nn.Module, data: 
     probe = _probe(backbone, data)
     plan = plan_shards(data, key.views, probe.train_hw)
     remove_stale(root)  # a killed builder's partial files count as free below
-    need = sum(_shard_bytes(sh, probe, parse_codec(key.codec)) for sh in plan) - kept_bytes(
+    mb = _mask_bytes(data)
+    need = sum(_shard_bytes(sh, probe, parse_codec(key.codec), mb) for sh in plan) - kept_bytes(
         root, key)
     check_room(root, need, key.backbone)  # before anything is written
     try:
@@ -594,8 +612,10 @@ def build_shard(work: Path, shard: Shard, x: torch.Tensor, y: torch.Tensor,
         del out
 
     def masks(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.save(fh, y.to(torch.int16).cpu().numpy())
+        m = y.cpu().numpy()
+        small = m.size == 0 or (int(m.min()) >= 0 and int(m.max()) <= 255)
+        with open(tmp, "wb") as fh:  # uint8 where the labels fit (see `mask_dtype`)
+            np.save(fh, m.astype(np.uint8 if small else np.int16))
 
     rec: dict[str, Any] = {"name": shard.name, "split": shard.split, "view": shard.view,
                            "n": shard.n, "hw": list(shard.hw), "sha256": {}}

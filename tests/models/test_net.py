@@ -162,3 +162,33 @@ def test_bad_schedule_errors() -> None:
         model_from_config({"schedule": {"rates": [1]}, "arch": {"bogus": 1}})
     with pytest.raises(ArchError, match="missing keys"):
         model_from_config({"schedule": {"rates": [1]}})
+
+
+@pytest.mark.parametrize("n, gain", [(1, 1.0), (3, 1.0), (4, 0.5625), (6, 0.25), (9, 1 / 9)])
+def test_residual_gain_by_depth(n: int, gain: float) -> None:
+    from nas_dil.models.layers import residual_gain
+
+    assert residual_gain(n) == pytest.approx(gain)
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "none"])
+def test_a_deep_residual_stack_starts_with_scaled_branches(norm: str) -> None:
+    """6 residual layers: every branch starts at γ = (3/6)² (or its conv scaled by it without
+    a norm); a plain stack and a 3-layer residual one keep PyTorch's init."""
+    from nas_dil.models.layers import DilatedStack
+
+    s = Schedule.coerce([1, 2, 5, 1, 2, 5])
+    torch.manual_seed(0)
+    plain = DilatedStack(s, 8, norm, residual=False)
+    torch.manual_seed(0)
+    res = DilatedStack(s, 8, norm, residual=True)
+    for a, b in zip(plain.layers, res.layers, strict=True):
+        if norm == "none":
+            assert torch.allclose(b.conv.weight, 0.25 * a.conv.weight)
+            assert torch.allclose(b.conv.bias, 0.25 * a.conv.bias)
+        else:
+            assert torch.equal(b.norm.weight, torch.full_like(a.norm.weight, 0.25))
+            assert torch.equal(b.conv.weight, a.conv.weight)
+    shallow = DilatedStack(Schedule.coerce([1, 2, 5]), 8, norm, residual=True)
+    if norm != "none":
+        assert all(torch.equal(m.norm.weight, torch.ones(8)) for m in shallow.layers)

@@ -415,3 +415,17 @@ def test_another_node_plans_and_builds_the_same_caches(tmp_path: Path, data) -> 
     again = plan_features(cfg, 0, tmp_path / "fc", archs=[at16], data=data)
     assert [str(c.found.folder) for c in again.caches if c.found] == [
         c["folder"] for c in info["caches"]]
+
+
+@pytest.mark.parametrize("num_classes, ignore_index, dtype", [
+    (21, 255, np.uint8),  # VOC: 21 classes, 255 ignored
+    (4, 255, np.uint8),
+    (256, 0, np.uint8),  # labels 0..255
+    (257, 255, np.int16),  # a label of 256
+    (21, -1, np.int16),  # a negative ignore index
+    (150, 300, np.int16),
+])
+def test_mask_dtype(num_classes: int, ignore_index: int, dtype: type) -> None:
+    from nas_dil.train.features import mask_dtype
+
+    assert mask_dtype(num_classes, ignore_index) == np.dtype(dtype)
