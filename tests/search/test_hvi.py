@@ -23,7 +23,15 @@ from nas_dil.search.config import (
 from nas_dil.search.driver import make_sampler
 from nas_dil.search.hvi import HVISampler, check_options
 from nas_dil.search.resolved import ResolvedStudy
-from nas_dil.search.surrogate import LENGTH_SCALES, NOISES, NOISES_NOISY, fit_gp
+from nas_dil.search.surrogate import (
+    LENGTH_SCALES,
+    NOISES,
+    NOISES_NOISY,
+    PRIOR_NOISE_FLOOR,
+    fit_gp,
+    floored,
+    noise_floor,
+)
 from nas_dil.search.tabular import load_table, schedule_key
 from nas_dil.spaces import load_space
 
@@ -70,6 +78,37 @@ def test_gp_grid_picks_the_highest_likelihood_by_hand(gap: float, noises: tuple[
     # the shortest length scale and the noise in the table
     gp = fit_gp(np.array([[0.0], [gap]]), np.array([0.0, 1.0]), noises)
     assert (gp.length_scale, gp.noise) == (length_scale, noise)
+
+
+@pytest.mark.parametrize(("groups", "y", "floor"), [
+    ([0, 1, 2], [0.0, 1.0, 2.0], PRIOR_NOISE_FLOOR),  # one look each: the prior bound
+    ([0, 0, 1], [1.0, 1.0, 1.0], PRIOR_NOISE_FLOOR),  # no spread at all
+    # pairs (0, 2) and (4, 6): pooled variance (2 + 2) / 2 = 2, var(y) = 5, half of 2 / 5
+    ([0, 0, 1, 1], [0.0, 2.0, 4.0, 6.0], 0.2),
+    # (0, 0, 3): within 6 over 2 dof = 3; a lone look adds no dof; var(y) = 18 / 4
+    ([0, 0, 0, 1], [0.0, 0.0, 3.0, 5.0], 0.5 * 3.0 / 4.5),
+    ([0, 0], [0.0, 1.0], 1.0),  # all spread within the candidate: capped at 1
+])
+def test_noise_floor_by_hand(groups: list[int], y: list[float], floor: float) -> None:
+    assert noise_floor(np.array(groups), np.array(y)) == pytest.approx(floor)
+
+
+@pytest.mark.parametrize(("noises", "floor", "out"), [
+    (NOISES_NOISY, 0.05, (0.05, 0.1, 0.3, 1.0)),
+    (NOISES_NOISY, 1e-4, NOISES_NOISY),
+    (NOISES_NOISY, 2.0, (2.0,)),
+])
+def test_floored_grid(noises: tuple[float, ...], floor: float,
+                      out: tuple[float, ...]) -> None:
+    assert floored(noises, floor) == out
+
+
+def test_a_noise_floor_stops_interpolating_single_looks() -> None:
+    # the diagnosis of docs/benchmarks.md §19: two far-apart single looks are fitted with
+    # the least noise of the grid; with the floor the GP may not fit less than it
+    x, y = np.array([[0.0], [1.0]]), np.array([0.0, 1.0])
+    assert fit_gp(x, y, NOISES_NOISY).noise == 1e-3
+    assert fit_gp(x, y, floored(NOISES_NOISY, PRIOR_NOISE_FLOOR)).noise == PRIOR_NOISE_FLOOR
 
 
 @pytest.mark.parametrize(("seed", "n", "repeats", "noises"), [
@@ -191,6 +230,34 @@ def test_gp_fits_seed_noise_from_repeats() -> None:
     assert fit_gp(x, y, NOISES_NOISY).noise >= 0.3
 
 
+@pytest.mark.parametrize(("repeats", "least"), [(0, PRIOR_NOISE_FLOOR), (1, None)])
+def test_noise_floor_bounds_the_fitted_noise(repeats: int, least: float | None) -> None:
+    """``noise_floor``: the GP hvi fits never has less noise than the floor, the prior bound
+    while every candidate has one look, else half the pooled seed variance of the looks."""
+    rng = np.random.default_rng(0)
+    base = _points()
+    space = load_space(_cfg().space_path)
+    cfg = _cfg(n_startup=4, noise=True, noise_floor=True, repeats=repeats, seed=1)
+    sampler = make_sampler(ResolvedStudy(cfg, space, NUM_CLASSES))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=[o.direction for o in cfg.objectives],
+                                sampler=sampler)
+    asked: list[str] = []
+    for _ in range(40):
+        trial = study.ask()
+        key = schedule_key(space.sample(trial).rates)
+        asked.append(key)
+        m, rf, g = base[key]
+        study.tell(trial, [m + float(rng.normal(0, 0.02)), rf, g])
+    gp = sampler._gp_cache[0][1]
+    if least is None:  # repeats happened: the floor is the measured one
+        assert len(set(asked)) < len(asked)
+        y = -np.array([t.values[0] for t in study.trials[:-1]])
+        least = noise_floor(np.unique(asked[:-1], return_inverse=True)[1], y)
+        assert least != PRIOR_NOISE_FLOOR
+    assert gp.noise >= least
+
+
 def test_same_seed_same_choices() -> None:
     a, _ = _run(_cfg(n_startup=4, seed=3), 20)
     b, _ = _run(_cfg(n_startup=4, seed=3), 20)
@@ -291,6 +358,8 @@ def test_beats_random_search_on_the_tabular_benchmark() -> None:
     ({"noise": 1}, "noise = 1: must be true or false", "sampler.noise: expected bool, got 1"),
     ({"explore": 1.5}, r"explore = 1.5: must be a number in \[0, 1\]",
      "sampler: explore = 1.5"),
+    ({"noise_floor": 1}, "noise_floor = 1: must be true or false",
+     "sampler.noise_floor: expected bool, got 1"),
 ])
 def test_bad_options_are_one_line_errors(options: dict[str, Any], match: str,
                                          in_file: str) -> None:
