@@ -177,10 +177,12 @@ class _Pool:
 
 def check_options(beta: object = None, n_startup: object = 8, pool_size: object = 4_096,
                   seed: object = None, noise: object = False, repeats: object = 0,
-                  explore: object = 0.0, noise_floor: object = False) -> None:
+                  explore: object = 0.0, noise_floor: object = False,
+                  thompson: object = False) -> None:
     """ValueError naming the first bad `[sampler]` option of the hvi sampler."""
-    if not isinstance(noise_floor, bool):
-        raise ValueError(f"noise_floor = {noise_floor!r}: must be true or false")
+    for name, flag in (("noise_floor", noise_floor), ("thompson", thompson)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} = {flag!r}: must be true or false")
     if isinstance(explore, bool) or not isinstance(explore, int | float) or not (
             0.0 <= explore <= 1.0):
         raise ValueError(f"explore = {explore!r}: must be a number in [0, 1]")
@@ -220,13 +222,14 @@ class HVISampler(BaseSampler):
 
     def __init__(self, *, beta: float | None = None, n_startup: int = 8, pool_size: int = 4_096,
                  seed: int | None = None, noise: bool = False, repeats: int = 0,
-                 explore: float = 0.0, noise_floor: bool = False,
+                 explore: float = 0.0, noise_floor: bool = False, thompson: bool = False,
                  context: SamplerContext | None = None,
                  search_space: Mapping[str, BaseDistribution] | None = None,
                  known_objectives: Callable[[Params], Sequence[float]] | None = None,
                  known_index: Sequence[int] | None = None) -> None:
         check_options(beta=beta, n_startup=n_startup, pool_size=pool_size, seed=seed,
-                      noise=noise, repeats=repeats, explore=explore, noise_floor=noise_floor)
+                      noise=noise, repeats=repeats, explore=explore, noise_floor=noise_floor,
+                      thompson=thompson)
         if (context is None) == (search_space is None):
             raise ValueError("the hvi sampler needs the study's context (the nas-dil driver "
                              "passes it) or a search_space, not both")
@@ -238,6 +241,9 @@ class HVISampler(BaseSampler):
         # with noise: the GP's noise share is bounded below by the seed noise measured on
         # candidates with >= 2 looks, else by a prior bound (`surrogate.noise_floor`)
         self.noise_floor = noise_floor
+        # an untried candidate's measured objectives at one joint posterior draw instead of
+        # the upper bound mean + beta·std (repeats keep the upper bound)
+        self.thompson = thompson
         # share of asks for the no-repeat random order while the GP predicts no better than
         # the mean (`nas_dil.search.hvi_portfolio`)
         self._calib = Calibration(float(explore))
@@ -461,12 +467,14 @@ class HVISampler(BaseSampler):
         # the observed points the front is made of: every look, or (noise) each tried
         # candidate once, at the GP's posterior mean
         front_i = np.unique(obs_i) if self.noise else obs_i
-        mu_c, sd_c, mu_r, mu_f, mu_a, sd_a = [], [], [], [], [], []
+        mu_c, sd_c, mu_r, mu_f, mu_a, sd_a, draw = [], [], [], [], [], [], []
         for j in range(nm):
             gp = self._gp(j, feats[obs_i], y_loss[:, j], obs_i)
             m, s = gp.predict(feats[idx])
             mu_c.append(m)
             sd_c.append(s)
+            if self.thompson:
+                draw.append(gp.sample(feats[idx], self._rng) if len(idx) else m)
             mu_r.append(gp.predict(feats[run_i])[0] if len(run_i) else np.zeros(0))
             if self.noise:
                 mu_f.append(gp.predict(feats[front_i])[0])
@@ -487,7 +495,8 @@ class HVISampler(BaseSampler):
                                norm(np.array(mu_r).T.reshape(len(run_i), nm), run_i)])
         on_front = nondominated(front_all)
         front = front_all[on_front]
-        optimistic = norm(np.array(mu_c).T.reshape(len(idx), nm)
+        optimistic = norm(np.array(draw).T.reshape(len(idx), nm) if self.thompson else
+                          np.array(mu_c).T.reshape(len(idx), nm)
                           - self.beta * np.array(sd_c).T.reshape(len(idx), nm), idx)
         ref = np.full(optimistic.shape[1], REFERENCE)
         # an optimistic value beyond the seen range must still count

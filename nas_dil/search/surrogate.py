@@ -54,6 +54,18 @@ class GP:
         var = np.maximum(1.0 - (v * v).sum(0), 1e-12)
         return mu * self.y_std + self.y_mean, np.sqrt(var) * self.y_std
 
+    def sample(self, xs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One joint draw of the latent function at ``xs`` from the posterior (Thompson
+        sampling: candidates that are close share their luck)."""
+        xs = np.atleast_2d(np.asarray(xs, dtype=float))
+        ks = np.exp(-_sqdist(xs, self.x) / (2.0 * self.length_scale**2))
+        v = self.chol_inv @ ks.T
+        cov = np.exp(-_sqdist(xs, xs) / (2.0 * self.length_scale**2)) - v.T @ v
+        # eigh, not Cholesky: the posterior covariance of close candidates is singular
+        w, q = np.linalg.eigh(cov)
+        z = q @ (np.sqrt(np.maximum(w, 0.0)) * rng.standard_normal(len(xs)))
+        return (ks @ self.alpha + z) * self.y_std + self.y_mean
+
 
 def noise_floor(groups: np.ndarray, y: np.ndarray, prior: float = PRIOR_NOISE_FLOOR) -> float:
     """The least noise share (of ``y``'s variance) the GP may fit: ``MEASURED_FLOOR_SHARE`` of

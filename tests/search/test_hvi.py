@@ -111,6 +111,21 @@ def test_a_noise_floor_stops_interpolating_single_looks() -> None:
     assert fit_gp(x, y, floored(NOISES_NOISY, PRIOR_NOISE_FLOOR)).noise == PRIOR_NOISE_FLOOR
 
 
+def test_gp_sample_draws_from_the_posterior() -> None:
+    """Thompson sampling's joint draw: over many draws, the posterior mean and std of
+    ``predict`` at each point, and near points move together (their draws correlate)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 2))
+    gp = fit_gp(x, np.sin(3 * x[:, 0]) + x[:, 1], NOISES_NOISY)
+    xs = np.array([[0.5, 0.5], [0.52, 0.5], [3.0, 3.0]])
+    draws = np.array([gp.sample(xs, rng) for _ in range(4000)])
+    mu, sd = gp.predict(xs)
+    np.testing.assert_allclose(draws.mean(0), mu, atol=4 * sd.max() / np.sqrt(4000))
+    np.testing.assert_allclose(draws.std(0), sd, rtol=0.05)
+    assert np.corrcoef(draws[:, 0], draws[:, 1])[0, 1] > 0.9  # close: one shared draw
+    assert abs(np.corrcoef(draws[:, 0], draws[:, 2])[0, 1]) < 0.1  # far: independent
+
+
 @pytest.mark.parametrize(("seed", "n", "repeats", "noises"), [
     (0, 1, False, NOISES), (1, 12, False, NOISES), (2, 60, True, NOISES_NOISY),
     (3, 110, False, NOISES_NOISY), (4, 90, True, NOISES),
@@ -258,6 +273,14 @@ def test_noise_floor_bounds_the_fitted_noise(repeats: int, least: float | None) 
     assert gp.noise >= least
 
 
+def test_thompson_same_seed_same_choices_and_not_the_upper_bounds() -> None:
+    a, _ = _run(_cfg(n_startup=4, seed=3, noise=True, thompson=True), 24)
+    b, _ = _run(_cfg(n_startup=4, seed=3, noise=True, thompson=True), 24)
+    c, _ = _run(_cfg(n_startup=4, seed=3, noise=True), 24)
+    assert a == b and a[:4] == c[:4] and a != c  # the same startup, then draws
+    assert len(set(a)) == len(a)
+
+
 def test_same_seed_same_choices() -> None:
     a, _ = _run(_cfg(n_startup=4, seed=3), 20)
     b, _ = _run(_cfg(n_startup=4, seed=3), 20)
@@ -360,6 +383,8 @@ def test_beats_random_search_on_the_tabular_benchmark() -> None:
      "sampler: explore = 1.5"),
     ({"noise_floor": 1}, "noise_floor = 1: must be true or false",
      "sampler.noise_floor: expected bool, got 1"),
+    ({"thompson": "yes"}, "thompson = 'yes': must be true or false",
+     "sampler.thompson: expected bool, got 'yes'"),
 ])
 def test_bad_options_are_one_line_errors(options: dict[str, Any], match: str,
                                          in_file: str) -> None:
