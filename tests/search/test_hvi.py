@@ -245,32 +245,28 @@ def test_gp_fits_seed_noise_from_repeats() -> None:
     assert fit_gp(x, y, NOISES_NOISY).noise >= 0.3
 
 
-@pytest.mark.parametrize(("repeats", "least"), [(0, PRIOR_NOISE_FLOOR), (1, None)])
-def test_noise_floor_bounds_the_fitted_noise(repeats: int, least: float | None) -> None:
+def _smooth_and_one_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # 21 looks of a smooth function, one of them looked at again 0.6 off: the likelihood
+    # fits noise 0.1, the pair alone says 0.5·(0.18 / 2) / var(y) = 0.183 (floor, by hand)
+    x = np.linspace(0.0, 1.0, 21)[:, None]
+    x = np.vstack([x, x[:1]])
+    y = np.sin(6 * x[:, 0])
+    y[-1] += 0.6
+    return x, y, np.r_[np.arange(21), 0]
+
+
+@pytest.mark.parametrize(("case", "floor", "noise"), [
+    ("single", False, 1e-3), ("single", True, PRIOR_NOISE_FLOOR),  # the prior bound
+    ("pair", False, 0.1), ("pair", True, 0.18305),  # the measured floor, a grid point now
+])
+def test_noise_floor_bounds_the_fitted_noise(case: str, floor: bool, noise: float) -> None:
     """``noise_floor``: the GP hvi fits never has less noise than the floor, the prior bound
     while every candidate has one look, else half the pooled seed variance of the looks."""
-    rng = np.random.default_rng(0)
-    base = _points()
-    space = load_space(_cfg().space_path)
-    cfg = _cfg(n_startup=4, noise=True, noise_floor=True, repeats=repeats, seed=1)
-    sampler = make_sampler(ResolvedStudy(cfg, space, NUM_CLASSES))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=[o.direction for o in cfg.objectives],
-                                sampler=sampler)
-    asked: list[str] = []
-    for _ in range(40):
-        trial = study.ask()
-        key = schedule_key(space.sample(trial).rates)
-        asked.append(key)
-        m, rf, g = base[key]
-        study.tell(trial, [m + float(rng.normal(0, 0.02)), rf, g])
-    gp = sampler._gp_cache[0][1]
-    if least is None:  # repeats happened: the floor is the measured one
-        assert len(set(asked)) < len(asked)
-        y = -np.array([t.values[0] for t in study.trials[:-1]])
-        least = noise_floor(np.unique(asked[:-1], return_inverse=True)[1], y)
-        assert least != PRIOR_NOISE_FLOOR
-    assert gp.noise >= least
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    sampler = HVISampler(search_space=space, noise=True, noise_floor=floor)
+    x, y, groups = ((np.array([[0.0], [1.0]]), np.array([0.0, 1.0]), np.arange(2))
+                    if case == "single" else _smooth_and_one_pair())
+    assert sampler._gp(0, x, y, groups).noise == pytest.approx(noise, rel=1e-4)
 
 
 def test_thompson_same_seed_same_choices_and_not_the_upper_bounds() -> None:
