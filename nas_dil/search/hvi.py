@@ -30,6 +30,13 @@ needs a runner that trains a repeat with another seed: `nas-dil search` does (lo
 from the study's seed + k, and its front, report and export take each candidate's mean over
 its looks), as do the tabular benchmark and any Optuna objective that seeds by look.
 
+Two further options, off by default (measured, neither won across landscapes:
+docs/benchmarks.md §19): ``noise_floor = true`` (with ``noise``) bounds the GP's noise share
+below — by half the pooled seed variance of candidates with >= 2 looks, else by
+`surrogate.PRIOR_NOISE_FLOOR`, since one look per candidate cannot identify the noise — and
+``thompson = true`` ranks untried candidates by one joint posterior draw of the measured
+objectives instead of the upper bound (repeats keep the upper bound).
+
 The first ``n_startup`` trials are drawn at random from the feasible pool (the GP needs a few
 points before its length scale means anything). Parameters reach Optuna through relative
 sampling: the choice is made once per trial, then the objective suggests exactly its
