@@ -30,6 +30,13 @@ needs a runner that trains a repeat with another seed: `nas-dil search` does (lo
 from the study's seed + k, and its front, report and export take each candidate's mean over
 its looks), as do the tabular benchmark and any Optuna objective that seeds by look.
 
+Two further options, off by default (measured, neither won across landscapes:
+docs/benchmarks.md §19): ``noise_floor = true`` (with ``noise``) bounds the GP's noise share
+below — by half the pooled seed variance of candidates with >= 2 looks, else by
+`surrogate.PRIOR_NOISE_FLOOR`, since one look per candidate cannot identify the noise — and
+``thompson = true`` ranks untried candidates by one joint posterior draw of the measured
+objectives instead of the upper bound (repeats keep the upper bound).
+
 The first ``n_startup`` trials are drawn at random from the feasible pool (the GP needs a few
 points before its length scale means anything). Parameters reach Optuna through relative
 sampling: the choice is made once per trial, then the objective suggests exactly its
@@ -60,7 +67,7 @@ from nas_dil.pareto import REFERENCE, hypervolume_improvement, nondominated, nor
 from nas_dil.search.hvi_domains import DistDomain, Domain, Params, SamplerContext, SpaceDomain
 from nas_dil.search.hvi_portfolio import Calibration
 from nas_dil.search.looks import count_looks
-from nas_dil.search.surrogate import GP, NOISES, NOISES_NOISY, fit_gp
+from nas_dil.search.surrogate import GP, NOISES, NOISES_NOISY, fit_gp, floored, noise_floor
 
 try:  # the ask's BLAS threads (below); optional, so a missing package only costs speed
     from threadpoolctl import ThreadpoolController
@@ -177,8 +184,12 @@ class _Pool:
 
 def check_options(beta: object = None, n_startup: object = 8, pool_size: object = 4_096,
                   seed: object = None, noise: object = False, repeats: object = 0,
-                  explore: object = 0.0) -> None:
+                  explore: object = 0.0, noise_floor: object = False,
+                  thompson: object = False) -> None:
     """ValueError naming the first bad `[sampler]` option of the hvi sampler."""
+    for name, flag in (("noise_floor", noise_floor), ("thompson", thompson)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} = {flag!r}: must be true or false")
     if isinstance(explore, bool) or not isinstance(explore, int | float) or not (
             0.0 <= explore <= 1.0):
         raise ValueError(f"explore = {explore!r}: must be a number in [0, 1]")
@@ -218,12 +229,14 @@ class HVISampler(BaseSampler):
 
     def __init__(self, *, beta: float | None = None, n_startup: int = 8, pool_size: int = 4_096,
                  seed: int | None = None, noise: bool = False, repeats: int = 0,
-                 explore: float = 0.0, context: SamplerContext | None = None,
+                 explore: float = 0.0, noise_floor: bool = False, thompson: bool = False,
+                 context: SamplerContext | None = None,
                  search_space: Mapping[str, BaseDistribution] | None = None,
                  known_objectives: Callable[[Params], Sequence[float]] | None = None,
                  known_index: Sequence[int] | None = None) -> None:
         check_options(beta=beta, n_startup=n_startup, pool_size=pool_size, seed=seed,
-                      noise=noise, repeats=repeats, explore=explore)
+                      noise=noise, repeats=repeats, explore=explore, noise_floor=noise_floor,
+                      thompson=thompson)
         if (context is None) == (search_space is None):
             raise ValueError("the hvi sampler needs the study's context (the nas-dil driver "
                              "passes it) or a search_space, not both")
@@ -232,6 +245,12 @@ class HVISampler(BaseSampler):
         self.pool_size = pool_size
         self.noise = noise  # measured objectives are noisy: noise-level grid, mean front
         self.repeats = repeats  # extra looks a tried front candidate may get
+        # with noise: the GP's noise share is bounded below by the seed noise measured on
+        # candidates with >= 2 looks, else by a prior bound (`surrogate.noise_floor`)
+        self.noise_floor = noise_floor
+        # an untried candidate's measured objectives at one joint posterior draw instead of
+        # the upper bound mean + beta·std (repeats keep the upper bound)
+        self.thompson = thompson
         # share of asks for the no-repeat random order while the GP predicts no better than
         # the mean (`nas_dil.search.hvi_portfolio`)
         self._calib = Calibration(float(explore))
@@ -426,14 +445,18 @@ class HVISampler(BaseSampler):
         self.last_choice = {"how": "improvement", "improvement": float(h.max())}
         return dict(pool.params[i] or {})
 
-    def _gp(self, j: int, x: np.ndarray, y: np.ndarray) -> GP:
-        """The GP of measured objective ``j`` on (x, y): refitted only when they changed (a
-        trial finished, or the pool's feature scaling moved), not at every ask."""
+    def _gp(self, j: int, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> GP:
+        """The GP of measured objective ``j`` on (x, y) (``groups``: each row's candidate):
+        refitted only when they changed (a trial finished, or the pool's feature scaling
+        moved), not at every ask."""
         key = (x.tobytes(), y.tobytes(), repr(x.shape).encode())
         hit = self._gp_cache.get(j)
         if hit is not None and hit[0] == key:
             return hit[1]
-        gp = fit_gp(x, y, NOISES_NOISY if self.noise else NOISES)
+        noises: tuple[float, ...] = NOISES_NOISY if self.noise else NOISES
+        if self.noise and self.noise_floor:
+            noises = floored(noises, noise_floor(groups, y))
+        gp = fit_gp(x, y, noises)
         self.n_fits += 1
         self._gp_cache[j] = (key, gp)
         return gp
@@ -451,12 +474,14 @@ class HVISampler(BaseSampler):
         # the observed points the front is made of: every look, or (noise) each tried
         # candidate once, at the GP's posterior mean
         front_i = np.unique(obs_i) if self.noise else obs_i
-        mu_c, sd_c, mu_r, mu_f, mu_a, sd_a = [], [], [], [], [], []
+        mu_c, sd_c, mu_r, mu_f, mu_a, sd_a, draw = [], [], [], [], [], [], []
         for j in range(nm):
-            gp = self._gp(j, feats[obs_i], y_loss[:, j])
+            gp = self._gp(j, feats[obs_i], y_loss[:, j], obs_i)
             m, s = gp.predict(feats[idx])
             mu_c.append(m)
             sd_c.append(s)
+            if self.thompson:
+                draw.append(gp.sample(feats[idx], self._rng) if len(idx) else m)
             mu_r.append(gp.predict(feats[run_i])[0] if len(run_i) else np.zeros(0))
             if self.noise:
                 mu_f.append(gp.predict(feats[front_i])[0])
@@ -477,7 +502,8 @@ class HVISampler(BaseSampler):
                                norm(np.array(mu_r).T.reshape(len(run_i), nm), run_i)])
         on_front = nondominated(front_all)
         front = front_all[on_front]
-        optimistic = norm(np.array(mu_c).T.reshape(len(idx), nm)
+        optimistic = norm(np.array(draw).T.reshape(len(idx), nm) if self.thompson else
+                          np.array(mu_c).T.reshape(len(idx), nm)
                           - self.beta * np.array(sd_c).T.reshape(len(idx), nm), idx)
         ref = np.full(optimistic.shape[1], REFERENCE)
         # an optimistic value beyond the seen range must still count

@@ -13,13 +13,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GP", "fit_gp"]
+__all__ = ["GP", "fit_gp", "floored", "noise_floor"]
 
 LENGTH_SCALES = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # in units of a [0, 1]-scaled feature
 NOISES = (1e-3, 1e-2, 1e-1)  # noise variance, relative to the standardised target variance
 # for noisy measurements (hvi's ``noise`` option): up to as large as the signal, as seed noise
 # can be (on tabular_v2 the seed std is ~0.3-0.5 of the candidates' spread at one cost level)
 NOISES_NOISY = (1e-3, 1e-2, 1e-1, 0.3, 1.0)
+# the least noise share hvi's ``noise_floor`` allows while no candidate has two looks: with one
+# look per candidate the likelihood cannot tell seed noise from signal and prefers a tiny noise
+# (interpolating single looks; docs/benchmarks.md §19)
+PRIOR_NOISE_FLOOR = 0.05
+# the floor from measured seed noise is this fraction of the pooled estimate: a lower bound
+# (the estimate from a few pairs of looks is itself noisy), the likelihood may fit more
+MEASURED_FLOOR_SHARE = 0.5
 
 
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -46,6 +53,38 @@ class GP:
         v = self.chol_inv @ ks.T  # L⁻¹ once per fit: a product per ask, not a solve
         var = np.maximum(1.0 - (v * v).sum(0), 1e-12)
         return mu * self.y_std + self.y_mean, np.sqrt(var) * self.y_std
+
+    def sample(self, xs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One joint draw of the latent function at ``xs`` from the posterior (Thompson
+        sampling: candidates that are close share their luck)."""
+        xs = np.atleast_2d(np.asarray(xs, dtype=float))
+        ks = np.exp(-_sqdist(xs, self.x) / (2.0 * self.length_scale**2))
+        v = self.chol_inv @ ks.T
+        cov = np.exp(-_sqdist(xs, xs) / (2.0 * self.length_scale**2)) - v.T @ v
+        # eigh, not Cholesky: the posterior covariance of close candidates is singular
+        w, q = np.linalg.eigh(cov)
+        z = q @ (np.sqrt(np.maximum(w, 0.0)) * rng.standard_normal(len(xs)))
+        return (ks @ self.alpha + z) * self.y_std + self.y_mean
+
+
+def noise_floor(groups: np.ndarray, y: np.ndarray, prior: float = PRIOR_NOISE_FLOOR) -> float:
+    """The least noise share (of ``y``'s variance) the GP may fit: ``MEASURED_FLOOR_SHARE`` of
+    the pooled within-candidate variance of ``y`` over candidates with >= 2 looks (``groups``:
+    each look's candidate id), or ``prior`` when no candidate has two looks (or ``y`` has no
+    spread); at most 1."""
+    var = float(np.var(y))
+    _, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    dof = int((counts - 1).sum())
+    if dof == 0 or var <= 0.0:
+        return prior
+    means = np.bincount(inv, weights=y) / counts
+    pooled = float(((y - means[inv]) ** 2).sum()) / dof
+    return min(1.0, MEASURED_FLOOR_SHARE * pooled / var)
+
+
+def floored(noises: tuple[float, ...], floor: float) -> tuple[float, ...]:
+    """The noise grid with every level below ``floor`` raised to it (duplicates dropped)."""
+    return tuple(sorted({max(v, floor) for v in noises}))
 
 
 def fit_gp(x: np.ndarray, y: np.ndarray, noises: tuple[float, ...] = NOISES) -> GP:

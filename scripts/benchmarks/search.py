@@ -248,6 +248,11 @@ V2_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # issue 24: the one-step-ahead check hands asks to the no-repeat random order
     "hvi_x25": ("hvi", {"noise": True, "explore": 0.25}),
     "hvi_x50": ("hvi", {"noise": True, "explore": 0.5}),
+    # issue 24: the GP's noise share bounded below (measured seed noise, else a prior bound)
+    "hvi_floor": ("hvi", {"noise": True, "noise_floor": True}),
+    "hvi_rep2_floor": ("hvi", {"noise": True, "repeats": 2, "noise_floor": True}),
+    # issue 24: Thompson sampling (a joint posterior draw) instead of the upper bound
+    "hvi_ts": ("hvi", {"noise": True, "thompson": True}),
 }
 V2_SAMPLERS = ("hvi", "hvi_noise", "hvi_rep", "hvi_rep2", "random", "brute", "tpe_mv", "nsga2")
 SHAPES = ("table", "control", "noise2", "mirror", "width_swap")

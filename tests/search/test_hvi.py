@@ -23,7 +23,15 @@ from nas_dil.search.config import (
 from nas_dil.search.driver import make_sampler
 from nas_dil.search.hvi import HVISampler, check_options
 from nas_dil.search.resolved import ResolvedStudy
-from nas_dil.search.surrogate import LENGTH_SCALES, NOISES, NOISES_NOISY, fit_gp
+from nas_dil.search.surrogate import (
+    LENGTH_SCALES,
+    NOISES,
+    NOISES_NOISY,
+    PRIOR_NOISE_FLOOR,
+    fit_gp,
+    floored,
+    noise_floor,
+)
 from nas_dil.search.tabular import load_table, schedule_key
 from nas_dil.spaces import load_space
 
@@ -70,6 +78,52 @@ def test_gp_grid_picks_the_highest_likelihood_by_hand(gap: float, noises: tuple[
     # the shortest length scale and the noise in the table
     gp = fit_gp(np.array([[0.0], [gap]]), np.array([0.0, 1.0]), noises)
     assert (gp.length_scale, gp.noise) == (length_scale, noise)
+
+
+@pytest.mark.parametrize(("groups", "y", "floor"), [
+    ([0, 1, 2], [0.0, 1.0, 2.0], PRIOR_NOISE_FLOOR),  # one look each: the prior bound
+    ([0, 0, 1], [1.0, 1.0, 1.0], PRIOR_NOISE_FLOOR),  # no spread at all
+    # pairs (0, 2) and (4, 6): pooled variance (2 + 2) / 2 = 2, var(y) = 5, half of 2 / 5
+    ([0, 0, 1, 1], [0.0, 2.0, 4.0, 6.0], 0.2),
+    # (0, 0, 3): within 6 over 2 dof = 3; a lone look adds no dof; var(y) = 18 / 4
+    ([0, 0, 0, 1], [0.0, 0.0, 3.0, 5.0], 0.5 * 3.0 / 4.5),
+    ([0, 0], [0.0, 1.0], 1.0),  # all spread within the candidate: capped at 1
+])
+def test_noise_floor_by_hand(groups: list[int], y: list[float], floor: float) -> None:
+    assert noise_floor(np.array(groups), np.array(y)) == pytest.approx(floor)
+
+
+@pytest.mark.parametrize(("noises", "floor", "out"), [
+    (NOISES_NOISY, 0.05, (0.05, 0.1, 0.3, 1.0)),
+    (NOISES_NOISY, 1e-4, NOISES_NOISY),
+    (NOISES_NOISY, 2.0, (2.0,)),
+])
+def test_floored_grid(noises: tuple[float, ...], floor: float,
+                      out: tuple[float, ...]) -> None:
+    assert floored(noises, floor) == out
+
+
+def test_a_noise_floor_stops_interpolating_single_looks() -> None:
+    # the diagnosis of docs/benchmarks.md §19: two far-apart single looks are fitted with
+    # the least noise of the grid; with the floor the GP may not fit less than it
+    x, y = np.array([[0.0], [1.0]]), np.array([0.0, 1.0])
+    assert fit_gp(x, y, NOISES_NOISY).noise == 1e-3
+    assert fit_gp(x, y, floored(NOISES_NOISY, PRIOR_NOISE_FLOOR)).noise == PRIOR_NOISE_FLOOR
+
+
+def test_gp_sample_draws_from_the_posterior() -> None:
+    """Thompson sampling's joint draw: over many draws, the posterior mean and std of
+    ``predict`` at each point, and near points move together (their draws correlate)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 2))
+    gp = fit_gp(x, np.sin(3 * x[:, 0]) + x[:, 1], NOISES_NOISY)
+    xs = np.array([[0.5, 0.5], [0.52, 0.5], [3.0, 3.0]])
+    draws = np.array([gp.sample(xs, rng) for _ in range(4000)])
+    mu, sd = gp.predict(xs)
+    np.testing.assert_allclose(draws.mean(0), mu, atol=4 * sd.max() / np.sqrt(4000))
+    np.testing.assert_allclose(draws.std(0), sd, rtol=0.05)
+    assert np.corrcoef(draws[:, 0], draws[:, 1])[0, 1] > 0.9  # close: one shared draw
+    assert abs(np.corrcoef(draws[:, 0], draws[:, 2])[0, 1]) < 0.1  # far: independent
 
 
 @pytest.mark.parametrize(("seed", "n", "repeats", "noises"), [
@@ -191,6 +245,38 @@ def test_gp_fits_seed_noise_from_repeats() -> None:
     assert fit_gp(x, y, NOISES_NOISY).noise >= 0.3
 
 
+def _smooth_and_one_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # 21 looks of a smooth function, one of them looked at again 0.6 off: the likelihood
+    # fits noise 0.1, the pair alone says 0.5·(0.18 / 2) / var(y) = 0.183 (floor, by hand)
+    x = np.linspace(0.0, 1.0, 21)[:, None]
+    x = np.vstack([x, x[:1]])
+    y = np.sin(6 * x[:, 0])
+    y[-1] += 0.6
+    return x, y, np.r_[np.arange(21), 0]
+
+
+@pytest.mark.parametrize(("case", "floor", "noise"), [
+    ("single", False, 1e-3), ("single", True, PRIOR_NOISE_FLOOR),  # the prior bound
+    ("pair", False, 0.1), ("pair", True, 0.18305),  # the measured floor, a grid point now
+])
+def test_noise_floor_bounds_the_fitted_noise(case: str, floor: bool, noise: float) -> None:
+    """``noise_floor``: the GP hvi fits never has less noise than the floor, the prior bound
+    while every candidate has one look, else half the pooled seed variance of the looks."""
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    sampler = HVISampler(search_space=space, noise=True, noise_floor=floor)
+    x, y, groups = ((np.array([[0.0], [1.0]]), np.array([0.0, 1.0]), np.arange(2))
+                    if case == "single" else _smooth_and_one_pair())
+    assert sampler._gp(0, x, y, groups).noise == pytest.approx(noise, rel=1e-4)
+
+
+def test_thompson_same_seed_same_choices_and_not_the_upper_bounds() -> None:
+    a, _ = _run(_cfg(n_startup=4, seed=3, noise=True, thompson=True), 24)
+    b, _ = _run(_cfg(n_startup=4, seed=3, noise=True, thompson=True), 24)
+    c, _ = _run(_cfg(n_startup=4, seed=3, noise=True), 24)
+    assert a == b and a[:4] == c[:4] and a != c  # the same startup, then draws
+    assert len(set(a)) == len(a)
+
+
 def test_same_seed_same_choices() -> None:
     a, _ = _run(_cfg(n_startup=4, seed=3), 20)
     b, _ = _run(_cfg(n_startup=4, seed=3), 20)
@@ -291,6 +377,10 @@ def test_beats_random_search_on_the_tabular_benchmark() -> None:
     ({"noise": 1}, "noise = 1: must be true or false", "sampler.noise: expected bool, got 1"),
     ({"explore": 1.5}, r"explore = 1.5: must be a number in \[0, 1\]",
      "sampler: explore = 1.5"),
+    ({"noise_floor": 1}, "noise_floor = 1: must be true or false",
+     "sampler.noise_floor: expected bool, got 1"),
+    ({"thompson": "yes"}, "thompson = 'yes': must be true or false",
+     "sampler.thompson: expected bool, got 'yes'"),
 ])
 def test_bad_options_are_one_line_errors(options: dict[str, Any], match: str,
                                          in_file: str) -> None:
