@@ -55,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import re
 import shutil
@@ -321,7 +322,10 @@ class FeatureCache:
         order = mixed_rng(seed, epoch, 13).permutation(self.n_train)
         for start in range(0, self.n_train, batch_size):
             x, y = self.train_rows(view, np.sort(order[start:start + batch_size]))  # sequential
-            yield self._decode(x, device), torch.from_numpy(y.astype(np.int64))
+            batch = self._decode(x, device), torch.from_numpy(y.astype(np.int64))
+            del x, y  # copied into the batch: the maps' pages can go
+            _release(a for pair in self.train[view] for a in pair)
+            yield batch
 
     def _decode(self, x: np.ndarray, device: torch.device | None) -> torch.Tensor:
         # a lone shard's rows are a view of the read-only map: torch wants its own copy
@@ -333,7 +337,22 @@ class FeatureCache:
         (it ends where the size changes), up to ``batch_size`` of them."""
         check_batch_size(batch_size)
         for x, y in _rebatch(self.val, batch_size):
-            yield self._decode(x, device), torch.from_numpy(y.astype(np.int64))
+            batch = self._decode(x, device), torch.from_numpy(y.astype(np.int64))
+            del x, y
+            _release(a for pair in self.val for a in pair)
+            yield batch
+
+
+def _release(arrays: Iterable[np.ndarray]) -> None:
+    """Drop the pages of memory-mapped shards from this process once a batch is copied out of
+    them (they stay in the OS's page cache, so the next read is a minor fault): else a trial's
+    resident set grows with the cache it has read, up to the whole cache (a full cache's trial
+    1.43× from 100 to 1,000 images)."""
+    for a in arrays:
+        m = getattr(a, "_mmap", None)
+        if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            with contextlib.suppress(OSError, ValueError):
+                m.madvise(mmap.MADV_DONTNEED)
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:
