@@ -110,13 +110,15 @@ class DilatedStack(nn.Module):
         for layer, res in zip(self.layers, self.residual_layers, strict=True):
             if not res:
                 continue
-            norm = layer._modules.get("norm")
-            if norm is not None and getattr(norm, "weight", None) is not None:
-                norm.weight.fill_(gain)
-            elif norm is None:
-                layer.conv.weight.mul_(gain)
-                if layer.conv.bias is not None:
-                    layer.conv.bias.mul_(gain)
+            norm, conv = layer._modules.get("norm"), layer._modules["conv"]
+            target = norm if norm is not None else conv
+            for name in (("weight",) if norm is not None else ("weight", "bias")):
+                p = getattr(target, name, None)
+                if isinstance(p, torch.Tensor):
+                    if norm is not None:
+                        p.fill_(gain)
+                    else:
+                        p.mul_(gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer, res in zip(self.layers, self.residual_layers, strict=True):

@@ -88,7 +88,8 @@ __all__ = ["CacheError", "CachedFeatures", "FeatureCache", "FeatureKey", "Featur
            "PlannedCache", "Shard", "build_elsewhere", "build_shard", "cache_bytes",
            "cache_root", "check_room", "default_root", "estimate_seconds",
            "feature_key", "find", "frozen_backbone", "frozen_net", "kept_bytes",
-           "mask_dtype", "open_or_build", "plan_features", "plan_shards", "shard_images", "state_digest"]
+           "mask_dtype", "open_or_build", "plan_features", "plan_shards", "shard_images",
+           "state_digest"]
 
 FORMAT = 3  # bump when the layout changes: old caches then no longer match any key
 # (3: masks stored as uint8 where the labels fit)
