@@ -348,6 +348,11 @@ def test_sigterm_at_any_point_stops_within_3_s_and_leaves_no_process(tmp_path: P
     assert not any(cache.glob("**/*.tmp-*"))  # the shard being written went with the build
 
 
+def _shard_records(fc: Path) -> int:
+    """Finished shards of the build under ``fc``: their records (the codec's is not one)."""
+    return sum(p.name != "codec.json" for p in fc.glob(".build-*/*.json"))
+
+
 def test_a_search_killed_during_its_cache_build_resumes_the_build(
         ray_cluster: RayCluster, tmp_path: Path) -> None:
     """Issue 22 item 3: ``kill -9`` of a search building its feature cache, then the same
@@ -361,16 +366,14 @@ def test_a_search_killed_during_its_cache_build_resumes_the_build(
     args = (str(cfg), "--out", str(out), "--address", ray_cluster.address, "--no-report")
     proc = start_cli(*args)
     try:  # 2 views of 256 images in shards of 16, and 32 val images in shards of 8: 36
-        wait_for(lambda: len(list(fc.glob(".build-*/*.json"))) >= 3 or proc.poll() is not None,
-                 300, every=0.02)
+        wait_for(lambda: _shard_records(fc) >= 3 or proc.poll() is not None, 300, every=0.02)
         assert proc.poll() is None, proc.communicate()[1]
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    [work] = fc.glob(".build-*")
-    done = len(list(work.glob("*.json"))) - (work / "codec.json").exists()
+    done = _shard_records(fc)
     assert 3 <= done < 36
     assert (out / "study.db").exists()  # the study was created before the build
     rerun = start_cli(*args, "--resume", "--json")

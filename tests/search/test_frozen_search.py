@@ -223,8 +223,13 @@ def test_another_hosts_copy_is_built_by_a_ray_task_on_that_node(
                       DataConfig(image_size=32, n_train=6, n_val=4, seed=3),
                       TrainConfig(epochs=1, batch_size=4, freeze="backbone", freeze_views=1))
     plan = plan_features(cfg, 0, tmp_path / "fc")
-    [(host, ticket)] = cluster.TrialTasks(ParallelConfig()).build_features(plan.elsewhere())
-    info = cluster.TrialTasks(ParallelConfig()).get(ticket)
+    # as the driver does: this process joins the cluster (an earlier test may have left it)
+    here = cluster.connect(ray_cluster.address)
+    try:
+        [(host, ticket)] = cluster.TrialTasks(ParallelConfig()).build_features(plan.elsewhere())
+        info = cluster.TrialTasks(ParallelConfig()).get(ticket)
+    finally:
+        cluster.disconnect(here)
     assert host == "elsewhere" and info["where"]["node_id"] == node.node_id
     assert [c["built"] for c in info["caches"]] == [True]
     assert find(tmp_path / "fc", plan.caches[0].key) is not None  # the driver's key

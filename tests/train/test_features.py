@@ -240,9 +240,13 @@ def test_a_killed_build_resumes_at_its_first_missing_shard(
     assert counting.images == 1 + (2 * 24 - 16) + 4  # the probe, all but two shards, val
     assert not work.exists() and not list(tmp_path.rglob("*.tmp-*"))
     whole = open_or_build(tmp_path / "whole", key, backbone, data24, batch_size=4)
-    for v in range(2):  # the kept shards hold what a whole build computes
+    for v in range(2):  # the kept shards hold what a whole build computes (the killed
+        # builder was another process, maybe with another torch thread count: the same
+        # features up to float rounding, stored at fp16)
         rows = np.arange(24)
-        assert (cache.train_rows(v, rows)[0] == whole.train_rows(v, rows)[0]).all()
+        np.testing.assert_allclose(cache.train_rows(v, rows)[0].astype(np.float32),
+                                   whole.train_rows(v, rows)[0].astype(np.float32),
+                                   rtol=1e-2, atol=1e-3)
 
 
 def test_a_killed_builders_files_are_removed_by_the_next_builder(tmp_path: Path, data,
