@@ -190,16 +190,27 @@ def kill_all(run: str, role: str = "", sessions: tuple[int, ...] = (),
     wait_for(gone, timeout, every=0.5)
 
 
+_HANDED_OUT: set[int] = set()  # ports given by earlier calls: closed, so free to the OS again
+
+
 def free_ports(n: int) -> list[int]:
-    """Ports free on every address (Ray's GCS and raylets listen on all of them)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """Ports free on every address (Ray's GCS and raylets listen on all of them), none given
+    by an earlier call of this process: the OS may hand a port it just saw closed to the next
+    bind, and Ray refuses a node whose components share a port (seen in CI: the client
+    server's port came back as the runtime-env agent's)."""
+    got: list[int] = []
+    while len(got) < n:
+        socks = [socket.socket() for _ in range(n - len(got))]
+        try:
+            for s in socks:
+                s.bind(("", 0))
+            fresh = {int(s.getsockname()[1]) for s in socks} - _HANDED_OUT - set(got)
+        finally:
+            for s in socks:
+                s.close()
+        got += sorted(fresh)
+    _HANDED_OUT.update(got)
+    return got
 
 
 class Rehearsal:
