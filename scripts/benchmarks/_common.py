@@ -35,3 +35,18 @@ def rel(path: Path) -> str:
 TABLE_V2 = REPO / "benchmarks" / "tabular_v2.csv"
 TABULAR_V2_SPACE = REPO / "search_spaces" / "tabular_v2.toml"
 TABULAR_V2_STUDY = REPO / "studies" / "tabular_v2.toml"
+
+
+def optuna_sampler(label: str, seed: int) -> object:
+    """The Optuna sampler a benchmark compares hvi with, by label (tpe_mv: TPE, multivariate;
+    nsga2; gp: GPSampler; brute: the no-repeat random order; anything else: random)."""
+    import optuna
+
+    s = optuna.samplers
+    makers: dict[str, Callable[[], object]] = {
+        "tpe_mv": lambda: s.TPESampler(seed=seed, multivariate=True, group=True),
+        "nsga2": lambda: s.NSGAIISampler(seed=seed),
+        "gp": lambda: s.GPSampler(seed=seed),
+        "brute": lambda: s.BruteForceSampler(seed=seed),
+    }
+    return makers.get(label, lambda: s.RandomSampler(seed=seed))()

@@ -20,6 +20,13 @@ from typing import Any
 
 import numpy as np
 
+if __name__ == "__main__":  # run as a script: `benchmarks` is the folder above this file
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import optuna_sampler
+
 DATASET = "protein_structure"
 N_FEATURES = {"protein_structure": 9, "parkinsons_telemonitoring": 20, "naval_propulsion": 15,
               "slice_localization": 384}  # the MLP's inputs (the table's model_size agrees)
@@ -101,15 +108,7 @@ def _sampler(label: str, seed: int, table: Table) -> Any:
                  for n, c in table.space.items()}
         return HVISampler(search_space=space, known_objectives=table.known, seed=seed,
                           **HVI_VARIANTS[label])
-    if label == "tpe_mv":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    if label == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if label == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    if label == "brute":
-        return optuna.samplers.BruteForceSampler(seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)
+    return optuna_sampler(label, seed)
 
 
 def run_one(label: str, seed: int, n_trials: int, table: Table) -> list[int]:

@@ -19,6 +19,13 @@ from typing import Any
 
 import numpy as np
 
+if __name__ == "__main__":  # run as a script: `benchmarks` is the folder above this file
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import optuna_sampler
+
 DATASET = "cifar10"
 DIRECTIONS = ("maximize", "minimize", "minimize")  # val_acc %, model_size MB, latency s
 HV_SHARE = 0.95
@@ -100,13 +107,7 @@ def _sampler(label: str, seed: int, table: Table) -> Any:
 
         return HVISampler(search_space=space, known_objectives=known, seed=seed,
                           **HVI_VARIANTS[label])
-    if label == "tpe_mv":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    if label == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if label == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)
+    return optuna_sampler(label, seed)
 
 
 def run_one(label: str, seed: int, n_trials: int, table: Table) -> list[int]:
