@@ -1,7 +1,8 @@
 """Does each degridding remedy (docs/theory.md) recover the mIoU a gridded schedule lost?
 
-Trains, at the quickstart's own settings (studies/quickstart.toml: 48 px, 12 epochs, lr 0.01;
-output stride 4, width 16) and 3 seeds, the hole-free [1,3,5], the gridded [3,3,3], and
+Trains, at the quickstart's own settings (read from studies/quickstart.toml's [data] and
+[train]: 48 px, today 10 epochs of 12-image steps at lr 0.005; output stride 4, width 16) and
+3 seeds, the hole-free [1,3,5], the gridded [3,3,3], and
 [3,3,3] with each remedy; prints a markdown table (docs/synthetic_data.md).
 
     .venv/bin/python scripts/remedies_table.py

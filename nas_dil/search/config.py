@@ -26,7 +26,8 @@ A study file names everything a search needs; every key is optional except ``spa
                                  #   n_startup, pool_size, seed, noise = true for noisy mIoU,
                                  #   repeats = k: up to k more looks at a promising
                                  #   candidate, each trained from the next seed; the front
-                                 #   takes their mean; tpe: n_startup_trials, …)
+                                 #   takes their mean; kernel = "ard" (default) | "iso";
+                                 #   tpe: n_startup_trials, …)
     [parallel]                   # max_in_flight, cpus, gpus (fractional packs trials per GPU),
     max_in_flight = 2            #   memory_gb, resources = { … } (Ray custom), max_retries,
                                  #   pending_timeout_s (trials no node can fit: FAIL after it)

@@ -8,8 +8,10 @@ space when it is small enough to enumerate, else a growing random sample of it) 
 one with the largest *optimistic hypervolume improvement*: known objectives at their exact
 values, each measured objective at a Gaussian-process upper confidence bound (mean +
 ``beta``·std, fitted on the finished trials; `nas_dil.search.surrogate`), against the current
-front. Trials still running stand on the front at their predicted mean, so parallel asks
-spread out.
+front. The GP's kernel has one length scale per feature (``kernel = "ard"``, the default: it
+learns which features matter) or one for all (``"iso"``, the sampler before issue 24; it lost
+where only some features predict mIoU, docs/benchmarks.md §19). Trials still running stand
+on the front at their predicted mean, so parallel asks spread out.
 
 It never proposes a candidate the study has tried or is running, nor one the constraints
 reject (those would cost an ask and train nothing), and when every feasible candidate of an
@@ -67,7 +69,16 @@ from nas_dil.pareto import REFERENCE, hypervolume_improvement, nondominated, nor
 from nas_dil.search.hvi_domains import DistDomain, Domain, Params, SamplerContext, SpaceDomain
 from nas_dil.search.hvi_portfolio import Calibration
 from nas_dil.search.looks import count_looks
-from nas_dil.search.surrogate import GP, NOISES, NOISES_NOISY, fit_gp, floored, noise_floor
+from nas_dil.search.surrogate import (
+    GP,
+    NOISES,
+    NOISES_NOISY,
+    fit_gp,
+    fit_gp_ard,
+    floored,
+    gp_at,
+    noise_floor,
+)
 
 try:  # the ask's BLAS threads (below); optional, so a missing package only costs speed
     from threadpoolctl import ThreadpoolController
@@ -84,21 +95,32 @@ GROW_MAX = 8  # a sampled pool grows to at most this many times pool_size
 # improvement scale with it, and with 16 trials in flight an ask must stay near 10 ms
 MAX_SCORED = 512
 MAX_OBSERVED = 600  # newest finished trials the GP is fitted on (cubic cost)
+KERNELS = ("ard", "iso")  # the GP's length scales: one per feature, or one (surrogate.py)
+# the ARD kernel's hyperparameters are re-optimised while the looks are few, then when their
+# number has grown by this factor since the last optimisation; in between a finished trial
+# costs one factorisation at the last hyperparameters (an ask stays near 10 ms with trials in
+# flight: the optimisation is tens of ms at 100 looks)
+ARD_REFIT_ALWAYS, ARD_REFIT_GROWTH = 32, 1.1
 
 
-_BLAS: list[Any] = []  # the process's BLAS libraries (a ThreadpoolController), found once
+# the process's BLAS libraries (a ThreadpoolController), found once per kind of kernel: the
+# ARD kernel's optimiser (scipy) brings its own OpenBLAS, which must be loaded before the
+# controller looks for libraries, or it keeps its default threads (2x the CPU per ask)
+_BLAS: dict[bool, Any] = {}
 
 
-def _one_blas_thread() -> AbstractContextManager[object]:
+def _one_blas_thread(scipy_too: bool = False) -> AbstractContextManager[object]:
     """The ask's linear algebra on one BLAS thread. Its matrices are small (hundreds of rows),
     and a multi-threaded BLAS on cores that training or other jobs hold spent most of an ask
     waiting on its own threads: hvi's ask took 6x the wall time and 7x the CPU time with
     OpenBLAS's default threads (docs/benchmarks.md §20). The choices are the same."""
     if ThreadpoolController is None:  # pragma: no cover - a dependency of nas-dil
         return nullcontext()
-    if not _BLAS:
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
+    if scipy_too not in _BLAS:
+        if scipy_too:
+            import scipy.optimize  # noqa: F401 - its BLAS joins the controller below
+        _BLAS[scipy_too] = ThreadpoolController()
+    return _BLAS[scipy_too].limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
 
 
 # -- the pool -------------------------------------------------------------------------------
@@ -185,8 +207,10 @@ class _Pool:
 def check_options(beta: object = None, n_startup: object = 8, pool_size: object = 4_096,
                   seed: object = None, noise: object = False, repeats: object = 0,
                   explore: object = 0.0, noise_floor: object = False,
-                  thompson: object = False) -> None:
+                  thompson: object = False, kernel: object = "ard") -> None:
     """ValueError naming the first bad `[sampler]` option of the hvi sampler."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel = {kernel!r}: must be one of {', '.join(map(repr, KERNELS))}")
     for name, flag in (("noise_floor", noise_floor), ("thompson", thompson)):
         if not isinstance(flag, bool):
             raise ValueError(f"{name} = {flag!r}: must be true or false")
@@ -230,13 +254,13 @@ class HVISampler(BaseSampler):
     def __init__(self, *, beta: float | None = None, n_startup: int = 8, pool_size: int = 4_096,
                  seed: int | None = None, noise: bool = False, repeats: int = 0,
                  explore: float = 0.0, noise_floor: bool = False, thompson: bool = False,
-                 context: SamplerContext | None = None,
+                 kernel: str = "ard", context: SamplerContext | None = None,
                  search_space: Mapping[str, BaseDistribution] | None = None,
                  known_objectives: Callable[[Params], Sequence[float]] | None = None,
                  known_index: Sequence[int] | None = None) -> None:
         check_options(beta=beta, n_startup=n_startup, pool_size=pool_size, seed=seed,
                       noise=noise, repeats=repeats, explore=explore, noise_floor=noise_floor,
-                      thompson=thompson)
+                      thompson=thompson, kernel=kernel)
         if (context is None) == (search_space is None):
             raise ValueError("the hvi sampler needs the study's context (the nas-dil driver "
                              "passes it) or a search_space, not both")
@@ -251,6 +275,7 @@ class HVISampler(BaseSampler):
         # an untried candidate's measured objectives at one joint posterior draw instead of
         # the upper bound mean + beta·std (repeats keep the upper bound)
         self.thompson = thompson
+        self.kernel = kernel  # "ard": a length scale per feature; "iso": one (surrogate.py)
         # share of asks for the no-repeat random order while the GP predicts no better than
         # the mean (`nas_dil.search.hvi_portfolio`)
         self._calib = Calibration(float(explore))
@@ -264,6 +289,8 @@ class HVISampler(BaseSampler):
         self._exhaustive = False
         self._chosen: dict[int, tuple[Params, dict[str, BaseDistribution]]] = {}
         self._gp_cache: dict[int, tuple[tuple[bytes, ...], GP]] = {}
+        # ARD: per measured objective, the looks at the last optimisation and its result
+        self._ard_opt: dict[int, tuple[int, np.ndarray]] = {}
         self._seen: dict[int, tuple[Hashable | None, list[float] | None]] = {}  # finished
         self._running: dict[int, Hashable] = {}  # running trials' candidates
         self.n_fits = 0  # GP fits so far (tests, benchmarks: asks between finishes reuse one)
@@ -300,7 +327,7 @@ class HVISampler(BaseSampler):
         if trial.system_attrs.get("fixed_params"):  # an enqueued trial (a baseline): as given
             return {}
         if trial._trial_id not in self._chosen:
-            with _one_blas_thread():
+            with _one_blas_thread(self.kernel == "ard"):
                 params = self._choose(study, trial)
             self._chosen[trial._trial_id] = (params, self.domain.distributions(params)
                                              if params else {})
@@ -456,7 +483,18 @@ class HVISampler(BaseSampler):
         noises: tuple[float, ...] = NOISES_NOISY if self.noise else NOISES
         if self.noise and self.noise_floor:
             noises = floored(noises, noise_floor(groups, y))
-        gp = fit_gp(x, y, noises)
+        if self.kernel == "iso":
+            gp = fit_gp(x, y, noises)
+        else:
+            last = self._ard_opt.get(j)
+            if (last is not None and len(y) > ARD_REFIT_ALWAYS
+                    and len(y) < ARD_REFIT_GROWTH * last[0] and last[1].shape == (x.shape[1] + 1,)
+                    and min(noises) <= np.exp(last[1][-1]) <= max(noises)):
+                gp = gp_at(x, y, last[1])
+            else:
+                gp = fit_gp_ard(x, y, noises)
+                assert gp.theta is not None
+                self._ard_opt[j] = (len(y), gp.theta)
         self.n_fits += 1
         self._gp_cache[j] = (key, gp)
         return gp

@@ -35,7 +35,10 @@ REGRET_LEVELS = (0.02, 0.01)  # log10 loss (0.01 ≈ 2.3 % of the loss), mean ov
 SAMPLERS = ("hvi", "hvi_noise", "tpe_mv", "nsga2", "gp", "brute", "random")
 HVI_VARIANTS: dict[str, dict[str, Any]] = {"hvi": {}, "hvi_noise": {"noise": True},
                                            "hvi_x25": {"noise": True, "explore": 0.25},
-                                           "hvi_x50": {"noise": True, "explore": 0.5}}
+                                           "hvi_x50": {"noise": True, "explore": 0.5},
+                                           # one length scale for all (before issue 24)
+                                           "hvi_iso": {"kernel": "iso"},
+                                           "hvi_noise_iso": {"noise": True, "kernel": "iso"}}
 
 
 def n_params(n_in: int, n1: int, n2: int) -> int:

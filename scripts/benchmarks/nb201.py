@@ -33,7 +33,10 @@ REGRET_LEVELS = (1.0, 0.5)  # accuracy points (%), mean over model-size budgets
 SAMPLERS = ("hvi", "tpe_mv", "nsga2", "gp", "random")
 # hvi's options by label (more labels for --samplers: the noisy-measurement settings)
 HVI_VARIANTS: dict[str, dict[str, Any]] = {"hvi": {}, "hvi_noise": {"noise": True},
-                                           "hvi_noise_b2": {"noise": True, "beta": 2.0}}
+                                           "hvi_noise_b2": {"noise": True, "beta": 2.0},
+                                           # one length scale for all (before issue 24)
+                                           "hvi_iso": {"kernel": "iso"},
+                                           "hvi_noise_iso": {"noise": True, "kernel": "iso"}}
 
 
 class Table:

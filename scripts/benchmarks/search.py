@@ -253,6 +253,10 @@ V2_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "hvi_rep2_floor": ("hvi", {"noise": True, "repeats": 2, "noise_floor": True}),
     # issue 24: Thompson sampling (a joint posterior draw) instead of the upper bound
     "hvi_ts": ("hvi", {"noise": True, "thompson": True}),
+    # the GP with one length scale for all features (hvi's kernel before issue 24's ARD)
+    "hvi_iso": ("hvi", {"kernel": "iso"}),
+    "hvi_noise_iso": ("hvi", {"noise": True, "kernel": "iso"}),
+    "hvi_rep2_iso": ("hvi", {"noise": True, "repeats": 2, "kernel": "iso"}),
 }
 V2_SAMPLERS = ("hvi", "hvi_noise", "hvi_rep", "hvi_rep2", "random", "brute", "tpe_mv", "nsga2")
 SHAPES = ("table", "control", "noise2", "mirror", "width_swap")

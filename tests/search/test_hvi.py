@@ -263,10 +263,15 @@ def test_noise_floor_bounds_the_fitted_noise(case: str, floor: bool, noise: floa
     """``noise_floor``: the GP hvi fits never has less noise than the floor, the prior bound
     while every candidate has one look, else half the pooled seed variance of the looks."""
     space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
-    sampler = HVISampler(search_space=space, noise=True, noise_floor=floor)
     x, y, groups = ((np.array([[0.0], [1.0]]), np.array([0.0, 1.0]), np.arange(2))
                     if case == "single" else _smooth_and_one_pair())
+    # the iso kernel's grid: exactly the floor's grid point
+    sampler = HVISampler(search_space=space, noise=True, noise_floor=floor, kernel="iso")
     assert sampler._gp(0, x, y, groups).noise == pytest.approx(noise, rel=1e-4)
+    # ARD's noise is continuous: bounded below by the floor (the grid's least level)
+    ard = HVISampler(search_space=space, noise=True, noise_floor=floor)._gp(0, x, y, groups)
+    assert ard.inv_ls is not None
+    assert ard.noise >= (noise if floor else 1e-3) * (1 - 1e-4)  # 0.18305: rounded
 
 
 def test_thompson_same_seed_same_choices_and_not_the_upper_bounds() -> None:
@@ -381,6 +386,8 @@ def test_beats_random_search_on_the_tabular_benchmark() -> None:
      "sampler.noise_floor: expected bool, got 1"),
     ({"thompson": "yes"}, "thompson = 'yes': must be true or false",
      "sampler.thompson: expected bool, got 'yes'"),
+    ({"kernel": "rbf"}, "kernel = 'rbf': must be one of 'ard', 'iso'",
+     "sampler: kernel = 'rbf'"),
 ])
 def test_bad_options_are_one_line_errors(options: dict[str, Any], match: str,
                                          in_file: str) -> None:
@@ -433,3 +440,49 @@ def test_beta_defaults_to_one_with_noise(options: dict[str, Any], beta: float) -
 
     space = {"x": optuna.distributions.CategoricalDistribution([1, 2, 3])}
     assert HVISampler(search_space=space, **options).beta == beta
+
+
+def test_ard_hyperparameters_are_optimised_as_the_looks_grow() -> None:
+    """ARD (the default kernel) re-optimises its hyperparameters at every fit while the looks
+    are few (<= ARD_REFIT_ALWAYS), then only when they have grown by ARD_REFIT_GROWTH since the
+    last optimisation; in between a fit is one factorisation at the last hyperparameters."""
+    from nas_dil.search import hvi as hvi_mod
+
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0),
+             "z": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    sampler = HVISampler(search_space=space, noise=True)
+    assert sampler.kernel == "ard"
+    rng = np.random.default_rng(0)
+    x = rng.random((80, 2))
+    y = np.sin(5 * x[:, 0]) + 0.05 * rng.standard_normal(80)
+    optimised = []
+    for n in range(2, 81):
+        before = sampler._ard_opt.get(0)
+        gp = sampler._gp(0, x[:n], y[:n], np.arange(n))
+        after = sampler._ard_opt[0]
+        if before is None or after is not before:
+            optimised.append(n)
+        else:  # the last optimisation's hyperparameters, refactored on the new looks
+            assert gp.theta is not None
+            np.testing.assert_array_equal(gp.theta, before[1])
+    # every n up to 32, then 36 (>= 1.1 x 32 = 35.2), 40, 44, 49, 54, 60, 66, 73, 81 > 80
+    want, last = list(range(2, hvi_mod.ARD_REFIT_ALWAYS + 1)), hvi_mod.ARD_REFIT_ALWAYS
+    for n in range(hvi_mod.ARD_REFIT_ALWAYS + 1, 81):
+        if n >= hvi_mod.ARD_REFIT_GROWTH * last:
+            want.append(n)
+            last = n
+    assert optimised == want
+    assert want[-4:] == [54, 60, 66, 73]
+    # and the model found that z does not matter
+    theta = sampler._ard_opt[0][1]
+    assert theta[1] > theta[0] + 1.0
+
+
+def test_iso_kernel_is_the_grid_gp() -> None:
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    x = np.linspace(0, 1, 12)[:, None]
+    y = np.sin(4 * x[:, 0])
+    gp = HVISampler(search_space=space, kernel="iso")._gp(0, x, y, np.arange(12))
+    ref = fit_gp(x, y, NOISES)
+    assert gp.inv_ls is None
+    assert (gp.length_scale, gp.noise) == (ref.length_scale, ref.noise)

@@ -146,8 +146,44 @@ def test_the_choice_runs_on_one_blas_thread_and_restores_it() -> None:
     sampler._choose = watched  # type: ignore[method-assign]
     before = blas_threads()
     study.optimize(_objective(FINITE), n_trials=4)
-    assert before and during and all(n == [1] * len(before) for n in during)
-    assert blas_threads() == before
+    assert before and during and all(n and set(n) == {1} for n in during)
+    assert blas_threads()[: len(before)] == before
+
+
+def test_scipy_blas_is_limited_too_when_it_loads_after_numpy() -> None:
+    """The ARD kernel's optimiser (scipy) brings its own OpenBLAS; in a fresh process, where
+    scipy is not loaded before the first ask, it too runs on one thread during the choice
+    (a controller built before scipy loaded did not see it: 2x the CPU per ask)."""
+    pytest.importorskip("threadpoolctl")
+    import subprocess
+    import sys
+
+    code = """
+import sys, optuna, threadpoolctl
+from optuna.distributions import FloatDistribution
+from nas_dil.search.hvi import HVISampler
+assert "scipy" not in sys.modules
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+space = {"x": FloatDistribution(0, 1), "z": FloatDistribution(0, 1)}
+s = HVISampler(search_space=space, known_objectives=lambda p: [p["z"]], n_startup=2, seed=0)
+seen = []
+choose = s._choose
+def watched(*a):
+    seen.append([(lib["filepath"], lib["num_threads"]) for lib in threadpoolctl.threadpool_info()
+                 if lib["user_api"] == "blas"])
+    return choose(*a)
+s._choose = watched
+study = optuna.create_study(directions=["minimize", "minimize"], sampler=s)
+study.optimize(lambda t: [(t.suggest_float("x", 0, 1) - 0.3) ** 2, t.suggest_float("z", 0, 1)],
+               n_trials=5)
+loaded = {lib["filepath"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"}
+assert all({f for f, _ in libs} == loaded for libs in seen[2:]), (seen, loaded)  # scipy's too
+assert all(n == 1 for libs in seen for _, n in libs), seen
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "OPENBLAS_NUM_THREADS": "2"})
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 @pytest.mark.parametrize("parts", [
