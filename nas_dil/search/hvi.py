@@ -290,7 +290,9 @@ class HVISampler(BaseSampler):
         self._chosen: dict[int, tuple[Params, dict[str, BaseDistribution]]] = {}
         self._gp_cache: dict[int, tuple[tuple[bytes, ...], GP]] = {}
         # ARD: per measured objective, the looks at the last optimisation and its result
-        self._ard_opt: dict[int, tuple[int, np.ndarray]] = {}
+        # ARD: per measured objective, the looks, hyperparameters and noise range of the last
+        # optimisation
+        self._ard_opt: dict[int, tuple[int, np.ndarray, tuple[float, ...]]] = {}
         self._seen: dict[int, tuple[Hashable | None, list[float] | None]] = {}  # finished
         self._running: dict[int, Hashable] = {}  # running trials' candidates
         self.n_fits = 0  # GP fits so far (tests, benchmarks: asks between finishes reuse one)
@@ -486,15 +488,18 @@ class HVISampler(BaseSampler):
         if self.kernel == "iso":
             gp = fit_gp(x, y, noises)
         else:
+            # the last optimisation's hyperparameters hold while the looks have not grown
+            # much, the features are the same columns and the noise range (a noise floor
+            # can move it) is the same
             last = self._ard_opt.get(j)
             if (last is not None and len(y) > ARD_REFIT_ALWAYS
-                    and len(y) < ARD_REFIT_GROWTH * last[0] and last[1].shape == (x.shape[1] + 1,)
-                    and min(noises) <= np.exp(last[1][-1]) <= max(noises)):
+                    and len(y) < ARD_REFIT_GROWTH * last[0]
+                    and last[1].shape == (x.shape[1] + 1,) and last[2] == noises):
                 gp = gp_at(x, y, last[1])
             else:
                 gp = fit_gp_ard(x, y, noises)
                 assert gp.theta is not None
-                self._ard_opt[j] = (len(y), gp.theta)
+                self._ard_opt[j] = (len(y), gp.theta, noises)
         self.n_fits += 1
         self._gp_cache[j] = (key, gp)
         return gp

@@ -442,7 +442,13 @@ def test_beta_defaults_to_one_with_noise(options: dict[str, Any], beta: float) -
     assert HVISampler(search_space=space, **options).beta == beta
 
 
-def test_ard_hyperparameters_are_optimised_as_the_looks_grow() -> None:
+@pytest.mark.parametrize(("noise", "signal"), [
+    (True, True),  # a smooth function of x alone
+    (False, False),  # pure noise: the fitted noise sits at the range's top (0.1), where
+    # exp(log(0.1)) > 0.1 once made every ask re-optimise
+])
+def test_ard_hyperparameters_are_optimised_as_the_looks_grow(noise: bool,
+                                                             signal: bool) -> None:
     """ARD (the default kernel) re-optimises its hyperparameters at every fit while the looks
     are few (<= ARD_REFIT_ALWAYS), then only when they have grown by ARD_REFIT_GROWTH since the
     last optimisation; in between a fit is one factorisation at the last hyperparameters."""
@@ -450,11 +456,11 @@ def test_ard_hyperparameters_are_optimised_as_the_looks_grow() -> None:
 
     space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0),
              "z": optuna.distributions.FloatDistribution(0.0, 1.0)}
-    sampler = HVISampler(search_space=space, noise=True)
+    sampler = HVISampler(search_space=space, noise=noise)
     assert sampler.kernel == "ard"
     rng = np.random.default_rng(0)
     x = rng.random((80, 2))
-    y = np.sin(5 * x[:, 0]) + 0.05 * rng.standard_normal(80)
+    y = (np.sin(5 * x[:, 0]) if signal else 0.0) + 0.05 * rng.standard_normal(80)
     optimised = []
     for n in range(2, 81):
         before = sampler._ard_opt.get(0)
@@ -473,9 +479,31 @@ def test_ard_hyperparameters_are_optimised_as_the_looks_grow() -> None:
             last = n
     assert optimised == want
     assert want[-4:] == [54, 60, 66, 73]
-    # and the model found that z does not matter
     theta = sampler._ard_opt[0][1]
-    assert theta[1] > theta[0] + 1.0
+    if signal:  # the model found that z does not matter
+        assert theta[1] > theta[0] + 1.0
+    else:
+        assert np.exp(theta[-1]) == pytest.approx(max(NOISES))
+
+
+def test_ard_reoptimises_when_the_noise_range_moves() -> None:
+    """A noise floor that rises (a candidate's second look) changes the noise range: the
+    last hyperparameters no longer apply, whatever the number of looks."""
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    sampler = HVISampler(search_space=space, noise=True, noise_floor=True)
+    rng = np.random.default_rng(1)
+    x = rng.random((40, 1))
+    y = np.sin(4 * x[:, 0]) + 0.1 * rng.standard_normal(40)
+    sampler._gp(0, x[:36], y[:36], np.arange(36))
+    first = sampler._ard_opt[0]
+    sampler._gp(0, x[:37], y[:37], np.arange(37))  # one look more, same range: kept
+    assert sampler._ard_opt[0] is first
+    x2 = np.vstack([x[:37], x[:1]])  # candidate 0 looked at again, 0.5 off
+    y2 = np.r_[y[:37], y[0] + 0.5]
+    gp = sampler._gp(0, x2, y2, np.r_[np.arange(37), 0])
+    assert sampler._ard_opt[0] is not first
+    assert sampler._ard_opt[0][2] != first[2]
+    assert gp.noise >= min(sampler._ard_opt[0][2]) * (1 - 1e-9)
 
 
 def test_iso_kernel_is_the_grid_gp() -> None:
