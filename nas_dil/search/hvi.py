@@ -211,6 +211,12 @@ def check_options(beta: object = None, n_startup: object = 8, pool_size: object 
     """ValueError naming the first bad `[sampler]` option of the hvi sampler."""
     if kernel not in KERNELS:
         raise ValueError(f"kernel = {kernel!r}: must be one of {', '.join(map(repr, KERNELS))}")
+    if kernel == "ard":
+        import importlib.util
+
+        if importlib.util.find_spec("scipy") is None:  # said up front, not at the first fit
+            raise ValueError("kernel = 'ard' (the default) needs scipy, a dependency of nas-dil: "
+                             "pip install 'scipy>=1.11', or set kernel = \"iso\"")
     for name, flag in (("noise_floor", noise_floor), ("thompson", thompson)):
         if not isinstance(flag, bool):
             raise ValueError(f"{name} = {flag!r}: must be true or false")

@@ -401,6 +401,23 @@ def test_bad_options_are_one_line_errors(options: dict[str, Any], match: str,
     assert str(e.value).startswith(f"s.toml: {in_file}")
 
 
+def test_ard_without_scipy_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without scipy the default kernel cannot be fitted: the study file is refused up front
+    (exit 2 at the CLI), not at the first fit mid-search; the iso kernel still works."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "scipy" else real(name, *a))
+    with pytest.raises(ValueError, match="kernel = 'ard' \\(the default\\) needs scipy"):
+        check_options()
+    text = 'space = "tabular"\n[sampler]\nname = "hvi"\n'
+    with pytest.raises(StudyConfigError, match=r"s\.toml: sampler: kernel = 'ard'"):
+        parse_study_config(_toml(text), Path("s.toml"))
+    check_options(kernel="iso")
+    parse_study_config(_toml(text + 'kernel = "iso"\n'), Path("s.toml"))
+
+
 def test_unknown_option_lists_the_allowed_ones() -> None:
     text = 'space = "tabular"\n[sampler]\nname = "hvi"\nn_startup_trials = 8\n'
     with pytest.raises(StudyConfigError, match="allowed: beta, n_startup, pool_size, seed"):
