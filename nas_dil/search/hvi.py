@@ -295,7 +295,6 @@ class HVISampler(BaseSampler):
         self._exhaustive = False
         self._chosen: dict[int, tuple[Params, dict[str, BaseDistribution]]] = {}
         self._gp_cache: dict[int, tuple[tuple[bytes, ...], GP]] = {}
-        # ARD: per measured objective, the looks at the last optimisation and its result
         # ARD: per measured objective, the looks, hyperparameters and noise range of the last
         # optimisation
         self._ard_opt: dict[int, tuple[int, np.ndarray, tuple[float, ...]]] = {}

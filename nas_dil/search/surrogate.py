@@ -149,10 +149,17 @@ def fit_gp(x: np.ndarray, y: np.ndarray, noises: tuple[float, ...] = NOISES) -> 
     _, ls, noise = best
     # the chosen grid point's factor and solves as a single fit computes them (the values
     # every prediction uses do not depend on how the grid was scored)
-    chol = np.linalg.cholesky(np.exp(-d2 / (2.0 * ls**2)) + noise * eye)
-    alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, yn))
-    chol_inv = np.linalg.solve(chol, np.eye(len(y)))
+    chol, alpha, chol_inv = _factor(np.exp(-d2 / (2.0 * ls**2)) + noise * eye, yn)
     return GP(x, chol, alpha, ls, noise, y_mean, y_std, chol_inv)
+
+
+def _factor(k: np.ndarray, yn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a GP's predictions use, for K + noise·I = ``k``: its Cholesky factor L,
+    (K + noise·I)⁻¹ yn and L⁻¹."""
+    chol = np.linalg.cholesky(k)
+    alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, yn))
+    chol_inv = np.linalg.solve(chol, np.eye(len(yn)))
+    return chol, alpha, chol_inv
 
 
 def _standardised(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -214,9 +221,7 @@ def gp_at(x: np.ndarray, y: np.ndarray, theta: np.ndarray) -> GP:
     inv_ls = np.exp(-theta[:f])
     noise = math.exp(theta[f])
     xs = x * inv_ls
-    chol = np.linalg.cholesky(np.exp(-0.5 * _sqdist(xs, xs)) + noise * np.eye(len(yn)))
-    chol_inv = np.linalg.solve(chol, np.eye(len(yn)))
-    alpha = chol_inv.T @ (chol_inv @ yn)
+    chol, alpha, chol_inv = _factor(np.exp(-0.5 * _sqdist(xs, xs)) + noise * np.eye(len(yn)), yn)
     return GP(x, chol, alpha, float(np.exp(theta[:f].mean())) if f else 1.0, noise, y_mean,
               y_std, chol_inv, inv_ls, np.array(theta, dtype=float))
 
