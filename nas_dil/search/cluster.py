@@ -10,11 +10,14 @@ Ray itself uses on laptops); a real cluster address is left alone.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import socket
+import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from nas_dil.errors import UserError, first_line
@@ -29,6 +32,19 @@ __all__ = ["Lost", "RayAddressError", "RayStartError", "TaskError", "TrialTasks"
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PROBE_TIMEOUT_S = 3.0
+_PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37  # linux/prctl.h
+
+
+class _Local:
+    """The local Ray this process started: the processes below it before the start, and
+    whether it was a subreaper then (restored when the instance stops)."""
+
+    def __init__(self) -> None:
+        self.before = _descendants()
+        self.was_subreaper = _subreaper(True)
+
+
+_local: _Local | None = None  # one Ray per process, as Ray itself keeps it
 
 
 class RayAddressError(UserError, ConnectionError):
@@ -65,6 +81,7 @@ def connect(address: str | None, *, num_cpus: int | None = None,
     """
     import ray
 
+    global _local
     if ray.is_initialized():  # a caller (a test, a notebook) connected already
         return False
     address = address or os.environ.get("RAY_ADDRESS") or "local"
@@ -72,16 +89,14 @@ def connect(address: str | None, *, num_cpus: int | None = None,
                              "include_dashboard": False}
     if address == "local":
         loopback_only()
-        before = _descendants()
+        _local = local = _Local()
         try:
             _init(address="local", _node_ip_address="127.0.0.1", num_cpus=num_cpus,
                   num_gpus=num_gpus, **quiet)
         except BaseException as e:  # a bare Exception when its start times out; a stop
             ray.shutdown()
-            for _ in range(2):  # what the failed start left (a child may have started one)
-                for pid in _descendants() - before:
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
+            _local = None
+            _end_left(local, ray_only=False)  # a failed start is not known to ray.shutdown
             if not isinstance(e, Exception):  # Ctrl-C or SIGTERM while Ray started
                 raise
             raise RayStartError(
@@ -109,6 +124,69 @@ def connect(address: str | None, *, num_cpus: int | None = None,
         text = first_line(e, 200)
         raise RayAddressError(f"Ray address {address}: {text}") from None
     return True
+
+
+def _subreaper(on: bool) -> bool:
+    """Make this process the subreaper of what it starts (Linux; elsewhere a no-op), and say
+    whether it was one. Why: the raylet's agents share its fate only once their own start is
+    done (a pipe they then read); a raylet that ends before that, killed when its 1 s grace
+    at ``ray.shutdown`` runs out on a loaded machine, orphans an agent that then waits on the
+    GCS, gone too. As a subreaper, such an orphan stays below this process, to be ended."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        was = ctypes.c_int(0)
+        prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(was), 0, 0, 0)
+        prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
+    except (OSError, AttributeError):  # no libc prctl
+        return False
+    return bool(was.value)
+
+
+def _end_left(local: _Local, *, ray_only: bool) -> None:
+    """End (SIGKILL) and reap what a local Ray left below this process, then restore the
+    subreaper flag. ``ray_only``: only Ray's processes (what this process started for itself
+    meanwhile, a data loader's forkserver, is left alone); else every process that was not
+    below it before the start (a start that failed)."""
+    for _ in range(2):  # a process being ended may still start one
+        left = {pid for pid in _descendants() - local.before
+                if not ray_only or _is_ray(pid)}
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        _reap(left)
+    _subreaper(local.was_subreaper)
+
+
+def _is_ray(pid: int) -> bool:
+    """Whether ``pid`` is one of Ray's processes: its binaries and scripts live under the ray
+    package; its workers and agents rename themselves ``ray::…`` (a zombie keeps that name)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            comm = f.read().split(b"(", 1)[1].rsplit(b")", 1)[0]
+    except (OSError, IndexError):
+        return False
+    return b"/ray/" in cmd or cmd.startswith(b"ray::") or comm.startswith(b"ray::")
+
+
+def _reap(pids: set[int], within: float = 2.0) -> None:
+    """Wait for the ``pids`` that are this process's children (orphans it adopted as a
+    subreaper) so none stays a zombie; the others are not its to wait for."""
+    todo, deadline = set(pids), time.monotonic() + within
+    while todo:
+        for pid in list(todo):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    todo.discard(pid)
+            except ChildProcessError:  # not a child of this process, or reaped already
+                todo.discard(pid)
+        if todo and time.monotonic() < deadline:
+            time.sleep(0.02)
+        elif todo:
+            return
 
 
 def _descendants() -> set[int]:
@@ -161,9 +239,11 @@ def _init(**kw: Any) -> None:
 
 
 def disconnect(connected_here: bool) -> None:
-    """Leave Ray if `connect` joined it; a local instance started there stops with it."""
+    """Leave Ray if `connect` joined it; a local instance started there stops with it, and
+    with it every Ray process it left (an agent orphaned mid-start, see `_subreaper`)."""
     import ray
 
+    global _local
     if connected_here and ray.is_initialized():
         # a local instance: its autoscaler monitor answers SIGTERM by reporting to the GCS,
         # which `ray.shutdown` stops first, and so is killed only after a 1 s wait (1.5 s of
@@ -173,6 +253,9 @@ def disconnect(connected_here: bool) -> None:
             with contextlib.suppress(OSError, AttributeError):
                 info.process.kill()
         ray.shutdown()
+    if connected_here and _local is not None:
+        local, _local = _local, None
+        _end_left(local, ray_only=True)
 
 
 def trial_request(parallel: ParallelConfig) -> dict[str, float]:

@@ -3,6 +3,7 @@ worker process, and a later, smaller trial must not report an earlier one's peak
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,13 @@ def test_the_second_trial_of_a_process_does_not_inherit_the_first_ones_peak() ->
     data = load_data(CFG.data)
 
     def heavy(i: int, miou: float, partial: dict[str, Any]) -> bool:
-        ballast = np.ones(BALLAST, dtype=np.uint8)  # touched: resident while it lives
-        assert int(ballast[-1]) == 1
+        # a mapping of its own, every page written (resident), unmapped on return: malloc
+        # may keep a freed block resident (a CI run saw both trials report one peak)
+        with mmap.mmap(-1, BALLAST) as m:
+            ballast = np.frombuffer(m, dtype=np.uint8)
+            ballast.fill(1)
+            assert int(ballast[-1]) == 1
+            del ballast  # the buffer export ends before the unmap
         return False
 
     first = run_trial(CFG, "1,2", seed=0, data=data, callback=heavy).result
