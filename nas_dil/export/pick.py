@@ -38,6 +38,7 @@ from nas_dil.search.looks import (
     CandidateResult,
     confirmed,
     feasible_front,
+    group_of,
     look_group,
     merge_looks,
     pooled_noise,
@@ -206,7 +207,7 @@ def _complete(src: StudySource) -> tuple[list[StoredTrial], list[CandidateResult
 def looks_of(results: Sequence[CandidateResult], picked: CandidateResult) -> CandidateResult:
     """The candidate (its looks merged) that ``picked`` (a candidate or one trial) belongs to;
     ``picked`` itself when no COMPLETE look of it is known."""
-    group = look_group(picked.record)
+    group = group_of(picked.record)  # a reused duplicate's: its twin's candidate
     for r in results:
         if any(t.number == picked.number for t in r.looks) or (
                 group is not None and look_group(r.record) == group):

@@ -89,6 +89,7 @@ def connect(address: str | None, *, num_cpus: int | None = None,
                              "include_dashboard": False}
     if address == "local":
         loopback_only()
+        _quiet_token_notice()
         _local = local = _Local()
         try:
             _init(address="local", _node_ip_address="127.0.0.1", num_cpus=num_cpus,
@@ -124,6 +125,21 @@ def connect(address: str | None, *, num_cpus: int | None = None,
         text = first_line(e, 200)
         raise RayAddressError(f"Ray address {address}: {text}") from None
     return True
+
+
+class _TokenNotice(logging.Filter):
+    """Drops Ray's (>= 2.5x) notice that it turned token authentication on for a new local
+    instance, printed at WARNING by every start: for a loopback instance of this process
+    alone it is news to no one. Ray's warning that authentication is off stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Token authentication is enabled")
+
+
+def _quiet_token_notice() -> None:
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _TokenNotice) for f in log.filters):
+        log.addFilter(_TokenNotice())
 
 
 def _subreaper(on: bool) -> bool:

@@ -415,10 +415,12 @@ class _Search:
                 pruned_reason="infeasible: " + "; ".join(plan.violated)), "pruned")
             self.ledger.infeasible()
             return
-        self.ledger.looked(run.group)
+        action = self.ledger.route(run)
+        if action == "submit":  # a duplicate (reused, or parked for its twin) is no look
+            self.ledger.looked(run.group)
         if plan.record.confirm:
             self.confirming[run.group] = self.confirming.get(run.group, 0) + 1
-        self._route(run, self.ledger.route(run))
+        self._route(run, action)
 
     def _route(self, run: Run, action: str) -> None:
         if action == "reuse":

@@ -182,10 +182,16 @@ def _merge(looks: list[StoredTrial], measured: Sequence[tuple[int, str]]) -> Can
 def merge_looks(trials: Sequence[StoredTrial],
                 objectives: Sequence[Objective]) -> list[CandidateResult]:
     """One `CandidateResult` per candidate of ``trials`` (COMPLETE ones, as a rule), in the
-    order of each candidate's first look; a duplicate answered from storage stands alone."""
+    order of each candidate's first look. A duplicate answered from storage is no look of its
+    own: where its twin's candidate is among ``trials`` it is that candidate (not counted
+    again: a stale copy of one look would outlive the mean of the looks confirmation adds,
+    and take the front from it); else it stands alone."""
+    looked = {g for t in trials if (g := look_group(t.record)) is not None}
     groups: dict[object, list[StoredTrial]] = {}  # first-look order (dicts keep it)
     for i, t in enumerate(trials):
         g = look_group(t.record)
+        if g is None and t.record.reused_from is not None and group_of(t.record) in looked:
+            continue  # its twin's candidate
         groups.setdefault(("alone", i) if g is None else g, []).append(t)
     measured = [(i, o.name) for i, o in enumerate(objectives) if o.measured]
     return [_merge(looks, measured) for looks in groups.values()]

@@ -408,6 +408,7 @@ def test_a_ray_agent_orphaned_by_its_raylet_ends_with_the_local_ray(tmp_path: Pa
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "outlived its raylet" in proc.stdout, (proc.stdout, proc.stderr[-2000:])
     _none_left(mark, within=2.0)
+    assert "Token authentication is enabled" not in proc.stderr  # Ray's notice, not news
 
 
 def _shard_records(fc: Path) -> int:

@@ -119,7 +119,7 @@ def test_recover_counts_keeps_keys_and_returns_orphans() -> None:
     assert (s.done, s.complete, s.pruned, s.failed, s.reused, s.infeasible) == (4, 2, 1, 1, 1, 1)
     assert set(led.finished) == {"a", "b"}  # failed results are not reused
     assert led.finished["a"].number == 0 and led.done_at_start == 4
-    assert led.front()[0] == [0, 1]
+    assert led.front()[0] == [0]  # the duplicate 1 is candidate a, not a second front member
 
 
 def test_drain_forgets_what_runs() -> None:
@@ -181,7 +181,7 @@ def test_recover_counts_looks_but_not_reused_duplicates() -> None:
     assert led.next_look("a") == 3  # looks 0, 1, 2 were asked; the requeued one is asked again
     assert led.status.repeats == 2
     assert led.candidates()[0].values == pytest.approx([0.6, 10.0, 0.5])
-    assert [r.number for r in led.candidates()] == [0, 3]  # the duplicate is its own row
+    assert [r.number for r in led.candidates()] == [0]  # the duplicate is a, not a look
 
 
 def test_recovery_judges_feasibility_by_the_stored_constraints() -> None:

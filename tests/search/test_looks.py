@@ -70,7 +70,7 @@ def test_merge_looks_averages_each_candidate_and_leaves_the_rest() -> None:
               _trial(3, 0.5, key="b", reused_from=1),
               _trial(4, 0.45, key="a2", look_of="a", look=2)]
     out = merge_looks(trials, OBJS)
-    assert [r.number for r in out] == [2, 1, 3]  # a sits where its first look was
+    assert [r.number for r in out] == [2, 1]  # a sits where its first look was; 3 is b
     a = out[0]
     assert a.values == pytest.approx([0.45, 10.0]) and a.get("miou") == pytest.approx(0.45)
     assert a.n_looks == 3 and [t.number for t in a.looks] == [0, 2, 4]
@@ -79,6 +79,24 @@ def test_merge_looks_averages_each_candidate_and_leaves_the_rest() -> None:
     assert out[1].looks == (trials[1],) and out[1].values == trials[1].values
     assert out[1].std == {} and out[1].get("miou") == 0.5
     assert trials[2].values == (0.3, 10.0)  # the stored trials are not touched
+
+
+def test_a_reused_duplicate_is_its_twins_candidate_not_a_look() -> None:
+    """A study seen in a real run (hdc_vs_free, NSGA-II): #164 reused #106's result; the
+    confirmation added looks at seeds 2 and 3 to #106's candidate, and its mean fell below
+    #106's single value, which the duplicate still carried alone: the duplicate took the
+    front, one seed, the confirmed candidate gone from it. The duplicate is the candidate."""
+    trials = [_trial(106, 0.9548, key="a"),
+              _trial(164, 0.9548, key="a", reused_from=106),
+              _trial(199, 0.9563, key="a2", look_of="a", look=2),
+              _trial(200, 0.9521, key="a3", look_of="a", look=3)]
+    out = merge_looks(trials, OBJS)
+    assert len(out) == 1 and [t.number for t in out[0].looks] == [106, 199, 200]
+    assert out[0].values[0] == pytest.approx((0.9548 + 0.9563 + 0.9521) / 3)
+    assert [r.number for r in feasible_front(out, OBJS)] == [106]
+    # a duplicate whose twin is not among the trials (a twin not COMPLETE) stands alone
+    alone = merge_looks([trials[1], _trial(7, 0.5, key="b")], OBJS)
+    assert [r.number for r in alone] == [164, 7] and alone[0].n_looks == 1
 
 
 def test_feasible_front_over_merged_candidates() -> None:

@@ -108,6 +108,46 @@ def test_one_seed_says_noise_unknown_and_confirm_0_is_off(ray_cluster: RayCluste
         "nas-dil search: error: argument --confirm: -1: expected an integer in [0, 100]"]
 
 
+THREE = """
+name = "three"
+depth = 3
+kernel = [3]
+output_stride = [8]
+width = [8, 16, 32]
+[rates]
+rule = "exponential"
+base = [2]
+levels = 3
+leading = [0]
+trailing = [0]
+"""
+
+
+def test_duplicates_are_no_looks_confirmation_trains_seeds_1_and_2(ray_cluster: RayCluster,
+                                                                    tmp_path: Path) -> None:
+    """A 3-candidate space and the random sampler (seed 0) ask two candidates twice before
+    the third: two duplicates answered from storage. They are no looks of their own: the
+    confirmation trains looks 1 and 2 (seeds 1 and 2; with the duplicates counted it trained
+    looks 2 and 3), and the front is each candidate once, at the mean of its three looks."""
+    (tmp_path / "three.toml").write_text(THREE)
+    cfg = sleep_study(tmp_path / "s.toml", space="three.toml", n_trials=4, sleep_s=0.01,
+                      evals=2, in_flight=1,
+                      seeds="[noise]\nbaseline_seeds = 1\n[confirm]\nseeds = 3\n",
+                      extra='[sampler]\nname = "random"\n')
+    out = tmp_path / "out"
+    s = search_json(cfg, out, ray_cluster)
+    trials = stored(out)
+    dups = [t for t in trials if t.record.reused_from is not None]
+    assert s["reused"] == len(dups) >= 1
+    results = merge_looks([t for t in trials if t.state == "complete"], OBJS)
+    assert not [r for r in results if r.record.reused_from is not None]
+    front = [r for r in results if r.number in s["front"]]
+    assert front and {r.number for r in front} == set(s["front"])
+    for r in front:
+        assert sorted(t.record.look or 0 for t in r.looks) == [0, 1, 2]
+        assert sorted(t.record.seed for t in r.looks) == [0, 1, 2]
+
+
 def test_a_killed_driver_resumes_confirmation(ray_cluster: RayCluster, tmp_path: Path) -> None:
     cfg = sleep_study(tmp_path / "s.toml", n_trials=4, sleep_s=1.0, evals=2,
                       seeds="[noise]\nbaseline_seeds = 1\n[confirm]\nseeds = 3\n")
