@@ -57,6 +57,15 @@ def descendants(pid: int) -> dict[int, bytes]:
     return found
 
 
+def ppid(pid: int) -> int | None:
+    """The parent of ``pid`` (a zombie's too); None once it has been reaped (or never was)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def alive(pids: object) -> list[int]:
     """Those of ``pids`` that still run (zombies count as ended)."""
     out = []

@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nas_dil.search import run_search
-from tests.processes import MARK, alive, descendants, marked_processes
+from tests.processes import MARK, alive, descendants, marked_processes, ppid
 from tests.search.conftest import (
     REPO,
     RayCluster,
@@ -165,7 +165,7 @@ def test_removed_node_trials_rerun_elsewhere(tmp_path: Path) -> None:
             raylet = victim.all_processes["raylet"][0].process.pid
 
             def on_victim() -> bool:
-                return any(_ppid(p) == raylet for p in trial_workers())
+                return any(ppid(p) == raylet for p in trial_workers())
 
             wait_for(on_victim, 120)
             cluster.cluster.remove_node(victim)
@@ -186,14 +186,6 @@ def test_removed_node_trials_rerun_elsewhere(tmp_path: Path) -> None:
             assert t.user_attrs["node_id"] == cluster.nodes[0].node_id != victim.node_id
     finally:
         cluster.shutdown()
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def test_diverging_training_fails_with_reason(ray_cluster: RayCluster, tmp_path: Path) -> None:
@@ -366,30 +358,22 @@ if any(a.endswith("dashboard/agent.py") for a in sys.argv):
 """
 
 _KILL_RAYLET_FIRST = """
-import os, time
+import time
 import ray
 from nas_dil.search import cluster
+from tests.processes import alive, descendants
 connected = cluster.connect("local", num_cpus=1)
 raylet = ray._private.worker._global_node.all_processes["raylet"][0].process
 def agent():
-    for pid in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
-        except (OSError, ValueError):
-            continue
-        if ppid == raylet.pid and (b"dashboard/agent.py" in cmd or b"DashboardAgent" in cmd):
-            return int(pid)
+    return next((pid for pid, cmd in descendants(raylet.pid).items()
+                 if b"dashboard/agent.py" in cmd or b"DashboardAgent" in cmd), None)
 deadline = time.monotonic() + 60
 while (pid := agent()) is None and time.monotonic() < deadline:
     time.sleep(0.05)
 raylet.kill()
 raylet.wait()
 time.sleep(1.0)
-with open(f"/proc/{pid}/stat") as f:
-    print("agent", pid, "outlived its raylet", f.read().rsplit(")", 1)[1].split()[0], flush=True)
+print("agent", pid, "outlived its raylet" if alive([pid]) else "ended with it", flush=True)
 cluster.disconnect(connected)
 """
 
@@ -407,6 +391,13 @@ def test_a_ray_agent_orphaned_by_its_raylet_ends_with_the_local_ray(tmp_path: Pa
                           env={**os.environ, MARK: mark, "PYTHONPATH": path})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "outlived its raylet" in proc.stdout, (proc.stdout, proc.stderr[-2000:])
+    agent = next(int(x.split()[1]) for x in proc.stdout.splitlines() if x.startswith("agent "))
+    try:  # by pid too: a process renamed by setproctitle (`ray::DashboardAgent`) can have its
+        # environment overwritten, the mark with it (seen: such an agent passed unseen)
+        wait_for(lambda: not alive([agent]), 2.0)
+    finally:
+        if alive([agent]):
+            os.kill(agent, signal.SIGKILL)
     _none_left(mark, within=2.0)
     assert "Token authentication is enabled" not in proc.stderr  # Ray's notice, not news
 

@@ -12,18 +12,11 @@ import time
 import pytest
 
 from nas_dil.search import cluster
+from tests.processes import ppid
 from tests.search.conftest import wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="PR_SET_CHILD_SUBREAPER is Linux's")
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _orphans(*names: str) -> list[int]:
@@ -32,7 +25,7 @@ def _orphans(*names: str) -> list[int]:
     script = "".join(f"(exec -a '{n}' sleep 60 >/dev/null 2>&1) & echo $!; " for n in names)
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
     pids = [int(x) for x in out.stdout.split()]
-    wait_for(lambda: all(_ppid(p) == os.getpid() and _cmd(p).startswith(n.encode())
+    wait_for(lambda: all(ppid(p) == os.getpid() and _cmd(p).startswith(n.encode())
                          for p, n in zip(pids, names, strict=True)), 10)
     return pids
 
@@ -62,8 +55,8 @@ def test_an_orphan_stays_below_and_only_rays_are_ended() -> None:
         assert ray_pid in cluster._descendants() and other in cluster._descendants()
         assert cluster._is_ray(ray_pid) and not cluster._is_ray(other)
         cluster._end_left(local, ray_only=True)
-        assert _ppid(ray_pid) is None  # ended and reaped: no zombie left
-        assert _ppid(other) == os.getpid()  # not Ray's: left alone
+        assert ppid(ray_pid) is None  # ended and reaped: no zombie left
+        assert ppid(other) == os.getpid()  # not Ray's: left alone
     finally:
         cluster._subreaper(local.was_subreaper)
         os.kill(other, signal.SIGKILL)
@@ -76,5 +69,5 @@ def test_a_failed_start_ends_everything_it_left() -> None:
     t = time.monotonic()
     cluster._end_left(local, ray_only=False)
     assert time.monotonic() - t < 2.0
-    assert [_ppid(p) for p in pids] == [None, None]
+    assert [ppid(p) for p in pids] == [None, None]
     assert cluster._subreaper(False) is local.was_subreaper  # restored by _end_left
